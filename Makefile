@@ -1,0 +1,41 @@
+# The README's commands. `make demo` and `make test` set everything up from nothing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench synth deploy diff clean asl
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+demo: $(STAMP)              ## a simulated fleet migrated end to end on the embedded runtime
+	$(PY) -m spotctl demo $(ARGS)
+
+test: $(STAMP)              ## unit, handler, infra (CDK + cdk-nag) and workflow tests
+	$(PY) -m pytest -n 2 -q
+
+bench: $(STAMP)             ## API calls, CPU time, transitions and payload sizes at 10 / 1,000 / 10,000 instances
+	$(PY) -m bench $(ARGS)
+
+synth: $(STAMP)             ## CloudFormation template into cdk.out/ (no AWS credentials needed)
+	$(PY) app.py
+
+deploy: $(STAMP) node_modules/.installed
+	npx cdk deploy SpotMigration $(ARGS)
+
+diff: $(STAMP) node_modules/.installed
+	npx cdk diff SpotMigration
+
+asl:                        ## regenerate statemachines/spot_migration.asl.json from tools/build_asl.py
+	$(PY) tools/build_asl.py
+
+clean:
+	rm -rf $(VENV) cdk.out node_modules .pytest_cache .hypothesis

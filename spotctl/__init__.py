@@ -1,0 +1,1 @@
+"""spotctl: the operator CLI of the Spot migration product, and its embedded runtime."""

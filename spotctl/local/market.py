@@ -1,0 +1,143 @@
+"""A simulated Spot market for moto, whose Spot prices are a constant 0.00001.
+
+Prices: per pool (instance type, AZ), a discount from the on-demand price with a little
+hourly movement over the last day, served by DescribeSpotPriceHistory with its real
+time filter and pagination. Capacity: pools can refuse launches with the errors EC2
+really returns (InsufficientInstanceCapacity, ...), for a number of times or for ever.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.instances import InstanceBackend
+from moto.ec2.responses.spot_instances import SpotInstances
+
+from spot_core.pricing import catalog_on_demand_price
+
+DEFAULT_PAGE = 1000
+
+
+@dataclass
+class SpotMarket:
+    region: str
+    seed: int = 7
+    discount: float = 0.65  # mean Spot discount from on-demand
+    spread: float = 0.06  # pool-to-pool variation of the discount
+    prices: dict[tuple[str, str], float] = field(default_factory=dict)  # explicit overrides
+    refusals: list[dict] = field(default_factory=list)
+    refused: list[tuple[str, str, str]] = field(default_factory=list)  # what was refused, for reports
+
+    def __post_init__(self) -> None:
+        self._originals: dict[str, Any] = {}
+
+    # --- prices --------------------------------------------------------------------
+    def set_price(self, instance_type: str, availability_zone: str, price: float) -> None:
+        self.prices[(instance_type, availability_zone)] = price
+
+    def price(self, instance_type: str, availability_zone: str, hour: int = 0) -> float | None:
+        if (instance_type, availability_zone) in self.prices:
+            return self.prices[(instance_type, availability_zone)]
+        on_demand = catalog_on_demand_price(instance_type, self.region)
+        if on_demand is None:
+            return None
+        rng = random.Random(f"{self.seed}:{instance_type}:{availability_zone}")
+        pool_discount = min(0.9, max(0.3, rng.gauss(self.discount, self.spread)))
+        wobble = random.Random(f"{self.seed}:{instance_type}:{availability_zone}:{hour}").uniform(-0.015, 0.015)
+        return round(on_demand * (1 - pool_discount) * (1 + wobble), 5)
+
+    def history(self, instance_types: list[str], zones: list[str], start: datetime, end: datetime) -> list[dict]:
+        """Hourly price changes in [start, end], plus the price in force at `start`."""
+        items = []
+        first = start.replace(minute=0, second=0, microsecond=0)
+        for itype in instance_types:
+            for az in zones:
+                t = first
+                while t <= end:
+                    price = self.price(itype, az, hour=int(t.timestamp() // 3600))
+                    if price is None:
+                        break
+                    items.append({
+                        "InstanceType": itype, "ProductDescription": "Linux/UNIX",
+                        "SpotPrice": f"{price:.6f}", "AvailabilityZone": az, "Timestamp": t,
+                    })
+                    t += timedelta(hours=1)
+        items.sort(key=lambda i: i["Timestamp"], reverse=True)  # EC2 returns newest first
+        return items
+
+    # --- capacity ------------------------------------------------------------------
+    def refuse(self, instance_type: str | None = None, availability_zone: str | None = None,
+               code: str = "InsufficientInstanceCapacity", times: int | None = None) -> None:
+        """Refuse Spot launches in matching pools (None matches any) `times` times, or always."""
+        self.refusals.append({"type": instance_type, "az": availability_zone, "code": code, "left": times})
+
+    def check_launch(self, instance_type: str, availability_zone: str) -> None:
+        for rule in self.refusals:
+            if rule["type"] not in (None, instance_type) or rule["az"] not in (None, availability_zone):
+                continue
+            if rule["left"] is not None:
+                if rule["left"] <= 0:
+                    continue
+                rule["left"] -= 1
+            self.refused.append((instance_type, availability_zone, rule["code"]))
+            raise EC2ClientError(rule["code"], f"There is no Spot capacity available that matches your request ({instance_type} in {availability_zone}).")
+
+    # --- wiring into moto -----------------------------------------------------------
+    def install(self) -> None:
+        market = self
+        self._originals = {
+            "history": SpotInstances.describe_spot_price_history,
+            "run": InstanceBackend.run_instances,
+        }
+        original_run = self._originals["run"]
+
+        def describe_spot_price_history(response: SpotInstances) -> Any:
+            from moto.core.responses import ActionResult
+
+            types = response._get_param("InstanceTypes", [])
+            filters = response._filters_from_querystring()
+            zones = filters.get("availability-zone") or [z.name for z in response.ec2_backend.describe_availability_zones()]
+            now = datetime.now(UTC)
+            start = _as_datetime(response._get_param("StartTime")) or now
+            end = _as_datetime(response._get_param("EndTime")) or now
+            items = market.history(types, zones, start, end)
+            offset = int(response._get_param("NextToken") or 0)
+            size = int(response._get_param("MaxResults") or DEFAULT_PAGE)
+            page = items[offset:offset + size]
+            result: dict[str, Any] = {"SpotPriceHistory": page}
+            if offset + size < len(items):
+                result["NextToken"] = str(offset + size)
+            return ActionResult(result)
+
+        def run_instances(backend: Any, image_id: str, count: int, user_data: Any, security_group_names: Any, **kwargs: Any) -> Any:
+            if kwargs.get("instance_market_options"):
+                az = kwargs.get("placement")
+                if not az and kwargs.get("subnet_id"):
+                    az = backend.get_subnet(kwargs["subnet_id"]).availability_zone
+                market.check_launch(kwargs.get("instance_type", "m1.small"), az)
+            return original_run(backend, image_id, count, user_data, security_group_names, **kwargs)
+
+        SpotInstances.describe_spot_price_history = describe_spot_price_history
+        InstanceBackend.run_instances = run_instances
+
+    def uninstall(self) -> None:
+        if self._originals:
+            SpotInstances.describe_spot_price_history = self._originals["history"]
+            InstanceBackend.run_instances = self._originals["run"]
+            self._originals = {}
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(float(text), UTC)

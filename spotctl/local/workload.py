@@ -1,0 +1,248 @@
+"""A simulated fleet and the service it runs, for the embedded runtime.
+
+Seeds VPC, subnets, an ALB with an instance target group and opted-in instances with
+realistic CPU history; then plays the service's latency and error rate into CloudWatch
+from the fleet as it really is in moto (which instances serve, which are Spot, from
+which wave), so the gates measure what the migration did.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from spot_core import MANAGED_TAG, OPT_IN_TAG, STATEFUL_TAG, WAVE_TAG
+
+ZONES = ("a", "b", "c")
+# (instance type, workload profile, share of the fleet)
+FLEET_MIX = (
+    ("m5.large", "stable", 0.22), ("m5.xlarge", "stable", 0.12), ("c5.large", "stable", 0.12),
+    ("c5.xlarge", "variable", 0.1), ("r5.large", "stable", 0.1), ("m6i.large", "variable", 0.1),
+    ("c6i.xlarge", "stable", 0.08), ("r6i.large", "stable", 0.06), ("m6i.xlarge", "variable", 0.1),
+)
+BASE_LATENCY = 0.120  # seconds
+BASE_ERROR_RATE = 0.002
+REQUESTS_PER_MINUTE = 1200.0
+
+
+@dataclass
+class Degradation:
+    wave: int
+    latency_factor: float = 1.6
+    error_rate: float = 0.05
+
+
+@dataclass
+class FleetSimulator:
+    clients: Any  # callable: service name -> boto3 client
+    region: str
+    seed: int = 7
+    vpc_id: str | None = None
+    subnets: dict[str, str] = field(default_factory=dict)  # AZ -> subnet id
+    security_group: str | None = None
+    load_balancer_arn: str | None = None
+    target_group_arn: str | None = None
+    degradation: Degradation | None = None
+    emitted: list[dict] = field(default_factory=list)
+
+    # --- the network and the load balancer ---------------------------------------------
+    def setup_network(self) -> None:
+        if self.vpc_id:
+            return
+        ec2, elbv2 = self.clients("ec2"), self.clients("elbv2")
+        self.vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        for n, zone in enumerate(ZONES):
+            az = f"{self.region}{zone}"
+            self.subnets[az] = ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=f"10.0.{n * 16}.0/20", AvailabilityZone=az)["Subnet"]["SubnetId"]
+        self.security_group = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=self.vpc_id)["GroupId"]
+        lb = elbv2.create_load_balancer(Name="web-alb", Subnets=list(self.subnets.values()), SecurityGroups=[self.security_group], Type="application")
+        self.load_balancer_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+        tg = elbv2.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=self.vpc_id, TargetType="instance", HealthCheckPath="/health")
+        self.target_group_arn = tg["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.create_listener(LoadBalancerArn=self.load_balancer_arn, Protocol="HTTP", Port=80,
+                              DefaultActions=[{"Type": "forward", "TargetGroupArn": self.target_group_arn}])
+
+    def image_id(self) -> str:
+        if getattr(self, "_image", None):
+            return self._image
+        images = self.clients("ec2").describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": ["al2023-ami-2023*"]}])["Images"] or self.clients("ec2").describe_images(Owners=["amazon"])["Images"]
+        self._image = sorted(i["ImageId"] for i in images if i.get("Architecture", "x86_64") == "x86_64")[0]
+        return self._image
+
+    # --- instances -------------------------------------------------------------------------
+    def launch(self, instance_type: str, name: str, az: str, tags: dict[str, str] | None = None, count: int = 1,
+               register: bool = True, market: str | None = None) -> list[str]:
+        self.setup_network()
+        all_tags = {"Name": name, "team": "web", OPT_IN_TAG: "true", **(tags or {})}
+        kwargs: dict[str, Any] = {}
+        if market == "spot":
+            kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
+        reservation = self.clients("ec2").run_instances(
+            ImageId=self.image_id(), InstanceType=instance_type, MinCount=count, MaxCount=count,
+            SubnetId=self.subnets[az], SecurityGroupIds=[self.security_group], KeyName=None or "ops",
+            UserData="#!/bin/bash\nsystemctl start web\n",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}],
+            **kwargs,
+        ) if self._ensure_key() else None
+        ids = [i["InstanceId"] for i in reservation["Instances"]]
+        if register:
+            for chunk in range(0, len(ids), 500):
+                self.clients("elbv2").register_targets(TargetGroupArn=self.target_group_arn,
+                                                       Targets=[{"Id": i, "Port": 80} for i in ids[chunk:chunk + 500]])
+        return ids
+
+    def _ensure_key(self) -> bool:
+        if getattr(self, "_key", False):
+            return True
+        self._key = True
+        ec2 = self.clients("ec2")
+        if not ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["ops"]}])["KeyPairs"]:
+            ec2.create_key_pair(KeyName="ops")
+        return True
+
+    def seed_fleet(self, count: int = 10, stateful: int | None = None, burst: int | None = None, cpu_days: int = 7) -> dict[str, list[str]]:
+        """A realistic opted-in web fleet: mixed types over three AZs, most serving behind the
+        ALB, a few stateful (tagged) and burst workloads that must not move."""
+        rng = random.Random(self.seed)
+        stateful = max(1, count // 10) if stateful is None else stateful
+        burst = max(1, count // 10) if burst is None else burst
+        web = count - stateful - burst
+        groups: dict[str, list[str]] = {"web": [], "stateful": [], "burst": []}
+        profiles: dict[str, str] = {}
+        planned: dict[tuple[str, str, str], int] = {}
+        for n in range(web):
+            itype, profile = _pick(rng)
+            az = f"{self.region}{ZONES[n % len(ZONES)]}"
+            planned[(itype, profile, az)] = planned.get((itype, profile, az), 0) + 1
+        for (itype, profile, az), k in sorted(planned.items()):
+            for iid in self.launch(itype, "web", az, count=k):
+                groups["web"].append(iid)
+                profiles[iid] = profile
+        for n in range(stateful):
+            az = f"{self.region}{ZONES[n % len(ZONES)]}"
+            ids = self.launch("r5.xlarge", f"postgres-{n + 1}", az, {STATEFUL_TAG: "true", "team": "data"}, register=False)
+            groups["stateful"] += ids
+            profiles.update({i: "stable" for i in ids})
+        for n in range(burst):
+            az = f"{self.region}{ZONES[n % len(ZONES)]}"
+            ids = self.launch("c5.large", f"batch-report-{n + 1}", az, {"team": "reporting"}, register=False)
+            groups["burst"] += ids
+            profiles.update({i: "burst" for i in ids})
+        self.write_cpu_history(profiles, days=cpu_days)
+        self.write_quality_history()
+        return groups
+
+    # --- CloudWatch ------------------------------------------------------------------------
+    def write_cpu_history(self, profiles: dict[str, str], days: int = 7) -> None:
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        data = []
+        for iid, profile in profiles.items():
+            rng = random.Random(f"{self.seed}:{iid}")
+            for h in range(days * 24):
+                data.append({
+                    "MetricName": "CPUUtilization", "Dimensions": [{"Name": "InstanceId", "Value": iid}],
+                    "Timestamp": now - timedelta(hours=h), "Value": _cpu(profile, h, rng), "Unit": "Percent",
+                })
+        self._put("AWS/EC2", data)
+
+    def _dimensions(self) -> list[dict]:
+        return [{"Name": "LoadBalancer", "Value": self.load_balancer_arn.split(":loadbalancer/")[-1]},
+                {"Name": "TargetGroup", "Value": self.target_group_arn.split(":")[-1]}]
+
+    def write_quality_history(self, minutes: int = 90) -> None:
+        now = datetime.now(UTC)
+        rng = random.Random(self.seed)
+        data = []
+        for m in range(1, minutes + 1):
+            data += self._quality_points(now - timedelta(minutes=m), BASE_LATENCY, BASE_ERROR_RATE, rng)
+        self._put("AWS/ApplicationELB", data)
+
+    def _quality_points(self, when: datetime, latency: float, error_rate: float, rng: random.Random) -> list[dict]:
+        requests = REQUESTS_PER_MINUTE * rng.uniform(0.97, 1.03)
+        dims = self._dimensions()
+        return [
+            {"MetricName": "TargetResponseTime", "Dimensions": dims, "Timestamp": when, "Value": latency * rng.uniform(0.99, 1.01), "Unit": "Seconds"},
+            {"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": when, "Value": round(requests), "Unit": "Count"},
+            {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dims, "Timestamp": when, "Value": round(requests * error_rate * rng.uniform(0.9, 1.1)), "Unit": "Count"},
+        ]
+
+    def current_quality(self) -> tuple[float, float]:
+        """Fleet latency and error rate from the instances serving right now."""
+        elbv2, ec2 = self.clients("elbv2"), self.clients("ec2")
+        health = elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
+        serving = [d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] == "healthy"]
+        if not serving:
+            return BASE_LATENCY * 10, 1.0
+        latency = errors = 0.0
+        tags = {}
+        for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=serving):
+            for r in page["Reservations"]:
+                for i in r["Instances"]:
+                    tags[i["InstanceId"]] = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+        for iid in serving:
+            t = tags.get(iid, {})
+            degraded = (self.degradation is not None and t.get(MANAGED_TAG) == "true"
+                        and int(t.get(WAVE_TAG, -1)) >= self.degradation.wave)
+            latency += BASE_LATENCY * (self.degradation.latency_factor if degraded else 1.0)
+            errors += self.degradation.error_rate if degraded else BASE_ERROR_RATE
+        return latency / len(serving), errors / len(serving)
+
+    def emit_quality(self, seconds: float) -> None:
+        """Quality datapoints for a bake of `seconds` (one a minute, stamped now: the
+        runtime fast-forwards the wait, so the whole bake happens in this instant)."""
+        if not self.target_group_arn:
+            return
+        latency, error_rate = self.current_quality()
+        rng = random.Random(f"{self.seed}:{len(self.emitted)}")
+        now = datetime.now(UTC)
+        points = []
+        for k in range(max(1, min(15, math.ceil(seconds / 60)))):
+            points += self._quality_points(now - timedelta(milliseconds=10 * k), latency, error_rate, rng)
+        self._put("AWS/ApplicationELB", points)
+        self.emitted.append({"seconds": seconds, "latency": latency, "error_rate": error_rate})
+
+    def _put(self, namespace: str, data: list[dict]) -> None:
+        cw = self.clients("cloudwatch")
+        for i in range(0, len(data), 1000):
+            cw.put_metric_data(Namespace=namespace, MetricData=data[i:i + 1000])
+
+    # --- what the fleet looks like ------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Running instances by market, and target registrations: compare before/after."""
+        ec2, elbv2 = self.clients("ec2"), self.clients("elbv2")
+        running_on_demand, running_spot, stopped = set(), set(), set()
+        for page in ec2.get_paginator("describe_instances").paginate():
+            for r in page["Reservations"]:
+                for i in r["Instances"]:
+                    state = i["State"]["Name"]
+                    if state == "running":
+                        (running_spot if i.get("InstanceLifecycle") == "spot" else running_on_demand).add(i["InstanceId"])
+                    elif state == "stopped":
+                        stopped.add(i["InstanceId"])
+        registered = set()
+        if self.target_group_arn:
+            for d in elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]:
+                if d["TargetHealth"]["State"] == "healthy":
+                    registered.add(d["Target"]["Id"])
+        return {"on_demand": running_on_demand, "spot": running_spot, "stopped": stopped, "serving": registered}
+
+
+def _pick(rng: random.Random) -> tuple[str, str]:
+    x = rng.random() * sum(w for _, _, w in FLEET_MIX)
+    for itype, profile, weight in FLEET_MIX:
+        x -= weight
+        if x <= 0:
+            return itype, profile
+    return FLEET_MIX[-1][0], FLEET_MIX[-1][1]
+
+
+def _cpu(profile: str, hour: int, rng: random.Random) -> float:
+    if profile == "stable":
+        return round(max(1.0, rng.gauss(32, 2.5)), 2)
+    if profile == "variable":
+        return round(min(95.0, max(2.0, 40 + 25 * math.sin(hour / 24 * 2 * math.pi) + rng.gauss(0, 6))), 2)
+    # burst: idle, with sharp nightly report peaks
+    return round(96.0 if hour % 24 in (2, 3) else max(0.5, rng.gauss(4, 1.5)), 2)

@@ -43,6 +43,9 @@ class _RoutedStdout(io.TextIOBase):
         self.real.flush()
 
 
+_ROUTER: _RoutedStdout | None = None
+
+
 class LambdaServiceFault(JsonRESTError):
     """An injected Lambda service error: Step Functions sees Lambda.ServiceException."""
 
@@ -90,8 +93,15 @@ class InProcessLambdas:
     _stdout: _RoutedStdout | None = None
 
     def install(self) -> None:
-        self._stdout = _RoutedStdout(sys.stdout)
-        sys.stdout = self._stdout
+        # One router per process: loggers created during an earlier runtime keep writing
+        # to it, so their output is still captured by later ones.
+        global _ROUTER
+        if _ROUTER is None:
+            _ROUTER = _RoutedStdout(sys.stdout)
+        elif sys.stdout is not _ROUTER:
+            _ROUTER.real = sys.stdout
+        self._stdout = _ROUTER
+        sys.stdout = _ROUTER
 
     def uninstall(self) -> None:
         if self._stdout is not None and sys.stdout is self._stdout:

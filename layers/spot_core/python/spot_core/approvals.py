@@ -24,7 +24,6 @@ def request_approval(migration_id: str, task_token: str, *, store: MigrationStor
     timeout = int(item["request"].get("approval", {}).get("timeout_seconds", 86_400))
     store.put_token(migration_id, task_token, expires_at=int(time.time()) + timeout + TOKEN_GRACE_SECONDS)
     requested = {"requested_at": now_iso(), "timeout_seconds": timeout}
-    store.update(migration_id, status="awaiting_approval", approval=requested)
     summary = item.get("summary", {})
     waves = ", ".join(f"{w['percent']:g} %" for w in item.get("waves", []))
     notifier.publish(
@@ -38,6 +37,8 @@ def request_approval(migration_id: str, task_token: str, *, store: MigrationStor
         ],
         {"summary": summary, "verdicts": item.get("verdicts", [])},
     )
+    # Last: once the status says "awaiting", the token is stored and the approvers know.
+    store.update(migration_id, status="awaiting_approval", approval=requested)
     return requested
 
 

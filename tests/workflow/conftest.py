@@ -1,0 +1,20 @@
+"""Workflow tests run the real ASL in moto's Step Functions interpreter with the real
+handlers in-process (the embedded runtime); Wait states are fast-forwarded."""
+
+import pytest
+
+from spotctl.local.runtime import LocalRuntime
+
+
+@pytest.fixture
+def rt():
+    with LocalRuntime(seed=11) as runtime:
+        runtime.groups = runtime.fleet.seed_fleet(10)
+        runtime.before = runtime.fleet.snapshot()
+        yield runtime
+
+
+@pytest.fixture
+def auto(rt):
+    """A request that needs no human: auto-approved, gated on the seeded ALB target group."""
+    return {"approval": {"auto_approve": True}, "quality": {"target_group_arn": rt.fleet.target_group_arn}}

@@ -1,0 +1,197 @@
+"""Every path through the state machine, asserting what happened to the fleet."""
+
+import json
+
+import pytest
+
+from spot_core import MANAGED_TAG
+from spot_core.errors import ApprovalNotPending
+from spotctl.local.workload import Degradation
+
+
+def records(rt, mid):
+    return {r.instance_id: r for r in rt.store.records(mid)}
+
+
+def assert_untouched(rt):
+    after = rt.fleet.snapshot()
+    assert after == rt.before, "the fleet must be exactly as it was"
+
+
+def history_types(rt, mid):
+    return [e["type"] for e in rt.history(mid)]
+
+
+def test_happy_path_migrates_every_eligible_instance_make_before_break(rt, auto):
+    result = rt.run_migration(auto)
+
+    assert result.status == "SUCCEEDED", result.cause
+    item = rt.store.get(result.migration_id)
+    assert item["status"] == "completed"
+    recs = records(rt, result.migration_id)
+    migrated = [r for r in recs.values() if r.status == "migrated"]
+    assert len(migrated) == item["summary"]["candidates"] > 0
+    after = rt.fleet.snapshot()
+    # every migrated original is stopped (not terminated) and its Spot replacement serves
+    assert {r.instance_id for r in migrated} <= after["stopped"]
+    assert {r.replacement_id for r in migrated} == after["spot"]
+    assert after["serving"] == (rt.before["serving"] - {r.instance_id for r in migrated}) | {r.replacement_id for r in migrated}
+    # what must not move did not move
+    for iid in rt.groups["stateful"] + rt.groups["burst"]:
+        assert iid in after["on_demand"]
+        assert recs[iid].status == "excluded"
+    # replacements carry the original's configuration and the managed tag from launch
+    ec2 = rt.client("ec2")
+    for r in migrated:
+        new = ec2.describe_instances(InstanceIds=[r.replacement_id])["Reservations"][0]["Instances"][0]
+        old = ec2.describe_instances(InstanceIds=[r.instance_id])["Reservations"][0]["Instances"][0]
+        tags = {t["Key"]: t["Value"] for t in new["Tags"]}
+        assert tags[MANAGED_TAG] == "true" and tags["spot-migration:replaces"] == r.instance_id
+        assert tags["Name"] == {t["Key"]: t["Value"] for t in old["Tags"]}["Name"]
+        assert (new["ImageId"], new["SubnetId"], new.get("KeyName")) == (old["ImageId"], old["SubnetId"], old.get("KeyName"))
+        assert [g["GroupId"] for g in new["SecurityGroups"]] == [g["GroupId"] for g in old["SecurityGroups"]]
+        assert new["InstanceLifecycle"] == "spot"
+    # three waves, each baked with its own bake time and gated
+    assert rt.waits.count(300) == 1 and rt.waits.count(600) == 1 and rt.waits.count(900) == 1
+    assert {k: set(v) for k, v in item["wave_results"].items()} == {str(i): {"migration", "gate"} for i in range(3)}
+    assert all(item["wave_results"][str(i)]["gate"]["passed"] for i in range(3))
+    # realised savings computed from prices, close to the plan's estimate
+    assert item["realised"]["instances"] == len(migrated)
+    assert 55 < item["realised"]["savings_pct"] < 75
+    assert any("completed" in (n["subject"] or "") for n in rt.notifications())
+
+
+def test_waves_are_ten_fifty_hundred_percent_of_the_plan(rt, auto):
+    result = rt.run_migration(auto)
+    waves = rt.store.get(result.migration_id)["waves"]
+    candidates = rt.store.get(result.migration_id)["summary"]["candidates"]
+    assert [w["percent"] for w in waves] == [10, 50, 100]
+    assert [w["cumulative"] for w in waves] == [max(1, -(-candidates // 10)), -(-candidates // 2), candidates]
+
+
+def test_agent_veto_ends_rejected_without_touching_the_fleet(rt):
+    # Quality gates on a metric with no data at all: the application agent refuses to run blind.
+    request = {"approval": {"auto_approve": True}, "quality": {"latency": {
+        "namespace": "Custom/App", "metric_name": "Latency", "dimensions": {"Service": "web"}}}}
+    result = rt.run_migration(request)
+
+    assert (result.status, result.error) == ("FAILED", "MigrationVetoed")
+    item = rt.store.get(result.migration_id)
+    assert item["status"] == "vetoed"
+    assert [v["agent"] for v in item["verdicts"] if not v["approved"]] == ["application"]
+    assert_untouched(rt)
+    assert "MigrateWave" not in json.dumps(rt.history(result.migration_id), default=str)
+
+
+def test_customer_rejection_ends_rejected_without_touching_the_fleet(rt):
+    mid = rt.start_migration({"quality": {"target_group_arn": rt.fleet.target_group_arn}})
+    rt.wait_for_status(mid, "awaiting_approval")
+    notification = rt.notifications()[-1]
+    assert "approval" in notification["subject"]
+    token = rt.store.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"})["Item"]["token"]
+    assert token not in notification["message"]
+    assert all(token not in inv.logs for inv in rt.lambdas.invocations)
+
+    rt.decide(mid, approved=False, reason="change freeze this week", principal="arn:aws:iam::123456789012:user/alice")
+    result = rt.wait(mid)
+
+    assert (result.status, result.error) == ("FAILED", "MigrationRejected")
+    item = rt.store.get(mid)
+    assert item["status"] == "rejected"
+    assert item["approval"]["decided_by"].endswith("user/alice")
+    assert_untouched(rt)
+    with pytest.raises(ApprovalNotPending):
+        rt.decide(mid, approved=True)
+
+
+def test_customer_approval_runs_the_rollout(rt):
+    mid = rt.start_migration({"quality": {"target_group_arn": rt.fleet.target_group_arn}})
+    rt.wait_for_status(mid, "awaiting_approval")
+    rt.decide(mid, approved=True)
+    result = rt.wait(mid)
+    assert result.status == "SUCCEEDED", result.cause
+    assert rt.store.get(mid)["approval"]["approved"] is True
+
+
+def test_approval_timeout_ends_the_execution_without_changes(rt):
+    result = rt.run_migration({"approval": {"timeout_seconds": 1}})
+
+    assert (result.status, result.error) == ("FAILED", "ApprovalTimedOut")
+    assert rt.store.get(result.migration_id)["status"] == "approval_timed_out"
+    assert_untouched(rt)
+
+
+@pytest.mark.parametrize("wave", [0, 1, 2], ids=["10%", "50%", "100%"])
+def test_degradation_rolls_back_and_restores_the_fleet_exactly(rt, auto, wave):
+    rt.fleet.degradation = Degradation(wave=wave)
+    result = rt.run_migration(auto)
+
+    assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
+    item = rt.store.get(result.migration_id)
+    assert item["status"] == "rolled_back"
+    assert not item["wave_results"][str(wave)]["gate"]["passed"]
+    assert all(item["wave_results"][str(w)]["gate"]["passed"] for w in range(wave))
+    after = rt.fleet.snapshot()
+    assert after["spot"] == set(), "no Spot instance may be left running"
+    assert after == rt.before
+    touched = [r for r in records(rt, result.migration_id).values() if r.replacement_id]
+    assert touched and all(r.status == "rolled_back" for r in touched)
+    assert any("rolled-back" in (n["subject"] or "") for n in rt.notifications())
+
+
+def test_capacity_refused_in_one_pool_is_served_by_the_next(rt, auto):
+    rt.market.refuse(instance_type="m5.large")  # every AZ, every time
+    result = rt.run_migration(auto)
+
+    assert result.status == "SUCCEEDED", result.cause
+    moved = [r for r in records(rt, result.migration_id).values() if r.instance_type == "m5.large" and r.status == "migrated"]
+    assert moved, "the seeded fleet has m5.large instances"
+    for r in moved:
+        assert r.replacement_type != "m5.large"
+        assert any("InsufficientInstanceCapacity" in a for a in r.attempts)
+    assert rt.fleet.snapshot()["spot"] == {r.replacement_id for r in records(rt, result.migration_id).values() if r.status == "migrated"}
+
+
+def test_capacity_refused_everywhere_fails_the_wave_and_rolls_back(rt, auto):
+    rt.market.refuse()  # no Spot capacity anywhere
+    result = rt.run_migration(auto)
+
+    assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
+    item = rt.store.get(result.migration_id)
+    assert "WaveFailed" in item["failure"]["Error"]
+    assert item["wave_results"]["0"]["migration"]["migrated"] == 0
+    assert_untouched(rt)
+
+
+def test_a_lambda_service_fault_is_retried(rt, auto):
+    rt.lambdas.inject_fault("spot-migration-analyze", "service", times=1)
+    rt.lambdas.inject_fault("spot-migration-quality_gate", "TransientAwsError", times=1)
+    result = rt.run_migration(auto)
+
+    assert result.status == "SUCCEEDED", result.cause
+    failed = [e for e in rt.history(result.migration_id) if e["type"] == "TaskFailed"]
+    assert {e["taskFailedEventDetails"]["error"] for e in failed} == {"Lambda.ServiceException", "TransientAwsError"}
+    assert [i.function for i in rt.lambdas.invocations].count("spot-migration-analyze") == 2
+    assert rt.virtual_seconds >= 2  # the retry backoff passed (on the virtual clock)
+
+
+def test_domain_errors_are_not_retried(rt):
+    result = rt.run_migration({"waves": [50, 10]})
+    assert (result.status, result.error) == ("FAILED", "InvalidMigrationRequest")
+    assert [i.function for i in rt.lambdas.invocations] == ["spot-migration-analyze"]
+    assert_untouched(rt)
+
+
+def test_dry_run_plans_without_approval_or_changes(rt):
+    result = rt.run_migration({"dry_run": True, "quality": {"target_group_arn": rt.fleet.target_group_arn}})
+    assert result.status == "SUCCEEDED", result.cause
+    assert rt.store.get(result.migration_id)["status"] == "planned"
+    assert "spot-migration-request_approval" not in [i.function for i in rt.lambdas.invocations]
+    assert_untouched(rt)
+
+
+def test_nothing_to_migrate(rt):
+    result = rt.run_migration({"approval": {"auto_approve": True}, "selector": {"tags": {"team": "nobody"}}})
+    assert result.status == "SUCCEEDED", result.cause
+    assert rt.store.get(result.migration_id)["status"] == "nothing_to_migrate"
+    assert_untouched(rt)

@@ -121,19 +121,22 @@ def describe(ec2: Any, instance_ids: list[str]) -> dict[str, dict]:
     return out
 
 
-def find_replacement(ec2: Any, migration_id: str, original_id: str) -> str | None:
-    """A replacement already launched for this original (a retried invocation finds it)."""
+def find_replacements(ec2: Any, migration_id: str, original_ids: list[str]) -> dict[str, dict]:
+    """original id -> replacement already launched for it by this migration (a retried or
+    timed-out invocation finds what it launched but did not record). 200 originals a call."""
+    found: dict[str, str] = {}
     with transient_errors():
-        pages = ec2.get_paginator("describe_instances").paginate(Filters=[
-            {"Name": f"tag:{MIGRATION_ID_TAG}", "Values": [migration_id]},
-            {"Name": f"tag:{REPLACES_TAG}", "Values": [original_id]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ])
-        for page in pages:
-            for reservation in page["Reservations"]:
-                for instance in reservation["Instances"]:
-                    return instance["InstanceId"]
-    return None
+        for chunk in _chunks(sorted(original_ids), 200):
+            pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+                {"Name": f"tag:{MIGRATION_ID_TAG}", "Values": [migration_id]},
+                {"Name": f"tag:{REPLACES_TAG}", "Values": chunk},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ])
+            for page in pages:
+                for reservation in page["Reservations"]:
+                    for instance in reservation["Instances"]:
+                        found[tags_of(instance)[REPLACES_TAG]] = instance
+    return found
 
 
 # --- launching replacements ----------------------------------------------------------

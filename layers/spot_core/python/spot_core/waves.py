@@ -79,9 +79,10 @@ class WaveRunner:
 
     def _advance(self, chunk: list[InstanceRecord], wave: WaveSpec) -> None:
         originals = fleet.describe(self.ec2, [r.instance_id for r in chunk])
-        for record in chunk:
-            if record.status == "planned":
-                self._launch(record, originals.get(record.instance_id), wave)
+        planned = [r for r in chunk if r.status == "planned"]
+        launched = fleet.find_replacements(self.ec2, self.mid, [r.instance_id for r in planned]) if planned else {}
+        for record in planned:
+            self._launch(record, originals.get(record.instance_id), launched.get(record.instance_id), wave)
         launching = [r for r in chunk if r.status == "launching"]
         if not launching:
             return
@@ -94,14 +95,17 @@ class WaveRunner:
                 self._abandon(r, f"replacement {r.replacement_id} did not reach running ({states.get(r.replacement_id)})")
         self._switch_traffic(running)
 
-    def _launch(self, record: InstanceRecord, original: dict | None, wave: WaveSpec) -> None:
+    def _launch(self, record: InstanceRecord, original: dict | None, existing: dict | None, wave: WaveSpec) -> None:
         if original is None or original["State"]["Name"] != "running":
             state = original["State"]["Name"] if original else "gone"
             self._fail(record, f"original is {state}; left as it is")
             return
-        existing = fleet.find_replacement(self.ec2, self.mid, record.instance_id)
         if existing:  # a previous invocation launched it but died before recording it
-            record.status, record.replacement_id = "launching", existing
+            pool = next((p for p in record.pools if p.instance_type == existing["InstanceType"]), record.pools[0])
+            record.status, record.replacement_id = "launching", existing["InstanceId"]
+            record.replacement_type, record.replacement_az = existing["InstanceType"], existing["Placement"]["AvailabilityZone"]
+            record.replacement_spot_hourly = pool.spot_hourly
+            record.attempts.append(f"found {existing['InstanceId']} launched by an earlier attempt")
             self.store.put_record(self.mid, record)
             return
         tags = fleet.replacement_tags(original, self.mid, wave.index)

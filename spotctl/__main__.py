@@ -1,0 +1,5 @@
+import sys
+
+from spotctl.cli import main
+
+sys.exit(main())

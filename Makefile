@@ -1,5 +1,7 @@
 # The README's commands. `make demo` and `make test` set everything up from nothing.
 PYTHON ?= python3
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -29,10 +31,10 @@ synth: $(STAMP)             ## CloudFormation template into cdk.out/ (no AWS cre
 	$(PY) app.py
 
 deploy: $(STAMP) node_modules/.installed
-	npx cdk deploy SpotMigration $(ARGS)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk deploy SpotMigration $(ARGS)
 
 diff: $(STAMP) node_modules/.installed
-	npx cdk diff SpotMigration
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk diff SpotMigration
 
 asl:                        ## regenerate statemachines/spot_migration.asl.json from tools/build_asl.py
 	$(PY) tools/build_asl.py

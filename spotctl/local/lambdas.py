@@ -46,6 +46,16 @@ class _RoutedStdout(io.TextIOBase):
 _ROUTER: _RoutedStdout | None = None
 
 
+def _route_log_handlers(router: _RoutedStdout, service: str = "spot-migration") -> None:
+    """The Powertools logger may have been created before this runtime (a test importing a
+    handler module first) and still hold an older stdout: point it at the router."""
+    import logging
+
+    for handler in logging.getLogger(service).handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is not router and handler.stream not in (sys.stderr, sys.__stderr__):
+            handler.setStream(router)
+
+
 class LambdaServiceFault(JsonRESTError):
     """An injected Lambda service error: Step Functions sees Lambda.ServiceException."""
 
@@ -65,7 +75,7 @@ class Invocation:
     seconds: float
 
 
-class _Context:
+class FakeContext:
     def __init__(self, name: str, arn: str, timeout: int, memory: int):
         self.function_name = name
         self.function_version = "$LATEST"
@@ -133,14 +143,20 @@ class InProcessLambdas:
         buffer = io.StringIO()
         started = time.perf_counter()
         with self._lock:
-            saved = dict(os.environ)
+            saved, saved_stdout = dict(os.environ), sys.stdout
             os.environ.update(self.environment)
             os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
-            self._stdout.local.buffer = buffer
+            router = self._stdout
+            if saved_stdout is not router:  # a test harness swapped stdout since install()
+                router.real = saved_stdout
+            sys.stdout = router
+            router.local.buffer = buffer
             try:
                 if fault:
                     raise type(fault, (Exception,), {})(f"injected {fault}")
-                result = self.handler(name)(event, _Context(name, fn.function_arn, spec.timeout_seconds, spec.memory_mb))
+                handler = self.handler(name)
+                _route_log_handlers(router)
+                result = handler(event, FakeContext(name, fn.function_arn, spec.timeout_seconds, spec.memory_mb))
                 payload, errored = json.dumps(result, default=str), False
             except Exception as exc:  # the Lambda runtime's error shape; errorType is the SFN error name
                 payload = json.dumps({
@@ -149,7 +165,8 @@ class InProcessLambdas:
                 })
                 errored = True
             finally:
-                self._stdout.local.buffer = None
+                router.local.buffer = None
+                sys.stdout = saved_stdout
                 os.environ.clear()
                 os.environ.update(saved)
         logs = buffer.getvalue()

@@ -25,12 +25,15 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaFunction
+from moto.events.models import EventPattern
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from spot_core import approvals, deps
 from spot_core.catalog import FUNCTIONS
+from spot_core.event_rules import RULES
 from spot_core.store import MigrationStore
 
 from .lambdas import InProcessLambdas
@@ -42,6 +45,7 @@ ASL_PATH = REPO / "statemachines" / "spot_migration.asl.json"
 TABLE_NAME = "spot-migration"
 TOPIC_NAME = "spot-migration-notifications"
 STATE_MACHINE_NAME = "spot-migration"
+REPLACER = "spot-migration-replace_interrupted"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -156,9 +160,11 @@ class LocalRuntime:
         self.queue_url = self.client("sqs").create_queue(QueueName="notifications-inbox")["QueueUrl"]
         queue_arn = self.client("sqs").get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self.dlq_url = self.client("sqs").create_queue(QueueName="spot-migration-interruptions-dlq")["QueueUrl"]
 
         self.lambdas.environment.update({
             "TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn, "PRICING_SOURCE": "catalog",
+            "REBALANCE_POLICY": "prewarm", "PREWARM_SECONDS": "900", "SWEEPER_MODE": "report", "SWEEPER_GRACE_SECONDS": "600",
             "POWERTOOLS_SERVICE_NAME": "spot-migration", "POWERTOOLS_METRICS_NAMESPACE": "SpotMigration",
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
         })
@@ -181,6 +187,45 @@ class LocalRuntime:
         self.state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role)["stateMachineArn"]
         self.store = MigrationStore(boto3.resource("dynamodb", region_name=self.region).Table(TABLE_NAME))
+
+    # --- EventBridge: EC2 events to the replacement Lambda ----------------------------------
+    def matching_rules(self, event: dict) -> list[str]:
+        """The deployed rules (same patterns as the CDK stack) that match `event`."""
+        return [name for name, pattern in RULES.items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
+
+    def put_ec2_event(self, event: dict, attempts: int = 3) -> list[dict]:
+        """Deliver an EC2 event as EventBridge would: to the replacement Lambda for every
+        matching rule, as an asynchronous invocation (up to `attempts` tries); an event that
+        still fails lands in the dead-letter queue with the reason, like Lambda's on-failure
+        destination."""
+        results = []
+        for rule in self.matching_rules(event):
+            last: dict = {}
+            for attempt in range(1, attempts + 1):
+                try:
+                    response = self.client("lambda").invoke(FunctionName=REPLACER, Payload=json.dumps(event))
+                    last = json.loads(response["Payload"].read() or b"null")
+                    if "FunctionError" not in response:
+                        results.append({"rule": rule, "attempts": attempt, "result": last})
+                        break
+                except ClientError as exc:
+                    last = {"errorType": exc.response["Error"]["Code"], "errorMessage": str(exc)}
+            else:
+                self.client("sqs").send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps({
+                    "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": attempts, "functionArn": REPLACER},
+                    "requestPayload": event, "responsePayload": last,
+                }))
+                results.append({"rule": rule, "attempts": attempts, "error": last})
+        return results
+
+    def dead_letters(self) -> list[dict]:
+        sqs, out = self.client("sqs"), []
+        while True:
+            msgs = sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+            new = [m for m in msgs if m["MessageId"] not in {d["MessageId"] for d in out}]
+            if not new:
+                return [json.loads(m["Body"]) | {"MessageId": m["MessageId"]} for m in out]
+            out += new
 
     # --- running migrations -------------------------------------------------------------------
     def start_migration(self, request: dict | None = None, migration_id: str | None = None) -> str:

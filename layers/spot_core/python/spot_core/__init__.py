@@ -8,3 +8,4 @@ MIGRATION_ID_TAG = "spot-migration:migration-id"
 REPLACES_TAG = "spot-migration:replaces"
 WAVE_TAG = "spot-migration:wave"
 ON_REBALANCE_TAG = "spot-migration:on-rebalance"
+SUCCEEDS_TAG = "spot-migration:succeeds"  # on an interruption replacement: the instance it took over from

@@ -107,6 +107,23 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         permissions=("table:write", "ec2:read", "ec2:migrate", "elb:read", "elb:write", "sns:publish"),
     ),
     FunctionSpec(
+        "replace_interrupted",
+        "Replaces managed Spot instances on interruption warnings and rebalance recommendations",
+        None,
+        timeout_seconds=90,
+        memory_mb=512,
+        environment=("REBALANCE_POLICY", "PREWARM_SECONDS"),
+        permissions=("table:write", "ec2:read", "ec2:migrate", "elb:read", "elb:write", "sns:publish", "iam:pass"),
+    ),
+    FunctionSpec(
+        "sweep_orphans",
+        "Finds managed instances nothing accounts for; reports or terminates them",
+        None,
+        timeout_seconds=300,
+        environment=("SWEEPER_MODE", "SWEEPER_GRACE_SECONDS"),
+        permissions=("table:write", "ec2:read", "ec2:terminate-managed", "elb:read", "elb:write", "sns:publish"),
+    ),
+    FunctionSpec(
         "finalize",
         "Records the outcome and realised savings, notifies, emits metrics",
         "FinalizeFunctionArn",

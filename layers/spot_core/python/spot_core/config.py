@@ -21,6 +21,10 @@ class Settings(BaseModel):
     topic_arn: str
     pricing_source: Literal["api", "catalog"] = "api"
     region: str = "us-east-1"
+    rebalance_policy: Literal["ignore", "prewarm", "replace"] = "prewarm"
+    prewarm_seconds: int = 900
+    sweeper_mode: Literal["report", "terminate"] = "report"
+    sweeper_grace_seconds: int = 600
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -34,6 +38,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             topic_arn=env["TOPIC_ARN"],
             pricing_source=env.get("PRICING_SOURCE", "api"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            rebalance_policy=env.get("REBALANCE_POLICY", "prewarm"),
+            prewarm_seconds=env.get("PREWARM_SECONDS", "900"),
+            sweeper_mode=env.get("SWEEPER_MODE", "report"),
+            sweeper_grace_seconds=env.get("SWEEPER_GRACE_SECONDS", "600"),
         )
     except ValidationError as exc:
         raise ConfigurationError(str(exc)) from exc

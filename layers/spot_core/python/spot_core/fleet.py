@@ -110,11 +110,30 @@ def target_group_membership(elbv2: Any) -> dict[str, list[TargetRef]]:
     return dict(membership)
 
 
+def target_groups_of(elbv2: Any, instance_id: str) -> list[TargetRef]:
+    """The instance target groups one instance is registered in: one describe call per
+    group, each asking about this instance only (cheap however large the group)."""
+    refs: list[TargetRef] = []
+    with transient_errors():
+        for page in elbv2.get_paginator("describe_target_groups").paginate():
+            for group in page["TargetGroups"]:
+                if group.get("TargetType", "instance") != "instance":
+                    continue
+                health = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"], Targets=[{"Id": instance_id}])
+                for desc in health["TargetHealthDescriptions"]:
+                    if desc["TargetHealth"].get("Reason") not in ("Target.NotRegistered", "Target.DeregistrationInProgress"):
+                        refs.append(TargetRef(arn=group["TargetGroupArn"], port=desc["Target"].get("Port")))
+    return refs
+
+
 def describe(ec2: Any, instance_ids: list[str]) -> dict[str, dict]:
+    """Instances by id; ids that do not exist (any more) are simply absent. Filtering on
+    instance-id (200 a call) instead of InstanceIds avoids InvalidInstanceID.NotFound."""
     out: dict[str, dict] = {}
     with transient_errors():
-        for chunk in _chunks(sorted(set(instance_ids)), 1000):
-            for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=chunk):
+        for chunk in _chunks(sorted(set(instance_ids)), 200):
+            pages = ec2.get_paginator("describe_instances").paginate(Filters=[{"Name": "instance-id", "Values": chunk}])
+            for page in pages:
                 for reservation in page["Reservations"]:
                     for instance in reservation["Instances"]:
                         out[instance["InstanceId"]] = instance

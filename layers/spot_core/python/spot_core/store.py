@@ -151,6 +151,100 @@ class MigrationStore:
                 return pools
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    # --- interruption handling: claims, replacements, the registry of managed instances ----
+    CLAIM_EXPIRY = 300  # a claim whose handler died is taken over after this many seconds
+
+    def claim(self, sk: str, instance_id: str) -> bool:
+        """Claim (instance, key) for this invocation; False if done or in progress elsewhere."""
+        now = int(time.time())
+        with transient_errors():
+            try:
+                self.table.put_item(
+                    Item={"pk": f"INSTANCE#{instance_id}", "sk": sk, "status": "in_progress", "claimed_at": now,
+                          "expires_at": now + 14 * 86400},
+                    ConditionExpression=Attr("pk").not_exists() | (Attr("status").eq("in_progress") & Attr("claimed_at").lt(now - self.CLAIM_EXPIRY)),
+                )
+                return True
+            except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+                return False
+
+    def release(self, sk: str, instance_id: str) -> None:
+        with transient_errors():
+            self.table.delete_item(Key={"pk": f"INSTANCE#{instance_id}", "sk": sk})
+
+    def finish_claim(self, sk: str, instance_id: str, outcome: str) -> None:
+        with transient_errors():
+            self.table.update_item(Key={"pk": f"INSTANCE#{instance_id}", "sk": sk},
+                                   UpdateExpression="SET #s = :s, outcome = :o",
+                                   ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "done", ":o": outcome})
+
+    def claim_replacement(self, instance_id: str, event_id: str) -> bool:
+        """The one replacement of an instance: only the first claimant launches it."""
+        now = int(time.time())
+        with transient_errors():
+            try:
+                self.table.put_item(
+                    Item={"pk": f"INSTANCE#{instance_id}", "sk": "REPLACEMENT", "instance_id": instance_id,
+                          "status": "launching", "event_id": event_id, "claimed_at": now,
+                          "gsi1pk": "REPLACEMENT", "gsi1sk": f"{now}#{instance_id}"},
+                    ConditionExpression=Attr("pk").not_exists() | (Attr("status").eq("launching") & Attr("claimed_at").lt(now - self.CLAIM_EXPIRY)),
+                )
+                return True
+            except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+                return False
+
+    def release_replacement(self, instance_id: str) -> None:
+        with transient_errors():
+            self.table.delete_item(Key={"pk": f"INSTANCE#{instance_id}", "sk": "REPLACEMENT"},
+                                   ConditionExpression=Attr("status").eq("launching"))
+
+    def replacement_for(self, instance_id: str) -> dict | None:
+        with transient_errors():
+            item = self.table.get_item(Key={"pk": f"INSTANCE#{instance_id}", "sk": "REPLACEMENT"}, ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item and item.get("replacement_id") else None
+
+    def update_replacement(self, instance_id: str, **fields: Any) -> None:
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
+        with transient_errors():
+            self.table.update_item(
+                Key={"pk": f"INSTANCE#{instance_id}", "sk": "REPLACEMENT"},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+            )
+
+    def replacements(self) -> list[dict]:
+        """Every interruption/rebalance replacement on record (the sweeper reads them)."""
+        out, kwargs = [], {"IndexName": "by_status", "KeyConditionExpression": Key("gsi1pk").eq("REPLACEMENT")}
+        while True:
+            with transient_errors():
+                page = self.table.query(**kwargs)
+            out += [from_dynamo(i) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def register_managed(self, instance_id: str, owner: str, status: str = "active") -> None:
+        """The registry of instances this product launched, for the orphan sweeper."""
+        with transient_errors():
+            self.table.put_item(Item={"pk": f"MANAGED#{instance_id}", "sk": "META", "instance_id": instance_id,
+                                      "owner": owner, "status": status, "updated_at": now_iso()})
+
+    def managed_status(self, instance_ids: list[str]) -> dict[str, dict]:
+        """instance id -> registry item, 100 ids a BatchGetItem call."""
+        found: dict[str, dict] = {}
+        client = self.table.meta.client
+        for i in range(0, len(instance_ids), 100):
+            keys = [{"pk": f"MANAGED#{iid}", "sk": "META"} for iid in instance_ids[i:i + 100]]
+            request = {self.table.name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                with transient_errors():
+                    page = client.batch_get_item(RequestItems=request)
+                for item in page["Responses"].get(self.table.name, []):
+                    found[item["instance_id"]] = from_dynamo(item)
+                request = page.get("UnprocessedKeys") or None
+        return found
+
     # --- the approval task token (never leaves the table but to Step Functions) ---
     def put_token(self, migration_id: str, token: str, expires_at: int) -> None:
         with transient_errors():

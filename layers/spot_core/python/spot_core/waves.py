@@ -122,6 +122,7 @@ class WaveRunner:
             record.replacement_az, record.replacement_spot_hourly = pool.availability_zone, pool.spot_hourly
             record.attempts.append(f"{pool.instance_type}/{pool.availability_zone}: launched {replacement}")
             self.store.put_record(self.mid, record)
+            self.store.register_managed(replacement, f"migration {self.mid} wave {wave.index}")
             return
         self._fail(record, f"Spot capacity refused in all {len(record.pools)} pools")
 
@@ -149,6 +150,7 @@ class WaveRunner:
 
     def _abandon(self, record: InstanceRecord, why: str) -> None:
         fleet.terminate(self.ec2, [record.replacement_id])
+        self.store.register_managed(record.replacement_id, f"migration {self.mid}", status="retired")
         self._fail(record, why)
 
     def _fail(self, record: InstanceRecord, why: str) -> None:
@@ -205,6 +207,7 @@ class WaveRunner:
         if serving:
             fleet.terminate(self.ec2, [r.replacement_id for r in serving])
         for r in serving:
+            self.store.register_managed(r.replacement_id, f"migration {self.mid}", status="retired")
             r.status = "rolled_back"
             r.attempts.append(f"rolled back: {r.instance_id} restored, {r.replacement_id} terminated")
             self.store.put_record(self.mid, r)

@@ -1,0 +1,126 @@
+"""One Lambda function per catalog entry, each with its own log group and least-privilege role."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+from spot_core.catalog import COMMON_ENVIRONMENT, FUNCTIONS, FunctionSpec
+from spot_core.config import load_settings
+from spot_core.errors import ConfigurationError
+
+from infra import FUNCTIONS_DIR
+
+from . import nag
+from .layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME, Layers
+from .permissions import GrantContext, grant
+from .storage import Storage
+
+SERVICE_NAME = "spot-migration"
+METRICS_NAMESPACE = "SpotMigration"
+# Optional variables a catalog entry may ask for (FunctionSpec.environment), with their
+# defaults; each can be overridden by CDK context of the same name in lower case
+# (e.g. ``cdk deploy -c sweeper_mode=terminate``).
+SETTINGS_DEFAULTS = {
+    "PRICING_SOURCE": "api",
+    "REBALANCE_POLICY": "prewarm",
+    "PREWARM_SECONDS": "900",
+    "SWEEPER_MODE": "report",
+    "SWEEPER_GRACE_SECONDS": "600",
+}
+
+BASE_FINDINGS = {
+    "Resource::*": "X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords "
+                   "support no resource-level permissions.",
+}
+
+
+def logical_stem(name: str) -> str:
+    """``review_capacity`` -> ``ReviewCapacity`` (construct ids, hence logical ids)."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class Functions(Construct):
+    """``functions[name]`` for every ``spot_core.catalog.FUNCTIONS`` entry."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *,
+        storage: Storage, layers: Layers, log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._storage = storage
+        self._layers = layers
+        self._log_retention = log_retention
+        self._grants = GrantContext(stack=Stack.of(self), storage=storage)
+        self.settings = self._settings()
+        self.functions: dict[str, lambda_.Function] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for spec in FUNCTIONS:
+            self.functions[spec.name] = self._function(spec)
+
+    def by_placeholder(self) -> dict[str, lambda_.Function]:
+        """ASL placeholder (``AnalyzeFunctionArn``) -> function, for catalog entries that have one."""
+        return {spec.asl_placeholder: self.functions[spec.name] for spec in FUNCTIONS if spec.asl_placeholder}
+
+    def _settings(self) -> dict[str, str]:
+        """SETTINGS_DEFAULTS overridden by context, validated by the functions' own settings model."""
+        values = {}
+        for name, default in SETTINGS_DEFAULTS.items():
+            override = self.node.try_get_context(name.lower())
+            values[name] = default if override is None else str(override)
+        try:
+            load_settings({"TABLE_NAME": "-", "TOPIC_ARN": "-", **values})
+        except ConfigurationError as exc:  # fail at synth, not at the first invocation
+            raise ValueError(f"invalid function setting in CDK context: {exc}") from exc
+        return values
+
+    def _environment(self, spec: FunctionSpec) -> dict[str, str]:
+        values = {
+            "TABLE_NAME": self._storage.table.table_name,
+            "TOPIC_ARN": self._storage.topic.topic_arn,
+            **self.settings,
+        }
+        missing = [n for n in (*COMMON_ENVIRONMENT, *spec.environment) if n not in values]
+        if missing:
+            raise ValueError(f"function {spec.name!r}: no value known for environment variable(s) {missing}")
+        env = {name: values[name] for name in (*COMMON_ENVIRONMENT, *spec.environment)}
+        env.update({"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE})
+        return env
+
+    def _function(self, spec: FunctionSpec) -> lambda_.Function:
+        stem = logical_stem(spec.name)
+        log_group = logs.LogGroup(self, f"{stem}Logs", retention=self._log_retention)
+        role = iam.Role(
+            self, f"{stem}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Spot migration: {spec.name} function (no managed policies)",
+        )
+        log_group.grant_write(role)  # logs:CreateLogStream + logs:PutLogEvents on this log group only
+        function = lambda_.Function(
+            self, f"{stem}Function",
+            description=spec.description,
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / spec.name), exclude=ASSET_EXCLUDES),
+            handler=spec.handler,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            timeout=Duration.seconds(spec.timeout_seconds),
+            memory_size=spec.memory_mb,
+            role=role,
+            layers=self._layers.all,
+            environment=self._environment(spec),
+            tracing=lambda_.Tracing.ACTIVE,  # CDK adds xray:PutTraceSegments/PutTelemetryRecords to the role
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            log_group=log_group,
+        )
+        findings = [BASE_FINDINGS, *(grant(self._grants, role, p) for p in spec.permissions)]
+        nag.acknowledge_iam5(role, nag.merge_findings(*findings))
+        nag.acknowledge(
+            function, "AwsSolutions-L1",
+            f"Pinned to {RUNTIME.name}: the Powertools layer release used (see infra/constructs/layers.py) "
+            f"and the tested runtime are {RUNTIME.name}; the runtime moves with them, not on its own.",
+        )
+        self.log_groups[spec.name] = log_group
+        return function

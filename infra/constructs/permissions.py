@@ -1,0 +1,238 @@
+"""What each catalog permission (``FunctionSpec.permissions``) grants, and why.
+
+Every capability returns the cdk-nag IAM5 findings its grant produces, each with the
+reason it is acceptable; the function's role acknowledges exactly those. A capability
+not listed here fails synthesis, so the catalog cannot ask for something unreviewed.
+
+Mutating EC2 calls are scoped by tags, as the product's code is:
+* replacements are launched with ``spot-migration:managed=true`` (RunInstances on the
+  instance and its volumes requires that request tag);
+* start/stop only instances tagged opt-in or managed; terminate only managed ones;
+* tags can be added at launch, or on opted-in originals - but never the managed tag,
+  which is what makes an instance terminable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from spot_core import MANAGED_TAG, OPT_IN_TAG
+
+from .nag import arn_ref, scoped_arn
+from .storage import Storage
+
+Findings = dict[str, str]
+
+NO_RESOURCE_LEVEL = "{actions} support no resource-level permissions (the Service Authorization Reference lists only '*')."
+
+
+@dataclass(frozen=True)
+class GrantContext:
+    stack: Stack
+    storage: Storage
+
+    def arn(self, service: str, resource: str, *, account: bool = True) -> str:
+        return self.stack.format_arn(
+            service=service, resource=resource, resource_name="*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME, account=None if account else "",
+        )
+
+
+def _ec2_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="Ec2Read",
+        # DescribeInstanceAttribute (userData of the original) is listed for the reader;
+        # Describe* already covers it.
+        actions=["ec2:Describe*", "ec2:DescribeInstanceAttribute"],
+        resources=["*"],
+    ))
+    return {
+        "Action::ec2:Describe*": "Read-only EC2 Describe actions (instances, types, Spot price history, AZs).",
+        "Resource::*": NO_RESOURCE_LEVEL.format(actions="EC2 Describe* actions"),
+    }
+
+
+def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
+    a = ctx.arn
+    instance, volume = a("ec2", "instance"), a("ec2", "volume")
+    eni, spot_request = a("ec2", "network-interface"), a("ec2", "spot-instances-request")
+    supporting = [
+        a("ec2", "image", account=False), a("ec2", "subnet"), a("ec2", "security-group"),
+        a("ec2", "key-pair"), a("ec2", "launch-template"), eni, spot_request,
+    ]
+    managed_request = {"StringEquals": {f"aws:RequestTag/{MANAGED_TAG}": "true"}}
+    opted_in = {"StringEquals": {f"aws:ResourceTag/{OPT_IN_TAG}": "true"}}
+    managed = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
+    statements = [
+        iam.PolicyStatement(sid="RunManagedInstances", actions=["ec2:RunInstances"],
+                            resources=[instance, volume], conditions=managed_request),
+        iam.PolicyStatement(sid="RunInstancesSupportingResources", actions=["ec2:RunInstances"],
+                            resources=supporting),
+        iam.PolicyStatement(sid="TagOnLaunch", actions=["ec2:CreateTags"],
+                            resources=[instance, volume, eni, spot_request],
+                            conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
+        iam.PolicyStatement(sid="TagOptedInOriginals", actions=["ec2:CreateTags"], resources=[instance],
+                            conditions={**opted_in,
+                                        "ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}),
+        iam.PolicyStatement(sid="StartStopOptedIn", actions=["ec2:StartInstances", "ec2:StopInstances"],
+                            resources=[instance], conditions=opted_in),
+        iam.PolicyStatement(sid="StartStopManaged", actions=["ec2:StartInstances", "ec2:StopInstances"],
+                            resources=[instance], conditions=managed),
+        iam.PolicyStatement(sid="TerminateManagedOnly", actions=["ec2:TerminateInstances"],
+                            resources=[instance], conditions=managed),
+    ]
+    for statement in statements:
+        role.add_to_principal_policy(statement)
+
+    def f(resource: str, account: bool = True) -> str:
+        return f"Resource::{scoped_arn('ec2', resource, account=account)}"
+
+    supporting_reason = (
+        "RunInstances also authorises the resources a launch uses or creates alongside the instance "
+        "(AMI, subnet, security groups, key pair, launch template, network interface, Spot request); "
+        "they are the original's, copied to its replacement, and unknown at deploy time. The instance "
+        "and its volumes themselves require the managed request tag."
+    )
+    return {
+        f("instance/*"): (
+            f"Instance IDs are not known at deploy time. Every statement on instance/* is tag-conditioned: "
+            f"launch only with aws:RequestTag/{MANAGED_TAG}=true; tag at launch or opted-in originals "
+            f"(never adding {MANAGED_TAG}); start/stop only {OPT_IN_TAG} or {MANAGED_TAG}; "
+            f"terminate only {MANAGED_TAG}."
+        ),
+        f("volume/*"): f"Volumes are created by RunInstances with aws:RequestTag/{MANAGED_TAG}=true required; "
+                       "tagging is limited to ec2:CreateAction=RunInstances.",
+        f("network-interface/*"): supporting_reason,
+        f("spot-instances-request/*"): supporting_reason,
+        f("image/*", account=False): supporting_reason + " AMIs may be owned by another account (no account in the ARN).",
+        f("subnet/*"): supporting_reason,
+        f("security-group/*"): supporting_reason,
+        f("key-pair/*"): supporting_reason,
+        f("launch-template/*"): supporting_reason,
+    }
+
+
+def _ec2_terminate_managed(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="TerminateManagedOnly", actions=["ec2:TerminateInstances"],
+        resources=[ctx.arn("ec2", "instance")],
+        conditions={"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}},
+    ))
+    return {f"Resource::{scoped_arn('ec2', 'instance/*')}": (
+        f"Orphaned replacements are found at run time; terminate only instances tagged {MANAGED_TAG}=true "
+        "(set only at launch; no role of the product can add it to an existing instance)."
+    )}
+
+
+def _iam_pass(ctx: GrantContext, role: iam.Role) -> Findings:
+    roles = ctx.stack.format_arn(service="iam", region="", resource="role", resource_name="*")
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="PassInstanceProfileRoleToEc2",
+        actions=["iam:PassRole"],
+        resources=[roles],
+        conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+    ))
+    return {
+        "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/*": (
+            "A replacement keeps its original's instance profile; the fleet's roles are not known at deploy "
+            "time. PassRole is limited to this account's roles and to iam:PassedToService=ec2.amazonaws.com."
+        ),
+    }
+
+
+def _elb_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ElbRead", actions=["elasticloadbalancing:Describe*"], resources=["*"],
+    ))
+    return {
+        "Action::elasticloadbalancing:Describe*": "Read-only ELBv2 Describe actions (target groups, target health).",
+        "Resource::*": NO_RESOURCE_LEVEL.format(actions="Elastic Load Balancing Describe* actions"),
+    }
+
+
+def _elb_write(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="SwapTargets",
+        actions=["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+        resources=[ctx.arn("elasticloadbalancing", "targetgroup")],
+    ))
+    return {
+        f"Resource::{scoped_arn('elasticloadbalancing', 'targetgroup/*')}": (
+            "The target groups the fleet's instances belong to are discovered at run time; "
+            "only register/deregister, only target groups of this account and region."
+        ),
+    }
+
+
+def _cloudwatch_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CloudWatchRead",
+        actions=["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:DescribeAlarms"],
+        resources=["*"],
+    ))
+    return {"Resource::*": NO_RESOURCE_LEVEL.format(
+        actions="cloudwatch:GetMetricData and GetMetricStatistics") + " The alarms checked are chosen per run."}
+
+
+def _pricing_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="PricingRead", actions=["pricing:GetProducts"], resources=["*"],
+    ))
+    return {"Resource::*": NO_RESOURCE_LEVEL.format(actions="pricing:GetProducts")}
+
+
+def _table_findings(ctx: GrantContext, *, write: bool) -> Findings:
+    findings = {
+        f"Resource::{arn_ref(ctx.storage.table)}/index/*":
+            "CDK's DynamoDB grant covers the table's own indexes (by_status) only.",
+    }
+    if write:
+        reason = ("CDK's grant for a customer-managed table key: encrypting new items needs "
+                  "kms:GenerateDataKey*/kms:ReEncrypt*, on this one key only.")
+        findings.update({"Action::kms:GenerateDataKey*": reason, "Action::kms:ReEncrypt*": reason})
+    return findings
+
+
+def _table_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    ctx.storage.table.grant_read_data(role)
+    return _table_findings(ctx, write=False)
+
+
+def _table_write(ctx: GrantContext, role: iam.Role) -> Findings:
+    ctx.storage.table.grant_read_write_data(role)
+    return _table_findings(ctx, write=True)
+
+
+def _sns_publish(ctx: GrantContext, role: iam.Role) -> Findings:
+    ctx.storage.topic.grant_publish(role)
+    return {"Action::kms:GenerateDataKey*": (
+        "CDK's publish grant for a KMS-encrypted topic: publishing needs kms:GenerateDataKey* "
+        "on the topic's key only.")}
+
+
+CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
+    "ec2:read": _ec2_read,
+    "ec2:migrate": _ec2_migrate,
+    "ec2:terminate-managed": _ec2_terminate_managed,
+    "iam:pass": _iam_pass,
+    "elb:read": _elb_read,
+    "elb:write": _elb_write,
+    "cloudwatch:read": _cloudwatch_read,
+    "pricing:read": _pricing_read,
+    "table:read": _table_read,
+    "table:write": _table_write,
+    "sns:publish": _sns_publish,
+}
+
+
+def grant(ctx: GrantContext, role: iam.Role, permission: str) -> Findings:
+    try:
+        capability = CAPABILITIES[permission]
+    except KeyError:
+        raise ValueError(
+            f"unknown permission {permission!r} in the function catalog; known: {sorted(CAPABILITIES)}"
+        ) from None
+    return capability(ctx, role)

@@ -1,0 +1,95 @@
+"""The SpotMigration stack: storage, functions and the workflow that chains them.
+
+Environment-agnostic: no account/region, no context lookups, no AWS calls at synth.
+Context (``cdk.json`` or ``cdk -c key=value``):
+
+* ``replacer_concurrency`` - reserved concurrency of the replacement function (20; 0 = none).
+* ``notification_email`` - optional address subscribed to the topic (confirm the email).
+* ``log_retention`` - a ``aws_logs.RetentionDays`` name, ``ONE_MONTH`` by default.
+* ``pricing_source``, ``rebalance_policy``, ``prewarm_seconds``, ``sweeper_mode``,
+  ``sweeper_grace_seconds`` - function settings (see ``infra/constructs/functions.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, CfnOutput, Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import REPO_ROOT, STATE_MACHINE_FILE
+
+from .constructs import Functions, InterruptionHandling, Layers, Storage, Workflow
+from .constructs.nag import enable_checks
+
+STACK_NAME = "SpotMigration"
+# What the CDK CLI sets by default, so `python3 app.py` output carries the construct
+# paths and local asset folders that `sam local invoke` reads (CLI flags still win).
+SYNTH_DEFAULTS = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class SpotMigrationStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str = STACK_NAME, **kwargs: Any) -> None:
+        kwargs.setdefault("description", "Spot migration: moves opted-in EC2 fleets from on-demand to Spot, safely")
+        super().__init__(scope, construct_id, **kwargs)
+
+        log_retention = self._log_retention()
+        self.storage = Storage(self, "Storage", notification_email=self._notification_email())
+        self.layers = Layers(self, "Layers")
+        self.functions = Functions(self, "Functions", storage=self.storage, layers=self.layers,
+                                   log_retention=log_retention)
+        self.workflow = Workflow(self, "Workflow", definition_file=STATE_MACHINE_FILE,
+                                 tasks=self.functions.by_placeholder(), log_retention=log_retention)
+
+        self.interruptions = InterruptionHandling(
+            self, "Interruptions",
+            replacer=self.functions.functions["replace_interrupted"], sweeper=self.functions.functions["sweep_orphans"],
+            replacer_concurrency=int(self.node.try_get_context("replacer_concurrency") or 20),
+        )
+
+        CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn)
+        CfnOutput(self, "TableName", value=self.storage.table.table_name)
+        CfnOutput(self, "TopicArn", value=self.storage.topic.topic_arn)
+        CfnOutput(self, "InterruptionDeadLetterQueueUrl", value=self.interruptions.dead_letters.queue_url)
+
+    def _notification_email(self) -> str | None:
+        email = self.node.try_get_context("notification_email")
+        if email in (None, ""):
+            return None
+        if not isinstance(email, str) or not EMAIL.match(email):
+            raise ValueError(f"context notification_email is not an email address: {email!r}")
+        return email
+
+    def _log_retention(self) -> logs.RetentionDays:
+        name = self.node.try_get_context("log_retention") or "ONE_MONTH"
+        try:
+            return logs.RetentionDays[name]
+        except KeyError:
+            raise ValueError(
+                f"context log_retention={name!r} is not one of {[r.name for r in logs.RetentionDays]}"
+            ) from None
+
+
+def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
+    """The ``context`` of cdk.json: feature flags and defaults (the CLI passes it too)."""
+    return json.loads(path.read_text()).get("context", {})
+
+
+def create_app(*, context: dict[str, Any] | None = None, outdir: str | None = None) -> tuple[App, SpotMigrationStack]:
+    """The app with the stack and cdk-nag; ``python3 app.py`` and the tests both use this.
+
+    cdk.json's context applies even without the CLI; ``context`` here, then context
+    from the CLI (``-c key=value``), take precedence over it.
+    """
+    if outdir is None and not os.environ.get("CDK_OUTDIR"):
+        outdir = str(REPO_ROOT / "cdk.out")
+    app = App(context={**SYNTH_DEFAULTS, **cdk_json_context(), **(context or {})}, outdir=outdir)
+    stack = SpotMigrationStack(app, STACK_NAME)
+    enable_checks(app)
+    return app, stack

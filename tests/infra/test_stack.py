@@ -1,0 +1,431 @@
+"""The CDK stack: resources, wiring to the ASL, least-privilege IAM, and cdk-nag.
+
+Synthesis (jsii) is slow, so the app is synthesised once per module. ``app.synth()``
+itself fails if cdk-nag reports an unacknowledged error; the tests below also check
+warnings, and that every acknowledgement still matches a real finding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Annotations, Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from infra import STATE_MACHINE_FILE
+from infra.constructs.functions import SETTINGS_DEFAULTS
+from infra.constructs.layers import POWERTOOLS_PARAMETER_ID
+from infra.stack import SpotMigrationStack, create_app
+from spot_core import MANAGED_TAG, OPT_IN_TAG
+from spot_core.catalog import FUNCTIONS
+
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+MANAGED = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
+OPTED_IN = {"StringEquals": {f"aws:ResourceTag/{OPT_IN_TAG}": "true"}}
+MUTATING_EC2 = {"ec2:RunInstances", "ec2:CreateTags", "ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"}
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory):
+    app, stack = create_app(outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    app.synth()  # raises with the cdk-nag report when an error is not acknowledged
+    return app, stack
+
+
+@pytest.fixture(scope="module")
+def stack(synthesized) -> SpotMigrationStack:
+    return synthesized[1]
+
+
+@pytest.fixture(scope="module")
+def template(stack) -> Template:
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict[str, dict]:
+    return template.to_json()["Resources"]
+
+
+def of_type(resources: dict[str, dict], type_: str) -> dict[str, dict]:
+    return {k: v for k, v in resources.items() if v["Type"] == type_}
+
+
+def listify(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def flatten(value: Any) -> str:
+    """An ARN expression as text, the way cdk-nag prints it (``<Ref>``, ``<Logical.Attr>``)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return sep.join(flatten(p) for p in parts)
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return f"<{value['Fn::GetAtt'][0]}.{value['Fn::GetAtt'][1]}>"
+    return json.dumps(value)
+
+
+def logical_id(stack, construct) -> str:
+    return stack.resolve(construct.node.default_child.logical_id)
+
+
+@pytest.fixture(scope="module")
+def statements_by_role(resources) -> dict[str, list[dict]]:
+    """Role logical id -> Allow statements of its policies."""
+    out: dict[str, list[dict]] = {}
+    for policy in of_type(resources, "AWS::IAM::Policy").values():
+        for role in policy["Properties"]["Roles"]:
+            out.setdefault(role["Ref"], []).extend(
+                s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow")
+    return out
+
+
+@pytest.fixture(scope="module")
+def statements(statements_by_role) -> list[dict]:
+    return [s for group in statements_by_role.values() for s in group]
+
+
+def with_action(statements: list[dict], action: str) -> list[dict]:
+    return [s for s in statements if action in listify(s["Action"])]
+
+
+# --- Lambda functions ------------------------------------------------------------------
+
+def test_one_function_per_catalog_entry(stack, resources):
+    functions = of_type(resources, "AWS::Lambda::Function")
+    assert len(functions) == len(FUNCTIONS)
+    assert set(stack.functions.functions) == {spec.name for spec in FUNCTIONS}
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.name)
+def test_function_configuration(spec, stack, resources):
+    fn = resources[logical_id(stack, stack.functions.functions[spec.name])]["Properties"]
+    assert fn["Runtime"] == "python3.13"
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["Handler"] == "app.lambda_handler"
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    assert fn["Timeout"] == spec.timeout_seconds
+    assert fn["MemorySize"] == spec.memory_mb
+    logging = fn["LoggingConfig"]
+    assert logging["LogFormat"] == "JSON" and logging["ApplicationLogLevel"] == "INFO"
+    log_group = resources[logging["LogGroup"]["Ref"]]
+    assert log_group["Type"] == "AWS::Logs::LogGroup" and log_group["Properties"]["RetentionInDays"] == 30
+
+    env = fn["Environment"]["Variables"]
+    assert env["TABLE_NAME"] == {"Ref": logical_id(stack, stack.storage.table)}
+    assert env["TOPIC_ARN"] == {"Ref": logical_id(stack, stack.storage.topic)}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "spot-migration"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "SpotMigration"
+    optional = {name: value for name, value in env.items() if name in SETTINGS_DEFAULTS}
+    assert optional == {name: SETTINGS_DEFAULTS[name] for name in spec.environment}
+
+    assert fn["Layers"] == [{"Ref": POWERTOOLS_PARAMETER_ID}, {"Ref": logical_id(stack, stack.layers.spot_core)}]
+
+
+def test_every_log_group_has_retention(resources):
+    groups = of_type(resources, "AWS::Logs::LogGroup")
+    assert len(groups) == len(FUNCTIONS) + 1  # one per function + the state machine's
+    assert all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
+
+
+def test_spot_core_layer_is_python313_arm64(resources):
+    (layer,) = of_type(resources, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_powertools_layer_resolved_at_deploy_time_from_the_pinned_release(template):
+    parameter = template.to_json()["Parameters"][POWERTOOLS_PARAMETER_ID]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    # The layer release must be the library the tests and the embedded runtime import.
+    assert parameter["Default"] == (
+        f"/aws/service/powertools/python/arm64/python3.13/{version('aws-lambda-powertools')}")
+
+
+def test_functions_have_own_roles_without_managed_policies(resources):
+    roles = of_type(resources, "AWS::IAM::Role")
+    assert len(roles) == len(FUNCTIONS) + 1  # + the state machine's
+    assert not any("ManagedPolicyArns" in r["Properties"] for r in roles.values())
+    lambda_roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0]
+                    for fn in of_type(resources, "AWS::Lambda::Function").values()]
+    assert len(set(lambda_roles)) == len(FUNCTIONS)
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.name)
+def test_function_logs_only_to_its_own_log_group(spec, stack, statements_by_role):
+    fn = stack.functions.functions[spec.name]
+    own = statements_by_role[logical_id(stack, fn.role)]
+    log_statements = [s for s in own if any(a.startswith("logs:") for a in listify(s["Action"]))]
+    assert log_statements == [{
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Effect": "Allow",
+        "Resource": {"Fn::GetAtt": [logical_id(stack, stack.functions.log_groups[spec.name]), "Arn"]},
+    }]
+    assert with_action(own, "xray:PutTraceSegments") and with_action(own, "xray:PutTelemetryRecords")
+
+
+# --- storage ---------------------------------------------------------------------------
+
+def test_table(resources):
+    (table,) = of_type(resources, "AWS::DynamoDB::Table").values()
+    props = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEType"] == "KMS" and props["SSESpecification"]["SSEEnabled"] is True
+    key = resources[props["SSESpecification"]["KMSMasterKeyId"]["Fn::GetAtt"][0]]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    (gsi,) = props["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by_status"
+    assert gsi["KeySchema"] == [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                                {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]
+
+
+def test_topic_encrypted_ssl_only_and_this_account_only(resources):
+    (topic_id, topic), = of_type(resources, "AWS::SNS::Topic").items()
+    key = resources[topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    (policy,) = of_type(resources, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    document = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in document)
+    allows = [s for s in document if s["Effect"] == "Allow"]
+    assert allows and all(flatten(s["Principal"]["AWS"]) == "arn:<AWS::Partition>:iam::<AWS::AccountId>:root"
+                          for s in allows)
+    assert not of_type(resources, "AWS::SNS::Subscription")  # no notification_email in context
+
+
+def test_outputs(template):
+    outputs = template.to_json()["Outputs"]
+    assert {"StateMachineArn", "TableName", "TopicArn"} <= set(outputs)
+
+
+# --- workflow --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def state_machine(resources) -> dict:
+    (machine,) = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    return machine["Properties"]
+
+
+def asl_placeholders() -> set[str]:
+    return set(PLACEHOLDER.findall(STATE_MACHINE_FILE.read_text()))
+
+
+def test_state_machine_logging_and_tracing(state_machine, resources):
+    assert state_machine["StateMachineType"] == "STANDARD"
+    logging = state_machine["LoggingConfiguration"]
+    # ALL events, but no execution data: the approval task input carries the task token
+    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False
+    log_group = resources[logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]]
+    assert log_group["Properties"]["RetentionInDays"] == 30
+    assert state_machine["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_every_asl_placeholder_has_a_substitution(state_machine):
+    used = asl_placeholders()
+    assert used, "no ${...} placeholder found in the ASL"
+    assert used == set(state_machine["DefinitionSubstitutions"])
+
+
+def test_every_workflow_function_is_used_by_the_asl(stack, state_machine):
+    used = asl_placeholders()
+    # Entries without a placeholder (event-driven functions) are not part of the workflow.
+    unused = [spec.name for spec in FUNCTIONS if spec.asl_placeholder and spec.asl_placeholder not in used]
+    assert not unused, f"catalog functions the ASL never calls: {unused}"
+    for spec in FUNCTIONS:
+        if spec.asl_placeholder:
+            target = logical_id(stack, stack.functions.functions[spec.name])
+            assert state_machine["DefinitionSubstitutions"][spec.asl_placeholder] == {"Fn::GetAtt": [target, "Arn"]}
+
+
+def test_state_machine_invokes_exactly_the_workflow_functions(stack, state_machine, statements_by_role):
+    role = state_machine["RoleArn"]["Fn::GetAtt"][0]
+    invokes = with_action(statements_by_role[role], "lambda:InvokeFunction")
+    resources = [flatten(r) for s in invokes for r in listify(s["Resource"])]
+    expected = {f"<{logical_id(stack, stack.functions.functions[s.name])}.Arn>" for s in FUNCTIONS if s.asl_placeholder}
+    assert sorted(resources) == sorted(expected)
+
+
+# --- IAM: least privilege --------------------------------------------------------------
+
+def test_no_statement_grants_all_actions_of_a_service(statements):
+    for statement in statements:
+        for action in listify(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), statement
+
+
+def test_terminate_only_instances_the_product_launched(statements):
+    terminate = with_action(statements, "ec2:TerminateInstances")
+    assert terminate
+    for statement in terminate:
+        assert statement.get("Condition") == MANAGED, statement
+        assert [flatten(r) for r in listify(statement["Resource"])] == [
+            "arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*"]
+
+
+def test_run_instances_requires_the_managed_request_tag_on_instances_and_volumes(statements):
+    run = with_action(statements, "ec2:RunInstances")
+    assert run
+    tagged = 0
+    for statement in run:
+        arns = [flatten(r) for r in listify(statement["Resource"])]
+        assert "*" not in arns
+        if any(a.endswith((":instance/*", ":volume/*")) for a in arns):
+            assert statement.get("Condition") == {"StringEquals": {f"aws:RequestTag/{MANAGED_TAG}": "true"}}
+            tagged += 1
+    assert tagged
+
+
+def test_start_stop_require_opt_in_or_managed_tag(statements):
+    for action in ("ec2:StartInstances", "ec2:StopInstances"):
+        conditions = [s.get("Condition") for s in with_action(statements, action)]
+        assert conditions and all(c in (OPTED_IN, MANAGED) for c in conditions)
+        assert OPTED_IN in conditions and MANAGED in conditions
+
+
+def test_tags_only_at_launch_or_on_opted_in_originals_never_the_managed_tag(statements):
+    create_tags = with_action(statements, "ec2:CreateTags")
+    assert create_tags
+    for statement in create_tags:
+        condition = statement.get("Condition")
+        at_launch = condition == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
+        on_original = condition == {**OPTED_IN, "ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}
+        assert at_launch or on_original, statement
+
+
+def test_pass_role_only_to_ec2(statements):
+    pass_role = with_action(statements, "iam:PassRole")
+    assert pass_role
+    for statement in pass_role:
+        assert statement.get("Condition") == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.name)
+def test_mutating_permissions_follow_the_catalog(spec, stack, statements_by_role):
+    own = statements_by_role[logical_id(stack, stack.functions.functions[spec.name].role)]
+    actions = {a for s in own for a in listify(s["Action"])}
+    assert bool(actions & (MUTATING_EC2 - {"ec2:TerminateInstances"})) == ("ec2:migrate" in spec.permissions)
+    assert ("ec2:TerminateInstances" in actions) == bool({"ec2:migrate", "ec2:terminate-managed"} & set(spec.permissions))
+    assert ("iam:PassRole" in actions) == ("iam:pass" in spec.permissions)
+    assert ("sns:Publish" in actions) == ("sns:publish" in spec.permissions)
+    assert ("dynamodb:PutItem" in actions) == ("table:write" in spec.permissions)
+    assert ("dynamodb:Query" in actions) == bool({"table:read", "table:write"} & set(spec.permissions))
+    elb_write = {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
+    assert bool(actions & elb_write) == ("elb:write" in spec.permissions)
+
+
+def test_target_swaps_scoped_to_target_groups(statements):
+    swaps = with_action(statements, "elasticloadbalancing:RegisterTargets")
+    assert swaps
+    for statement in swaps:
+        assert [flatten(r) for r in listify(statement["Resource"])] == [
+            "arn:<AWS::Partition>:elasticloadbalancing:<AWS::Region>:<AWS::AccountId>:targetgroup/*"]
+
+
+# --- cdk-nag ---------------------------------------------------------------------------
+
+def test_cdk_nag_reports_nothing_unacknowledged(synthesized):
+    app, _ = synthesized
+    report = AwsSolutionsChecks().validate_scope(app)
+    findings = [f"{v.severity} {v.rule_name}: {[r.construct_path for r in v.violating_resources]}"
+                for v in report.violations]
+    assert findings == []
+
+
+def test_no_cdk_errors_or_warnings(stack):
+    annotations = Annotations.from_stack(stack)
+    assert annotations.find_error("*", Match.any_value()) == []
+    assert annotations.find_warning("*", Match.any_value()) == []
+    assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+
+
+def wildcard_findings(document: dict) -> set[str]:
+    """cdk-nag's IAM5 findings of a policy document (Allow statements with a '*')."""
+    found = set()
+    for statement in document["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        found |= {f"Action::{a}" for a in listify(statement["Action"]) if "*" in a}
+        found |= {f"Resource::{r}" for r in map(flatten, listify(statement["Resource"])) if "*" in r}
+    return found
+
+
+def test_iam5_acknowledgements_match_the_findings_exactly(resources):
+    """No unreviewed wildcard, and no stale acknowledgement left behind by a narrowed grant."""
+    for name, policy in of_type(resources, "AWS::IAM::Policy").items():
+        suppressed = policy.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+        acknowledged = {r["id"][len("AwsSolutions-IAM5["):-1] for r in suppressed
+                        if r["id"].startswith("AwsSolutions-IAM5[")}
+        assert acknowledged == wildcard_findings(policy["Properties"]["PolicyDocument"]), name
+
+
+def test_every_acknowledgement_gives_a_reason(resources):
+    rules = [r for res in resources.values() for r in res.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])]
+    assert rules
+    assert all(len(r["reason"]) >= 40 for r in rules)
+    # besides IAM5 wildcards: the pinned runtime, and the dead-letter queue having no DLQ of its own
+    assert {r["id"] for r in rules if not r["id"].startswith("AwsSolutions-IAM5[")} == {"AwsSolutions-L1", "AwsSolutions-SQS3"}
+
+
+# --- context ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("context, message", [
+    ({"notification_email": "not-an-email"}, "notification_email"),
+    ({"log_retention": "FOREVER_AND_A_DAY"}, "log_retention"),
+    ({"sweeper_mode": "nuke"}, "invalid function setting"),
+    ({"prewarm_seconds": "soon"}, "invalid function setting"),
+])
+def test_bad_context_fails_fast(context, message, tmp_path):
+    app = App(context=context, outdir=str(tmp_path))
+    with pytest.raises(Exception, match=message):
+        SpotMigrationStack(app)
+
+
+# --- EventBridge: interruption warnings, rebalance recommendations, orphan sweep ---------
+def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources):
+    from moto.events.models import EventPattern
+    from spot_core.event_rules import RULES
+
+    replacer = logical_id(stack, stack.functions.functions["replace_interrupted"])
+    deployed = {}
+    for rule in of_type(resources, "AWS::Events::Rule").values():
+        props = rule["Properties"]
+        if "EventPattern" in props:
+            [target] = props["Targets"]
+            assert target["Arn"] == {"Fn::GetAtt": [replacer, "Arn"]}
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+            assert "DeadLetterConfig" in target
+            deployed[json.dumps(props["EventPattern"], sort_keys=True)] = props["EventPattern"]
+    assert sorted(deployed) == sorted(json.dumps(p, sort_keys=True) for p in RULES.values())
+    sample = json.loads((STATE_MACHINE_FILE.parents[1] / "events" / "ec2_spot_interruption_warning.json").read_text())
+    assert sum(EventPattern.load(json.dumps(p)).matches_event(sample) for p in deployed.values()) == 1
+
+
+def test_replacement_failures_reach_an_encrypted_dead_letter_queue_with_the_reason(stack, resources):
+    [config] = of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    assert props["MaximumRetryAttempts"] == 2
+    dlq = logical_id(stack, stack.interruptions.dead_letters)
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    queue = resources[dlq]["Properties"]
+    assert "KmsMasterKeyId" in queue
+    replacer = resources[logical_id(stack, stack.functions.functions["replace_interrupted"])]["Properties"]
+    assert replacer["ReservedConcurrentExecutions"] == 20
+
+
+def test_orphan_sweep_runs_on_a_schedule(stack, resources):
+    sweeper = logical_id(stack, stack.functions.functions["sweep_orphans"])
+    scheduled = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
+    assert [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in scheduled] == [("rate(1 hour)", {"Fn::GetAtt": [sweeper, "Arn"]})]

@@ -1,7 +1,5 @@
 """Compares the bake window with the baseline; raises QualityGateFailed to roll back."""
 
-from datetime import datetime
-
 from spot_core.deps import deps
 from spot_core.events import GateEvent, parse_event
 from spot_core.gates import run_gate
@@ -15,7 +13,7 @@ def lambda_handler(event, context):
     logger.set_correlation_id(parsed.migration_id)
     d = deps()
     result = run_gate(
-        parsed.migration_id, parsed.wave, datetime.fromisoformat(parsed.since),
+        parsed.migration_id, parsed.wave, parsed.since,
         cloudwatch=d.cloudwatch, ec2=d.ec2, elbv2=d.elbv2, store=d.store, now=utc_now(),
     )
     logger.info("quality gate passed", extra={"wave": parsed.wave.index, "score": result.score})

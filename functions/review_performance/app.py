@@ -12,5 +12,6 @@ def lambda_handler(event, context):
     migration_id = parse_event(event, MigrationEvent).migration_id
     logger.set_correlation_id(migration_id)
     store = deps().store
+    store.get(migration_id)  # MigrationNotFound before any write
     candidates = [r for r in store.records(migration_id) if r.eligible]
     return record_verdict(store, migration_id, review_performance(candidates))

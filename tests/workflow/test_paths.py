@@ -90,6 +90,8 @@ def test_customer_rejection_ends_rejected_without_touching_the_fleet(rt):
     assert "approval" in notification["subject"]
     token = rt.store.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"})["Item"]["token"]
     assert token not in notification["message"]
+    [asked] = [inv for inv in rt.lambdas.invocations if inv.function == "spot-migration-request_approval"]
+    assert "approval requested" in asked.logs, "the handler's logs are captured"
     assert all(token not in inv.logs for inv in rt.lambdas.invocations)
 
     rt.decide(mid, approved=False, reason="change freeze this week", principal="arn:aws:iam::123456789012:user/alice")

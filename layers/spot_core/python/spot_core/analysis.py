@@ -140,14 +140,14 @@ def build_record(
     spot = pools[0].spot_hourly
     monthly_od = on_demand_hourly * HOURS_PER_MONTH
     savings = (on_demand_hourly - spot) * HOURS_PER_MONTH
-    pct = 100.0 * (on_demand_hourly - spot) / on_demand_hourly
+    pct = round(100.0 * (on_demand_hourly - spot) / on_demand_hourly, 1)  # decide on the reported value
     record = InstanceRecord(
         **base,
         eligible=True,
         spot_hourly=spot,
         monthly_on_demand=round(monthly_od, 2),
         monthly_savings=round(savings, 2),
-        savings_pct=round(pct, 1),
+        savings_pct=pct,
     )
     if pct < min_savings_pct:
         return record.model_copy(update=dict(

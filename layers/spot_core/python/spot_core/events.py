@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import InvalidEvent
 from .models import MIGRATION_ID, WaveSpec
@@ -42,7 +42,7 @@ class WaveEvent(MigrationEvent):
 
 
 class GateEvent(WaveEvent):
-    since: str
+    since: AwareDatetime  # when the wave completed: the bake window starts here
 
 
 class RollbackEvent(MigrationEvent):

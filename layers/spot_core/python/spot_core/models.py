@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import OPT_IN_TAG
 from .errors import InvalidMigrationRequest
 
-INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-MIGRATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}\Z")
+MIGRATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")
 
 Risk = Literal["low", "medium", "high"]
 Workload = Literal["stable", "variable", "burst", "unknown"]

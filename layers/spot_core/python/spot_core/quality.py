@@ -68,7 +68,7 @@ def evaluate_gate(
     replacement of the migration is still running and healthy."""
     lat = latency_change_pct(baseline.latency, current.latency)
     err = error_rate_change_pct(baseline.error_rate, current.error_rate)
-    score = degradation_score(lat, err)
+    score = round(degradation_score(lat, err), 3)  # decide on the score that is reported
     alarms = sorted(alarms_in_alarm or [])
     unhealthy = sorted(unhealthy_instances or [])
     reasons = []
@@ -81,7 +81,7 @@ def evaluate_gate(
     return GateResult(
         wave=wave,
         passed=not reasons,
-        score=round(score, 3),
+        score=score,
         threshold_pct=threshold_pct,
         latency_change_pct=None if lat is None else round(lat, 3),
         error_rate_change_pct=None if err is None else round(err, 3),

@@ -14,7 +14,7 @@ from .quality import QualitySample
 
 HOT_CPU_P95 = 85.0
 VETO_EXCLUDED_SHARE = 0.5
-STATEFUL_NAME = re.compile(r"(^|[-_. ])(db|database|mysql|postgres|mongo|kafka|zookeeper|etcd|redis|elastic|cassandra)([-_. 0-9]|$)", re.I)
+STATEFUL_NAME = re.compile(r"(^|[-_. ])(db|database|mysql|mariadb|postgres|postgresql|mongo|mongodb|kafka|zookeeper|etcd|redis|elastic|elasticsearch|opensearch|cassandra)([-_. 0-9]|$)", re.I)
 
 
 def _verdict(agent: str, candidates: list[InstanceRecord], excluded: list[str], concerns: list[str],

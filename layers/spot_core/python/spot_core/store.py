@@ -33,7 +33,8 @@ class MigrationStore:
 
     # --- the migration item -------------------------------------------------
     def create(self, migration_id: str, request: dict, status: str = "analysing") -> None:
-        """Create the migration item; a retried analysis may rewrite one still analysing."""
+        """Create the migration item. A retried analysis (same request, nothing changed in
+        the fleet yet) may start again; another migration's id is refused."""
         created = now_iso()
         with transient_errors():
             try:
@@ -43,7 +44,8 @@ class MigrationStore:
                         "status": status, "request": request, "created_at": created, "updated_at": created,
                         "gsi1pk": "MIGRATION", "gsi1sk": f"{created}#{migration_id}",
                     }),
-                    ConditionExpression=Attr("pk").not_exists() | Attr("status").eq("analysing"),
+                    ConditionExpression=Attr("pk").not_exists() | (
+                        Attr("status").is_in(["analysing", "planned"]) & Attr("request").eq(to_dynamo(request))),
                 )
             except self.table.meta.client.exceptions.ConditionalCheckFailedException:
                 from .errors import InvalidMigrationRequest

@@ -1,0 +1,57 @@
+"""spotctl: the demo end to end, and approve/reject against a deployed stack (moto)."""
+
+import json
+
+import pytest
+
+from spotctl.cli import main
+from spotctl.local.runtime import TABLE_NAME, LocalRuntime
+
+
+def test_demo_json_report_is_complete_and_computed(capsys):
+    assert main(["demo", "--instances", "8", "--seed", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "completed"
+    summary = report["summary"]
+    assert summary["analysed"] == 8 and summary["candidates"] + summary["excluded"] == 8
+    assert 50 < summary["savings_pct"] < 80
+    assert {v["agent"] for v in report["verdicts"]} == {"performance", "capacity", "application"}
+    assert [w["percent"] for w in report["waves"]] == [10, 50, 100]
+    assert all(w["gate"]["passed"] for w in report["waves"])
+    assert report["realised"]["instances"] == summary["candidates"]
+    assert report["approval"]["approved"] is True
+
+
+def test_demo_degradation_rolls_back_and_exits_non_zero(capsys):
+    assert main(["demo", "--instances", "6", "--degrade-at", "50"]) == 1
+    text = capsys.readouterr().out
+    assert "ROLLED BACK" in text and "FAIL" in text
+
+
+def test_demo_reject_exits_non_zero_and_changes_nothing(capsys):
+    assert main(["demo", "--instances", "5", "--reject", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "rejected" and report["waves"][0]["migration"] is None
+    assert all(i["replacement_id"] is None for i in report["instances"])
+
+
+def test_demo_rejects_a_fleet_too_small(capsys):
+    assert main(["demo", "--instances", "1"]) == 2
+
+
+@pytest.mark.parametrize("command, approved", [(["approve"], True), (["reject", "--reason", "not this week"], False)])
+def test_decide_against_a_deployed_stack(command, approved, capsys):
+    with LocalRuntime() as rt:
+        rt.fleet.seed_fleet(5)
+        mid = rt.start_migration({"quality": {"target_group_arn": rt.fleet.target_group_arn}})
+        rt.wait_for_status(mid, "awaiting_approval")
+        rt.client("cloudformation").create_stack(StackName="SpotMigration", TemplateBody=json.dumps({
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"TableName": {"Value": TABLE_NAME}},
+        }))
+        assert main([command[0], mid, *command[1:], "--region", "us-east-1"]) == 0
+        assert rt.wait(mid).status == ("SUCCEEDED" if approved else "FAILED")
+        decision = rt.store.get(mid)["approval"]
+        assert decision["approved"] is approved and decision["decided_by"].startswith("arn:aws:")
+        assert main(["approve", mid, "--region", "us-east-1"]) == 1  # nothing pending any more
+    assert "not awaiting approval" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """spotctl: run and steer Spot migrations.
 
-  spotctl demo [--instances N] [--seed S] [--degrade-at 10|50|100] [--reject] [--json]
+  spotctl demo [--instances N] [--seed S] [--degrade-at 10|50|100] [--reject] [--interrupt N] [--json]
       a simulated fleet migrated end to end on the embedded runtime, with a report
   spotctl approve MIGRATION_ID [--stack NAME] [--region R]
   spotctl reject  MIGRATION_ID --reason TEXT [--stack NAME] [--region R]
@@ -51,7 +51,9 @@ def _demo(args: argparse.Namespace) -> int:
         except TimeoutError:
             pass  # vetoed or nothing to migrate: no approval asked
         result = rt.wait(mid, timeout=300)
+        interruptions = _interrupt(rt, mid, args.interrupt) if args.interrupt and result.status == "SUCCEEDED" else []
         report = build_report(rt.store, mid, {
+            "interruptions": interruptions,
             "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
             "execution_status": result.status, "execution_error": result.error,
             "elapsed": time.perf_counter() - started, "simulated_seconds": rt.virtual_seconds,
@@ -62,6 +64,29 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def _interrupt(rt, migration_id: str, count: int) -> list[dict]:
+    """EC2 takes back `count` of the new Spot instances: their two-minute warnings go through
+    the deployed rule patterns to the replacement Lambda."""
+    import uuid
+    from datetime import UTC, datetime
+
+    migrated = [r for r in rt.store.records(migration_id) if r.status == "migrated"][:count]
+    out = []
+    for record in migrated:
+        victim = record.replacement_id
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "EC2 Spot Instance Interruption Warning",
+            "source": "aws.ec2", "account": "123456789012", "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "region": rt.region, "resources": [f"arn:aws:ec2:{record.replacement_az}:instance/{victim}"],
+            "detail": {"instance-id": victim, "instance-action": "terminate"},
+        }
+        for delivery in rt.put_ec2_event(event):
+            out.append({"interrupted": victim, "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
+                        "rule": delivery["rule"], **(delivery.get("result") or {"error": delivery.get("error")})})
+        rt.client("ec2").terminate_instances(InstanceIds=[victim])  # EC2 reclaims it two minutes later
+    return out
 
 
 def _decide(args: argparse.Namespace, approved: bool) -> int:
@@ -101,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated fleet and Spot market (default 7)")
     demo.add_argument("--degrade-at", type=int, choices=sorted(DEGRADE_WAVES), help="degrade quality at this wave %% (forces a rollback)")
     demo.add_argument("--reject", action="store_true", help="the customer rejects the migration")
+    demo.add_argument("--interrupt", type=int, default=0, metavar="N", help="after the rollout, EC2 interrupts N of the new Spot instances")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
     demo.set_defaults(func=_demo)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spot_core.fleet import CAPACITY_ERRORS as CAPACITY_CODES
 from spot_core.store import MigrationStore
 
 OUTCOME_TEXT = {
@@ -131,7 +132,8 @@ def render(report: dict) -> str:
     if moved:
         out.append("  Replacements:")
         for i in moved:
-            via = f" after {len(i['attempts']) - 1} refused pool(s)" if len(i["attempts"]) > 1 and i["status"] == "migrated" else ""
+            refused = sum(1 for a in i["attempts"] if a.split(": ")[-1] in CAPACITY_CODES)
+            via = f" after {refused} refused pool(s)" if refused else ""
             out.append(f"    {i['instance_id']} ({i['type']}) -> {i['replacement_id']} ({i['replacement_type']} Spot){via}: {i['status']}")
     out.append("")
 
@@ -143,4 +145,13 @@ def render(report: dict) -> str:
                    f"{_money(r['monthly_on_demand'])} on-demand -> {_money(r['monthly_spot'])} Spot")
     if report.get("elapsed"):
         out.append(f"  Took {report['elapsed']:.1f} s of real time for {report.get('simulated_seconds', 0):,.0f} s of bake and wait time (fast-forwarded)")
+    if report.get("interruptions"):
+        out += ["", "6. Spot interruptions (after the rollout)"]
+        for i in report["interruptions"]:
+            if i.get("launched"):
+                out.append(f"  {i['interrupted']} ({i['interrupted_pool']}) warned -> {i['replacement_id']} launched as {i['market']} "
+                           f"{i['instance_type']} in {i['availability_zone']} {i['seconds_from_event_to_launch']:.2f} s after the warning; "
+                           f"target groups swapped")
+            else:
+                out.append(f"  {i['interrupted']}: {i.get('action') or i.get('error')}")
     return "\n".join(out)

@@ -44,6 +44,19 @@ class _RoutedStdout(io.TextIOBase):
 
 
 _ROUTER: _RoutedStdout | None = None
+_ACTIVE: InProcessLambdas | None = None
+# IAM action prefixes that differ from the API's signing name
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+
+def _record_call(model: Any = None, **_: Any) -> None:
+    """botocore before-call hook: which function made which AWS call (as an IAM action)."""
+    runtime = _ACTIVE
+    function = getattr(runtime._current, "function", None) if runtime else None
+    if function:
+        meta = model.service_model.metadata
+        prefix = meta.get("signingName") or meta["endpointPrefix"]
+        runtime.calls.append((function, f"{_IAM_PREFIX.get(prefix, prefix)}:{model.name}"))
 
 
 def _route_log_handlers(router: _RoutedStdout, service: str = "spot-migration") -> None:
@@ -101,8 +114,15 @@ class InProcessLambdas:
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stdout: _RoutedStdout | None = None
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (function, IAM action) per AWS call
+    _current: threading.local = field(default_factory=threading.local)
 
     def install(self) -> None:
+        global _ACTIVE
+        _ACTIVE = self
+        import boto3
+
+        boto3._get_default_session().events.register("before-call", _record_call, unique_id="spotctl-local-calls")
         # One router per process: loggers created during an earlier runtime keep writing
         # to it, so their output is still captured by later ones.
         global _ROUTER
@@ -114,6 +134,9 @@ class InProcessLambdas:
         sys.stdout = _ROUTER
 
     def uninstall(self) -> None:
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
         if self._stdout is not None and sys.stdout is self._stdout:
             sys.stdout = self._stdout.real
 
@@ -151,6 +174,7 @@ class InProcessLambdas:
                 router.real = saved_stdout
             sys.stdout = router
             router.local.buffer = buffer
+            self._current.function = name
             try:
                 if fault:
                     raise type(fault, (Exception,), {})(f"injected {fault}")
@@ -165,6 +189,7 @@ class InProcessLambdas:
                 })
                 errored = True
             finally:
+                self._current.function = None
                 router.local.buffer = None
                 sys.stdout = saved_stdout
                 os.environ.clear()

@@ -49,21 +49,21 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Performance agent: CPU headroom, burstable types, latency sensitivity",
         "ReviewPerformanceFunctionArn",
         timeout_seconds=300,
-        permissions=("table:read",),
+        permissions=("table:write",),  # reads the plan, writes its verdict
     ),
     FunctionSpec(
         "review_capacity",
         "Capacity agent: pool diversity, interruption history, AZ spread",
         "ReviewCapacityFunctionArn",
         timeout_seconds=300,
-        permissions=("table:read", "ec2:read"),
+        permissions=("table:write", "ec2:read"),
     ),
     FunctionSpec(
         "review_application",
         "Application agent: statefulness, load-balancer membership, quality baseline",
         "ReviewApplicationFunctionArn",
         timeout_seconds=300,
-        permissions=("table:read", "cloudwatch:read"),
+        permissions=("table:write", "cloudwatch:read", "elb:read"),
     ),
     FunctionSpec(
         "consolidate_reviews",
@@ -82,7 +82,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "capture_baseline",
         "Captures the latency and error-rate baseline before any change",
         "CaptureBaselineFunctionArn",
-        permissions=("table:write", "cloudwatch:read"),
+        permissions=("table:write", "cloudwatch:read", "elb:read"),
     ),
     FunctionSpec(
         "migrate_wave",

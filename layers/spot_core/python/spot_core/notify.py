@@ -13,15 +13,16 @@ class Notifier:
     def __init__(self, sns: Any, topic_arn: str):
         self.sns, self.topic_arn = sns, topic_arn
 
-    def publish(self, migration_id: str, event: str, headline: str, lines: list[str], data: dict[str, Any]) -> None:
+    def publish(self, subject_id: str, event: str, headline: str, lines: list[str], data: dict[str, Any]) -> None:
+        """`subject_id`: the migration (or instance) the notification is about."""
         body = "\n".join([headline, "", *lines, "", "Details:", json.dumps(data, indent=2, sort_keys=True, default=str)])
-        subject = f"[spot-migration] {migration_id}: {event}"[:100]
+        subject = f"[spot-migration] {subject_id}: {event}"[:100]
         with transient_errors():
             self.sns.publish(
                 TopicArn=self.topic_arn, Subject=subject, Message=body,
                 MessageAttributes={
                     "event": {"DataType": "String", "StringValue": event},
-                    "migration_id": {"DataType": "String", "StringValue": migration_id},
+                    "subject_id": {"DataType": "String", "StringValue": subject_id},
                 },
             )
 

@@ -1,0 +1,70 @@
+"""Every AWS call a function makes on the embedded runtime is allowed by the IAM role the
+CDK stack gives it (actions only; the tag conditions are tested in tests/infra)."""
+
+import fnmatch
+import uuid
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.stack import create_app
+from spot_core.catalog import FUNCTIONS
+from spotctl.local.runtime import LocalRuntime
+from spotctl.local.workload import Degradation
+
+
+@pytest.fixture(scope="module")
+def allowed_actions(tmp_path_factory) -> dict[str, list[str]]:
+    """function name -> the IAM actions its role allows."""
+    app, stack = create_app(outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    by_role: dict[str, list[str]] = {}
+    for res in resources.values():
+        if res["Type"] == "AWS::IAM::Policy":
+            for role in res["Properties"]["Roles"]:
+                for st in res["Properties"]["PolicyDocument"]["Statement"]:
+                    if st["Effect"] == "Allow":
+                        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                        by_role.setdefault(role["Ref"], []).extend(actions)
+    out = {}
+    for spec in FUNCTIONS:
+        fn = resources[stack.resolve(stack.functions.functions[spec.name].node.default_child.logical_id)]
+        out[spec.name] = by_role[fn["Properties"]["Role"]["Fn::GetAtt"][0]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def calls() -> set[tuple[str, str]]:
+    """(function, IAM action) of every call in: an approved rollout, a rollback, an
+    interruption, a rebalance and an orphan sweep."""
+    with LocalRuntime(seed=21) as rt:
+        rt.fleet.seed_fleet(8)
+        quality = {"target_group_arn": rt.fleet.target_group_arn, "alarm_names": ["web-5xx"]}
+        mid = rt.start_migration({"quality": quality})
+        rt.wait_for_status(mid, "awaiting_approval")
+        rt.decide(mid, approved=True)
+        assert rt.wait(mid).status == "SUCCEEDED"
+        spot = sorted(rt.fleet.snapshot()["spot"])
+        for kind, iid in (("EC2 Spot Instance Interruption Warning", spot[0]), ("EC2 Instance Rebalance Recommendation", spot[1])):
+            rt.put_ec2_event({"version": "0", "id": str(uuid.uuid4()), "detail-type": kind, "source": "aws.ec2",
+                              "account": "123456789012", "time": "2026-11-22T10:00:00Z", "region": "us-east-1",
+                              "resources": [], "detail": {"instance-id": iid}})
+        rt.lambdas.environment["SWEEPER_GRACE_SECONDS"] = "0"
+        rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
+        rt.fleet.degradation = Degradation(wave=0)
+        extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3)
+        failed = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality, "selector": {"instance_ids": extra}})
+        assert (failed.status, failed.error) == ("FAILED", "MigrationRolledBack")
+        assert not [i for i in rt.lambdas.invocations if i.errored and "AccessDenied" in str(i.payload)]
+        return {(fn.removeprefix("spot-migration-"), action) for fn, action in rt.lambdas.calls}
+
+
+def test_every_function_was_exercised(calls):
+    assert {fn for fn, _ in calls} == {s.name for s in FUNCTIONS}
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.name)
+def test_every_call_is_allowed_by_the_functions_role(spec, calls, allowed_actions):
+    made = sorted(action for fn, action in calls if fn == spec.name)
+    denied = [a for a in made if not any(fnmatch.fnmatchcase(a.lower(), p.lower()) for p in allowed_actions[spec.name])]
+    assert denied == [], f"{spec.name} calls {denied} but its role does not allow them"

@@ -56,7 +56,7 @@ class FleetSimulator:
         self.vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         for n, zone in enumerate(ZONES):
             az = f"{self.region}{zone}"
-            self.subnets[az] = ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=f"10.0.{n * 16}.0/20", AvailabilityZone=az)["Subnet"]["SubnetId"]
+            self.subnets[az] = ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=f"10.0.{n * 64}.0/18", AvailabilityZone=az)["Subnet"]["SubnetId"]
         self.security_group = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=self.vpc_id)["GroupId"]
         lb = elbv2.create_load_balancer(Name="web-alb", Subnets=list(self.subnets.values()), SecurityGroups=[self.security_group], Type="application")
         self.load_balancer_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]

@@ -165,6 +165,17 @@ def test_capacity_refused_everywhere_fails_the_wave_and_rolls_back(rt, auto):
     assert_untouched(rt)
 
 
+def test_a_launch_refused_for_another_reason_fails_that_instance_and_the_wave_rolls_back(rt, auto):
+    rt.market.refuse(code="InsufficientFreeAddressesInSubnet")  # no other pool would help
+    result = rt.run_migration(auto)
+
+    assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
+    failed = [r for r in records(rt, result.migration_id).values() if r.status == "failed"]
+    assert failed and all("launch refused: InsufficientFreeAddressesInSubnet" in r.attempts[-1] for r in failed)
+    assert all(len(r.attempts) == 1 for r in failed), "a refusal that is not about the pool is not retried elsewhere"
+    assert_untouched(rt)
+
+
 def test_a_lambda_service_fault_is_retried(rt, auto):
     rt.lambdas.inject_fault("spot-migration-analyze", "service", times=1)
     rt.lambdas.inject_fault("spot-migration-quality_gate", "TransientAwsError", times=1)

@@ -27,6 +27,11 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 POLL_SECONDS = 5
 
 
+class LaunchRefused(Exception):
+    """EC2 refused the launch for a reason another pool would not fix (no free address in
+    the subnet, an invalid parameter): that instance cannot move now."""
+
+
 class CapacityRefused(Exception):
     def __init__(self, pool: Pool, code: str, message: str):
         super().__init__(f"{pool.instance_type}/{pool.availability_zone}: {code}: {message}")
@@ -215,6 +220,8 @@ def run_instance(ec2: Any, spec: dict, pool: Pool, client_token: str) -> str:
         code = error_code(exc)
         if code in CAPACITY_ERRORS:
             raise CapacityRefused(pool, code, str(exc)) from exc
+        if code:  # a definite answer from EC2 (transient ones arrive as TransientAwsError)
+            raise LaunchRefused(f"{code}: {exc}") from exc
         raise
     return response["Instances"][0]["InstanceId"]
 

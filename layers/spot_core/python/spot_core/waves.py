@@ -117,6 +117,9 @@ class WaveRunner:
             except fleet.CapacityRefused as refused:
                 record.attempts.append(f"{pool.instance_type}/{pool.availability_zone}: {refused.code}")
                 continue
+            except fleet.LaunchRefused as refused:  # not about the pool (no free address, bad parameter)
+                self._fail(record, f"launch refused: {refused}"[:300])
+                return
             record.status = "launching"
             record.replacement_id, record.replacement_type = replacement, pool.instance_type
             record.replacement_az, record.replacement_spot_hourly = pool.availability_zone, pool.spot_hourly

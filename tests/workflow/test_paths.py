@@ -176,6 +176,29 @@ def test_a_launch_refused_for_another_reason_fails_that_instance_and_the_wave_ro
     assert_untouched(rt)
 
 
+def test_rollback_of_a_wave_cut_short_mid_chunk_does_not_wait_for_replacements_never_registered(rt, auto, monkeypatch):
+    """The 6th launch fails for good: the chunk holds replacements launched but never
+    registered; rollback deregisters only what is registered instead of polling for the
+    others until its step deadline."""
+    from moto.ec2.exceptions import EC2ClientError
+
+    launches, original = [], rt.market.check_launch
+
+    def check(instance_type, availability_zone):
+        launches.append(instance_type)
+        if len(launches) == 6:
+            raise EC2ClientError("InsufficientFreeAddressesInSubnet", "no free addresses in the subnet")
+        return original(instance_type, availability_zone)
+
+    monkeypatch.setattr(rt.market, "check_launch", check)
+    result = rt.run_migration(auto)
+
+    assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
+    assert_untouched(rt)
+    polls = [a for f, a in rt.lambdas.calls if f.endswith("rollback") and a == "elasticloadbalancing:DescribeTargetHealth"]
+    assert len(polls) <= 4, f"rollback polled target health {len(polls)} times"
+
+
 def test_a_lambda_service_fault_is_retried(rt, auto):
     rt.lambdas.inject_fault("spot-migration-analyze", "service", times=1)
     rt.lambdas.inject_fault("spot-migration-quality_gate", "TransientAwsError", times=1)

@@ -280,6 +280,13 @@ def target_states(elbv2: Any, groups: dict[str, list[dict]]) -> dict[tuple[str, 
     return out
 
 
+def registered_only(elbv2: Any, groups: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The targets of `groups` that are registered now (deregistering the others fails)."""
+    states = target_states(elbv2, groups)
+    kept = {arn: [t for t in targets if states.get((arn, t["Id"]), "unused") != "unused"] for arn, targets in groups.items()}
+    return {arn: targets for arn, targets in kept.items() if targets}
+
+
 def wait_until(elbv2: Any, groups: dict[str, list[dict]], done: set[str], deadline: float) -> dict[tuple[str, str], str]:
     """Poll target health until every target's state is in `done`, or the deadline."""
     while True:

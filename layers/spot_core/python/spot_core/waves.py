@@ -204,7 +204,8 @@ class WaveRunner:
         serving = [r for r in back if all(health.get((ref.arn, r.instance_id)) == "healthy" for ref in r.target_groups)]
         lost += [r for r in back if r not in serving]
 
-        new_groups = fleet.group_by_target_group((r.replacement_id, ref) for r in serving for ref in r.target_groups)
+        new_groups = fleet.registered_only(self.elbv2, fleet.group_by_target_group(
+            (r.replacement_id, ref) for r in serving for ref in r.target_groups))  # a "launching" one may never have been
         fleet.deregister(self.elbv2, new_groups)
         fleet.wait_until(self.elbv2, new_groups, {"unused"}, self.budget.step_deadline())
         if serving:

@@ -1,0 +1,92 @@
+"""Proposed tests/unit/test_metric_index.py (kept here, under a name pytest does not collect,
+until it is moved): the metric index answers GetMetricData exactly as moto does.
+
+    cp bench/proposed/check_metric_index.py tests/unit/test_metric_index.py
+"""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from spotctl.local import metric_index
+
+STATS = ["Average", "Sum", "Minimum", "Maximum", "SampleCount"]
+
+
+@pytest.fixture
+def cw():
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        rng = random.Random(1)
+        now = datetime.now(UTC).replace(microsecond=123456)
+        data = []
+        for i in range(40):
+            for _ in range(200):
+                dims = [{"Name": "InstanceId", "Value": f"i-{i % 7}"}]
+                if i % 3 == 0:
+                    dims.append({"Name": "AutoScalingGroupName", "Value": "asg"})
+                if i % 5 == 0:
+                    dims.reverse()
+                data.append({"MetricName": rng.choice(["CPUUtilization", "NetworkIn"]), "Dimensions": dims,
+                             "Timestamp": now - timedelta(minutes=rng.randint(0, 3000), seconds=rng.random() * 60),
+                             "Value": rng.random() * 100, "Unit": rng.choice(["Percent", "Count"])})
+        for i in range(0, len(data), 1000):
+            client.put_metric_data(Namespace="AWS/EC2" if i % 2000 == 0 else "Custom", MetricData=data[i:i + 1000])
+        client.put_metric_data(Namespace="X", MetricData=[{
+            "MetricName": "Agg", "Timestamp": now - timedelta(minutes=5),
+            "StatisticValues": {"Sum": 10, "Minimum": 1, "Maximum": 5, "SampleCount": 4}}])
+        metric_index.install(verify=True)  # every answer is compared with moto's own
+        try:
+            yield client, now
+        finally:
+            metric_index.uninstall()
+
+
+QUERIES = [
+    ("AWS/EC2", "CPUUtilization", [{"Name": "InstanceId", "Value": "i-1"}], None),
+    ("AWS/EC2", "CPUUtilization", [{"Name": "InstanceId", "Value": "i-0"}, {"Name": "AutoScalingGroupName", "Value": "asg"}], None),
+    ("AWS/EC2", "CPUUtilization", [{"Name": "AutoScalingGroupName", "Value": "asg"}, {"Name": "InstanceId", "Value": "i-0"}], "Percent"),
+    ("Custom", "NetworkIn", [], None),
+    ("AWS/EC2", "NetworkIn", [], "Count"),
+    ("X", "Agg", [], None),
+    ("AWS/EC2", "Missing", [{"Name": "InstanceId", "Value": "i-1"}], None),
+]
+
+
+@pytest.mark.parametrize("stat", STATS)
+@pytest.mark.parametrize("period", [60, 300, 3600])
+@pytest.mark.parametrize("scan_by", ["TimestampAscending", "TimestampDescending"])
+def test_same_answers_as_moto(cw, stat, period, scan_by):
+    client, now = cw
+    queries = []
+    for k, (ns, name, dims, unit) in enumerate(QUERIES):
+        stat_spec = {"Metric": {"Namespace": ns, "MetricName": name, "Dimensions": dims}, "Period": period, "Stat": stat}
+        if unit:
+            stat_spec["Unit"] = unit
+        queries.append({"Id": f"q{k}", "MetricStat": stat_spec, "ReturnData": k != 3})
+    result = client.get_metric_data(MetricDataQueries=queries, StartTime=now - timedelta(hours=30), EndTime=now, ScanBy=scan_by)
+    assert sum(len(r["Values"]) for r in result["MetricDataResults"]) > 0
+
+
+def test_sees_datapoints_put_after_the_index_was_built(cw):
+    client, now = cw
+    query = [{"Id": "a", "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "CPUUtilization",
+                                                   "Dimensions": [{"Name": "InstanceId", "Value": "i-9"}]},
+                                        "Period": 60, "Stat": "Average"}}]
+    assert client.get_metric_data(MetricDataQueries=query, StartTime=now - timedelta(hours=1), EndTime=now)["MetricDataResults"][0]["Values"] == []
+    client.put_metric_data(Namespace="AWS/EC2", MetricData=[{"MetricName": "CPUUtilization", "Value": 42.0, "Timestamp": now - timedelta(minutes=1),
+                                                             "Dimensions": [{"Name": "InstanceId", "Value": "i-9"}]}])
+    assert client.get_metric_data(MetricDataQueries=query, StartTime=now - timedelta(hours=1), EndTime=now)["MetricDataResults"][0]["Values"] == [42.0]
+
+
+def test_percentiles_are_answered(cw):
+    """moto itself fails on pNN (it serialises None); the index computes nearest-rank percentiles."""
+    client, now = cw
+    query = [{"Id": "p", "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "CPUUtilization",
+                                                   "Dimensions": [{"Name": "InstanceId", "Value": "i-1"}]},
+                                        "Period": 3600, "Stat": "p90"}}]
+    values = client.get_metric_data(MetricDataQueries=query, StartTime=now - timedelta(hours=3), EndTime=now)["MetricDataResults"][0]["Values"]
+    assert values and all(0 <= v <= 100 for v in values)

@@ -218,6 +218,15 @@ def test_domain_errors_are_not_retried(rt):
     assert_untouched(rt)
 
 
+def test_unknown_instance_ids_are_a_clear_error_that_writes_nothing(rt):
+    result = rt.run_migration({"selector": {"instance_ids": ["i-0123456789abcdef0", rt.groups["web"][0]]}})
+    assert (result.status, result.error) == ("FAILED", "InvalidMigrationRequest")
+    assert "i-0123456789abcdef0" in result.cause and rt.groups["web"][0] not in result.cause
+    with pytest.raises(Exception, match="no migration"):
+        rt.store.get(result.migration_id)
+    assert_untouched(rt)
+
+
 def test_dry_run_plans_without_approval_or_changes(rt):
     result = rt.run_migration({"dry_run": True, "quality": {"target_group_arn": rt.fleet.target_group_arn}})
     assert result.status == "SUCCEEDED", result.cause

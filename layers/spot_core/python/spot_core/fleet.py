@@ -54,8 +54,9 @@ def find_instances(ec2: Any, selector: Selector) -> list[dict]:
     states = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
     found: list[dict] = []
     with transient_errors():
-        if selector.instance_ids:
-            pages = (paginator.paginate(InstanceIds=chunk, Filters=states) for chunk in _chunks(selector.instance_ids, 1000))
+        if selector.instance_ids:  # a filter, not InstanceIds: unknown ids are reported by the caller, not an error here
+            pages = (paginator.paginate(Filters=[{"Name": "instance-id", "Values": chunk}, *states])
+                     for chunk in _chunks(selector.instance_ids, 200))
         else:
             tag_filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in selector.tags.items()]
             pages = [paginator.paginate(Filters=tag_filters + states, PaginationConfig={"PageSize": 1000})]

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import OPT_IN_TAG, fleet, telemetry
 from .analysis import InstanceFacts, build_record, order_pools, summarize
+from .errors import InvalidMigrationRequest
 from .instance_types import equivalent_types
 from .models import InstanceRecord, MigrationRequest, PlanSummary, Pool
 from .pricing import OnDemandPricer, fetch_spot_price_history, spot_price_statistics
@@ -43,8 +44,11 @@ def analyse(
     now: datetime,
     recently_interrupted: set[tuple[str, str]] = frozenset(),
 ) -> PlanSummary:
-    store.create(migration_id, request.model_dump())
     instances = fleet.find_instances(ec2, request.selector)
+    missing = sorted(set(request.selector.instance_ids) - {i["InstanceId"] for i in instances})
+    if missing:  # before anything is written
+        raise InvalidMigrationRequest(f"invalid migration request: selector.instance_ids: no such (live) instance: {', '.join(missing[:20])}")
+    store.create(migration_id, request.model_dump())
     traits = fleet.instance_type_traits(ec2, {i["InstanceType"] for i in instances})
     facts = [fleet.to_facts(i, traits) for i in instances]
 

@@ -43,3 +43,7 @@ class ConfigurationError(SpotMigrationError):
 
 class InvalidEvent(SpotMigrationError, ValueError):
     """A handler received an event that does not match its model; nothing was changed."""
+
+
+class MigrationConflict(SpotMigrationError):
+    """The migration id is taken by a migration with a different request."""

@@ -119,6 +119,49 @@ class MigrationStore:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def records_page(self, migration_id: str, limit: int, start_key: dict | None = None) -> tuple[list[InstanceRecord], dict | None]:
+        """One page of the plan, in instance-id order, and the key to continue from."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_pk(migration_id)) & Key("sk").begins_with("INSTANCE#"), "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        with transient_errors():
+            page = self.table.query(**kwargs)
+        records = [InstanceRecord.model_validate(from_dynamo(i)) for i in page.get("Items", [])]
+        return records, page.get("LastEvaluatedKey")
+
+    # --- listing migrations --------------------------------------------------------
+    def migrations_page(self, limit: int, start_key: dict | None = None, status: str | None = None) -> tuple[list[dict], dict | None]:
+        """Migration items, newest first, optionally only those with `status`. A page holds at
+        most `limit` items (fewer when the status filter drops some) and the key to go on."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "by_status", "KeyConditionExpression": Key("gsi1pk").eq("MIGRATION"),
+            "ScanIndexForward": False, "Limit": limit,
+        }
+        if status:
+            kwargs["FilterExpression"] = Attr("status").eq(status)
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        with transient_errors():
+            page = self.table.query(**kwargs)
+        return [from_dynamo(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+    def get_many(self, migration_ids: list[str]) -> dict[str, dict]:
+        """migration id -> migration item, for the ids that have one (100 per call)."""
+        found: dict[str, dict] = {}
+        client = self.table.meta.client
+        for i in range(0, len(migration_ids), 100):
+            keys = [{"pk": _pk(mid), "sk": "META"} for mid in dict.fromkeys(migration_ids[i:i + 100])]
+            request = {self.table.name: {"Keys": keys}}
+            while request:
+                with transient_errors():
+                    page = client.batch_get_item(RequestItems=request)
+                for item in page["Responses"].get(self.table.name, []):
+                    found[item["migration_id"]] = from_dynamo(item)
+                request = page.get("UnprocessedKeys") or None
+        return found
+
     # --- agent verdicts --------------------------------------------------------
     def put_verdict(self, migration_id: str, verdict: AgentVerdict) -> None:
         with transient_errors():

@@ -186,6 +186,7 @@ class LocalRuntime:
             definition = definition.replace("${%s}" % placeholder, arn)
         self.state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role)["stateMachineArn"]
+        self.lambdas.environment["STATE_MACHINE_ARN"] = self.state_machine_arn
         self.store = MigrationStore(boto3.resource("dynamodb", region_name=self.region).Table(TABLE_NAME))
 
     # --- EventBridge: EC2 events to the replacement Lambda ----------------------------------

@@ -25,6 +25,7 @@ class Settings(BaseModel):
     prewarm_seconds: int = 900
     sweeper_mode: Literal["report", "terminate"] = "report"
     sweeper_grace_seconds: int = 600
+    state_machine_arn: str | None = None  # the migrations API starts executions of it
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -42,6 +43,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             prewarm_seconds=env.get("PREWARM_SECONDS", "900"),
             sweeper_mode=env.get("SWEEPER_MODE", "report"),
             sweeper_grace_seconds=env.get("SWEEPER_GRACE_SECONDS", "600"),
+            state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
         )
     except ValidationError as exc:
         raise ConfigurationError(str(exc)) from exc

@@ -8,6 +8,8 @@ from typing import Any
 
 from . import aws
 from .config import Settings, load_settings
+from .errors import ConfigurationError
+from .migrations import Migrations
 from .notify import Notifier
 from .pricing import OnDemandPricer
 from .store import MigrationStore
@@ -42,6 +44,12 @@ class Deps:
     @cached_property
     def notifier(self) -> Notifier:
         return Notifier(aws.client("sns", self.settings.region), self.settings.topic_arn)
+
+    @cached_property
+    def migrations(self) -> Migrations:
+        if not self.settings.state_machine_arn:
+            raise ConfigurationError("missing environment variable(s): STATE_MACHINE_ARN")
+        return Migrations(sfn=self.sfn, store=self.store, state_machine_arn=self.settings.state_machine_arn)
 
     def pricer(self) -> OnDemandPricer:
         client = aws.client("pricing", PRICING_API_REGION) if self.settings.pricing_source == "api" else None

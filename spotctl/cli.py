@@ -1,13 +1,24 @@
-"""spotctl: run and steer Spot migrations.
+"""spotctl: run and steer safe on-demand to Spot migrations of EC2 fleets.
 
-  spotctl demo [--instances N] [--seed S] [--degrade-at 10|50|100] [--reject] [--interrupt N] [--json]
-      a simulated fleet migrated end to end on the embedded runtime, with a report
-  spotctl approve MIGRATION_ID [--stack NAME] [--region R]
-  spotctl reject  MIGRATION_ID --reason TEXT [--stack NAME] [--region R]
-      decide a migration waiting for approval in a deployed stack
+Where commands go:
+  by default   the deployed stack (CloudFormation stack SpotMigration, or --stack NAME),
+               with your usual AWS credentials and region (--region to override)
+  --local      the embedded runtime: a simulated fleet on a local service that
+               `spotctl local up` starts (and the first --local command starts for you)
 
-Exit codes: 0 done; 1 the migration failed, was rolled back, rejected or vetoed;
-2 bad usage or input.
+Try it locally:
+  spotctl local up                       start the local service with a 10-instance fleet
+  spotctl plan --local                   dry run: candidates, exclusions with reasons, savings
+  spotctl migrate --local --watch        migrate, follow the waves live
+  spotctl approve MIGRATION_ID --local   approve it (from another terminal, or before --watch)
+  spotctl graph MIGRATION_ID --local --out run.html
+  spotctl simulate-interruption INSTANCE_ID
+  spotctl local down
+
+Exit codes: 0 done (or started / still running); 1 the migration failed, was rolled back,
+rejected, vetoed or timed out; 2 bad usage or input (nothing was started or changed);
+3 no such migration; 4 conflict (not waiting for a decision, already decided, or the
+migration id is used by another request).
 """
 
 from __future__ import annotations
@@ -17,10 +28,31 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
 DEGRADE_WAVES = {10: 0, 50: 1, 100: 2}
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+OPT_IN = "spot-migration:opt-in"
+
+
+class UsageError(Exception):
+    """Bad command-line input; nothing was started or changed."""
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def _backend(args: argparse.Namespace):
+    from spotctl.backend import connect
+
+    return connect(local=args.local, stack=args.stack, region=args.region)
+
+
+def _exit_for(execution_status: str | None) -> int:
+    return EXIT_FAILED if execution_status in ("FAILED", "TIMED_OUT", "ABORTED") else EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -51,13 +83,14 @@ def _demo(args: argparse.Namespace) -> int:
         except TimeoutError:
             pass  # vetoed or nothing to migrate: no approval asked
         result = rt.wait(mid, timeout=300)
+        graph = _write_graph(rt.migrations(), mid, args.graph) if args.graph else None
         interruptions = _interrupt(rt, mid, args.interrupt) if args.interrupt and result.status == "SUCCEEDED" else []
         report = build_report(rt.store, mid, {
             "interruptions": interruptions,
             "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
             "execution_status": result.status, "execution_error": result.error,
             "elapsed": time.perf_counter() - started, "simulated_seconds": rt.virtual_seconds,
-            "notifications": [n["subject"] for n in rt.notifications()],
+            "notifications": [n["subject"] for n in rt.notifications()], "graph": graph,
         })
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -69,57 +102,276 @@ def _demo(args: argparse.Namespace) -> int:
 def _interrupt(rt, migration_id: str, count: int) -> list[dict]:
     """EC2 takes back `count` of the new Spot instances: their two-minute warnings go through
     the deployed rule patterns to the replacement Lambda."""
-    import uuid
-    from datetime import UTC, datetime
-
     migrated = [r for r in rt.store.records(migration_id) if r.status == "migrated"][:count]
     out = []
     for record in migrated:
-        victim = record.replacement_id
-        event = {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": "EC2 Spot Instance Interruption Warning",
-            "source": "aws.ec2", "account": "123456789012", "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "region": rt.region, "resources": [f"arn:aws:ec2:{record.replacement_az}:instance/{victim}"],
-            "detail": {"instance-id": victim, "instance-action": "terminate"},
-        }
-        for delivery in rt.put_ec2_event(event):
-            out.append({"interrupted": victim, "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
+        outcome = rt.simulate(record.replacement_id, "interruption")
+        for delivery in outcome["deliveries"]:
+            out.append({"interrupted": record.replacement_id, "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
                         "rule": delivery["rule"], **(delivery.get("result") or {"error": delivery.get("error")})})
-        rt.client("ec2").terminate_instances(InstanceIds=[victim])  # EC2 reclaims it two minutes later
     return out
 
 
-def _decide(args: argparse.Namespace, approved: bool) -> int:
-    import boto3
+def _request(args: argparse.Namespace, backend, dry_run: bool):
+    """The migration request from --request FILE and the flags (flags win)."""
+    from pydantic import ValidationError
 
-    from spot_core.errors import ApprovalNotPending, MigrationNotFound
-    from spot_core.approvals import decide
-    from spot_core.store import MigrationStore
+    from spot_core.api_models import StartMigration
 
-    session = boto3.Session(region_name=args.region)
-    outputs = {
-        o["OutputKey"]: o["OutputValue"]
-        for o in session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0].get("Outputs", [])
-    }
-    if "TableName" not in outputs:
-        print(f"spotctl: stack {args.stack} has no TableName output", file=sys.stderr)
-        return EXIT_USAGE
-    principal = session.client("sts").get_caller_identity()["Arn"]
-    store = MigrationStore(session.resource("dynamodb").Table(outputs["TableName"]))
+    body: dict[str, Any] = {}
+    if args.request:
+        try:
+            body = json.loads(Path(args.request).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--request {args.request}: {exc}") from None
+    selector = body.setdefault("selector", {})
+    if args.tag:
+        selector["tags"] = dict(_pair(t) for t in args.tag)
+    if args.instance_id:
+        selector["instance_ids"] = args.instance_id
+        selector.setdefault("tags", {OPT_IN: "true"})
+    if args.waves:
+        body["waves"] = _numbers(args.waves, float, "--waves")
+    if args.bake:
+        body["bake_seconds"] = _numbers(args.bake, int, "--bake")
+    quality = body.setdefault("quality", {})
+    for flag, key in (("threshold", "threshold_pct"), ("target_group", "target_group_arn")):
+        if getattr(args, flag) is not None:
+            quality[key] = getattr(args, flag)
+    if args.alarm:
+        quality["alarm_names"] = args.alarm
+    if "target_group_arn" not in quality and backend.outputs.get("TargetGroupArn"):
+        quality["target_group_arn"] = backend.outputs["TargetGroupArn"]  # the local service's simulated ALB
+    approval = body.setdefault("approval", {})
+    if getattr(args, "auto_approve", False):
+        approval["auto_approve"] = True
+    if getattr(args, "approval_timeout", None):
+        approval["timeout_seconds"] = args.approval_timeout
+    if args.min_savings is not None:
+        body["min_savings_pct"] = args.min_savings
+    body["dry_run"] = dry_run or body.get("dry_run", False)
+    if args.id:
+        body["migration_id"] = args.id
     try:
-        result = decide(args.migration_id, approved, principal=principal, reason=getattr(args, "reason", None),
-                        store=store, sfn=session.client("stepfunctions"))
-    except (ApprovalNotPending, MigrationNotFound) as exc:
-        print(f"spotctl: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(json.dumps(result) if args.json else f"{'Approved' if approved else 'Rejected'} {args.migration_id} as {principal}")
+        return StartMigration.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid migration request: {problems}") from None
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--tag {text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def _numbers(text: str, kind: type, flag: str) -> list:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers") from None
+
+
+def _wait_until_done(migrations, migration_id: str, poll: float, timeout: float | None = None):
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        detail = migrations.get(migration_id)
+        if detail.execution_status in TERMINAL or (deadline and time.monotonic() > deadline):
+            return detail
+        time.sleep(poll)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from spotctl.views import render_plan
+
+    backend = _backend(args)
+    body = _request(args, backend, dry_run=True)
+    started = backend.migrations.start(body)
+    if not args.json:
+        print(f"Analysing (dry run {started.migration_id}) ...", file=sys.stderr)
+    detail = _wait_until_done(backend.migrations, started.migration_id, _poll(args))
+    entries, token = [], None
+    while detail.summary:
+        page = backend.migrations.plan(started.migration_id, limit=100, next_token=token)
+        entries += page.items
+        token = page.next_token
+        if not token:
+            break
+    data = {"migration": detail.model_dump(mode="json"), "plan": [e.model_dump(mode="json") for e in entries]}
+    _out(args, data, render_plan(detail, entries) if detail.summary else _status_text(detail))
+    return _exit_for(detail.execution_status)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    body = _request(args, backend, dry_run=False)
+    started = backend.migrations.start(body)
+    if args.watch:
+        if not args.json:
+            print(f"Migration {started.migration_id} {'started' if started.created else 'already started'}", file=sys.stderr)
+        return _follow(args, backend.migrations, started.migration_id)
+    text = (f"Migration {started.migration_id} " + ("started" if started.created else "was already started with this request; nothing new")
+            + f".\n  follow it:  spotctl watch {started.migration_id}{' --local' if args.local else ''}")
+    if not body.approval.auto_approve:
+        text += f"\n  it will wait for approval: spotctl approve {started.migration_id}{' --local' if args.local else ''}"
+    _out(args, started.model_dump(mode="json"), text)
     return EXIT_OK
 
 
+def _status_text(detail) -> str:
+    from spotctl.views import render_status
+
+    return render_status(detail)
+
+
+def _status(args: argparse.Namespace) -> int:
+    detail = _backend(args).migrations.get(args.migration_id)
+    _out(args, detail.model_dump(mode="json"), _status_text(detail))
+    return _exit_for(detail.execution_status)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from spotctl.views import render_list
+
+    page = _backend(args).migrations.list(status=args.status, limit=args.limit, next_token=args.next_token)
+    _out(args, page.model_dump(mode="json"), render_list(page))
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    return _follow(args, _backend(args).migrations, args.migration_id)
+
+
+def _poll(args: argparse.Namespace) -> float:
+    return args.interval if getattr(args, "interval", None) else (0.5 if args.local else 5.0)
+
+
+def _follow(args: argparse.Namespace, migrations, migration_id: str) -> int:
+    """Redraw the migration's progress until the execution ends (JSON: one line per change)."""
+    tty = sys.stdout.isatty() and not args.json
+    last = None
+    while True:
+        detail = migrations.get(migration_id)
+        frame = json.dumps(detail.model_dump(mode="json"), default=str) if args.json else _status_text(detail)
+        if frame != last:
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            elif last is not None and not args.json:
+                print("-" * 60)
+            print(frame, flush=True)
+            last = frame
+        if detail.execution_status in TERMINAL or detail.execution_status is None:
+            return _exit_for(detail.execution_status)
+        time.sleep(_poll(args))
+
+
+def _decide(args: argparse.Namespace, approved: bool) -> int:
+    backend = _backend(args)
+    result = backend.migrations.decide(args.migration_id, approved, principal=backend.principal(), reason=args.reason)
+    _out(args, result.model_dump(mode="json"),
+         f"{'Approved' if approved else 'Rejected'} {args.migration_id} as {result.decided_by}")
+    return EXIT_OK
+
+
+def _write_graph(migrations, migration_id: str, out: str) -> str:
+    from spotctl.graph import render_graph
+
+    detail = migrations.get(migration_id)
+    html = render_graph(migrations.definition(), migrations.history(migration_id), migration_id=migration_id,
+                        status=detail.execution_status or "UNKNOWN")
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return str(path)
+
+
+def _graph(args: argparse.Namespace) -> int:
+    path = _write_graph(_backend(args).migrations, args.migration_id, args.out)
+    _out(args, {"migration_id": args.migration_id, "graph": path}, f"Execution graph of {args.migration_id}: {path}")
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace, kind: str) -> int:
+    from spot_core.models import INSTANCE_ID
+    from spotctl.local import daemon
+
+    if not INSTANCE_ID.match(args.instance_id):
+        raise UsageError(f"{args.instance_id!r} is not an EC2 instance id")
+    state = daemon.running() or daemon.start()
+    outcome = daemon.control(state, "/_local/ec2-events", {"instance_id": args.instance_id, "kind": kind, "reclaim": not args.keep})
+    lines = [f"{outcome['event']['detail-type']} for {args.instance_id} (event {outcome['event']['id']})"]
+    if not outcome["rules"]:
+        lines.append("  no rule matches it: nothing was invoked")
+    for delivery in outcome["deliveries"]:
+        result = delivery.get("result") or {}
+        lines.append(f"  rule {delivery['rule']} -> replace_interrupted ({delivery['attempts']} attempt(s)): {_describe(result, delivery)}")
+    if outcome["reclaimed"]:
+        lines.append(f"  EC2 reclaimed {args.instance_id} (terminated)")
+    _out(args, outcome, "\n".join(lines))
+    return EXIT_FAILED if any("error" in d for d in outcome["deliveries"]) else EXIT_OK
+
+
+def _describe(result: dict, delivery: dict) -> str:
+    if "error" in delivery:
+        return f"FAILED ({delivery['error'].get('errorType')}: {delivery['error'].get('errorMessage')}); sent to the dead-letter queue"
+    action = result.get("action")
+    if action in ("replaced", "prewarmed"):
+        text = (f"{action}: {result['replacement_id']} launched as {result['market']} {result['instance_type']} in "
+                f"{result['availability_zone']}, {result['seconds_from_event_to_launch']:.2f} s after the event")
+        return text + ("; target groups swapped" if action == "replaced" else "; the original keeps serving until interrupted")
+    if action == "swapped_prewarmed":
+        return f"swapped to the prewarmed {result['replacement_id']} (no new launch)"
+    detail = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("action", "instance_id"))
+    return f"{action}" + (f" ({detail})" if detail else "")
+
+
+def _local(args: argparse.Namespace) -> int:
+    from spotctl.local import daemon
+
+    if args.action == "up":
+        state = daemon.start(instances=args.instances, seed=args.seed)
+        text = (f"Local service running (pid {state['pid']}): AWS APIs at {state['endpoint']}, "
+                f"migrations API at {state['control']}/api/migrations (Swagger UI: {state['control']}/api/swagger)\n"
+                f"  simulated fleet: {state['fleet']['instances']} instances (seed {state['fleet']['seed']})\n"
+                f"  try: spotctl plan --local   |   spotctl migrate --local --watch   |   spotctl local down")
+        _out(args, state, text)
+    elif args.action == "down":
+        stopped = daemon.stop()
+        _out(args, {"stopped": stopped}, "Local service stopped" if stopped else "No local service was running")
+    else:
+        state = daemon.running()
+        _out(args, state or {}, f"Running (pid {state['pid']}) at {state['endpoint']}" if state else "Not running")
+        return EXIT_OK if state else EXIT_FAILED
+    return EXIT_OK
+
+
+def _selector_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to migrate (default: every running instance tagged spot-migration:opt-in=true)")
+    g.add_argument("--tag", action="append", metavar="KEY=VALUE", help="select instances with this tag (repeatable: all must match)")
+    g.add_argument("--instance-id", action="append", metavar="ID", help="only these instances (repeatable; they must be opted in)")
+    g.add_argument("--request", metavar="FILE", help="a JSON migration request (see README); flags override its fields")
+    g.add_argument("--min-savings", type=float, metavar="PCT", help="skip instances saving less than this (default 10)")
+    g.add_argument("--id", metavar="MIGRATION_ID", help="the migration id (default: generated); the same id and request again starts nothing new")
+    q = p.add_argument_group("rollout and quality")
+    q.add_argument("--waves", metavar="10,50,100", help="cumulative wave percentages, the last one 100")
+    q.add_argument("--bake", metavar="300,600,900", help="bake seconds after each wave")
+    q.add_argument("--target-group", metavar="ARN", help="ALB target group whose latency and 5xx the quality gates watch")
+    q.add_argument("--threshold", type=float, metavar="PCT", help="allowed quality degradation vs the baseline (default 5)")
+    q.add_argument("--alarm", action="append", metavar="NAME", help="a CloudWatch alarm that fails the gate when in ALARM (repeatable)")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spotctl", description="Run and steer safe on-demand to Spot migrations of EC2 fleets.",
+    where = argparse.ArgumentParser(add_help=False)
+    w = where.add_argument_group("where")
+    w.add_argument("--local", action="store_true", help="use the embedded runtime (local service) instead of AWS")
+    w.add_argument("--stack", default="SpotMigration", help="CloudFormation stack name (default SpotMigration)")
+    w.add_argument("--region", default=None, help="AWS region (default: your AWS configuration)")
+    w.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    p = argparse.ArgumentParser(prog="spotctl", description=__doc__.split("\n\n", 1)[0].split(": ", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="migrate a simulated fleet end to end on the embedded runtime and print the report")
     demo.add_argument("--instances", type=int, default=10, help="fleet size (default 10)")
@@ -127,21 +379,86 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--degrade-at", type=int, choices=sorted(DEGRADE_WAVES), help="degrade quality at this wave %% (forces a rollback)")
     demo.add_argument("--reject", action="store_true", help="the customer rejects the migration")
     demo.add_argument("--interrupt", type=int, default=0, metavar="N", help="after the rollout, EC2 interrupts N of the new Spot instances")
+    demo.add_argument("--graph", default="demo-graph.html", metavar="FILE", help="where to write the execution graph (default demo-graph.html; '' for none)")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
     demo.set_defaults(func=_demo)
 
+    plan = sub.add_parser("plan", parents=[where], help="dry run: candidates, exclusions with reasons, savings; changes nothing")
+    _selector_flags(plan)
+    plan.set_defaults(func=_plan, auto_approve=False, approval_timeout=None)
+
+    migrate = sub.add_parser("migrate", parents=[where], help="start a migration (analysis, agent reviews, approval, waves)")
+    _selector_flags(migrate)
+    migrate.add_argument("--auto-approve", action="store_true", help="skip the customer approval step")
+    migrate.add_argument("--approval-timeout", type=int, metavar="SECONDS", help="how long to wait for a decision (default 86400)")
+    migrate.add_argument("--watch", action="store_true", help="follow the migration until it ends (exit code = outcome)")
+    migrate.add_argument("--interval", type=float, help="seconds between refreshes with --watch")
+    migrate.set_defaults(func=_migrate)
+
     for name, approved in (("approve", True), ("reject", False)):
-        d = sub.add_parser(name, help=f"{name} a migration waiting for approval (deployed stack)")
+        d = sub.add_parser(name, parents=[where], help=f"{name} a migration waiting for approval (recorded with your IAM identity)")
         d.add_argument("migration_id")
-        d.add_argument("--stack", default="SpotMigration", help="CloudFormation stack name (default SpotMigration)")
-        d.add_argument("--region", default=None, help="AWS region (default: your AWS configuration)")
-        d.add_argument("--json", action="store_true")
-        if not approved:
-            d.add_argument("--reason", required=True, help="why (recorded with your IAM identity)")
+        d.add_argument("--reason", required=not approved, help="why (required to reject)")
         d.set_defaults(func=lambda a, ok=approved: _decide(a, ok))
+
+    status = sub.add_parser("status", parents=[where], help="a migration's state, waves, quality numbers, verdicts and savings")
+    status.add_argument("migration_id")
+    status.set_defaults(func=_status)
+
+    lst = sub.add_parser("list", parents=[where], help="migrations, newest first")
+    lst.add_argument("--status", help="RUNNING, SUCCEEDED, FAILED, ... or a migration status such as awaiting_approval, rolled_back")
+    lst.add_argument("--limit", type=int, default=20, help="migrations per page (1-100, default 20)")
+    lst.add_argument("--next-token", help="continue from a previous page")
+    lst.set_defaults(func=_list)
+
+    watch = sub.add_parser("watch", parents=[where], help="live progress until the migration ends (exit code = outcome)")
+    watch.add_argument("migration_id")
+    watch.add_argument("--interval", type=float, help="seconds between refreshes (default 5, 0.5 with --local)")
+    watch.set_defaults(func=_watch)
+
+    graph = sub.add_parser("graph", parents=[where], help="the execution drawn on the state machine, as a self-contained HTML page")
+    graph.add_argument("migration_id")
+    graph.add_argument("--out", required=True, metavar="FILE.html")
+    graph.set_defaults(func=_graph)
+
+    for name, kind, what in (("simulate-interruption", "interruption", "a Spot interruption warning"),
+                             ("simulate-rebalance", "rebalance", "a rebalance recommendation")):
+        s = sub.add_parser(name, help=f"local service: EC2 sends {what} for INSTANCE_ID through the deployed rules")
+        s.add_argument("instance_id")
+        s.add_argument("--keep", action="store_true", help="after an interruption warning, do not let EC2 reclaim the instance")
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(func=lambda a, k=kind: _simulate(a, k), local=True)
+
+    local = sub.add_parser("local", help="start, stop or check the local service behind --local")
+    local.add_argument("action", choices=["up", "down", "status"])
+    local.add_argument("--instances", type=int, default=10, help="size of the simulated fleet (up; default 10)")
+    local.add_argument("--seed", type=int, default=7, help="seed of the simulated fleet and market (up; default 7)")
+    local.add_argument("--json", action="store_true")
+    local.set_defaults(func=_local)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from spot_core.errors import ApprovalNotPending, InvalidMigrationRequest, MigrationConflict, MigrationNotFound
+    from spotctl.backend import BackendError
+    from spotctl.local.daemon import LocalServiceError
+
     args = parser().parse_args(argv)
-    return args.func(args)
+    errors = (
+        ((UsageError, InvalidMigrationRequest, BackendError, LocalServiceError), EXIT_USAGE),
+        (MigrationNotFound, EXIT_NOT_FOUND),
+        ((ApprovalNotPending, MigrationConflict), EXIT_CONFLICT),
+        ((ClientError, BotoCoreError), EXIT_FAILED),
+    )
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        code = next((code for kinds, code in errors if isinstance(exc, kinds)), None)
+        if code is None:
+            raise
+        print(f"spotctl {args.command}: {exc}", file=sys.stderr)
+        return code

@@ -219,6 +219,45 @@ class LocalRuntime:
                 results.append({"rule": rule, "attempts": attempts, "error": last})
         return results
 
+    def ec2_event(self, instance_id: str, kind: str = "interruption") -> dict:
+        """The event EC2 sends for one of the fleet's instances: a Spot interruption warning
+        or a rebalance recommendation, shaped exactly like the real ones."""
+        reservations = self.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+        az = reservations[0]["Instances"][0]["Placement"]["AvailabilityZone"]
+        detail_type, detail = {
+            "interruption": ("EC2 Spot Instance Interruption Warning", {"instance-id": instance_id, "instance-action": "terminate"}),
+            "rebalance": ("EC2 Instance Rebalance Recommendation", {"instance-id": instance_id}),
+        }[kind]
+        return {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.ec2",
+            "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": self.region,
+            "resources": [f"arn:aws:ec2:{az}:instance/{instance_id}"], "detail": detail,
+        }
+
+    def simulate(self, instance_id: str, kind: str = "interruption", reclaim: bool = True) -> dict:
+        """EC2 warns about `instance_id`: the event goes through the deployed rules to the
+        replacement Lambda. After an interruption warning EC2 takes the instance back (here
+        at once rather than two minutes later) unless `reclaim` is false."""
+        event = self.ec2_event(instance_id, kind)
+        deliveries = self.put_ec2_event(event)
+        reclaimed = kind == "interruption" and reclaim
+        if reclaimed:
+            self.client("ec2").terminate_instances(InstanceIds=[instance_id])
+        return {"event": {k: event[k] for k in ("id", "detail-type", "time", "resources")}, "rules": self.matching_rules(event),
+                "deliveries": deliveries, "reclaimed": reclaimed}
+
+    def publish_stack(self, stack_name: str = "SpotMigration") -> dict:
+        """A CloudFormation stack with the same outputs as the CDK stack, so spotctl finds the
+        embedded runtime's resources exactly as it finds a deployed stack's."""
+        outputs = {"StateMachineArn": self.state_machine_arn, "TableName": TABLE_NAME, "TopicArn": self.topic_arn,
+                   "InterruptionDeadLetterQueueUrl": self.dlq_url}
+        if getattr(self.fleet, "target_group_arn", None):
+            outputs["TargetGroupArn"] = self.fleet.target_group_arn  # the simulated service, a default for quality gates
+        template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+                    "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
+        self.client("cloudformation").create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+        return outputs
+
     def dead_letters(self) -> list[dict]:
         sqs, out = self.client("sqs"), []
         while True:
@@ -264,6 +303,12 @@ class LocalRuntime:
                 pass
             time.sleep(0.02)
         raise TimeoutError(f"migration {migration_id} did not reach {status}")
+
+    def migrations(self):
+        """The operator's service (as the API and spotctl use it) on this runtime."""
+        from spot_core.migrations import Migrations
+
+        return Migrations(sfn=self.client("stepfunctions"), store=self.store, state_machine_arn=self.state_machine_arn)
 
     def decide(self, migration_id: str, approved: bool, reason: str | None = None, principal: str = "local-operator") -> dict:
         return approvals.decide(migration_id, approved, principal=principal, reason=reason,

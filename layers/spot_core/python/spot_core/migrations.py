@@ -74,7 +74,8 @@ class Migrations:
             return self._list_executions(None, limit, next_token)
         with _token_errors():
             items, last = self.store.migrations_page(limit, _decode(next_token), status)
-        return MigrationPage(items=[_summary(i["migration_id"], i, None) for i in items], next_token=_encode(last))
+        return MigrationPage(items=[_summary(i["migration_id"], i, self._describe(i["migration_id"])) for i in items],
+                             next_token=_encode(last))
 
     def _list_executions(self, status: str | None, limit: int, next_token: str | None) -> MigrationPage:
         kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn, "maxResults": limit}

@@ -1,0 +1,98 @@
+"""Human-readable renderings of migrations for the terminal: lists, status, plans, progress."""
+
+from __future__ import annotations
+
+from spot_core.api_models import MigrationDetail, MigrationPage, PlanEntry, WaveProgress
+
+from .report import _money, _table
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+WAVE_STATE = {"pending": "pending", "migrating": "migrating", "baking": "baking", "passed": "PASS", "failed": "FAIL",
+              "rolled_back": "rolled back"}
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / total) if total else 0
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def render_list(page: MigrationPage) -> str:
+    if not page.items:
+        return "No migrations."
+    rows = [[m.migration_id, m.execution_status or "-", m.status or "-", (m.started_at or "-").replace("+00:00", "Z"),
+             "dry run" if m.dry_run else "migration", "-" if m.candidates is None else str(m.candidates),
+             _money(m.monthly_savings)] for m in page.items]
+    out = _table(["migration", "execution", "status", "started", "kind", "candidates", "savings/mo"], rows)
+    if page.next_token:
+        out.append(f"  more: --next-token {page.next_token}")
+    return "\n".join(out)
+
+
+def wave_line(w: WaveProgress) -> str:
+    line = (f"  wave {w.index + 1} {w.percent:>5g} %  {progress_bar(w.migrated, w.target_count)} "
+            f"{w.migrated}/{w.target_count} migrated  {WAVE_STATE[w.state]:<10}")
+    if w.failed:
+        line += f"  {w.failed} failed"
+    if w.launching:
+        line += f"  {w.launching} launching"
+    g = w.gate
+    if g:
+        lat, err = g.get("latency_change_pct"), g.get("error_rate_change_pct")
+        quality = f"latency {lat:+.1f} %, errors {err:+.1f} %" if lat is not None and err is not None else "no metric data"
+        line += f"  quality: {quality}, score {g['score']:.2f} (limit {g['threshold_pct']:g})"
+    elif w.state == "baking":
+        line += f"  baking {w.bake_seconds} s"
+    return line.rstrip()
+
+
+def render_status(d: MigrationDetail) -> str:
+    head = f"Migration {d.migration_id}: {d.execution_status or 'no execution'} / {d.status or 'not analysed yet'}"
+    if d.current_state:
+        head += f"  (now in {d.current_state})"
+    out = [head, f"  started {d.started_at or '-'}" + (f", stopped {d.stopped_at}" if d.stopped_at else "")]
+    s = d.summary
+    if s:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.excluded_by_reason.items())) or "none"
+        out.append(f"  plan: {s.candidates} of {s.analysed} instance(s) to Spot, {s.excluded} excluded ({reasons})")
+        out.append(f"  estimated savings: {_money(s.monthly_savings)}/month of {_money(s.monthly_on_demand)} ({s.savings_pct} %)")
+    for v in d.verdicts:
+        out.append(f"  {v.agent} agent: {'approved' if v.approved else 'VETO'} (confidence {v.confidence:.2f})"
+                   + (f": {v.concerns[0]}" if v.concerns else ""))
+    a = d.approval or {}
+    if "approved" in a:
+        out.append(f"  {'approved' if a['approved'] else 'rejected'} by {a.get('decided_by')} at {a.get('decided_at')}"
+                   + (f": {a['reason']}" if a.get("reason") else ""))
+    elif d.status == "awaiting_approval":
+        out.append(f"  waiting for approval since {a.get('requested_at')} (timeout {a.get('timeout_seconds')} s): "
+                   f"spotctl approve {d.migration_id}  |  spotctl reject {d.migration_id} --reason '...'")
+    if d.waves:
+        out.append("  waves:")
+        out += [wave_line(w) for w in d.waves]
+    if d.realised:
+        r = d.realised
+        out.append(f"  realised savings: {_money(r.get('monthly_savings'))}/month ({r.get('savings_pct')} %) on {r.get('instances')} instance(s)")
+    if d.error:
+        out.append(f"  error: {d.error}" + (f": {d.cause[:300]}" if d.cause else ""))
+    return "\n".join(out)
+
+
+def render_plan(d: MigrationDetail, entries: list[PlanEntry]) -> str:
+    candidates = sorted((e for e in entries if e.eligible), key=lambda e: (-e.monthly_savings, e.instance_id))
+    excluded = sorted((e for e in entries if not e.eligible), key=lambda e: (e.exclusion_reason or "", e.instance_id))
+    out = [f"Plan {d.migration_id} (dry run: nothing was changed)", ""]
+    out.append(f"Candidates ({len(candidates)})")
+    out += _table(["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"], [
+        [e.instance_id, (e.name or "")[:20], e.instance_type, e.availability_zone, e.workload, e.risk,
+         _money(e.monthly_on_demand), _money(e.monthly_on_demand - e.monthly_savings),
+         f"{_money(e.monthly_savings)} ({e.savings_pct:.0f} %)"] for e in candidates])
+    out += ["", f"Excluded ({len(excluded)})"]
+    out += _table(["instance", "name", "type", "reason"], [
+        [e.instance_id, (e.name or "")[:20], e.instance_type,
+         (e.exclusion_reason or "") + (f": {e.exclusion_detail}" if e.exclusion_detail else "")] for e in excluded])
+    s = d.summary
+    if s:
+        out += ["", f"Savings: {_money(s.monthly_savings)}/month of {_money(s.monthly_on_demand)} on-demand "
+                    f"({s.savings_pct} %)  [prices: {s.pricing_source}]"]
+    for v in d.verdicts:
+        out.append(f"  {v.agent} agent: {'approved' if v.approved else 'VETO'}" + (f" - {'; '.join(v.concerns)}" if v.concerns else ""))
+    return "\n".join(out)

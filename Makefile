@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench synth deploy diff clean asl
+.PHONY: demo test bench synth deploy diff clean asl browser openapi
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,11 @@ node_modules/.installed: package.json package-lock.json
 demo: $(STAMP)              ## a simulated fleet migrated end to end on the embedded runtime
 	$(PY) -m spotctl demo $(ARGS)
 
-test: $(STAMP)              ## unit, handler, infra (CDK + cdk-nag) and workflow tests
-	$(PY) -m pytest -n 2 -q
+browser:                    ## headless Chromium for the execution graph's browser test (skipped without it)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the browser test will be skipped"
+
+test: $(STAMP) browser      ## unit, handler, infra (CDK + cdk-nag) and workflow tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)             ## API calls, CPU time, transitions and payload sizes at 10 / 1,000 / 10,000 instances
 	$(PY) -m bench $(ARGS)
@@ -39,6 +42,9 @@ diff: $(STAMP) node_modules/.installed
 
 asl:                        ## regenerate statemachines/spot_migration.asl.json from tools/build_asl.py
 	$(PY) tools/build_asl.py
+
+openapi:                    ## regenerate docs/openapi.json from the migrations API's routes (tools/build_openapi.py)
+	$(PY) tools/build_openapi.py
 
 clean:
 	rm -rf $(VENV) cdk.out node_modules .pytest_cache .hypothesis

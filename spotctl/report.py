@@ -145,6 +145,8 @@ def render(report: dict) -> str:
                    f"{_money(r['monthly_on_demand'])} on-demand -> {_money(r['monthly_spot'])} Spot")
     if report.get("elapsed"):
         out.append(f"  Took {report['elapsed']:.1f} s of real time for {report.get('simulated_seconds', 0):,.0f} s of bake and wait time (fast-forwarded)")
+    if report.get("graph"):
+        out.append(f"  Execution graph: {report['graph']} (open it in a browser)")
     if report.get("interruptions"):
         out += ["", "6. Spot interruptions (after the rollout)"]
         for i in report["interruptions"]:

@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
-DEGRADE_WAVES = {10: 0, 50: 1, 100: 2}
+from .demo import DEGRADE_WAVES
+from .demo import run as run_demo
+from .exit_codes import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from .graph_file import write_graph
+from .request_flags import UsageError, add_request_flags, build_request
+
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-OPT_IN = "spot-migration:opt-in"
-
-
-class UsageError(Exception):
-    """Bad command-line input; nothing was started or changed."""
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -55,124 +52,6 @@ def _exit_for(execution_status: str | None) -> int:
     return EXIT_FAILED if execution_status in ("FAILED", "TIMED_OUT", "ABORTED") else EXIT_OK
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from spotctl.local.runtime import LocalRuntime
-    from spotctl.local.workload import Degradation
-    from spotctl.report import build_report, render
-
-    if args.instances < 3:
-        print("spotctl demo: --instances must be at least 3", file=sys.stderr)
-        return EXIT_USAGE
-    logging.getLogger("moto").setLevel(logging.CRITICAL)
-    started = time.perf_counter()
-    with LocalRuntime(seed=args.seed) as rt:
-        groups = rt.fleet.seed_fleet(args.instances)
-        if args.degrade_at:
-            rt.fleet.degradation = Degradation(wave=DEGRADE_WAVES[args.degrade_at])
-        request = {"quality": {"target_group_arn": rt.fleet.target_group_arn}, "approval": {"timeout_seconds": 3600}}
-        mid = rt.start_migration(request, migration_id=f"demo-{args.seed}-{int(time.time())}")
-        log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
-        log(f"Seeded {args.instances} instances ({len(groups['stateful'])} stateful, {len(groups['burst'])} burst); migration {mid} started")
-        try:
-            rt.wait_for_status(mid, "awaiting_approval", timeout=120)
-            log("Waiting for customer approval (notification sent; the token stays server-side) ...")
-            decision = not args.reject
-            rt.decide(mid, approved=decision, principal="demo-operator",
-                      reason="change freeze this week" if args.reject else "savings approved")
-            log(f"Customer {'approved' if decision else 'rejected'} the migration")
-        except TimeoutError:
-            pass  # vetoed or nothing to migrate: no approval asked
-        result = rt.wait(mid, timeout=300)
-        graph = _write_graph(rt.migrations(), mid, args.graph) if args.graph else None
-        interruptions = _interrupt(rt, mid, args.interrupt) if args.interrupt and result.status == "SUCCEEDED" else []
-        report = build_report(rt.store, mid, {
-            "interruptions": interruptions,
-            "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
-            "execution_status": result.status, "execution_error": result.error,
-            "elapsed": time.perf_counter() - started, "simulated_seconds": rt.virtual_seconds,
-            "notifications": [n["subject"] for n in rt.notifications()], "graph": graph,
-        })
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
-        print(render(report))
-    return EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
-
-
-def _interrupt(rt, migration_id: str, count: int) -> list[dict]:
-    """EC2 takes back `count` of the new Spot instances: their two-minute warnings go through
-    the deployed rule patterns to the replacement Lambda."""
-    migrated = [r for r in rt.store.records(migration_id) if r.status == "migrated"][:count]
-    out = []
-    for record in migrated:
-        outcome = rt.simulate(record.replacement_id, "interruption")
-        for delivery in outcome["deliveries"]:
-            out.append({"interrupted": record.replacement_id, "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
-                        "rule": delivery["rule"], **(delivery.get("result") or {"error": delivery.get("error")})})
-    return out
-
-
-def _request(args: argparse.Namespace, backend, dry_run: bool):
-    """The migration request from --request FILE and the flags (flags win)."""
-    from pydantic import ValidationError
-
-    from spot_core.api_models import StartMigration
-
-    body: dict[str, Any] = {}
-    if args.request:
-        try:
-            body = json.loads(Path(args.request).read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--request {args.request}: {exc}") from None
-    selector = body.setdefault("selector", {})
-    if args.tag:
-        selector["tags"] = dict(_pair(t) for t in args.tag)
-    if args.instance_id:
-        selector["instance_ids"] = args.instance_id
-        selector.setdefault("tags", {OPT_IN: "true"})
-    if args.waves:
-        body["waves"] = _numbers(args.waves, float, "--waves")
-    if args.bake:
-        body["bake_seconds"] = _numbers(args.bake, int, "--bake")
-    quality = body.setdefault("quality", {})
-    for flag, key in (("threshold", "threshold_pct"), ("target_group", "target_group_arn")):
-        if getattr(args, flag) is not None:
-            quality[key] = getattr(args, flag)
-    if args.alarm:
-        quality["alarm_names"] = args.alarm
-    if "target_group_arn" not in quality and backend.outputs.get("TargetGroupArn"):
-        quality["target_group_arn"] = backend.outputs["TargetGroupArn"]  # the local service's simulated ALB
-    approval = body.setdefault("approval", {})
-    if getattr(args, "auto_approve", False):
-        approval["auto_approve"] = True
-    if getattr(args, "approval_timeout", None):
-        approval["timeout_seconds"] = args.approval_timeout
-    if args.min_savings is not None:
-        body["min_savings_pct"] = args.min_savings
-    body["dry_run"] = dry_run or body.get("dry_run", False)
-    if args.id:
-        body["migration_id"] = args.id
-    try:
-        return StartMigration.model_validate(body)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"invalid migration request: {problems}") from None
-
-
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise UsageError(f"--tag {text!r}: expected KEY=VALUE")
-    return key, value
-
-
-def _numbers(text: str, kind: type, flag: str) -> list:
-    try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers") from None
-
-
 def _wait_until_done(migrations, migration_id: str, poll: float, timeout: float | None = None):
     deadline = time.monotonic() + timeout if timeout else None
     while True:
@@ -186,7 +65,7 @@ def _plan(args: argparse.Namespace) -> int:
     from spotctl.views import render_plan
 
     backend = _backend(args)
-    body = _request(args, backend, dry_run=True)
+    body = build_request(args, backend.outputs, dry_run=True)
     started = backend.migrations.start(body)
     if not args.json:
         print(f"Analysing (dry run {started.migration_id}) ...", file=sys.stderr)
@@ -205,7 +84,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     backend = _backend(args)
-    body = _request(args, backend, dry_run=False)
+    body = build_request(args, backend.outputs, dry_run=False)
     started = backend.migrations.start(body)
     if args.watch:
         if not args.json:
@@ -274,20 +153,8 @@ def _decide(args: argparse.Namespace, approved: bool) -> int:
     return EXIT_OK
 
 
-def _write_graph(migrations, migration_id: str, out: str) -> str:
-    from spotctl.graph import render_graph
-
-    detail = migrations.get(migration_id)
-    html = render_graph(migrations.definition(), migrations.history(migration_id), migration_id=migration_id,
-                        status=detail.execution_status or "UNKNOWN")
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return str(path)
-
-
 def _graph(args: argparse.Namespace) -> int:
-    path = _write_graph(_backend(args).migrations, args.migration_id, args.out)
+    path = write_graph(_backend(args).migrations, args.migration_id, args.out)
     _out(args, {"migration_id": args.migration_id, "graph": path}, f"Execution graph of {args.migration_id}: {path}")
     return EXIT_OK
 
@@ -346,21 +213,6 @@ def _local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _selector_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("what to migrate (default: every running instance tagged spot-migration:opt-in=true)")
-    g.add_argument("--tag", action="append", metavar="KEY=VALUE", help="select instances with this tag (repeatable: all must match)")
-    g.add_argument("--instance-id", action="append", metavar="ID", help="only these instances (repeatable; they must be opted in)")
-    g.add_argument("--request", metavar="FILE", help="a JSON migration request (see README); flags override its fields")
-    g.add_argument("--min-savings", type=float, metavar="PCT", help="skip instances saving less than this (default 10)")
-    g.add_argument("--id", metavar="MIGRATION_ID", help="the migration id (default: generated); the same id and request again starts nothing new")
-    q = p.add_argument_group("rollout and quality")
-    q.add_argument("--waves", metavar="10,50,100", help="cumulative wave percentages, the last one 100")
-    q.add_argument("--bake", metavar="300,600,900", help="bake seconds after each wave")
-    q.add_argument("--target-group", metavar="ARN", help="ALB target group whose latency and 5xx the quality gates watch")
-    q.add_argument("--threshold", type=float, metavar="PCT", help="allowed quality degradation vs the baseline (default 5)")
-    q.add_argument("--alarm", action="append", metavar="NAME", help="a CloudWatch alarm that fails the gate when in ALARM (repeatable)")
-
-
 def parser() -> argparse.ArgumentParser:
     where = argparse.ArgumentParser(add_help=False)
     w = where.add_argument_group("where")
@@ -381,14 +233,14 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--interrupt", type=int, default=0, metavar="N", help="after the rollout, EC2 interrupts N of the new Spot instances")
     demo.add_argument("--graph", default="demo-graph.html", metavar="FILE", help="where to write the execution graph (default demo-graph.html; '' for none)")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
-    demo.set_defaults(func=_demo)
+    demo.set_defaults(func=run_demo)
 
     plan = sub.add_parser("plan", parents=[where], help="dry run: candidates, exclusions with reasons, savings; changes nothing")
-    _selector_flags(plan)
+    add_request_flags(plan)
     plan.set_defaults(func=_plan, auto_approve=False, approval_timeout=None)
 
     migrate = sub.add_parser("migrate", parents=[where], help="start a migration (analysis, agent reviews, approval, waves)")
-    _selector_flags(migrate)
+    add_request_flags(migrate)
     migrate.add_argument("--auto-approve", action="store_true", help="skip the customer approval step")
     migrate.add_argument("--approval-timeout", type=int, metavar="SECONDS", help="how long to wait for a decision (default 86400)")
     migrate.add_argument("--watch", action="store_true", help="follow the migration until it ends (exit code = outcome)")

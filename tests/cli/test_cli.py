@@ -5,7 +5,7 @@ import json
 import pytest
 
 from spotctl.cli import main
-from spotctl.local.runtime import TABLE_NAME, LocalRuntime
+from spotctl.local.runtime import LocalRuntime
 
 
 def test_demo_json_report_is_complete_and_computed(capsys):
@@ -45,13 +45,10 @@ def test_decide_against_a_deployed_stack(command, approved, capsys):
         rt.fleet.seed_fleet(5)
         mid = rt.start_migration({"quality": {"target_group_arn": rt.fleet.target_group_arn}})
         rt.wait_for_status(mid, "awaiting_approval")
-        rt.client("cloudformation").create_stack(StackName="SpotMigration", TemplateBody=json.dumps({
-            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-            "Outputs": {"TableName": {"Value": TABLE_NAME}},
-        }))
+        rt.publish_stack("SpotMigration")
         assert main([command[0], mid, *command[1:], "--region", "us-east-1"]) == 0
         assert rt.wait(mid).status == ("SUCCEEDED" if approved else "FAILED")
         decision = rt.store.get(mid)["approval"]
         assert decision["approved"] is approved and decision["decided_by"].startswith("arn:aws:")
-        assert main(["approve", mid, "--region", "us-east-1"]) == 1  # nothing pending any more
+        assert main(["approve", mid, "--region", "us-east-1"]) == 4  # nothing pending any more: a conflict
     assert "not awaiting approval" in capsys.readouterr().err

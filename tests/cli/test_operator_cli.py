@@ -12,8 +12,8 @@ from spotctl.local import daemon
 from spotctl.local.runtime import LocalRuntime
 
 # The module shares one local service and its fleet, and its tests build on each other
-# (the fleet is on-demand until the full migration migrates it): one worker, file order.
-pytestmark = pytest.mark.xdist_group("local-service")
+# (the fleet is on-demand until the full migration migrates it): they run in file order on
+# one worker (`make test` distributes tests by file: --dist loadfile).
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ test: $(STAMP) browser      ## unit, handler, infra (CDK + cdk-nag) and workflow
 bench: $(STAMP)             ## API calls, CPU time, transitions and payload sizes at 10 / 1,000 / 10,000 instances
 	$(PY) -m bench $(ARGS)
 	$(PY) bench/interruption_bench.py   ## calls per event and per 200-event storm, cold import, warm handling
+	$(PY) bench/operator_bench.py       ## status/list/plan calls and latency, graph rendering, local service start, API cold import
 
 synth: $(STAMP)             ## CloudFormation template into cdk.out/ (no AWS credentials needed)
 	$(PY) app.py

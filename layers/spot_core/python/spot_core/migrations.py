@@ -83,6 +83,8 @@ class Migrations:
             kwargs["statusFilter"] = status
         if next_token:
             kwargs["nextToken"] = (_decode(next_token) or {}).get("sfn")
+            if not isinstance(kwargs["nextToken"], str):  # a DynamoDB key or a forged token
+                raise InvalidMigrationRequest("next_token is not valid")
         try:
             with transient_errors():
                 page = self.sfn.list_executions(**kwargs)

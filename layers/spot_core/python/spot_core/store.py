@@ -15,7 +15,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from .aws import from_dynamo, to_dynamo, transient_errors
-from .errors import ApprovalNotPending, MigrationNotFound
+from .errors import ApprovalNotPending, InvalidMigrationRequest, MigrationNotFound
 from .models import AgentVerdict, InstanceRecord
 
 
@@ -125,6 +125,9 @@ class MigrationStore:
             "KeyConditionExpression": Key("pk").eq(_pk(migration_id)) & Key("sk").begins_with("INSTANCE#"), "Limit": limit,
         }
         if start_key:
+            # DynamoDB refuses a start key outside the query (moto does not): refuse it here, the same everywhere.
+            if start_key.get("pk") != _pk(migration_id) or not str(start_key.get("sk", "")).startswith("INSTANCE#"):
+                raise InvalidMigrationRequest("next_token is not valid")
             kwargs["ExclusiveStartKey"] = start_key
         with transient_errors():
             page = self.table.query(**kwargs)
@@ -142,6 +145,8 @@ class MigrationStore:
         if status:
             kwargs["FilterExpression"] = Attr("status").eq(status)
         if start_key:
+            if start_key.get("gsi1pk") != "MIGRATION" or not str(start_key.get("pk", "")).startswith("MIGRATION#"):
+                raise InvalidMigrationRequest("next_token is not valid")
             kwargs["ExclusiveStartKey"] = start_key
         with transient_errors():
             page = self.table.query(**kwargs)

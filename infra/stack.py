@@ -1,4 +1,5 @@
-"""The SpotMigration stack: storage, functions and the workflow that chains them.
+"""The SpotMigration stack: storage, functions, the workflow that chains them, and the
+migrations API in front of it.
 
 Environment-agnostic: no account/region, no context lookups, no AWS calls at synth.
 Context (``cdk.json`` or ``cdk -c key=value``):
@@ -6,6 +7,8 @@ Context (``cdk.json`` or ``cdk -c key=value``):
 * ``replacer_concurrency`` - reserved concurrency of the replacement function (20; 0 = none).
 * ``notification_email`` - optional address subscribed to the topic (confirm the email).
 * ``log_retention`` - a ``aws_logs.RetentionDays`` name, ``ONE_MONTH`` by default.
+* ``api_account_logging_role`` - ``false`` when the account's API Gateway CloudWatch role is
+  managed elsewhere (default ``true``: the stack sets it; see infra/constructs/api.py).
 * ``pricing_source``, ``rebalance_policy``, ``prewarm_seconds``, ``sweeper_mode``,
   ``sweeper_grace_seconds`` - function settings (see ``infra/constructs/functions.py``).
 """
@@ -22,9 +25,9 @@ from aws_cdk import App, CfnOutput, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import REPO_ROOT, STATE_MACHINE_FILE
+from infra import OPENAPI_FILE, REPO_ROOT, STATE_MACHINE_FILE
 
-from .constructs import Functions, InterruptionHandling, Layers, Storage, Workflow
+from .constructs import Functions, InterruptionHandling, Layers, MigrationsApi, Storage, Workflow
 from .constructs.nag import enable_checks
 
 STACK_NAME = "SpotMigration"
@@ -46,6 +49,12 @@ class SpotMigrationStack(Stack):
                                    log_retention=log_retention)
         self.workflow = Workflow(self, "Workflow", definition_file=STATE_MACHINE_FILE,
                                  tasks=self.functions.by_placeholder(), log_retention=log_retention)
+        # The API function starts executions, so it is created after the state machine.
+        self.functions.bind_workflow(self.workflow.state_machine)
+        self.api = MigrationsApi(
+            self, "MigrationsApi", handler=self.functions.functions["api"], openapi_file=OPENAPI_FILE,
+            log_retention=log_retention, account_logging_role=self._flag("api_account_logging_role", default=True),
+        )
 
         self.interruptions = InterruptionHandling(
             self, "Interruptions",
@@ -57,6 +66,17 @@ class SpotMigrationStack(Stack):
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
         CfnOutput(self, "TopicArn", value=self.storage.topic.topic_arn)
         CfnOutput(self, "InterruptionDeadLetterQueueUrl", value=self.interruptions.dead_letters.queue_url)
+        CfnOutput(self, "ApiUrl", value=self.api.api.url, description="The migrations API (IAM/SigV4); Swagger UI at <ApiUrl>swagger")
+
+    def _flag(self, name: str, *, default: bool) -> bool:
+        value = self.node.try_get_context(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise ValueError(f"context {name}={value!r} is not true or false")
 
     def _notification_email(self) -> str | None:
         email = self.node.try_get_context("notification_email")

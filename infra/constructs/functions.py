@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from spot_core.catalog import COMMON_ENVIRONMENT, FUNCTIONS, FunctionSpec
 from spot_core.config import load_settings
@@ -37,13 +40,23 @@ BASE_FINDINGS = {
 }
 
 
+WORKFLOW_ENVIRONMENT = "STATE_MACHINE_ARN"
+
+
+def drives_workflow(spec: FunctionSpec) -> bool:
+    """Functions that start and complete executions (the API) need the state machine's ARN,
+    so they are created after it; the state machine in turn needs the task functions'."""
+    return WORKFLOW_ENVIRONMENT in spec.environment
+
+
 def logical_stem(name: str) -> str:
     """``review_capacity`` -> ``ReviewCapacity`` (construct ids, hence logical ids)."""
     return "".join(part.capitalize() for part in name.split("_"))
 
 
 class Functions(Construct):
-    """``functions[name]`` for every ``spot_core.catalog.FUNCTIONS`` entry."""
+    """``functions[name]`` for every ``spot_core.catalog.FUNCTIONS`` entry; the entries that
+    drive the workflow exist once :meth:`bind_workflow` has been called."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *,
@@ -58,7 +71,18 @@ class Functions(Construct):
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         for spec in FUNCTIONS:
+            if drives_workflow(spec):
+                if spec.asl_placeholder:
+                    raise ValueError(f"function {spec.name!r} cannot both be a workflow task and drive the workflow")
+                continue
             self.functions[spec.name] = self._function(spec)
+
+    def bind_workflow(self, state_machine: sfn.StateMachine) -> None:
+        """Create the functions that drive the workflow, now that its state machine exists."""
+        self._grants = dataclasses.replace(self._grants, state_machine=state_machine)
+        for spec in FUNCTIONS:
+            if drives_workflow(spec):
+                self.functions[spec.name] = self._function(spec, {WORKFLOW_ENVIRONMENT: state_machine.state_machine_arn})
 
     def by_placeholder(self) -> dict[str, lambda_.Function]:
         """ASL placeholder (``AnalyzeFunctionArn``) -> function, for catalog entries that have one."""
@@ -76,11 +100,12 @@ class Functions(Construct):
             raise ValueError(f"invalid function setting in CDK context: {exc}") from exc
         return values
 
-    def _environment(self, spec: FunctionSpec) -> dict[str, str]:
+    def _environment(self, spec: FunctionSpec, resources: dict[str, str]) -> dict[str, str]:
         values = {
             "TABLE_NAME": self._storage.table.table_name,
             "TOPIC_ARN": self._storage.topic.topic_arn,
             **self.settings,
+            **resources,
         }
         missing = [n for n in (*COMMON_ENVIRONMENT, *spec.environment) if n not in values]
         if missing:
@@ -89,7 +114,7 @@ class Functions(Construct):
         env.update({"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE})
         return env
 
-    def _function(self, spec: FunctionSpec) -> lambda_.Function:
+    def _function(self, spec: FunctionSpec, resources: dict[str, str] | None = None) -> lambda_.Function:
         stem = logical_stem(spec.name)
         log_group = logs.LogGroup(self, f"{stem}Logs", retention=self._log_retention)
         role = iam.Role(
@@ -109,7 +134,7 @@ class Functions(Construct):
             memory_size=spec.memory_mb,
             role=role,
             layers=self._layers.all,
-            environment=self._environment(spec),
+            environment=self._environment(spec, resources or {}),
             tracing=lambda_.Tracing.ACTIVE,  # CDK adds xray:PutTraceSegments/PutTelemetryRecords to the role
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,

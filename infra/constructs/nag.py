@@ -45,9 +45,14 @@ def acknowledge_iam5(scope: IConstruct, findings: Mapping[str, str]) -> None:
 
 def arn_ref(resource: Construct) -> str:
     """How cdk-nag prints ``Fn::GetAtt [<resource>, Arn]`` in a finding: ``<LogicalId.Arn>``."""
+    return attr_ref(resource, "Arn")
+
+
+def attr_ref(resource: Construct, attribute: str) -> str:
+    """How cdk-nag prints ``Fn::GetAtt [<resource>, <attribute>]``: ``<LogicalId.Attribute>``."""
     cfn = resource if isinstance(resource, CfnElement) else resource.node.default_child
     logical_id = Stack.of(resource).resolve(cfn.logical_id)
-    return f"<{logical_id}.Arn>"
+    return f"<{logical_id}.{attribute}>"
 
 
 def scoped_arn(service: str, resource: str, *, account: bool = True) -> str:

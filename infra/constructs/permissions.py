@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
 from spot_core import MANAGED_TAG, OPT_IN_TAG
 
-from .nag import arn_ref, scoped_arn
+from .nag import arn_ref, attr_ref, scoped_arn
 from .storage import Storage
 
 Findings = dict[str, str]
@@ -33,6 +34,14 @@ NO_RESOURCE_LEVEL = "{actions} support no resource-level permissions (the Servic
 class GrantContext:
     stack: Stack
     storage: Storage
+    # Set once the state machine exists (it needs the task functions first); only the
+    # functions that drive the workflow (workflow:* capabilities) are granted after that.
+    state_machine: sfn.StateMachine | None = None
+
+    def workflow(self) -> sfn.StateMachine:
+        if self.state_machine is None:
+            raise ValueError("workflow:* permissions need the state machine: grant them after it is created")
+        return self.state_machine
 
     def arn(self, service: str, resource: str, *, account: bool = True) -> str:
         return self.stack.format_arn(
@@ -213,6 +222,39 @@ def _sns_publish(ctx: GrantContext, role: iam.Role) -> Findings:
         "on the topic's key only.")}
 
 
+def _workflow_start(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="StartMigrations", actions=["states:StartExecution"], resources=[ctx.workflow().state_machine_arn],
+    ))
+    return {}
+
+
+def _workflow_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    machine = ctx.workflow()
+    executions = ctx.stack.format_arn(service="states", resource="execution",
+                                      resource_name=f"{machine.state_machine_name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ReadStateMachine", actions=["states:ListExecutions", "states:DescribeStateMachine"],
+        resources=[machine.state_machine_arn],
+    ))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ReadMigrationExecutions", actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+        resources=[executions],
+    ))
+    return {f"Resource::{scoped_arn('states', 'execution:' + attr_ref(machine, 'Name') + ':*')}": (
+        "Executions are named after migration ids chosen at run time; only executions of this state machine.")}
+
+
+def _workflow_decide(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CompleteApprovalTask", actions=["states:SendTaskSuccess"], resources=["*"],
+    ))
+    return {"Resource::*": (
+        "states:SendTaskSuccess supports no resource-level permissions (the Service Authorization Reference lists "
+        "no resource type; the task token itself is the capability). The function only sends tokens it takes "
+        "from this stack's table, where the approval task stored them.")}
+
+
 CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "ec2:read": _ec2_read,
     "ec2:migrate": _ec2_migrate,
@@ -225,6 +267,9 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "table:read": _table_read,
     "table:write": _table_write,
     "sns:publish": _sns_publish,
+    "workflow:start": _workflow_start,
+    "workflow:read": _workflow_read,
+    "workflow:decide": _workflow_decide,
 }
 
 

@@ -17,7 +17,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
 
-from infra import STATE_MACHINE_FILE
+from infra import OPENAPI_FILE, STATE_MACHINE_FILE
 from infra.constructs.functions import SETTINGS_DEFAULTS
 from infra.constructs.layers import POWERTOOLS_PARAMETER_ID
 from infra.stack import SpotMigrationStack, create_app
@@ -126,14 +126,19 @@ def test_function_configuration(spec, stack, resources):
     assert env["POWERTOOLS_SERVICE_NAME"] == "spot-migration"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "SpotMigration"
     optional = {name: value for name, value in env.items() if name in SETTINGS_DEFAULTS}
-    assert optional == {name: SETTINGS_DEFAULTS[name] for name in spec.environment}
+    assert optional == {name: SETTINGS_DEFAULTS[name] for name in spec.environment if name in SETTINGS_DEFAULTS}
+    if "STATE_MACHINE_ARN" in spec.environment:
+        assert env["STATE_MACHINE_ARN"] == {"Ref": logical_id(stack, stack.workflow.state_machine)}
+    assert set(env) == {"TABLE_NAME", "TOPIC_ARN", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
+                        *spec.environment}
 
     assert fn["Layers"] == [{"Ref": POWERTOOLS_PARAMETER_ID}, {"Ref": logical_id(stack, stack.layers.spot_core)}]
 
 
 def test_every_log_group_has_retention(resources):
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(groups) == len(FUNCTIONS) + 1  # one per function + the state machine's
+    # one per function + the state machine's + the API's access and execution logs
+    assert len(groups) == len(FUNCTIONS) + 3
     assert all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
 
 
@@ -153,7 +158,7 @@ def test_powertools_layer_resolved_at_deploy_time_from_the_pinned_release(templa
 
 def test_functions_have_own_roles_without_managed_policies(resources):
     roles = of_type(resources, "AWS::IAM::Role")
-    assert len(roles) == len(FUNCTIONS) + 1  # + the state machine's
+    assert len(roles) == len(FUNCTIONS) + 2  # + the state machine's and API Gateway's account logging role
     assert not any("ManagedPolicyArns" in r["Properties"] for r in roles.values())
     lambda_roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0]
                     for fn in of_type(resources, "AWS::Lambda::Function").values()]
@@ -208,7 +213,7 @@ def test_topic_encrypted_ssl_only_and_this_account_only(resources):
 
 def test_outputs(template):
     outputs = template.to_json()["Outputs"]
-    assert {"StateMachineArn", "TableName", "TopicArn"} <= set(outputs)
+    assert set(outputs) == {"StateMachineArn", "TableName", "TopicArn", "InterruptionDeadLetterQueueUrl", "ApiUrl"}
 
 
 # --- workflow --------------------------------------------------------------------------
@@ -369,14 +374,27 @@ def test_iam5_acknowledgements_match_the_findings_exactly(resources):
         acknowledged = {r["id"][len("AwsSolutions-IAM5["):-1] for r in suppressed
                         if r["id"].startswith("AwsSolutions-IAM5[")}
         assert acknowledged == wildcard_findings(policy["Properties"]["PolicyDocument"]), name
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        if "Policies" not in role["Properties"]:  # acknowledged for the role's DefaultPolicy above
+            continue
+        suppressed = role.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+        acknowledged = {r["id"][len("AwsSolutions-IAM5["):-1] for r in suppressed
+                        if r["id"].startswith("AwsSolutions-IAM5[")}
+        found = set().union(*(wildcard_findings(p["PolicyDocument"]) for p in role["Properties"].get("Policies", [])))
+        assert acknowledged == found, name
 
 
 def test_every_acknowledgement_gives_a_reason(resources):
     rules = [r for res in resources.values() for r in res.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])]
     assert rules
     assert all(len(r["reason"]) >= 40 for r in rules)
-    # besides IAM5 wildcards: the pinned runtime, and the dead-letter queue having no DLQ of its own
-    assert {r["id"] for r in rules if not r["id"].startswith("AwsSolutions-IAM5[")} == {"AwsSolutions-L1", "AwsSolutions-SQS3"}
+    # besides IAM5 wildcards: the pinned runtime, the dead-letter queue having no DLQ of its own, and the
+    # API's choices: IAM rather than Cognito, no WAF, the public Swagger UI page (and only that one)
+    assert {r["id"] for r in rules if not r["id"].startswith("AwsSolutions-IAM5[")} == {
+        "AwsSolutions-L1", "AwsSolutions-SQS3", "AwsSolutions-COG4", "AwsSolutions-APIG3", "AwsSolutions-APIG4"}
+    public = [res["Metadata"]["aws:cdk:path"] for res in resources.values()
+              if any(r["id"] == "AwsSolutions-APIG4" for r in res.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []))]
+    assert public == ["SpotMigration/MigrationsApi/Api/Default/swagger/GET/Resource"]
 
 
 # --- context ---------------------------------------------------------------------------
@@ -386,6 +404,7 @@ def test_every_acknowledgement_gives_a_reason(resources):
     ({"log_retention": "FOREVER_AND_A_DAY"}, "log_retention"),
     ({"sweeper_mode": "nuke"}, "invalid function setting"),
     ({"prewarm_seconds": "soon"}, "invalid function setting"),
+    ({"api_account_logging_role": "maybe"}, "api_account_logging_role"),
 ])
 def test_bad_context_fails_fast(context, message, tmp_path):
     app = App(context=context, outdir=str(tmp_path))
@@ -429,3 +448,130 @@ def test_orphan_sweep_runs_on_a_schedule(stack, resources):
     sweeper = logical_id(stack, stack.functions.functions["sweep_orphans"])
     scheduled = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
     assert [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in scheduled] == [("rate(1 hour)", {"Fn::GetAtt": [sweeper, "Arn"]})]
+
+
+# --- the migrations API ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def openapi() -> dict:
+    return json.loads(OPENAPI_FILE.read_text())
+
+
+def api_methods(resources: dict[str, dict]) -> dict[tuple[str, str], dict]:
+    """(verb, path) -> properties of every API Gateway method, its path rebuilt from the resources."""
+    parts = {k: r["Properties"] for k, r in of_type(resources, "AWS::ApiGateway::Resource").items()}
+
+    def path(resource_id: Any) -> str:
+        if "Fn::GetAtt" in resource_id:  # the root resource
+            return ""
+        props = parts[resource_id["Ref"]]
+        return f"{path(props['ParentId'])}/{props['PathPart']}"
+
+    return {(m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"]) or "/"): m["Properties"]
+            for m in of_type(resources, "AWS::ApiGateway::Method").values()}
+
+
+def test_one_iam_authorised_method_per_openapi_operation(openapi, stack, resources):
+    methods = api_methods(resources)
+    operations = {(verb.upper(), path): op for path, item in openapi["paths"].items() for verb, op in item.items()}
+    assert operations and set(methods) == set(operations) | {("GET", "/swagger")}
+    api_function = logical_id(stack, stack.functions.functions["api"])
+    for key, method in methods.items():
+        assert method["Integration"]["Type"] == "AWS_PROXY"
+        assert api_function in json.dumps(method["Integration"]["Uri"])
+        assert "RequestValidatorId" in method
+        if key == ("GET", "/swagger"):
+            assert method["AuthorizationType"] == "NONE"  # the documentation page, on purpose
+            continue
+        operation = operations[key]
+        assert method["AuthorizationType"] == "AWS_IAM", key
+        assert method["OperationName"] == operation["operationId"]
+        required = {f"method.request.path.{p['name']}" for p in operation.get("parameters", []) if p["in"] == "path"}
+        assert {k for k, v in method.get("RequestParameters", {}).items() if v} == required
+        assert ("RequestModels" in method) == operation.get("requestBody", {}).get("required", False)
+
+
+def test_api_validates_request_bodies_and_parameters(resources):
+    (validator,) = of_type(resources, "AWS::ApiGateway::RequestValidator").values()
+    assert validator["Properties"]["ValidateRequestBody"] is True
+    assert validator["Properties"]["ValidateRequestParameters"] is True
+    (model,) = of_type(resources, "AWS::ApiGateway::Model").values()
+    assert model["Properties"]["Schema"]["type"] == "object"
+
+
+def test_api_is_regional_and_its_stage_logs_traces_and_throttles(stack, resources):
+    (api,) = of_type(resources, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    (stage,) = of_type(resources, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "v1" and props["TracingEnabled"] is True
+    access = props["AccessLogSetting"]
+    assert logical_id(stack, stack.api.access_logs) in json.dumps(access["DestinationArn"])
+    fields = json.loads(access["Format"])
+    assert {"requestId", "httpMethod", "resourcePath", "status", "userArn", "sourceIp"} <= set(fields)
+    settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in props["MethodSettings"]}
+    every = settings[("/*", "*")]
+    assert every["LoggingLevel"] == "ERROR" and every["MetricsEnabled"] is True
+    assert every["DataTraceEnabled"] is False  # no request or response bodies in the logs
+    assert every["ThrottlingRateLimit"] > 0 and every["ThrottlingBurstLimit"] > 0
+    swagger = settings[("/~1swagger", "GET")]
+    assert swagger["ThrottlingRateLimit"] < every["ThrottlingRateLimit"]
+    # the execution log group exists (with retention and key) before API Gateway would create it
+    execution_logs = logical_id(stack, stack.api.execution_logs)
+    assert execution_logs in stage["DependsOn"]
+    name = resources[execution_logs]["Properties"]["LogGroupName"]
+    assert flatten(name) == f"API-Gateway-Execution-Logs_<{logical_id(stack, stack.api.api)}>/v1"
+
+
+def test_api_logs_are_encrypted_with_a_rotated_key(stack, resources):
+    for group in (stack.api.access_logs, stack.api.execution_logs):
+        key_id = resources[logical_id(stack, group)]["Properties"]["KmsKeyId"]["Fn::GetAtt"][0]
+        assert key_id == logical_id(stack, stack.api.logs_key)
+    assert resources[logical_id(stack, stack.api.logs_key)]["Properties"]["EnableKeyRotation"] is True
+
+
+def test_api_gateway_invokes_the_function_only_from_its_stage(stack, resources):
+    api_function = logical_id(stack, stack.functions.functions["api"])
+    permissions = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
+                   if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [api_function, "Arn"]}]
+    assert len(permissions) == len(api_methods(resources))  # one per method, no test-invoke ones
+    for permission in permissions:
+        assert permission["Principal"] == "apigateway.amazonaws.com"
+        assert f"/<{logical_id(stack, stack.api.api.deployment_stage)}>/" in flatten(permission["SourceArn"])
+
+
+def test_api_function_can_drive_the_workflow_and_nothing_else(stack, statements_by_role, statements):
+    own = statements_by_role[logical_id(stack, stack.functions.functions["api"].role)]
+    machine = {"Ref": logical_id(stack, stack.workflow.state_machine)}
+    by_action = {a: s for s in own for a in listify(s["Action"])}
+    states = {a for a in by_action if a.startswith("states:")}
+    assert states == {"states:StartExecution", "states:ListExecutions", "states:DescribeStateMachine",
+                      "states:DescribeExecution", "states:GetExecutionHistory", "states:SendTaskSuccess"}
+    for action in ("states:StartExecution", "states:ListExecutions", "states:DescribeStateMachine"):
+        assert by_action[action]["Resource"] == machine
+    for action in ("states:DescribeExecution", "states:GetExecutionHistory"):
+        assert flatten(by_action[action]["Resource"]) == (
+            "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+            f"<{logical_id(stack, stack.workflow.state_machine)}.Name>:*")
+    assert by_action["states:SendTaskSuccess"]["Resource"] == "*"  # no resource-level permissions exist
+    assert {a.split(":")[0] for a in by_action} == {"logs", "xray", "dynamodb", "kms", "states"}
+    # no other role starts executions or completes tasks
+    assert len(with_action(statements, "states:StartExecution")) == 1
+    assert len(with_action(statements, "states:SendTaskSuccess")) == 1
+
+
+def test_api_gateway_account_logging_role_has_no_managed_policy_and_is_retained(resources):
+    (account,) = of_type(resources, "AWS::ApiGateway::Account").values()
+    role = resources[account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "apigateway.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role["Properties"]
+    assert account["DeletionPolicy"] == role["DeletionPolicy"] == "Retain"  # other APIs may log through it
+
+
+def test_account_logging_role_can_be_left_to_the_account(tmp_path):
+    app, stack = create_app(context={"api_account_logging_role": "false"}, outdir=str(tmp_path))
+    app.synth()  # still nag-clean
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    assert not of_type(resources, "AWS::ApiGateway::Account")
+    assert len(of_type(resources, "AWS::IAM::Role")) == len(FUNCTIONS) + 1

@@ -1,8 +1,11 @@
 """Every AWS call a function makes on the embedded runtime is allowed by the IAM role the
 CDK stack gives it (actions only; the tag conditions are tested in tests/infra)."""
 
+import copy
 import fnmatch
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Template
@@ -33,17 +36,37 @@ def allowed_actions(tmp_path_factory) -> dict[str, list[str]]:
     return out
 
 
+API_EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "api.json").read_text())
+
+
+def api(rt: LocalRuntime, method: str, path: str, body: dict | None = None, query: dict | None = None) -> dict:
+    """One request through the migrations API function, as API Gateway sends it."""
+    event = copy.deepcopy(API_EVENT)
+    mid = path.split("/")[2] if path.count("/") > 1 else None
+    event.update(httpMethod=method, path=path, queryStringParameters=query,
+                 multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
+                 resource=path.replace(mid, "{migration_id}") if mid else path,
+                 pathParameters={"migration_id": mid} if mid else None, body=json.dumps(body) if body is not None else None)
+    response = json.loads(rt.client("lambda").invoke(FunctionName="spot-migration-api", Payload=json.dumps(event))["Payload"].read())
+    assert response["statusCode"] < 300, response
+    return json.loads(response["body"])
+
+
 @pytest.fixture(scope="module")
 def calls() -> set[tuple[str, str]]:
-    """(function, IAM action) of every call in: an approved rollout, a rollback, an
-    interruption, a rebalance and an orphan sweep."""
+    """(function, IAM action) of every call in: an approved rollout driven through the
+    migrations API, a rollback, an interruption, a rebalance and an orphan sweep."""
     with LocalRuntime(seed=21) as rt:
         rt.fleet.seed_fleet(8)
         quality = {"target_group_arn": rt.fleet.target_group_arn, "alarm_names": ["web-5xx"]}
-        mid = rt.start_migration({"quality": quality})
+        mid = api(rt, "POST", "/migrations", {"quality": quality})["migration_id"]
         rt.wait_for_status(mid, "awaiting_approval")
-        rt.decide(mid, approved=True)
+        api(rt, "GET", f"/migrations/{mid}")  # while running: reads the execution history too
+        api(rt, "POST", f"/migrations/{mid}/approve", {"reason": "reviewed"})
         assert rt.wait(mid).status == "SUCCEEDED"
+        for status in (None, "SUCCEEDED", "completed"):
+            api(rt, "GET", "/migrations", query={"status": status} if status else None)
+        api(rt, "GET", f"/migrations/{mid}/plan", query={"limit": "3"})
         spot = sorted(rt.fleet.snapshot()["spot"])
         for kind, iid in (("EC2 Spot Instance Interruption Warning", spot[0]), ("EC2 Instance Rebalance Recommendation", spot[1])):
             rt.put_ec2_event({"version": "0", "id": str(uuid.uuid4()), "detail-type": kind, "source": "aws.ec2",

@@ -124,6 +124,16 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         permissions=("table:write", "ec2:read", "ec2:terminate-managed", "elb:read", "elb:write", "sns:publish"),
     ),
     FunctionSpec(
+        "api",
+        "The migrations API behind API Gateway: start, list, inspect, plan pages, approve and reject",
+        None,  # not a workflow task: it drives the workflow (hence STATE_MACHINE_ARN)
+        timeout_seconds=29,  # API Gateway's integration timeout
+        memory_mb=1024,
+        environment=("STATE_MACHINE_ARN",),
+        # read/write the migration items and take the approval token; start, read and complete executions
+        permissions=("table:write", "workflow:start", "workflow:read", "workflow:decide"),
+    ),
+    FunctionSpec(
         "finalize",
         "Records the outcome and realised savings, notifies, emits metrics",
         "FinalizeFunctionArn",

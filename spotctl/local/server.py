@@ -46,7 +46,7 @@ def api_gateway_event(method: str, path: str, query: str, headers: dict, body: s
         "multiValueQueryStringParameters": params or None,
         "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None, "body": body, "isBase64Encoded": False,
         "requestContext": {
-            "resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/local{path}", "stage": "local",
+            "resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/api{path}", "stage": "api",
             "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000), "accountId": "123456789012",
             "identity": {"userArn": LOCAL_OPERATOR, "caller": "local-operator", "accountId": "123456789012", "sourceIp": "127.0.0.1"},
         },
@@ -94,9 +94,18 @@ class _Control(BaseHTTPRequestHandler):
         if "FunctionError" in response:
             return self._json(502, {"message": "the API function failed", "error": result.get("errorType")})
         payload = (result.get("body") or "").encode()
+        if result.get("isBase64Encoded"):
+            import base64
+
+            payload = base64.b64decode(payload)
         self.send_response(int(result.get("statusCode", 200)))
-        for name, value in (result.get("headers") or {}).items():
-            self.send_header(name, value)
+        headers = {k: [v] for k, v in (result.get("headers") or {}).items()}
+        headers.update(result.get("multiValueHeaders") or {})  # the REST resolver answers with these
+        for name, values in headers.items():
+            if name.lower() == "content-length":
+                continue
+            for value in values:
+                self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

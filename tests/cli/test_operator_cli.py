@@ -108,6 +108,34 @@ def test_bad_input_is_a_clear_error_and_starts_nothing(service, capsys, argv, co
     assert executions(capsys) == before
 
 
+def test_the_local_service_serves_the_migrations_api(service, capsys):
+    """/api on the local service is the API function behind an API Gateway proxy event."""
+    import urllib.error
+    import urllib.request
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(service["control"] + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read().decode()
+
+    status_code, _, body = call("GET", "/api/migrations?status=awaiting_approval")
+    assert status_code == 200 and json.loads(body)["items"] == []
+    before = executions(capsys)
+    status_code, _, body = call("POST", "/api/migrations", {"waves": [10, 50], "migration_id": "api-bad"})
+    assert status_code == 400 and "waves" in body
+    assert executions(capsys) == before
+    status_code, _, body = call("GET", "/api/migrations/plan-json/plan?limit=3")
+    page = json.loads(body)
+    assert status_code == 200 and len(page["items"]) == 3 and page["next_token"]
+    status_code, headers, body = call("GET", "/api/swagger")
+    assert status_code == 200 and headers["Content-Type"].startswith("text/html") and "swagger" in body.lower()
+
+
 def test_migrate_approve_watch_status_list_and_graph(service, capsys, tmp_path):
     code, out, _ = run(capsys, "migrate", "--local", "--id", "cli-approve")
     assert code == 0 and "spotctl approve cli-approve --local" in out

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .errors import TransientAwsError
 
@@ -52,6 +52,8 @@ def transient_errors() -> Iterator[None]:
         if error_code(exc) in TRANSIENT_CODES or status >= 500:
             raise TransientAwsError(f"{error_code(exc)}: {exc}") from exc
         raise
+    except ParamValidationError:
+        raise  # a request the SDK refuses to send: a bug, not something a retry fixes
     except BotoCoreError as exc:
         raise TransientAwsError(str(exc)) from exc
 

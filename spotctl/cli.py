@@ -203,6 +203,12 @@ def _local(args: argparse.Namespace) -> int:
                 f"  simulated fleet: {state['fleet']['instances']} instances (seed {state['fleet']['seed']})\n"
                 f"  try: spotctl plan --local   |   spotctl migrate --local --watch   |   spotctl local down")
         _out(args, state, text)
+    elif args.action == "notifications":
+        state = daemon.running()
+        if not state:
+            raise UsageError("no local service is running: start one with `spotctl local up`")
+        sent = daemon.control(state, "/_local/notifications")
+        _out(args, sent, "\n\n".join(f"{n['subject']}\n{n['message']}" for n in sent) or "No notifications yet")
     elif args.action == "down":
         stopped = daemon.stop()
         _out(args, {"stopped": stopped}, "Local service stopped" if stopped else "No local service was running")
@@ -281,8 +287,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--json", action="store_true")
         s.set_defaults(func=lambda a, k=kind: _simulate(a, k), local=True)
 
-    local = sub.add_parser("local", help="start, stop or check the local service behind --local")
-    local.add_argument("action", choices=["up", "down", "status"])
+    local = sub.add_parser("local", help="start, stop or check the local service behind --local; show what SNS sent")
+    local.add_argument("action", choices=["up", "down", "status", "notifications"])
     local.add_argument("--instances", type=int, default=10, help="size of the simulated fleet (up; default 10)")
     local.add_argument("--seed", type=int, default=7, help="seed of the simulated fleet and market (up; default 7)")
     local.add_argument("--json", action="store_true")

@@ -146,6 +146,10 @@ def test_migrate_approve_watch_status_list_and_graph(service, capsys, tmp_path):
     code, out, _ = run(capsys, "list", "--local", "--status", "awaiting_approval", "--json")
     assert [m["migration_id"] for m in json.loads(out)["items"]] == ["cli-approve"]
 
+    code, out, _ = run(capsys, "local", "notifications", "--json")
+    approval_request = next(n for n in json.loads(out) if "cli-approve" in n["subject"] and "approval" in n["subject"].lower())
+    assert "spotctl approve cli-approve" in approval_request["message"]
+
     code, out, _ = run(capsys, "approve", "cli-approve", "--local")
     assert code == 0 and "Approved cli-approve as arn:aws:" in out
     code, _, err = run(capsys, "approve", "cli-approve", "--local")

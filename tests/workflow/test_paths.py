@@ -138,6 +138,11 @@ def test_degradation_rolls_back_and_restores_the_fleet_exactly(rt, auto, wave):
     assert after == rt.before
     touched = [r for r in records(rt, result.migration_id).values() if r.replacement_id]
     assert touched and all(r.status == "rolled_back" for r in touched)
+    # What status / watch / GET /migrations/{id} show, from the progress recorded on the item
+    waves = rt.migrations().get(result.migration_id).waves
+    assert [w.state for w in waves] == ["rolled_back"] * (wave + 1) + ["pending"] * (2 - wave)
+    assert [w.rolled_back for w in waves[:wave + 1]] == [w.target_count for w in waves[:wave + 1]]
+    assert sum(w.rolled_back for w in waves) == len(touched)
     assert any("rolled-back" in (n["subject"] or "") for n in rt.notifications())
 
 

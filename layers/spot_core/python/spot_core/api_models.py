@@ -15,7 +15,7 @@ from .models import MIGRATION_ID, AgentVerdict, MigrationRequest, PlanSummary
 
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 MIGRATION_STATUSES = (
-    "analysing", "planned", "reviewed", "awaiting_approval", "approved", "migrating", "completed", "rolled_back",
+    "analysing", "planned", "reviewed", "awaiting_approval", "approved", "migrating", "rolling_back", "completed", "rolled_back",
     "rollback_failed", "rejected", "vetoed", "approval_timed_out", "nothing_to_migrate",
 )
 

@@ -109,8 +109,7 @@ class Migrations:
                 raise
             item = {}
         running = execution is not None and execution["status"] == "RUNNING"
-        records = self.store.records(migration_id) if item.get("waves") else []
-        waves = wave_progress(item, records)
+        waves = wave_progress(item)
         detail = _summary(migration_id, item, execution).model_dump()
         detail.update(
             current_state=self.current_state(migration_id) if running else None,
@@ -189,23 +188,24 @@ def new_migration_id(now: datetime | None = None) -> str:
     return f"mig-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def wave_progress(item: dict, records: list[InstanceRecord]) -> list[WaveProgress]:
-    """Per wave: how many instances are migrated, launching, failed, and where the wave is."""
+def wave_progress(item: dict) -> list[WaveProgress]:
+    """Per wave: how many instances are migrated, launching, failed or rolled back, and where
+    the wave is; from the progress the wave and rollback steps record on the migration item
+    (one read, whatever the size of the plan)."""
     results = item.get("wave_results") or {}
+    rolled_back = (item.get("rollback") or {}).get("by_wave", {})
     out = []
     for wave in item.get("waves", []):
-        mine = [r for r in records if r.wave == wave["index"]]
-        counts = {s: sum(1 for r in mine if r.status == s) for s in ("migrated", "launching", "failed", "rolled_back")}
         result = results.get(str(wave["index"]), {})
-        gate = result.get("gate")
+        progress, gate = result.get("migration") or {}, result.get("gate")
+        counts = {k: progress.get(k, 0) for k in ("migrated", "launching", "failed")}
+        counts["rolled_back"] = rolled_back.get(str(wave["index"]), 0)
         if counts["rolled_back"]:
             state = "rolled_back"
         elif gate is not None:
             state = "passed" if gate.get("passed") else "failed"
-        elif result.get("migration"):
-            state = "baking" if result["migration"].get("done") else "migrating"
-        elif counts["migrated"] or counts["launching"] or counts["failed"]:
-            state = "migrating"
+        elif progress:
+            state = "baking" if progress.get("done") else "migrating"
         else:
             state = "pending"
         out.append(WaveProgress(index=wave["index"], percent=wave["percent"], bake_seconds=wave["bake_seconds"],

@@ -64,12 +64,14 @@ class WaveRunner:
         migrated = sum(1 for r in records if r.status == "migrated")
         result = {
             "wave": wave.index, "percent": wave.percent, "total": len(records), "migrated": migrated,
-            "failed": sum(1 for r in records if r.status == "failed"), "done": pending == 0,
+            "failed": sum(1 for r in records if r.status == "failed"),
+            "launching": sum(1 for r in records if r.status == "launching"), "done": pending == 0,
             "completed_at": now_iso() if pending == 0 else None,
             "failures": [f"{r.instance_id}: {r.attempts[-1] if r.attempts else 'failed'}" for r in records if r.status == "failed"][:20],
         }
+        # Progress after every invocation, so status and watch read one item, not the plan.
+        self.store.set_wave_result(self.mid, wave.index, "migration", result)
         if pending == 0:
-            self.store.set_wave_result(self.mid, wave.index, "migration", result)
             if records and migrated / len(records) < request.wave_success_ratio:
                 raise WaveFailed(
                     f"wave {wave.index + 1} ({wave.percent:g} %) migrated {migrated} of {len(records)} instances, "
@@ -178,6 +180,11 @@ class WaveRunner:
         everything = self.store.records(self.mid)
         restored = sum(1 for r in everything if r.status == "rolled_back")
         kept = [r for r in everything if r.status == "rollback_failed"]
+        by_wave: dict[str, int] = {}
+        for r in everything:
+            if r.status == "rolled_back" and r.wave is not None:
+                by_wave[str(r.wave)] = by_wave.get(str(r.wave), 0) + 1
+        self.store.update(self.mid, rollback={"done": done, "restored": restored, "kept": len(kept), "by_wave": by_wave})
         if done and kept:
             raise RollbackIncomplete(
                 f"{len(kept)} original(s) could not be restored and keep their Spot replacement: "

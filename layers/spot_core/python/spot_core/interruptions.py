@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, Field, field_validator
 
 from . import MANAGED_TAG, MIGRATION_ID_TAG, ON_REBALANCE_TAG, REPLACES_TAG, SUCCEEDS_TAG, fleet
-from .event_rules import INTERRUPTION_WARNING, REBALANCE_RECOMMENDATION
+from .event_rules import INTERRUPTION_WARNING
 from .instance_types import equivalent_types
 from .models import INSTANCE_ID, Pool
 from .pricing import fetch_spot_price_history, spot_price_statistics

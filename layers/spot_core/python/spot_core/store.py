@@ -153,17 +153,20 @@ class MigrationStore:
         return [from_dynamo(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
 
     def get_many(self, migration_ids: list[str]) -> dict[str, dict]:
-        """migration id -> migration item, for the ids that have one (100 per call)."""
-        found: dict[str, dict] = {}
+        """migration id -> migration item, for the ids that have one."""
+        keys = [{"pk": _pk(mid), "sk": "META"} for mid in dict.fromkeys(migration_ids)]
+        return {item["migration_id"]: item for item in self._batch_get(keys, consistent=False)}
+
+    def _batch_get(self, keys: list[dict], consistent: bool) -> list[dict]:
+        """The items of `keys` that exist, 100 keys a BatchGetItem call, unprocessed keys retried."""
+        found: list[dict] = []
         client = self.table.meta.client
-        for i in range(0, len(migration_ids), 100):
-            keys = [{"pk": _pk(mid), "sk": "META"} for mid in dict.fromkeys(migration_ids[i:i + 100])]
-            request = {self.table.name: {"Keys": keys}}
+        for i in range(0, len(keys), 100):
+            request = {self.table.name: {"Keys": keys[i:i + 100], "ConsistentRead": consistent}}
             while request:
                 with transient_errors():
                     page = client.batch_get_item(RequestItems=request)
-                for item in page["Responses"].get(self.table.name, []):
-                    found[item["migration_id"]] = from_dynamo(item)
+                found += [from_dynamo(item) for item in page["Responses"].get(self.table.name, [])]
                 request = page.get("UnprocessedKeys") or None
         return found
 
@@ -281,19 +284,9 @@ class MigrationStore:
                                       "owner": owner, "status": status, "updated_at": now_iso()})
 
     def managed_status(self, instance_ids: list[str]) -> dict[str, dict]:
-        """instance id -> registry item, 100 ids a BatchGetItem call."""
-        found: dict[str, dict] = {}
-        client = self.table.meta.client
-        for i in range(0, len(instance_ids), 100):
-            keys = [{"pk": f"MANAGED#{iid}", "sk": "META"} for iid in instance_ids[i:i + 100]]
-            request = {self.table.name: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                with transient_errors():
-                    page = client.batch_get_item(RequestItems=request)
-                for item in page["Responses"].get(self.table.name, []):
-                    found[item["instance_id"]] = from_dynamo(item)
-                request = page.get("UnprocessedKeys") or None
-        return found
+        """instance id -> registry item."""
+        keys = [{"pk": f"MANAGED#{iid}", "sk": "META"} for iid in dict.fromkeys(instance_ids)]
+        return {item["instance_id"]: item for item in self._batch_get(keys, consistent=True)}
 
     # --- the approval task token (never leaves the table but to Step Functions) ---
     def put_token(self, migration_id: str, token: str, expires_at: int) -> None:

@@ -123,9 +123,10 @@ class Migrations:
 
     def plan(self, migration_id: str, limit: int = MAX_PAGE, next_token: str | None = None) -> PlanPage:
         check_migration_id(migration_id)
-        self.store.get(migration_id)  # MigrationNotFound before the plan exists
         with _token_errors():
             records, last = self.store.records_page(migration_id, _limit(limit), _decode(next_token))
+        if not records and not next_token:
+            self.store.get(migration_id)  # an empty first page: MigrationNotFound unless the migration exists
         return PlanPage(migration_id=migration_id, items=[_plan_entry(r) for r in records], next_token=_encode(last))
 
     def history(self, migration_id: str) -> list[dict]:

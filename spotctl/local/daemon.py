@@ -57,12 +57,12 @@ def start(instances: int = 10, seed: int = 7, region: str = "us-east-1", timeout
     if state:
         return state
     home().mkdir(parents=True, exist_ok=True)
-    log = open(home() / "local.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "spotctl.local.server", "--state-file", str(state_file()),
-         "--instances", str(instances), "--seed", str(seed), "--region", region],
-        cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-    )
+    with open(home() / "local.log", "ab") as log:  # the service keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spotctl.local.server", "--state-file", str(state_file()),
+             "--instances", str(instances), "--seed", str(seed), "--region", region],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = running()

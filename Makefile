@@ -25,7 +25,7 @@ browser:                    ## headless Chromium for the execution graph's brows
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the browser test will be skipped"
 
 test: $(STAMP) browser      ## unit, handler, infra (CDK + cdk-nag) and workflow tests
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)             ## API calls, CPU time, transitions and payload sizes at 10 / 1,000 / 10,000 instances
 	$(PY) -m bench $(ARGS)

@@ -128,7 +128,7 @@ definition = {
             "Type": "Task",
             "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
             "Parameters": {"FunctionName": "${RequestApprovalFunctionArn}",
-                           "Payload": {**MID, "task_token.$": "$$.Task.Token"}},
+                           "Payload": {**MID, "task_token.$": "$$.Task.Token", "execution_arn.$": "$$.Execution.Id"}},
             "TimeoutSecondsPath": "$.request.approval.timeout_seconds",
             "ResultPath": "$.approval",
             "Retry": RETRY,

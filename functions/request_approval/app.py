@@ -12,6 +12,7 @@ def lambda_handler(event, context):
     parsed = parse_event(event, ApprovalEvent)
     logger.set_correlation_id(parsed.migration_id)
     d = deps()
-    requested = request_approval(parsed.migration_id, parsed.task_token, store=d.store, notifier=d.notifier)
+    requested = request_approval(parsed.migration_id, parsed.task_token, store=d.store, notifier=d.notifier,
+                                 execution_arn=parsed.execution_arn)
     logger.info("approval requested", extra={"timeout_seconds": requested["timeout_seconds"]})
     return requested

@@ -13,7 +13,7 @@ from spotctl.local.runtime import LocalRuntime
 
 # The module shares one local service and its fleet, and its tests build on each other
 # (the fleet is on-demand until the full migration migrates it): they run in file order on
-# one worker (`make test` distributes tests by file: --dist loadfile).
+# one worker (pytest.ini distributes tests by file: --dist loadfile).
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,8 @@ def test_migrate_approve_watch_status_list_and_graph(service, capsys, tmp_path):
     code, out, _ = run(capsys, "local", "notifications", "--json")
     approval_request = next(n for n in json.loads(out) if "cli-approve" in n["subject"] and "approval" in n["subject"].lower())
     assert "spotctl approve cli-approve" in approval_request["message"]
+    assert ("https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/"
+            "arn:aws:states:us-east-1:123456789012:execution:spot-migration:cli-approve") in approval_request["message"]
 
     code, out, _ = run(capsys, "approve", "cli-approve", "--local")
     assert code == 0 and "Approved cli-approve as arn:aws:" in out

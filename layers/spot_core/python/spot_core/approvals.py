@@ -19,7 +19,18 @@ from .store import MigrationStore, now_iso
 TOKEN_GRACE_SECONDS = 3600
 
 
-def request_approval(migration_id: str, task_token: str, *, store: MigrationStore, notifier: Notifier) -> dict:
+def console_url(execution_arn: str) -> str | None:
+    """The execution's page in the Step Functions console (graph view, events), or None for an
+    ARN of a partition whose console this does not know."""
+    parts = execution_arn.split(":")
+    if len(parts) < 8 or parts[1] != "aws" or parts[5] != "execution":
+        return None
+    region = parts[3]
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+def request_approval(migration_id: str, task_token: str, *, store: MigrationStore, notifier: Notifier,
+                     execution_arn: str | None = None) -> dict:
     item = store.get(migration_id)
     timeout = int(item["request"].get("approval", {}).get("timeout_seconds", 86_400))
     store.put_token(migration_id, task_token, expires_at=int(time.time()) + timeout + TOKEN_GRACE_SECONDS)
@@ -34,6 +45,8 @@ def request_approval(migration_id: str, task_token: str, *, store: MigrationStor
             f"Estimated savings: {money(summary.get('monthly_savings', 0))}/month ({summary.get('savings_pct')} %)",
             f"Waves: {waves}",
             f"Decide within {timeout} s: spotctl approve {migration_id}  |  spotctl reject {migration_id} --reason '...'",
+            f"  or POST /migrations/{migration_id}/approve | /reject on the migrations API (the stack's ApiUrl output)",
+            *([f"Follow it in the Step Functions console: {url}"] if (url := console_url(execution_arn or "")) else []),
         ],
         {"summary": summary, "verdicts": item.get("verdicts", [])},
     )

@@ -35,6 +35,7 @@ class ConsolidateEvent(MigrationEvent):
 
 class ApprovalEvent(MigrationEvent):
     task_token: str
+    execution_arn: str | None = None  # for the console link in the notification
 
 
 class WaveEvent(MigrationEvent):

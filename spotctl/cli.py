@@ -52,11 +52,10 @@ def _exit_for(execution_status: str | None) -> int:
     return EXIT_FAILED if execution_status in ("FAILED", "TIMED_OUT", "ABORTED") else EXIT_OK
 
 
-def _wait_until_done(migrations, migration_id: str, poll: float, timeout: float | None = None):
-    deadline = time.monotonic() + timeout if timeout else None
+def _wait_until_done(migrations, migration_id: str, poll: float):
     while True:
         detail = migrations.get(migration_id)
-        if detail.execution_status in TERMINAL or (deadline and time.monotonic() > deadline):
+        if detail.execution_status in TERMINAL:
             return detail
         time.sleep(poll)
 

@@ -243,7 +243,7 @@ class LocalRuntime:
         reclaimed = kind == "interruption" and reclaim
         if reclaimed:
             self.client("ec2").terminate_instances(InstanceIds=[instance_id])
-        return {"event": {k: event[k] for k in ("id", "detail-type", "time", "resources")}, "rules": self.matching_rules(event),
+        return {"event": {k: event[k] for k in ("id", "detail-type", "time", "resources")}, "rules": [d["rule"] for d in deliveries],
                 "deliveries": deliveries, "reclaimed": reclaimed}
 
     def publish_stack(self, stack_name: str = "SpotMigration") -> dict:

@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from botocore.exceptions import ClientError
+
 from .runtime import LocalRuntime
 
 API_FUNCTION = "spot-migration-api"
@@ -79,9 +81,10 @@ class _Control(BaseHTTPRequestHandler):
             if url.path == "/api" or url.path.startswith("/api/"):
                 return self._api(method, url.path[len("/api"):] or "/", url.query, body)
             return self._json(404, {"message": f"no such local endpoint: {url.path}"})
+        except (ClientError, KeyError, ValueError) as exc:  # e.g. an unknown instance id: the caller's error
+            return self._json(400, {"message": f"{type(exc).__name__}: {exc}"})
         except Exception as exc:  # noqa: BLE001 - report it to the CLI, keep serving
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-            return self._json(400 if code else 500, {"message": f"{type(exc).__name__}: {exc}"})
+            return self._json(500, {"message": f"{type(exc).__name__}: {exc}"})
 
     def _api(self, method: str, path: str, query: str, body: str | None) -> None:
         headers = {k: v for k, v in self.headers.items()}

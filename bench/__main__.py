@@ -96,7 +96,7 @@ def run_execution(rt: LocalRuntime, meter: Meter, n: int, mode: str, args: argpa
     wall, cpu = time.perf_counter() - w0, time.process_time() - p0
     invs = meter.take()
     history = history_stats(rt.history(result.migration_id))
-    item = rt.store.get(result.migration_id)
+    item = rt.migration(result.migration_id)
     analyze = [i for i in invs if i.function == "analyze"]
     analysis = _sum_stats(analyze)
     analysis["api_calls_per_instance"] = round(analysis["api_calls_total"] / n, 4) if n else None

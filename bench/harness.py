@@ -2,7 +2,7 @@
 state transitions and payload sizes from the execution history.
 
 Everything is measured from the outside: a botocore `before-call` hook on boto3's default
-session (the handlers' clients come from it, see spot_core/aws.py), a wrapper around
+session (the handlers' clients come from it, see spot_core/adapters/aws.py), a wrapper around
 `InProcessLambdas.handler` that marks which invocation is running in which thread, and a
 timer around moto's request stubber (the CPU the *simulated* AWS spends answering, which
 in production is AWS's, not the Lambda's).
@@ -111,10 +111,10 @@ class Meter:
         boto3.DEFAULT_SESSION, so this is per runtime; clients the handlers create from now
         on carry the hook) and wrap the runtime's handler lookup: each handler call is
         measured."""
-        from spot_core import deps
+        from spot_core.entry import wiring
 
         boto3._get_default_session().events.register("before-call", self._before_call, unique_id="spot-bench-meter")
-        deps.reset()  # handlers build their clients again, from the hooked session
+        wiring.reset()  # handlers build their clients again, from the hooked session
         lambdas, meter = runtime.lambdas, self
         original = lambdas.handler
 

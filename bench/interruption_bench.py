@@ -44,7 +44,7 @@ def run(storm: int = 200) -> dict:
         rt.fleet.setup_network()
         fleet = rt.fleet.launch("c5.large", "batch-spot", "us-east-1b", {"spot-migration:managed": "true"}, count=storm + 10, market="spot")
         for iid in fleet:
-            rt.store.register_managed(iid, "bench fleet")
+            rt.wiring.registry.register(iid, "bench fleet")
 
         def handle(ids: list[str]) -> tuple[Counter, list[float]]:
             start = len(rt.lambdas.calls)

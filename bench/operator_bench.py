@@ -50,7 +50,7 @@ def operator_costs(size: int) -> dict:
     import logging
 
     from bench import moto_speedups
-    from spot_core.api_models import StartMigration
+    from spot_core.domain.request import StartMigration
     from spotctl.graph import render_graph
     from spotctl.local import metric_index
     from spotctl.local.runtime import LocalRuntime
@@ -60,12 +60,12 @@ def operator_costs(size: int) -> dict:
     moto_speedups.install()
     with LocalRuntime(seed=3) as rt:
         rt.fleet.seed_fleet(size, cpu_days=1)
-        service = rt.migrations()
+        service = rt.operator()
         body = StartMigration.model_validate({"migration_id": f"bench-{size}", "dry_run": True,
                                               "quality": {"target_group_arn": rt.fleet.target_group_arn}})
         service.start(body)
         rt.wait(body.migration_id, timeout=1800)
-        counter = CallCounter(service.sfn, service.store.table.meta.client)
+        counter = CallCounter(service.executions.sfn, rt.table.meta.client)
 
         def whole_plan():
             token = None

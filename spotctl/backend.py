@@ -15,8 +15,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from spot_core.migrations import Migrations
-from spot_core.store import MigrationStore
+from spot_core.adapters.dynamodb.approvals import DynamoApprovalTokens
+from spot_core.adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
+from spot_core.adapters.stepfunctions import SfnExecutions
+from spot_core.domain.clock import SystemClock
+from spot_core.services.migrations import Migrations
 
 from .local import daemon
 
@@ -42,8 +45,8 @@ class Backend:
     @cached_property
     def migrations(self) -> Migrations:
         table = self.session.resource("dynamodb", endpoint_url=self.endpoint, config=_CONFIG).Table(self.outputs["TableName"])
-        return Migrations(sfn=self.client("stepfunctions"), store=MigrationStore(table),
-                          state_machine_arn=self.outputs["StateMachineArn"])
+        return Migrations(SfnExecutions(self.client("stepfunctions"), self.outputs["StateMachineArn"]),
+                          DynamoMigrations(table), DynamoPlans(table), DynamoApprovalTokens(table), SystemClock())
 
     def principal(self) -> str:
         """Who decides: the caller's IAM identity."""

@@ -159,7 +159,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace, kind: str) -> int:
-    from spot_core.models import INSTANCE_ID
+    from spot_core.domain.request import INSTANCE_ID
     from spotctl.local import daemon
 
     if not INSTANCE_ID.match(args.instance_id):
@@ -298,7 +298,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from spot_core.errors import ApprovalNotPending, InvalidMigrationRequest, MigrationConflict, MigrationNotFound
+    from spot_core.domain.errors import ApprovalNotPending, InvalidMigrationRequest, MigrationConflict, MigrationNotFound
     from spotctl.backend import BackendError
     from spotctl.local.daemon import LocalServiceError
 

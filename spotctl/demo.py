@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
         except TimeoutError:
             pass  # vetoed or nothing to migrate: no approval asked
         result = rt.wait(mid, timeout=300)
-        graph = write_graph(rt.migrations(), mid, args.graph) if args.graph else None
+        graph = write_graph(rt.operator(), mid, args.graph) if args.graph else None
         interruptions = interrupt(rt, mid, args.interrupt) if args.interrupt and result.status == "SUCCEEDED" else []
-        report = build_report(rt.store, mid, {
+        report = build_report(rt.wiring.migrations, rt.wiring.plans, mid, {
             "interruptions": interruptions,
             "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
             "execution_status": result.status, "execution_error": result.error,
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def interrupt(rt, migration_id: str, count: int) -> list[dict]:
     """EC2 takes back `count` of the new Spot instances: their two-minute warnings go through
     the deployed rule patterns to the replacement Lambda."""
-    migrated = [r for r in rt.store.records(migration_id) if r.status == "migrated"][:count]
+    migrated = [r for r in rt.records(migration_id) if r.status == "migrated"][:count]
     out = []
     for record in migrated:
         outcome = rt.simulate(record.replacement_id, "interruption")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from spot_core.fleet import CAPACITY_ERRORS as CAPACITY_CODES
-from spot_core.store import MigrationStore
+from spot_core.domain.instances import CAPACITY_ERRORS as CAPACITY_CODES
+from spot_core.ports import MigrationRepository, PlanRepository
 
 OUTCOME_TEXT = {
     "completed": "COMPLETED: the planned instances now run on Spot",
@@ -20,9 +20,10 @@ OUTCOME_TEXT = {
 }
 
 
-def build_report(store: MigrationStore, migration_id: str, extra: dict[str, Any] | None = None) -> dict:
-    item = store.get(migration_id)
-    records = store.records(migration_id)
+def build_report(migrations: MigrationRepository, plans: PlanRepository, migration_id: str,
+                 extra: dict[str, Any] | None = None) -> dict:
+    item = migrations.get(migration_id)
+    records = plans.records(migration_id)
     waves = []
     for wave in item.get("waves", []):
         result = (item.get("wave_results") or {}).get(str(wave["index"]), {})

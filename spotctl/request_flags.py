@@ -35,7 +35,7 @@ def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
     """The migration request from --request FILE and the flags (flags win)."""
     from pydantic import ValidationError
 
-    from spot_core.api_models import StartMigration
+    from spot_core.domain.request import StartMigration
 
     body: dict[str, Any] = {}
     if args.request:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spot_core.api_models import MigrationDetail, MigrationPage, PlanEntry, WaveProgress
+from spot_core.domain.views import MigrationDetail, MigrationPage, PlanEntry, WaveProgress
 
 from .report import _money, _table
 

@@ -1,6 +1,6 @@
 """Writes docs/openapi.json, the OpenAPI document of the migrations API (run: python tools/build_openapi.py).
 
-The document is generated from the routes and models of spot_core.api; the CDK stack
+The document is generated from the routes and models of spot_core.entry.api; the CDK stack
 creates one API Gateway method per operation in it. A test checks the file is current.
 """
 
@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "layers" / "spot_core" / "python"))
 
 
 def build() -> str:
-    from spot_core.api import openapi_json
+    from spot_core.entry.api import openapi_json
 
     return openapi_json() + "\n"
 

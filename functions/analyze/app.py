@@ -1,24 +1,16 @@
 """Analysis: select the opted-in instances, price them, classify them, write the plan."""
 
-from spot_core.deps import deps
-from spot_core.events import AnalyzeEvent, parse_event
-from spot_core.models import check_migration_id, parse_request
-from spot_core.observability import logger
-from spot_core.planning import analyse
-from spot_core.waves import utc_now
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.domain.request import parse_request
+from spot_core.entry.events import AnalyzeEvent
+from spot_core.entry.handler import handler
+from spot_core.entry.observability import logger
+from spot_core.entry.wiring import wiring
 
 
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    parsed = parse_event(event, AnalyzeEvent)
-    migration_id = check_migration_id(parsed.migration_id)
-    logger.set_correlation_id(migration_id)
-    request = parse_request(parsed.request)  # validated before anything is written
-    d = deps()
-    summary = analyse(
-        migration_id, request, ec2=d.ec2, cloudwatch=d.cloudwatch, elbv2=d.elbv2,
-        pricer=d.pricer(), store=d.store, now=utc_now(),
-        recently_interrupted=d.store.recent_interruptions(),
-    )
+@handler(AnalyzeEvent)
+def lambda_handler(event: AnalyzeEvent, context: LambdaContext) -> dict:
+    request = parse_request(event.request)  # validated before anything is written
+    summary = wiring().analyze().run(event.migration_id, request)
     logger.info("plan written", extra={"summary": summary.model_dump()})
-    return {"migration_id": migration_id, "request": request.model_dump(), "plan": summary.model_dump()}
+    return {"migration_id": event.migration_id, "request": request.model_dump(), "plan": summary.model_dump()}

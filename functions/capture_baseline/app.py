@@ -1,17 +1,16 @@
 """Captures latency and error rate before any instance changes."""
 
-from spot_core.deps import deps
-from spot_core.events import MigrationEvent, parse_event
-from spot_core.gates import capture_baseline
-from spot_core.observability import logger
-from spot_core.waves import utc_now
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.entry.events import MigrationEvent
+from spot_core.entry.handler import handler
+from spot_core.entry.observability import logger
+from spot_core.entry.wiring import wiring
+
+BASELINE_FIELDS = {"latency", "error_rate", "requests", "datapoints"}
 
 
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    migration_id = parse_event(event, MigrationEvent).migration_id
-    logger.set_correlation_id(migration_id)
-    d = deps()
-    baseline = capture_baseline(migration_id, cloudwatch=d.cloudwatch, elbv2=d.elbv2, store=d.store, now=utc_now())
+@handler(MigrationEvent)
+def lambda_handler(event: MigrationEvent, context: LambdaContext) -> dict:
+    baseline = wiring().quality_gate.capture_baseline(event.migration_id).model_dump(include=BASELINE_FIELDS)
     logger.info("baseline captured", extra=baseline)
     return baseline

@@ -1,15 +1,15 @@
 """Applies the agents' verdicts: a veto stops the migration, exclusions shrink the plan."""
 
-from spot_core.consolidation import consolidate
-from spot_core.deps import deps
-from spot_core.events import ConsolidateEvent, parse_event
-from spot_core.observability import logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.domain.reviews import ReviewOutcome
+from spot_core.entry.events import ConsolidateEvent
+from spot_core.entry.handler import handler
+from spot_core.entry.observability import logger
+from spot_core.entry.wiring import wiring
 
 
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    migration_id = parse_event(event, ConsolidateEvent).migration_id
-    logger.set_correlation_id(migration_id)
-    result = consolidate(migration_id, store=deps().store)
-    logger.info("reviews consolidated", extra={"approved": result["approved"], "vetoed_by": result["vetoed_by"]})
-    return result
+@handler(ConsolidateEvent)
+def lambda_handler(event: ConsolidateEvent, context: LambdaContext) -> ReviewOutcome:
+    outcome = wiring().review.consolidate(event.migration_id)
+    logger.info("reviews consolidated", extra={"approved": outcome.approved, "vetoed_by": outcome.vetoed_by})
+    return outcome

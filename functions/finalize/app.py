@@ -1,23 +1,20 @@
 """Records the outcome and realised savings, notifies, emits metrics."""
 
-from spot_core.deps import deps
-from spot_core.events import FinalizeEvent, parse_event
-from spot_core.observability import MetricUnit, logger, metrics
-from spot_core.outcomes import finish
-from spot_core.waves import utc_now
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.domain.outcomes import FinalOutcome
+from spot_core.entry.events import FinalizeEvent
+from spot_core.entry.handler import handler
+from spot_core.entry.observability import count, logger, metrics
+from spot_core.entry.wiring import wiring
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    parsed = parse_event(event, FinalizeEvent)
-    logger.set_correlation_id(parsed.migration_id)
-    d = deps()
-    result = finish(parsed.migration_id, parsed.outcome, parsed.detail, store=d.store, notifier=d.notifier, ec2=d.ec2, now=utc_now())
-    metrics.add_dimension(name="Outcome", value=parsed.outcome)
-    metrics.add_metric(name="Migrations", unit=MetricUnit.Count, value=1)
-    if result["realised"]:
-        metrics.add_metric(name="InstancesMigrated", unit=MetricUnit.Count, value=result["realised"]["instances"])
-        metrics.add_metric(name="MonthlySavings", unit=MetricUnit.Count, value=result["realised"]["monthly_savings"])
-    logger.info("migration finished", extra=result)
-    return result
+@handler(FinalizeEvent, with_metrics=True)
+def lambda_handler(event: FinalizeEvent, context: LambdaContext) -> FinalOutcome:
+    outcome = wiring().finalize.finish(event.migration_id, event.outcome, event.detail)
+    metrics.add_dimension(name="Outcome", value=event.outcome)
+    count("Migrations")
+    if outcome.realised:
+        count("InstancesMigrated", outcome.realised.instances)
+        count("MonthlySavings", outcome.realised.monthly_savings)
+    logger.info("migration finished", extra=outcome.model_dump())
+    return outcome

@@ -1,18 +1,16 @@
 """Stores the task token server-side and asks for approval. The event is never logged:
 it carries the token."""
 
-from spot_core.approvals import request_approval
-from spot_core.deps import deps
-from spot_core.events import ApprovalEvent, parse_event
-from spot_core.observability import logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.entry.events import ApprovalEvent
+from spot_core.entry.handler import handler
+from spot_core.entry.observability import logger
+from spot_core.entry.wiring import wiring
+from spot_core.services.approval import ApprovalRequested
 
 
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-def lambda_handler(event, context):
-    parsed = parse_event(event, ApprovalEvent)
-    logger.set_correlation_id(parsed.migration_id)
-    d = deps()
-    requested = request_approval(parsed.migration_id, parsed.task_token, store=d.store, notifier=d.notifier,
-                                 execution_arn=parsed.execution_arn)
-    logger.info("approval requested", extra={"timeout_seconds": requested["timeout_seconds"]})
+@handler(ApprovalEvent)
+def lambda_handler(event: ApprovalEvent, context: LambdaContext) -> ApprovalRequested:
+    requested = wiring().approval.request(event.migration_id, event.task_token, event.execution_arn)
+    logger.info("approval requested", extra={"timeout_seconds": requested.timeout_seconds})
     return requested

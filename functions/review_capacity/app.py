@@ -1,17 +1,12 @@
 """Capacity agent: pool diversity, AZ spread, recently interrupted pools."""
 
-from spot_core.deps import deps
-from spot_core.events import MigrationEvent, parse_event
-from spot_core.observability import logger
-from spot_core.reviews import review_capacity
-from spot_core.verdicts import record_verdict
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.domain.plan import AgentVerdict
+from spot_core.entry.events import MigrationEvent
+from spot_core.entry.handler import handler
+from spot_core.entry.wiring import wiring
 
 
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    migration_id = parse_event(event, MigrationEvent).migration_id
-    logger.set_correlation_id(migration_id)
-    store = deps().store
-    store.get(migration_id)  # MigrationNotFound before any write
-    candidates = [r for r in store.records(migration_id) if r.eligible]
-    return record_verdict(store, migration_id, review_capacity(candidates, store.recent_interruptions()))
+@handler(MigrationEvent)
+def lambda_handler(event: MigrationEvent, context: LambdaContext) -> AgentVerdict:
+    return wiring().review.capacity(event.migration_id)

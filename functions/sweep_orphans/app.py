@@ -1,21 +1,17 @@
 """Scheduled: reports (or terminates) managed instances nothing accounts for, finishes
 expired prewarms and retires instances swapped out after a rebalance."""
 
-from spot_core.deps import deps
-from spot_core.observability import MetricUnit, logger, metrics
-from spot_core.sweeper import sweep
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from spot_core.domain.orphans import SweepReport
+from spot_core.entry.handler import handler
+from spot_core.entry.observability import count, logger
+from spot_core.entry.wiring import wiring
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    d = deps()
-    result = sweep(ec2=d.ec2, elbv2=d.elbv2, store=d.store, mode=d.settings.sweeper_mode,
-                   grace_seconds=d.settings.sweeper_grace_seconds)
-    metrics.add_metric(name="OrphansFound", unit=MetricUnit.Count, value=len(result["orphans"]))
-    if result["orphans"]:
-        lines = [f"{o['instance_id']} ({o['instance_type']}, launched {o['launched']})" for o in result["orphans"]]
-        action = "terminated" if result["mode"] == "terminate" else "reported (set SWEEPER_MODE=terminate to remove them)"
-        d.notifier.publish("sweeper", "orphans", f"{len(lines)} managed instance(s) nothing accounts for: {action}", lines, result)
-        logger.warning("orphans found", extra=result)
-    return result
+@handler(correlation=None, with_metrics=True)
+def lambda_handler(event: dict, context: LambdaContext) -> SweepReport:
+    report = wiring().sweeper.sweep()
+    count("OrphansFound", len(report.orphans))
+    if report.orphans:
+        logger.warning("orphans found", extra=report.model_dump())
+    return report

@@ -10,9 +10,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
-from spot_core.catalog import COMMON_ENVIRONMENT, FUNCTIONS, FunctionSpec
-from spot_core.config import load_settings
-from spot_core.errors import ConfigurationError
+from spot_core.domain.errors import ConfigurationError
+from spot_core.entry.catalog import COMMON_ENVIRONMENT, FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME, FunctionSpec
+from spot_core.entry.settings import load_settings, tunable_defaults
 
 from infra import FUNCTIONS_DIR
 
@@ -21,18 +21,10 @@ from .layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME, Layers
 from .permissions import GrantContext, grant
 from .storage import Storage
 
-SERVICE_NAME = "spot-migration"
-METRICS_NAMESPACE = "SpotMigration"
 # Optional variables a catalog entry may ask for (FunctionSpec.environment), with their
-# defaults; each can be overridden by CDK context of the same name in lower case
-# (e.g. ``cdk deploy -c sweeper_mode=terminate``).
-SETTINGS_DEFAULTS = {
-    "PRICING_SOURCE": "api",
-    "REBALANCE_POLICY": "prewarm",
-    "PREWARM_SECONDS": "900",
-    "SWEEPER_MODE": "report",
-    "SWEEPER_GRACE_SECONDS": "600",
-}
+# defaults (spot_core.entry.settings); each can be overridden by CDK context of the same
+# name in lower case (e.g. ``cdk deploy -c sweeper_mode=terminate``).
+SETTINGS_DEFAULTS = tunable_defaults()
 
 BASE_FINDINGS = {
     "Resource::*": "X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords "

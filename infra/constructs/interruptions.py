@@ -23,7 +23,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from spot_core.event_rules import RULES
+from spot_core.entry.event_rules import RULES
 
 from . import nag
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
-from spot_core import MANAGED_TAG, OPT_IN_TAG
+from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
 
 from .nag import arn_ref, attr_ref, scoped_arn
 from .storage import Storage
@@ -90,8 +90,6 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
                             resources=[instance], conditions=opted_in),
         iam.PolicyStatement(sid="StartStopManaged", actions=["ec2:StartInstances", "ec2:StopInstances"],
                             resources=[instance], conditions=managed),
-        iam.PolicyStatement(sid="TerminateManagedOnly", actions=["ec2:TerminateInstances"],
-                            resources=[instance], conditions=managed),
     ]
     for statement in statements:
         role.add_to_principal_policy(statement)
@@ -109,8 +107,7 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
         f("instance/*"): (
             f"Instance IDs are not known at deploy time. Every statement on instance/* is tag-conditioned: "
             f"launch only with aws:RequestTag/{MANAGED_TAG}=true; tag at launch or opted-in originals "
-            f"(never adding {MANAGED_TAG}); start/stop only {OPT_IN_TAG} or {MANAGED_TAG}; "
-            f"terminate only {MANAGED_TAG}."
+            f"(never adding {MANAGED_TAG}); start/stop only {OPT_IN_TAG} or {MANAGED_TAG}."
         ),
         f("volume/*"): f"Volumes are created by RunInstances with aws:RequestTag/{MANAGED_TAG}=true required; "
                        "tagging is limited to ec2:CreateAction=RunInstances.",
@@ -131,8 +128,8 @@ def _ec2_terminate_managed(ctx: GrantContext, role: iam.Role) -> Findings:
         conditions={"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}},
     ))
     return {f"Resource::{scoped_arn('ec2', 'instance/*')}": (
-        f"Orphaned replacements are found at run time; terminate only instances tagged {MANAGED_TAG}=true "
-        "(set only at launch; no role of the product can add it to an existing instance)."
+        f"Replacements to retire and orphans are found at run time; terminate only instances tagged "
+        f"{MANAGED_TAG}=true (set only at launch; no role of the product can add it to an existing instance)."
     )}
 
 

@@ -9,9 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+from spot_core.adapters.dynamodb import schema
 
-TTL_ATTRIBUTE = "expires_at"
-STATUS_INDEX = "by_status"
 
 
 class Storage(Construct):
@@ -28,21 +27,21 @@ class Storage(Construct):
         )
         self.table = dynamodb.Table(
             self, "Table",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            partition_key=dynamodb.Attribute(name=schema.PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.SORT_KEY, type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True,
             ),
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=self.table_key,
-            time_to_live_attribute=TTL_ATTRIBUTE,
+            time_to_live_attribute=schema.TTL_ATTRIBUTE,
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.table.add_global_secondary_index(
-            index_name=STATUS_INDEX,
-            partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
+            index_name=schema.STATUS_INDEX,
+            partition_key=dynamodb.Attribute(name=schema.INDEX_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.INDEX_SORT_KEY, type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.ALL,
         )
 

@@ -17,7 +17,7 @@ from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.responses.spot_instances import SpotInstances
 
-from spot_core.pricing import catalog_on_demand_price
+from spot_core.domain.pricing import catalog_on_demand_price
 
 DEFAULT_PAGE = 1000
 

@@ -31,10 +31,14 @@ from moto.events.models import EventPattern
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from spot_core import approvals, deps
-from spot_core.catalog import FUNCTIONS
-from spot_core.event_rules import RULES
-from spot_core.store import MigrationStore
+from spot_core.adapters.dynamodb import schema
+from spot_core.domain.plan import InstanceRecord
+from spot_core.entry import wiring as handler_wiring
+from spot_core.entry.catalog import FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME
+from spot_core.entry.event_rules import RULES
+from spot_core.entry.settings import load_settings, tunable_defaults
+from spot_core.entry.wiring import Wiring
+from spot_core.services.migrations import Migrations
 
 from .lambdas import InProcessLambdas
 from .market import SpotMarket
@@ -94,7 +98,7 @@ class LocalRuntime:
         os.environ.pop("AWS_PROFILE", None)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
-        deps.reset()
+        handler_wiring.reset()
         self._patch()
         try:
             self._create_resources()
@@ -106,7 +110,7 @@ class LocalRuntime:
     def __exit__(self, *exc: Any) -> None:
         self._unpatch()
         self._mock.stop()
-        deps.reset()
+        handler_wiring.reset()
         os.environ.clear()
         os.environ.update(self._saved["env"])
 
@@ -146,16 +150,9 @@ class LocalRuntime:
 
     def _create_resources(self) -> None:
         ddb = self.client("dynamodb")
-        ddb.create_table(
-            TableName=TABLE_NAME, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": "by_status", "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
-            }],
-        )
-        ddb.update_time_to_live(TableName=TABLE_NAME, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+        ddb.create_table(TableName=TABLE_NAME, **schema.key_schema())
+        ddb.update_time_to_live(TableName=TABLE_NAME,
+                                TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE})
         self.topic_arn = self.client("sns").create_topic(Name=TOPIC_NAME)["TopicArn"]
         self.queue_url = self.client("sqs").create_queue(QueueName="notifications-inbox")["QueueUrl"]
         queue_arn = self.client("sqs").get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -163,9 +160,9 @@ class LocalRuntime:
         self.dlq_url = self.client("sqs").create_queue(QueueName="spot-migration-interruptions-dlq")["QueueUrl"]
 
         self.lambdas.environment.update({
-            "TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn, "PRICING_SOURCE": "catalog",
-            "REBALANCE_POLICY": "prewarm", "PREWARM_SECONDS": "900", "SWEEPER_MODE": "report", "SWEEPER_GRACE_SECONDS": "600",
-            "POWERTOOLS_SERVICE_NAME": "spot-migration", "POWERTOOLS_METRICS_NAMESPACE": "SpotMigration",
+            **tunable_defaults(), "TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn,
+            "PRICING_SOURCE": "catalog",  # no Price List API offline: the bundled catalog
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
         })
         role = self.client("iam").create_role(RoleName="spot-migration-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -187,7 +184,9 @@ class LocalRuntime:
         self.state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role)["stateMachineArn"]
         self.lambdas.environment["STATE_MACHINE_ARN"] = self.state_machine_arn
-        self.store = MigrationStore(boto3.resource("dynamodb", region_name=self.region).Table(TABLE_NAME))
+        # The runtime's own view of the product's state: the same adapters the handlers use.
+        self.wiring = Wiring(load_settings(self.lambdas.environment))
+        self.table = self.wiring.table
 
     # --- EventBridge: EC2 events to the replacement Lambda ----------------------------------
     def matching_rules(self, event: dict) -> list[str]:
@@ -296,7 +295,7 @@ class LocalRuntime:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                item = self.store.get(migration_id)
+                item = self.migration(migration_id)
                 if item.get("status") == status:
                     return item
             except Exception:  # noqa: BLE001 - not written yet
@@ -304,15 +303,20 @@ class LocalRuntime:
             time.sleep(0.02)
         raise TimeoutError(f"migration {migration_id} did not reach {status}")
 
-    def migrations(self):
+    def operator(self) -> Migrations:
         """The operator's service (as the API and spotctl use it) on this runtime."""
-        from spot_core.migrations import Migrations
+        return self.wiring.operator
 
-        return Migrations(sfn=self.client("stepfunctions"), store=self.store, state_machine_arn=self.state_machine_arn)
+    def migration(self, migration_id: str) -> dict:
+        """The migration item."""
+        return self.wiring.migrations.get(migration_id)
+
+    def records(self, migration_id: str) -> list[InstanceRecord]:
+        """The plan: one record per instance."""
+        return self.wiring.plans.records(migration_id)
 
     def decide(self, migration_id: str, approved: bool, reason: str | None = None, principal: str = "local-operator") -> dict:
-        return approvals.decide(migration_id, approved, principal=principal, reason=reason,
-                                store=self.store, sfn=self.client("stepfunctions"))
+        return self.operator().decide(migration_id, approved, principal=principal, reason=reason).model_dump()
 
     def history(self, migration_id: str) -> list[dict]:
         sfn, events, kwargs = self.client("stepfunctions"), [], {"executionArn": self.execution_arn(migration_id)}

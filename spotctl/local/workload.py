@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spot_core import MANAGED_TAG, OPT_IN_TAG, STATEFUL_TAG, WAVE_TAG
+from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG, STATEFUL_TAG, WAVE_TAG
 
 ZONES = ("a", "b", "c")
 # (instance type, workload profile, share of the fleet)

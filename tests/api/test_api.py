@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from spot_core.api import TITLE
-from spot_core.errors import TransientAwsError
-from spot_core.migrations import Migrations
+from spot_core.entry.api import TITLE
+from spot_core.domain.errors import TransientAwsError
+from spot_core.services.migrations import Migrations
 from spotctl.local.runtime import LocalRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,7 +229,7 @@ def test_the_plan_pages_cover_every_instance_exactly_once(rt, dry_run):
             break
     assert pages >= 3
     assert len(seen) == len(set(seen)) == 12
-    assert set(seen) == {r.instance_id for r in rt.store.records(dry_run)}
+    assert set(seen) == {r.instance_id for r in rt.records(dry_run)}
     whole = call(rt, "GET", f"/migrations/{dry_run}/plan").json  # default page: the whole plan
     assert [e["instance_id"] for e in whole["items"]] == seen and whole["next_token"] is None
     excluded = [e for e in whole["items"] if not e["eligible"]]
@@ -248,7 +248,7 @@ def test_decisions_on_a_migration_not_waiting_are_409(rt, dry_run):
 
 
 def approval_token(rt: LocalRuntime, mid: str) -> str:
-    item = rt.store.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"}, ConsistentRead=True)["Item"]
+    item = rt.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"}, ConsistentRead=True)["Item"]
     return item["token"]
 
 

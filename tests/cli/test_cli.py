@@ -48,7 +48,7 @@ def test_decide_against_a_deployed_stack(command, approved, capsys):
         rt.publish_stack("SpotMigration")
         assert main([command[0], mid, *command[1:], "--region", "us-east-1"]) == 0
         assert rt.wait(mid).status == ("SUCCEEDED" if approved else "FAILED")
-        decision = rt.store.get(mid)["approval"]
+        decision = rt.migration(mid)["approval"]
         assert decision["approved"] is approved and decision["decided_by"].startswith("arn:aws:")
         assert main(["approve", mid, "--region", "us-east-1"]) == 4  # nothing pending any more: a conflict
     assert "not awaiting approval" in capsys.readouterr().err

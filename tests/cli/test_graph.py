@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import pytest
-from spot_core import waves
+from spot_core.domain.clock import Budget
+from spot_core.services import migrate_wave
 
 from spotctl.graph import render_graph
 from spotctl.graph.asl import all_states
@@ -62,7 +63,7 @@ def _run_every_path() -> dict[str, dict]:
 
         mid = rt.start_migration(gated)
         rt.wait_for_status(mid, "awaiting_approval")
-        token = rt.store.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"})["Item"]["token"]
+        token = rt.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"})["Item"]["token"]
         keep("waiting", mid, sfn.describe_execution(executionArn=rt.execution_arn(mid))["status"], token)
         rt.decide(mid, approved=False, reason="change freeze")
         keep("rejected", mid, rt.wait(mid).status, token)
@@ -76,8 +77,8 @@ def _run_every_path() -> dict[str, dict]:
         rt.fleet.degradation = None
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(waves, "CHUNK", 1)
-            mp.setattr(waves.Budget, "exhausted", _one_chunk_per_invocation)
+            mp.setattr(migrate_wave, "CHUNK", 1)
+            mp.setattr(Budget, "exhausted", _one_chunk_per_invocation)
             result = rt.run_migration({**gated, "approval": {"auto_approve": True}})
         keep("succeeded", result.migration_id, result.status)
     return out

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from spot_core import deps
-from spot_core.catalog import FUNCTIONS
-from spot_core.errors import InvalidEvent, InvalidMigrationRequest, MigrationNotFound
-from spot_core.events import (
+from spot_core.entry import wiring
+from spot_core.entry.catalog import FUNCTIONS
+from spot_core.domain.errors import InvalidEvent, InvalidMigrationRequest, MigrationNotFound
+from spot_core.entry.events import (
     AnalyzeEvent,
     ApprovalEvent,
     ConsolidateEvent,
@@ -33,7 +33,7 @@ from spot_core.events import (
     WaveEvent,
     parse_event,
 )
-from spot_core.models import parse_request
+from spot_core.domain.request import parse_request
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -81,7 +81,7 @@ def captured_output():
     """Everything a handler writes: Powertools logs (its handler is bound to the stream of
     the moment spot_core.observability was imported, so it is redirected explicitly),
     EMF metrics and prints."""
-    from spot_core.observability import logger
+    from spot_core.entry.observability import logger
 
     buffer = io.StringIO()
     handler = logger.registered_handler
@@ -100,7 +100,7 @@ def invoke(rt: Any, name: str, event: Any, context: FakeContext | None = None) -
 
 
 def table_items(rt: Any) -> list[dict]:
-    table = rt.store.table
+    table = rt.table
     items, kwargs = [], {}
     while True:
         page = table.scan(ConsistentRead=True, **kwargs)
@@ -120,7 +120,7 @@ def table_state(rt: Any) -> list[dict]:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
-    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][rt.region].get_table(rt.store.table.name)
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][rt.region].get_table(rt.table.name)
     items = [item.to_json()["Attributes"] for item in table.all_items()]
     return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
 
@@ -150,9 +150,9 @@ def runtime():
         with pytest.MonkeyPatch.context() as mp:
             for key, value in rt.lambdas.environment.items():
                 mp.setenv(key, value)
-            deps.reset()
+            wiring.reset()
             yield rt
-        deps.reset()
+        wiring.reset()
 
 
 def items_of(rt, migration_id: str) -> list[dict]:
@@ -301,11 +301,11 @@ def test_analyze_returns_a_small_summary(planned):
 
 
 def test_analyze_writes_the_plan(runtime, planned):
-    item = runtime.store.get(MID)
+    item = runtime.migration(MID)
     assert item["status"] == "planned"
     assert item["summary"] == planned["output"]["plan"]
     assert parse_request(item["request"]) == parse_request(planned["output"]["request"])
-    records = runtime.store.records(MID)
+    records = runtime.records(MID)
     fleet = planned["fleet_before"]
     assert {r.instance_id for r in records} == fleet["on_demand"]
     assert sum(r.eligible for r in records) == planned["output"]["plan"]["candidates"]
@@ -336,7 +336,7 @@ def test_analyze_invalid_request_for_a_new_id_creates_no_migration(runtime):
         invoke(runtime, "analyze", event)
     assert items_of(runtime, "demo-migration-invalid") == []  # no META item, no instance records
     with pytest.raises(MigrationNotFound):
-        runtime.store.get("demo-migration-invalid")
+        runtime.migration("demo-migration-invalid")
     assert runtime.fleet.snapshot() == before
 
 
@@ -367,13 +367,13 @@ def test_review_returns_the_verdict_shape(runtime, reviewed, name):
     assert isinstance(verdict["approved"], bool)
     assert 0 <= verdict["confidence"] <= 1
     assert all(isinstance(c, str) for c in verdict["concerns"] + verdict["recommendations"])
-    stored = {v.agent: v for v in runtime.store.verdicts(MID)}[verdict["agent"]]
+    stored = {v.agent: v for v in runtime.wiring.plans.verdicts(MID)}[verdict["agent"]]
     assert stored.model_dump() == verdict
     json.dumps(verdict)  # a Step Functions payload
 
 
 def test_reviews_of_the_seeded_fleet(runtime, reviewed):
-    records = {r.instance_id: r for r in runtime.store.records(MID)}
+    records = {r.instance_id: r for r in runtime.records(MID)}
     performance = reviewed["review_performance"]
     assert performance["approved"]
     assert [records[i].name for i in performance["excluded_instance_ids"]] == ["batch-report-1"]
@@ -392,7 +392,7 @@ def test_consolidate_assigns_waves(runtime, consolidated):
     waves = consolidated["waves"]
     assert [w["cumulative"] for w in waves] == [1, 4, 8]
     assert sum(w["target_count"] for w in waves) == consolidated["candidates"]
-    records = runtime.store.records(MID)
+    records = runtime.records(MID)
     eligible = [r for r in records if r.eligible]
     for w in waves:
         assert sum(r.wave == w["index"] for r in eligible) == w["target_count"]
@@ -401,7 +401,7 @@ def test_consolidate_assigns_waves(runtime, consolidated):
     assert (burst.eligible, burst.exclusion_reason) == (False, "excluded_by_performance_agent")
     order = {"low": 0, "medium": 1, "high": 2}
     assert max(order[r.risk] for r in eligible if r.wave == 0) <= min(order[r.risk] for r in eligible if r.wave == 2)
-    item = runtime.store.get(MID)
+    item = runtime.migration(MID)
     assert item["status"] == "reviewed"
     assert item["waves"] == waves
     assert item["summary"]["candidates"] == 8
@@ -418,10 +418,10 @@ def test_request_approval_stores_the_token_server_side(runtime, approval_request
     token = approval_requested["event"]["task_token"]
     assert approval_requested["result"]["timeout_seconds"] == 86_400
     assert token not in json.dumps(approval_requested["result"])
-    item = runtime.store.table.get_item(Key={"pk": f"MIGRATION#{MID}", "sk": "APPROVAL_TOKEN"}, ConsistentRead=True)["Item"]
+    item = runtime.table.get_item(Key={"pk": f"MIGRATION#{MID}", "sk": "APPROVAL_TOKEN"}, ConsistentRead=True)["Item"]
     assert item["token"] == token
     assert int(item["expires_at"]) > time.time() + 86_400
-    meta = runtime.store.get(MID)
+    meta = runtime.migration(MID)
     assert meta["status"] == "awaiting_approval"
     assert token not in json.dumps(meta, default=str)
 
@@ -465,7 +465,7 @@ def test_capture_baseline(runtime, baseline):
     assert baseline["datapoints"] > 0
     assert baseline["latency"] == pytest.approx(0.120, rel=0.05)
     assert baseline["error_rate"] == pytest.approx(0.002, rel=0.3)
-    stored = runtime.store.get(MID)["baseline"]
+    stored = runtime.migration(MID)["baseline"]
     assert stored["sample"]["datapoints"] == baseline["datapoints"]
     assert set(stored["metrics"]) >= {"latency"}
 
@@ -474,7 +474,7 @@ def test_migrate_wave_replaces_make_before_break(runtime, wave0):
     result = wave0["result"]
     assert result["done"] is True and result["completed_at"]
     assert (result["total"], result["migrated"], result["failed"]) == (1, 1, 0)
-    record = next(r for r in runtime.store.records(MID) if r.wave == 0)
+    record = next(r for r in runtime.records(MID) if r.wave == 0)
     assert record.status == "migrated" and record.replacement_id
     before, after = wave0["before"], wave0["after"]
     assert after["spot"] - before["spot"] == {record.replacement_id}
@@ -487,19 +487,19 @@ def test_migrate_wave_replaces_make_before_break(runtime, wave0):
 def test_quality_gate_passes_an_unchanged_service(runtime, gate0):
     assert gate0["passed"] is True, gate0["reasons"]
     assert gate0["score"] <= 5.0
-    assert runtime.store.get(MID)["wave_results"]["0"]["gate"]["passed"] is True
+    assert runtime.migration(MID)["wave_results"]["0"]["gate"]["passed"] is True
 
 
 def test_rollback_restores_on_demand(runtime, wave0, rolled_back):
     result = rolled_back["result"]
     assert result["done"] is True and result["restored"] == 1
-    record = next(r for r in runtime.store.records(MID) if r.wave == 0)
+    record = next(r for r in runtime.records(MID) if r.wave == 0)
     assert record.status == "rolled_back"
     fleet = rolled_back["fleet"]
     assert fleet["spot"] == set()
     assert record.instance_id in fleet["on_demand"] and record.instance_id in fleet["serving"]
     assert fleet["serving"] == wave0["before"]["serving"]
-    item = runtime.store.get(MID)
+    item = runtime.migration(MID)
     assert item["status"] == "rolled_back"
     assert item["failure"]["Error"] == "QualityGateFailed"
     assert [n["subject"] for n in rolled_back["notifications"]] == [f"[spot-migration] {MID}: rolled-back"]
@@ -511,13 +511,13 @@ def test_rollback_restores_on_demand(runtime, wave0, rolled_back):
 def test_finalize_records_the_rejection(runtime):
     event = load_event("finalize")
     event["migration_id"] = mid = "demo-migration-0002"  # a second migration, waiting for approval
-    runtime.store.create(mid, parse_request({}).model_dump(), status="planned")
-    runtime.store.update(mid, status="awaiting_approval", summary={"candidates": 3, "monthly_savings": 120.5})
+    runtime.wiring.migrations.create(mid, parse_request({}).model_dump(), status="planned")
+    runtime.wiring.migrations.update(mid, status="awaiting_approval", summary={"candidates": 3, "monthly_savings": 120.5})
     fleet = runtime.fleet.snapshot()
     before = len(runtime.notifications())
     result = invoke(runtime, "finalize", event)
     assert result == {"status": "rejected", "realised": None}
-    item = runtime.store.get(mid)
+    item = runtime.migration(mid)
     assert item["status"] == "rejected"
     assert item["outcome_detail"]["reason"] == event["detail"]["reason"]
     assert item["outcome_detail"]["approved"] is False

@@ -21,8 +21,8 @@ from infra import OPENAPI_FILE, STATE_MACHINE_FILE
 from infra.constructs.functions import SETTINGS_DEFAULTS
 from infra.constructs.layers import POWERTOOLS_PARAMETER_ID
 from infra.stack import SpotMigrationStack, create_app
-from spot_core import MANAGED_TAG, OPT_IN_TAG
-from spot_core.catalog import FUNCTIONS
+from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
+from spot_core.entry.catalog import FUNCTIONS
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 MANAGED = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
@@ -415,7 +415,7 @@ def test_bad_context_fails_fast(context, message, tmp_path):
 # --- EventBridge: interruption warnings, rebalance recommendations, orphan sweep ---------
 def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources):
     from moto.events.models import EventPattern
-    from spot_core.event_rules import RULES
+    from spot_core.entry.event_rules import RULES
 
     replacer = logical_id(stack, stack.functions.functions["replace_interrupted"])
     deployed = {}

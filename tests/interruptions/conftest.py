@@ -1,6 +1,6 @@
 import pytest
 
-from spot_core import MANAGED_TAG
+from spot_core.domain.tags import MANAGED_TAG
 from spotctl.local.runtime import LocalRuntime
 
 
@@ -13,6 +13,6 @@ def rt():
         for n, az in enumerate(["us-east-1a", "us-east-1b", "us-east-1c"]):
             runtime.managed += runtime.fleet.launch("m5.large", f"web-spot-{n}", az, {MANAGED_TAG: "true"}, market="spot")
         for iid in runtime.managed:
-            runtime.store.register_managed(iid, "test fleet")
+            runtime.wiring.registry.register(iid, "test fleet")
         runtime.unmanaged = runtime.fleet.launch("m5.large", "someone-elses-spot", "us-east-1a", market="spot", register=False)
         yield runtime

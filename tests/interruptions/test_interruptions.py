@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from spot_core import deps
-from spot_core.errors import InvalidEvent
-from spot_core.event_rules import RULES
+from spot_core.entry import wiring
+from spot_core.domain.errors import InvalidEvent
+from spot_core.entry.event_rules import RULES
 from spotctl.local.lambdas import FakeContext
 
 from ec2_events import ec2_event, launched_replacements, sample
@@ -54,9 +54,9 @@ def test_interruption_launches_a_replacement_in_another_pool_and_swaps_target_gr
     assert new["InstanceLifecycle"] == "spot"
     now_serving = serving(rt)
     assert result["replacement_id"] in now_serving and victim not in now_serving
-    record = rt.store.replacement_for(victim)
+    record = rt.wiring.claims.replacement_for(victim)
     assert record["status"] == "swapped" and record["replacement_id"] == result["replacement_id"]
-    assert ("m5.large", "us-east-1a") in rt.store.recent_interruptions()
+    assert ("m5.large", "us-east-1a") in rt.wiring.pool_memory.recent_interruptions()
     assert any(victim in (n["message"] or "") for n in rt.notifications())
     assert result["seconds_from_event_to_launch"] > 0
 
@@ -83,7 +83,7 @@ def test_concurrent_duplicates_launch_once(rt, monkeypatch):
     """Two copies of one event and a different event for the same instance, at once."""
     for k, v in rt.lambdas.environment.items():
         monkeypatch.setenv(k, v)
-    deps.reset()
+    wiring.reset()
     handler = rt.lambdas.handler("spot-migration-replace_interrupted")
     event = ec2_event(rt.managed[2])
     other = ec2_event(rt.managed[2])
@@ -143,7 +143,7 @@ def test_malformed_event_is_rejected_launches_nothing_and_lands_in_the_dlq(rt, m
 def test_a_storm_of_200_warnings_gets_200_replacements(rt):
     storm = rt.fleet.launch("c5.large", "batch-spot", "us-east-1b", {"spot-migration:managed": "true"}, count=200, market="spot")
     for iid in storm:
-        rt.store.register_managed(iid, "storm fleet")
+        rt.wiring.registry.register(iid, "storm fleet")
     handled = [d for iid in storm for d in rt.put_ec2_event(ec2_event(iid))]
 
     assert [d.get("error") for d in handled if "error" in d] == []

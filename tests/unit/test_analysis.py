@@ -7,23 +7,20 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from spot_core import STATEFUL_TAG
-from spot_core.analysis import (
-    MAX_POOLS,
+from spot_core.domain.tags import STATEFUL_TAG
+from spot_core.domain.analysis import (
     MIN_CPU_SAMPLES,
     InstanceFacts,
     build_record,
     classify_workload,
     cpu_statistics,
     exclusion_reason,
-    order_pools,
-    plan_waves,
     risk_level,
     summarize,
-    wave_order,
 )
-from spot_core.models import InstanceRecord, Pool, TargetRef
-from spot_core.pricing import HOURS_PER_MONTH
+from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
+from spot_core.domain.pricing import HOURS_PER_MONTH
+from spot_core.domain.waves import plan_waves, wave_order
 
 HOURS = 7 * 24
 TG = TargetRef(arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/6d0ecf831eec9f09", port=80)
@@ -221,31 +218,6 @@ def test_classification_ignores_sample_order(values, rng):
 )
 def test_risk_levels(workload, burstable, p95, pool_count, risk):
     assert risk_level(workload, burstable, p95, pool_count) == risk
-
-
-# --- pools ---------------------------------------------------------------------------------------------
-
-
-def test_original_type_first_then_cheapest():
-    candidates = [
-        Pool(instance_type="m6i.large", availability_zone="us-east-1a", spot_hourly=0.030),
-        Pool(instance_type="m5.large", availability_zone="us-east-1a", spot_hourly=0.040),
-        Pool(instance_type="m5a.large", availability_zone="us-east-1a", spot_hourly=0.020),
-    ]
-    assert [p.instance_type for p in order_pools("m5.large", candidates)] == ["m5.large", "m5a.large", "m6i.large"]
-
-
-def test_recently_interrupted_pools_go_last_even_the_original():
-    candidates = pools(0.040, 0.020, 0.030)
-    ordered = order_pools("m5.large", candidates, avoid={("m5.large", "us-east-1a")})
-    assert [p.instance_type for p in ordered] == ["m5a.large", "m6i.large", "m5.large"]
-
-
-def test_at_most_max_pools():
-    ordered = order_pools("m5.large", pools(0.05, 0.01, 0.02, 0.03, 0.04, 0.06))
-    assert len(ordered) == MAX_POOLS
-    assert ordered[0].instance_type == "m5.large"
-    assert [p.spot_hourly for p in ordered[1:]] == [0.01, 0.02, 0.03]
 
 
 # --- records and savings -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from spot_core.catalog import FUNCTIONS
+from spot_core.entry.catalog import FUNCTIONS
 from tools.build_asl import definition
 
 ASL = Path(__file__).resolve().parents[2] / "statemachines" / "spot_migration.asl.json"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from spot_core.approvals import console_url
+from spot_core.services.approval import console_url
 
 
 def test_an_execution_links_to_its_page_in_its_region():

@@ -1,6 +1,6 @@
 import pytest
 
-from spot_core.instance_types import equivalent_types, known_types, spec
+from spot_core.domain.instance_types import equivalent_types, known_types, spec
 
 
 def test_spec_reads_the_bundled_catalog():

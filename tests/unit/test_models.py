@@ -8,17 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from spot_core import OPT_IN_TAG
-from spot_core.errors import InvalidEvent, InvalidMigrationRequest
-from spot_core.events import MigrationEvent, parse_event
-from spot_core.models import (
-    AgentVerdict,
-    InstanceRecord,
-    MigrationRequest,
-    QualityConfig,
-    check_migration_id,
-    parse_request,
-)
+from spot_core.domain.tags import OPT_IN_TAG
+from spot_core.domain.errors import InvalidEvent, InvalidMigrationRequest
+from spot_core.entry.events import MigrationEvent, parse_event
+from spot_core.domain.plan import AgentVerdict, InstanceRecord
+from spot_core.domain.request import MigrationRequest, QualityConfig, check_migration_id, parse_request
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/6d0ecf831eec9f09"

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spot_core.quality import (
+from spot_core.domain.quality import (
     ERROR_RATE_FLOOR,
     ERROR_WEIGHT,
     LATENCY_WEIGHT,

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spot_core.models import AgentVerdict, InstanceRecord, Pool, TargetRef
-from spot_core.quality import QualitySample
-from spot_core.reviews import HOT_CPU_P95, review_application, review_capacity, review_performance
+from spot_core.domain.plan import AgentVerdict, InstanceRecord, Pool, TargetRef
+from spot_core.domain.quality import QualitySample
+from spot_core.domain.reviews import HOT_CPU_P95, review_application, review_capacity, review_performance
 
 TG = TargetRef(arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/6d0ecf831eec9f09", port=80)
 TYPES = ("m5.large", "m5a.large", "m6i.large", "m6a.large", "m7i.large")

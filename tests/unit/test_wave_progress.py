@@ -1,6 +1,6 @@
 """What status / watch / the API show per wave, from the migration item alone."""
 
-from spot_core.migrations import wave_progress
+from spot_core.domain.views import wave_progress
 
 WAVES = [{"index": i, "percent": p, "bake_seconds": 60, "target_count": n, "cumulative": c}
          for i, (p, n, c) in enumerate([(10, 1, 1), (50, 4, 5), (100, 5, 10)])]

@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.stack import create_app
-from spot_core.catalog import FUNCTIONS
+from spot_core.entry.catalog import FUNCTIONS
 from spotctl.local.runtime import LocalRuntime
 from spotctl.local.workload import Degradation
 

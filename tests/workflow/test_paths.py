@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from spot_core import MANAGED_TAG
-from spot_core.errors import ApprovalNotPending
+from spot_core.domain.tags import MANAGED_TAG
+from spot_core.domain.errors import ApprovalNotPending
 from spotctl.local.workload import Degradation
 
 
 def records(rt, mid):
-    return {r.instance_id: r for r in rt.store.records(mid)}
+    return {r.instance_id: r for r in rt.records(mid)}
 
 
 def assert_untouched(rt):
@@ -26,7 +26,7 @@ def test_happy_path_migrates_every_eligible_instance_make_before_break(rt, auto)
     result = rt.run_migration(auto)
 
     assert result.status == "SUCCEEDED", result.cause
-    item = rt.store.get(result.migration_id)
+    item = rt.migration(result.migration_id)
     assert item["status"] == "completed"
     recs = records(rt, result.migration_id)
     migrated = [r for r in recs.values() if r.status == "migrated"]
@@ -63,8 +63,8 @@ def test_happy_path_migrates_every_eligible_instance_make_before_break(rt, auto)
 
 def test_waves_are_ten_fifty_hundred_percent_of_the_plan(rt, auto):
     result = rt.run_migration(auto)
-    waves = rt.store.get(result.migration_id)["waves"]
-    candidates = rt.store.get(result.migration_id)["summary"]["candidates"]
+    waves = rt.migration(result.migration_id)["waves"]
+    candidates = rt.migration(result.migration_id)["summary"]["candidates"]
     assert [w["percent"] for w in waves] == [10, 50, 100]
     assert [w["cumulative"] for w in waves] == [max(1, -(-candidates // 10)), -(-candidates // 2), candidates]
 
@@ -76,7 +76,7 @@ def test_agent_veto_ends_rejected_without_touching_the_fleet(rt):
     result = rt.run_migration(request)
 
     assert (result.status, result.error) == ("FAILED", "MigrationVetoed")
-    item = rt.store.get(result.migration_id)
+    item = rt.migration(result.migration_id)
     assert item["status"] == "vetoed"
     assert [v["agent"] for v in item["verdicts"] if not v["approved"]] == ["application"]
     assert_untouched(rt)
@@ -88,7 +88,7 @@ def test_customer_rejection_ends_rejected_without_touching_the_fleet(rt):
     rt.wait_for_status(mid, "awaiting_approval")
     notification = rt.notifications()[-1]
     assert "approval" in notification["subject"]
-    token = rt.store.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"})["Item"]["token"]
+    token = rt.table.get_item(Key={"pk": f"MIGRATION#{mid}", "sk": "APPROVAL_TOKEN"})["Item"]["token"]
     assert token not in notification["message"]
     [asked] = [inv for inv in rt.lambdas.invocations if inv.function == "spot-migration-request_approval"]
     assert "approval requested" in asked.logs, "the handler's logs are captured"
@@ -98,7 +98,7 @@ def test_customer_rejection_ends_rejected_without_touching_the_fleet(rt):
     result = rt.wait(mid)
 
     assert (result.status, result.error) == ("FAILED", "MigrationRejected")
-    item = rt.store.get(mid)
+    item = rt.migration(mid)
     assert item["status"] == "rejected"
     assert item["approval"]["decided_by"].endswith("user/alice")
     assert_untouched(rt)
@@ -112,14 +112,14 @@ def test_customer_approval_runs_the_rollout(rt):
     rt.decide(mid, approved=True)
     result = rt.wait(mid)
     assert result.status == "SUCCEEDED", result.cause
-    assert rt.store.get(mid)["approval"]["approved"] is True
+    assert rt.migration(mid)["approval"]["approved"] is True
 
 
 def test_approval_timeout_ends_the_execution_without_changes(rt):
     result = rt.run_migration({"approval": {"timeout_seconds": 1}})
 
     assert (result.status, result.error) == ("FAILED", "ApprovalTimedOut")
-    assert rt.store.get(result.migration_id)["status"] == "approval_timed_out"
+    assert rt.migration(result.migration_id)["status"] == "approval_timed_out"
     assert_untouched(rt)
 
 
@@ -129,7 +129,7 @@ def test_degradation_rolls_back_and_restores_the_fleet_exactly(rt, auto, wave):
     result = rt.run_migration(auto)
 
     assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
-    item = rt.store.get(result.migration_id)
+    item = rt.migration(result.migration_id)
     assert item["status"] == "rolled_back"
     assert not item["wave_results"][str(wave)]["gate"]["passed"]
     assert all(item["wave_results"][str(w)]["gate"]["passed"] for w in range(wave))
@@ -139,7 +139,7 @@ def test_degradation_rolls_back_and_restores_the_fleet_exactly(rt, auto, wave):
     touched = [r for r in records(rt, result.migration_id).values() if r.replacement_id]
     assert touched and all(r.status == "rolled_back" for r in touched)
     # What status / watch / GET /migrations/{id} show, from the progress recorded on the item
-    waves = rt.migrations().get(result.migration_id).waves
+    waves = rt.operator().get(result.migration_id).waves
     assert [w.state for w in waves] == ["rolled_back"] * (wave + 1) + ["pending"] * (2 - wave)
     assert [w.rolled_back for w in waves[:wave + 1]] == [w.target_count for w in waves[:wave + 1]]
     assert sum(w.rolled_back for w in waves) == len(touched)
@@ -164,7 +164,7 @@ def test_capacity_refused_everywhere_fails_the_wave_and_rolls_back(rt, auto):
     result = rt.run_migration(auto)
 
     assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
-    item = rt.store.get(result.migration_id)
+    item = rt.migration(result.migration_id)
     assert "WaveFailed" in item["failure"]["Error"]
     assert item["wave_results"]["0"]["migration"]["migrated"] == 0
     assert_untouched(rt)
@@ -228,14 +228,14 @@ def test_unknown_instance_ids_are_a_clear_error_that_writes_nothing(rt):
     assert (result.status, result.error) == ("FAILED", "InvalidMigrationRequest")
     assert "i-0123456789abcdef0" in result.cause and rt.groups["web"][0] not in result.cause
     with pytest.raises(Exception, match="no migration"):
-        rt.store.get(result.migration_id)
+        rt.migration(result.migration_id)
     assert_untouched(rt)
 
 
 def test_dry_run_plans_without_approval_or_changes(rt):
     result = rt.run_migration({"dry_run": True, "quality": {"target_group_arn": rt.fleet.target_group_arn}})
     assert result.status == "SUCCEEDED", result.cause
-    assert rt.store.get(result.migration_id)["status"] == "planned"
+    assert rt.migration(result.migration_id)["status"] == "planned"
     assert "spot-migration-request_approval" not in [i.function for i in rt.lambdas.invocations]
     assert_untouched(rt)
 
@@ -243,5 +243,5 @@ def test_dry_run_plans_without_approval_or_changes(rt):
 def test_nothing_to_migrate(rt):
     result = rt.run_migration({"approval": {"auto_approve": True}, "selector": {"tags": {"team": "nobody"}}})
     assert result.status == "SUCCEEDED", result.cause
-    assert rt.store.get(result.migration_id)["status"] == "nothing_to_migrate"
+    assert rt.migration(result.migration_id)["status"] == "nothing_to_migrate"
     assert_untouched(rt)

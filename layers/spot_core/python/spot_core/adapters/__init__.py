@@ -1,0 +1,1 @@
+"""The AWS side of the ports: the only code that imports boto3."""

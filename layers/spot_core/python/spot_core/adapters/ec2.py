@@ -1,0 +1,242 @@
+"""EC2: the fleet (read, launch, start, stop, terminate) and Spot price history.
+
+Calls are batched wherever the API allows (describe, stop, start, terminate), so the
+number of calls grows with pages, not with instances. RunInstances is the exception:
+every replacement copies the configuration of a different original.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..domain.batching import chunks
+from ..domain.errors import CapacityRefused, LaunchRefused
+from ..domain.instances import CAPACITY_ERRORS, LIVE_STATES, Instance, LaunchSettings, LaunchSpec, TypeTraits
+from ..domain.pricing import SpotPriceStat, spot_price_statistics
+from ..domain.request import Selector
+from ..domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
+from .aws import error_code, transient_errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef, RunInstancesRequestTypeDef
+
+DESCRIBE_BATCH = 200  # instance ids per describe filter
+STATE_CHANGE_BATCH = 500  # instance ids per start/stop/terminate call
+TYPES_BATCH = 100  # DescribeInstanceTypes and DescribeSpotPriceHistory take 100 types a call
+PRODUCT = "Linux/UNIX"
+
+
+def to_instance(raw: InstanceTypeDef) -> Instance:
+    """An EC2 API instance, as the product sees it."""
+    metadata = raw.get("MetadataOptions") or {}
+    return Instance(
+        instance_id=raw["InstanceId"],
+        instance_type=raw["InstanceType"],
+        availability_zone=raw["Placement"]["AvailabilityZone"],
+        state=raw["State"]["Name"],
+        subnet_id=raw.get("SubnetId"),
+        vpc_id=raw.get("VpcId"),
+        image_id=raw.get("ImageId"),
+        lifecycle=raw.get("InstanceLifecycle"),
+        platform=raw.get("Platform"),
+        tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+        launch_time=raw.get("LaunchTime"),
+        settings=LaunchSettings(
+            security_group_ids=tuple(g["GroupId"] for g in raw.get("SecurityGroups", [])),
+            key_name=raw.get("KeyName") or None,
+            instance_profile_arn=(raw.get("IamInstanceProfile") or {}).get("Arn"),
+            ebs_optimized=bool(raw.get("EbsOptimized", False)),
+            monitoring=(raw.get("Monitoring") or {}).get("State") == "enabled",
+            metadata_http_tokens=metadata.get("HttpTokens"),
+            metadata_http_endpoint=metadata.get("HttpEndpoint", "enabled"),
+        ),
+    )
+
+
+def run_instances_request(spec: LaunchSpec, client_token: str) -> RunInstancesRequestTypeDef:
+    """RunInstances arguments that copy the original's configuration into the pool."""
+    tags = [{"Key": k, "Value": v} for k, v in spec.tags.items()]
+    settings = spec.settings
+    request: dict[str, Any] = {
+        "ImageId": spec.image_id,
+        "InstanceType": spec.instance_type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "SubnetId": spec.subnet_id,
+        "SecurityGroupIds": list(settings.security_group_ids),
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": tags},
+            {"ResourceType": "volume", "Tags": tags},
+        ],
+        "EbsOptimized": settings.ebs_optimized,
+        "Monitoring": {"Enabled": settings.monitoring},
+        "ClientToken": client_token[:64],
+    }
+    if spec.market == "spot":
+        request["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+        }
+    if settings.key_name:
+        request["KeyName"] = settings.key_name
+    if settings.instance_profile_arn:
+        request["IamInstanceProfile"] = {"Arn": settings.instance_profile_arn}
+    if spec.user_data:
+        request["UserData"] = spec.user_data
+    if settings.metadata_http_tokens:
+        request["MetadataOptions"] = {"HttpTokens": settings.metadata_http_tokens,
+                                      "HttpEndpoint": settings.metadata_http_endpoint}
+    return request  # type: ignore[return-value]
+
+
+class Ec2Fleet:
+    def __init__(self, ec2: EC2Client):
+        self.ec2 = ec2
+
+    # --- reading --------------------------------------------------------------------------
+    def find(self, selector: Selector) -> list[Instance]:
+        """Instances named by id, or else carrying every selector tag (terminated ones aside).
+        Unknown ids are simply absent (the caller reports them)."""
+        states: FilterTypeDef = {"Name": "instance-state-name", "Values": list(LIVE_STATES)}
+        if selector.instance_ids:
+            return [i for chunk in chunks(selector.instance_ids, DESCRIBE_BATCH)
+                    for i in self._describe([{"Name": "instance-id", "Values": chunk}, states])]
+        tag_filters: list[FilterTypeDef] = [{"Name": f"tag:{k}", "Values": [v]} for k, v in selector.tags.items()]
+        return list(self._describe([*tag_filters, states], page_size=1000))
+
+    def describe(self, instance_ids: Iterable[str]) -> dict[str, Instance]:
+        """Instances by id; ids that do not exist (any more) are simply absent. Filtering on
+        instance-id instead of InstanceIds avoids InvalidInstanceID.NotFound."""
+        return {i.instance_id: i for chunk in chunks(sorted(set(instance_ids)), DESCRIBE_BATCH)
+                for i in self._describe([{"Name": "instance-id", "Values": chunk}])}
+
+    def find_replacements(self, migration_id: str, original_ids: list[str]) -> dict[str, Instance]:
+        """original id -> replacement already launched for it by this migration (a retried or
+        timed-out invocation finds what it launched but did not record)."""
+        found: dict[str, Instance] = {}
+        for chunk in chunks(sorted(original_ids), DESCRIBE_BATCH):
+            for instance in self._describe([
+                {"Name": f"tag:{MIGRATION_ID_TAG}", "Values": [migration_id]},
+                {"Name": f"tag:{REPLACES_TAG}", "Values": chunk},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ]):
+                found[instance.tags[REPLACES_TAG]] = instance
+        return found
+
+    def managed(self) -> list[Instance]:
+        """Every pending or running instance the product launched."""
+        return list(self._describe([
+            {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]))
+
+    def _describe(self, filters: list[FilterTypeDef], page_size: int | None = None) -> Iterator[Instance]:
+        kwargs: dict[str, Any] = {"Filters": filters}
+        if page_size:
+            kwargs["PaginationConfig"] = {"PageSize": page_size}
+        with transient_errors():
+            for page in self.ec2.get_paginator("describe_instances").paginate(**kwargs):
+                for reservation in page["Reservations"]:
+                    yield from (to_instance(i) for i in reservation["Instances"])
+
+    def type_traits(self, instance_types: Iterable[str]) -> dict[str, TypeTraits]:
+        """Instance storage and burstability per type, from DescribeInstanceTypes."""
+        traits: dict[str, TypeTraits] = {}
+        with transient_errors():
+            for chunk in chunks(sorted(set(instance_types)), TYPES_BATCH):
+                for page in self.ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=chunk):  # type: ignore[arg-type]
+                    for it in page["InstanceTypes"]:
+                        traits[it["InstanceType"]] = TypeTraits(
+                            instance_storage=bool(it.get("InstanceStorageSupported")),
+                            burstable=bool(it.get("BurstablePerformanceSupported")),
+                        )
+        return traits
+
+    def user_data(self, instance_id: str) -> str | None:
+        with transient_errors():
+            value = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData").get("UserData", {})
+        return value.get("Value")
+
+    def subnets_by_zone(self, vpc_id: str) -> dict[str, str]:
+        """One subnet per AZ of the VPC (the lowest id, so the choice is stable)."""
+        with transient_errors():
+            page = self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+        subnets: dict[str, str] = {}
+        for subnet in sorted(page["Subnets"], key=lambda s: s["SubnetId"]):
+            subnets.setdefault(subnet["AvailabilityZone"], subnet["SubnetId"])
+        return subnets
+
+    # --- changing ---------------------------------------------------------------------------
+    def launch(self, spec: LaunchSpec, client_token: str) -> str:
+        """Launch one instance; capacity refusals become CapacityRefused (try the next pool)."""
+        try:
+            with transient_errors():
+                response = self.ec2.run_instances(**run_instances_request(spec, client_token))
+        except Exception as exc:
+            code = error_code(exc)
+            if code in CAPACITY_ERRORS:
+                raise CapacityRefused(code or "", str(exc)) from exc
+            if code:  # a definite answer from EC2 (transient ones arrive as TransientAwsError)
+                raise LaunchRefused(f"{code}: {exc}") from exc
+            raise
+        return response["Instances"][0]["InstanceId"]
+
+    def start(self, instance_ids: list[str]) -> None:
+        with transient_errors():
+            for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
+                self.ec2.start_instances(InstanceIds=chunk)
+
+    def stop(self, instance_ids: list[str]) -> None:
+        with transient_errors():
+            for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
+                self.ec2.stop_instances(InstanceIds=chunk)
+
+    def terminate(self, instance_ids: list[str]) -> None:
+        with transient_errors():
+            for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
+                self.ec2.terminate_instances(InstanceIds=chunk)
+
+
+class Ec2SpotPrices:
+    """Spot price statistics per pool from DescribeSpotPriceHistory: one paginated request per
+    100 distinct types, so calls grow with pages and types, never with instances."""
+
+    def __init__(self, ec2: EC2Client):
+        self.ec2 = ec2
+
+    def statistics(self, instance_types: Iterable[str], now: datetime,
+                   lookback_hours: float = 24) -> dict[tuple[str, str], SpotPriceStat]:
+        return spot_price_statistics(self.history(instance_types, now, lookback_hours), now, lookback_hours)
+
+    def history(self, instance_types: Iterable[str], now: datetime, lookback_hours: float) -> list[dict[str, Any]]:
+        paginator = self.ec2.get_paginator("describe_spot_price_history")
+        items: list[dict[str, Any]] = []
+        with transient_errors():
+            for chunk in chunks(sorted(set(instance_types)), TYPES_BATCH):
+                for page in paginator.paginate(InstanceTypes=chunk, ProductDescriptions=[PRODUCT],  # type: ignore[arg-type]
+                                               StartTime=now - timedelta(hours=lookback_hours), EndTime=now):
+                    items.extend(page.get("SpotPriceHistory", []))  # type: ignore[arg-type]
+        return items
+
+
+class CachedSpotPrices:
+    """Keeps statistics for `ttl_seconds` per set of types: a storm of interruption warnings
+    for the same types in one warm execution environment reads them once."""
+
+    def __init__(self, inner: Ec2SpotPrices, ttl_seconds: float = 300.0):
+        self.inner, self.ttl = inner, ttl_seconds
+        self._cache: dict[tuple[tuple[str, ...], float], tuple[float, dict[tuple[str, str], SpotPriceStat]]] = {}
+
+    def statistics(self, instance_types: Iterable[str], now: datetime,
+                   lookback_hours: float = 24) -> dict[tuple[str, str], SpotPriceStat]:
+        key = (tuple(instance_types), lookback_hours)
+        cached = self._cache.get(key)
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        stats = self.inner.statistics(key[0], now, lookback_hours)
+        self._cache[key] = (time.monotonic(), stats)
+        return stats

@@ -1,0 +1,187 @@
+"""Pure analysis: eligibility, workload classification, risk and savings of each instance.
+
+No AWS calls here: the analyze service gathers facts through the ports and feeds them
+in, so every rule is unit-testable.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .instances import Instance, TypeTraits
+from .plan import InstanceRecord, PlanSummary, Pool, Risk, TargetRef, Workload
+from .pricing import HOURS_PER_MONTH
+from .tags import OPT_IN_TAG, STATEFUL_TAG
+
+MIN_CPU_SAMPLES = 6
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What EC2 says about one instance, reduced to what the analysis needs."""
+
+    instance_id: str
+    instance_type: str
+    availability_zone: str
+    state: str
+    subnet_id: str | None = None
+    lifecycle: str | None = None  # "spot" | "scheduled" | None (on-demand)
+    platform: str | None = None  # "windows" | None
+    tags: dict[str, str] = field(default_factory=dict)
+    instance_storage: bool = False
+    burstable: bool = False
+
+    @property
+    def name(self) -> str | None:
+        return self.tags.get("Name")
+
+    @classmethod
+    def of(cls, instance: Instance, traits: TypeTraits | None) -> InstanceFacts:
+        """Types DescribeInstanceTypes did not answer for count as burstable when their family is t."""
+        return cls(
+            instance_id=instance.instance_id, instance_type=instance.instance_type,
+            availability_zone=instance.availability_zone, state=instance.state, subnet_id=instance.subnet_id,
+            lifecycle=instance.lifecycle, platform=instance.platform, tags=dict(instance.tags),
+            instance_storage=traits.instance_storage if traits else False,
+            burstable=traits.burstable if traits else instance.instance_type.startswith("t"),
+        )
+
+
+def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
+    """Why an instance must not move, as (reason code, human detail), or None."""
+    if facts.state != "running":
+        return "not_running", f"instance is {facts.state}"
+    if facts.lifecycle == "spot":
+        return "already_spot", "instance already runs on Spot"
+    if facts.lifecycle == "scheduled":
+        return "scheduled_instance", "scheduled reserved instance"
+    if facts.tags.get(STATEFUL_TAG, "").lower() == "true":
+        return "stateful", f"tagged {STATEFUL_TAG}=true"
+    if facts.instance_storage:
+        return "instance_store", f"{facts.instance_type} has instance-store volumes whose data a replacement would lose"
+    if "aws:autoscaling:groupName" in facts.tags:
+        return "auto_scaling_group", f"member of Auto Scaling group {facts.tags['aws:autoscaling:groupName']}"
+    if facts.platform == "windows":
+        return "unsupported_platform", "Windows pricing and licensing are not supported yet"
+    return None
+
+
+def cpu_statistics(values: list[float]) -> tuple[float, float, float] | None:
+    """(mean, p95, max) of CPU utilisation samples, or None without enough data."""
+    if len(values) < MIN_CPU_SAMPLES:
+        return None
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return statistics.fmean(ordered), p95, ordered[-1]
+
+
+def classify_workload(values: list[float]) -> Workload:
+    """stable: flat, predictable load; burst: mostly idle with sharp peaks; variable: the rest."""
+    stats = cpu_statistics(values)
+    if stats is None:
+        return "unknown"
+    mean, p95, peak = stats
+    median = statistics.median(values)
+    spread = statistics.pstdev(values) / mean if mean > 0 else 0.0
+    if peak >= 80 and (median < 25 or p95 >= 2.5 * max(median, 1.0)):
+        return "burst"
+    if spread < 0.3 and p95 < 75:
+        return "stable"
+    return "variable"
+
+
+def risk_level(workload: Workload, burstable: bool, cpu_p95: float | None, pool_count: int) -> Risk:
+    """How risky moving this instance is; low-risk instances go in the first wave."""
+    if workload == "burst" or pool_count < 2 or (cpu_p95 is not None and cpu_p95 >= 85):
+        return "high"
+    if workload in ("variable", "unknown") or burstable or pool_count < 3:
+        return "medium"
+    return "low"
+
+
+def not_opted_in(facts: InstanceFacts) -> InstanceRecord:
+    """Selected by id or tag, but its owner has not opted it in: recorded, never touched."""
+    return InstanceRecord(
+        instance_id=facts.instance_id, instance_type=facts.instance_type, availability_zone=facts.availability_zone,
+        subnet_id=facts.subnet_id, name=facts.name, eligible=False, status="excluded",
+        exclusion_reason="not_opted_in", exclusion_detail=f"not tagged {OPT_IN_TAG}=true",
+    )
+
+
+def build_record(
+    facts: InstanceFacts,
+    *,
+    on_demand_hourly: float | None,
+    pools: list[Pool],
+    cpu_values: list[float],
+    target_groups: list[TargetRef],
+    min_savings_pct: float,
+) -> InstanceRecord:
+    """The plan record of one instance: eligible with its savings, or excluded with a reason."""
+    stats = cpu_statistics(cpu_values)
+    workload = classify_workload(cpu_values)
+    record = InstanceRecord(
+        instance_id=facts.instance_id,
+        instance_type=facts.instance_type,
+        availability_zone=facts.availability_zone,
+        subnet_id=facts.subnet_id,
+        name=facts.name,
+        workload=workload,
+        cpu_mean=round(stats[0], 2) if stats else None,
+        cpu_p95=round(stats[1], 2) if stats else None,
+        cpu_max=round(stats[2], 2) if stats else None,
+        target_groups=target_groups,
+        burstable=facts.burstable,
+        on_demand_hourly=on_demand_hourly,
+        pools=pools,
+        risk=risk_level(workload, facts.burstable, stats[1] if stats else None, len(pools)),
+        eligible=True,
+    )
+    excluded = exclusion_reason(facts) or _unpriced(facts, on_demand_hourly, pools)
+    if excluded is not None:
+        record.exclude(*excluded)
+        return record
+    assert on_demand_hourly is not None  # _unpriced said so
+    _price(record, on_demand_hourly, pools[0].spot_hourly)
+    if record.savings_pct < min_savings_pct:
+        record.exclude("insufficient_savings",
+                       f"Spot saves {record.savings_pct:.1f} %, below the {min_savings_pct:g} % minimum")
+    return record
+
+
+def _unpriced(facts: InstanceFacts, on_demand_hourly: float | None, pools: list[Pool]) -> tuple[str, str] | None:
+    if on_demand_hourly is None:
+        return "no_on_demand_price", f"no on-demand price known for {facts.instance_type}"
+    if not pools:
+        return "no_spot_pool", f"no Spot price for {facts.instance_type} or an equivalent in {facts.availability_zone}"
+    return None
+
+
+def _price(record: InstanceRecord, on_demand_hourly: float, spot_hourly: float) -> None:
+    record.spot_hourly = spot_hourly
+    record.monthly_on_demand = round(on_demand_hourly * HOURS_PER_MONTH, 2)
+    record.monthly_savings = round((on_demand_hourly - spot_hourly) * HOURS_PER_MONTH, 2)
+    # decide on the reported value
+    record.savings_pct = round(100.0 * (on_demand_hourly - spot_hourly) / on_demand_hourly, 1)
+
+
+def summarize(records: list[InstanceRecord], pricing_source: str) -> PlanSummary:
+    """What the plan promises, in the few numbers the payload carries."""
+    eligible = [r for r in records if r.eligible]
+    monthly_od = sum(r.monthly_on_demand for r in eligible)
+    savings = sum(r.monthly_savings for r in eligible)
+    return PlanSummary(
+        analysed=len(records),
+        candidates=len(eligible),
+        excluded=len(records) - len(eligible),
+        excluded_by_reason=dict(Counter(r.exclusion_reason for r in records if not r.eligible)),
+        monthly_on_demand=round(monthly_od, 2),
+        monthly_savings=round(savings, 2),
+        savings_pct=round(100.0 * savings / monthly_od, 1) if monthly_od else 0.0,
+        by_workload=dict(Counter(r.workload for r in eligible)),
+        by_risk=dict(Counter(r.risk for r in eligible)),
+        pricing_source=pricing_source,
+    )

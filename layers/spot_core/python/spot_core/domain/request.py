@@ -1,0 +1,150 @@
+"""The migration request: what the state machine, the API and spotctl accept.
+
+Every input crosses these models before anything is read or changed, so bad input fails
+fast with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InvalidMigrationRequest
+from .tags import OPT_IN_TAG
+
+INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}\Z")
+MIGRATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")
+MIGRATION_ID_SCHEMA = MIGRATION_ID.pattern.replace(r"\Z", "$")  # the same rule, as JSON Schema writes it
+MIGRATION_ID_RULE = "1-80 letters, digits, '-' or '_'"
+DEFAULT_BAKE_SECONDS = (300, 600, 900)  # per wave; later waves bake as long as the third
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Selector(Strict):
+    """Which instances to consider: every instance carrying all `tags`, and/or explicit ids."""
+
+    tags: dict[str, str] = Field(default_factory=lambda: {OPT_IN_TAG: "true"})
+    instance_ids: list[str] = Field(default_factory=list, max_length=10_000)
+
+    @field_validator("instance_ids")
+    @classmethod
+    def _ids(cls, ids: list[str]) -> list[str]:
+        bad = [i for i in ids if not INSTANCE_ID.match(i)]
+        if bad:
+            raise ValueError(f"not EC2 instance ids: {', '.join(bad[:5])}")
+        return sorted(set(ids))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Selector:
+        if not self.tags and not self.instance_ids:
+            raise ValueError("selector needs tags or instance_ids")
+        return self
+
+
+class MetricQuery(Strict):
+    namespace: str
+    metric_name: str
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    statistic: Literal["Average", "Sum", "Maximum", "p90", "p95", "p99"] = "Average"
+
+
+class QualityConfig(Strict):
+    """What the gates compare with the baseline.
+
+    With `target_group_arn` and no explicit metrics, the ALB defaults apply:
+    TargetResponseTime (Average) for latency and HTTPCode_Target_5XX_Count / RequestCount
+    for the error rate.
+    """
+
+    target_group_arn: str | None = None
+    latency: MetricQuery | None = None
+    errors: MetricQuery | None = None
+    requests: MetricQuery | None = None
+    threshold_pct: float = Field(5.0, gt=0, le=100)
+    alarm_names: list[str] = Field(default_factory=list, max_length=100)
+    baseline_minutes: int = Field(60, ge=5, le=24 * 60)
+
+    @field_validator("target_group_arn")
+    @classmethod
+    def _tg(cls, arn: str | None) -> str | None:
+        if arn is not None and ":targetgroup/" not in arn:
+            raise ValueError("target_group_arn must be an ELBv2 target group ARN")
+        return arn
+
+    @model_validator(mode="after")
+    def _pairs(self) -> QualityConfig:
+        if (self.errors is None) != (self.requests is None):
+            raise ValueError("errors and requests metrics go together (error rate = errors / requests)")
+        return self
+
+
+class ApprovalConfig(Strict):
+    auto_approve: bool = False
+    timeout_seconds: int = Field(24 * 3600, ge=1, le=7 * 24 * 3600)
+
+
+class MigrationRequest(Strict):
+    """The state machine input, documented in the README."""
+
+    selector: Selector = Field(default_factory=Selector)
+    waves: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0], min_length=1, max_length=10)
+    bake_seconds: list[int] | None = None
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    dry_run: bool = False
+    wave_success_ratio: float = Field(0.95, gt=0, le=1)
+    min_savings_pct: float = Field(10.0, ge=0, lt=100)
+
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, waves: list[float]) -> list[float]:
+        if any(not 0 < w <= 100 for w in waves):
+            raise ValueError("each wave is a cumulative percentage in (0, 100]")
+        if any(b <= a for a, b in zip(waves, waves[1:])):
+            raise ValueError("waves must increase strictly")
+        if waves[-1] != 100:
+            raise ValueError("the last wave must be 100 (the whole plan)")
+        return waves
+
+    @model_validator(mode="after")
+    def _bakes(self) -> MigrationRequest:
+        if self.bake_seconds is None:
+            last = len(DEFAULT_BAKE_SECONDS) - 1
+            self.bake_seconds = [DEFAULT_BAKE_SECONDS[min(i, last)] for i in range(len(self.waves))]
+        if len(self.bake_seconds) != len(self.waves):
+            raise ValueError("bake_seconds needs one value per wave")
+        if any(not 0 <= b <= 86_400 for b in self.bake_seconds):
+            raise ValueError("bake_seconds must be between 0 and 86400")
+        return self
+
+
+class StartMigration(MigrationRequest):
+    """A migration request, with an optional id. The id is the Step Functions execution
+    name: sending the same request with the same id again starts nothing new."""
+
+    migration_id: str | None = Field(None, pattern=MIGRATION_ID_SCHEMA,
+                                     description=f"{MIGRATION_ID_RULE}; generated when absent")
+
+
+def describe_errors(exc: ValidationError, where: str) -> str:
+    """Every problem of a validation error, each with the field it is about (never the value)."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or where}: {err['msg']}" for err in exc.errors())
+
+
+def parse_request(payload: object) -> MigrationRequest:
+    """Validate the user's input; raises InvalidMigrationRequest with every problem listed."""
+    try:
+        return MigrationRequest.model_validate(payload or {})
+    except ValidationError as exc:
+        raise InvalidMigrationRequest(f"invalid migration request: {describe_errors(exc, 'input')}") from None
+
+
+def check_migration_id(migration_id: object) -> str:
+    if not isinstance(migration_id, str) or not MIGRATION_ID.match(migration_id):
+        raise InvalidMigrationRequest(f"migration_id must be {MIGRATION_ID_RULE}")
+    return migration_id

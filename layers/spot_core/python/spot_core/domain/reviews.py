@@ -1,0 +1,193 @@
+"""The three review agents, as pure functions over the plan records and their evidence,
+and how their verdicts become the final plan.
+
+Each agent returns an AgentVerdict; an agent vetoes (approved=False) when the migration as
+a whole is unsafe, and excludes single instances when only they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from .plan import AGENTS, Agent, AgentVerdict, InstanceRecord, WaveSpec
+from .quality import QualitySample
+from .waves import plan_waves, wave_order
+
+HOT_CPU_P95 = 85.0
+VETO_EXCLUDED_SHARE = 0.5
+MAX_IDS_IN_PAYLOAD = 100
+FULL_DIVERSITY = 4  # pools per instance that count as fully diversified
+STATEFUL_NAME = re.compile(
+    r"(^|[-_. ])(db|database|mysql|mariadb|postgres|postgresql|mongo|mongodb|kafka|zookeeper|etcd|redis|elastic"
+    r"|elasticsearch|opensearch|cassandra)([-_. 0-9]|$)",
+    re.I,
+)
+
+
+@dataclass
+class Findings:
+    """What an agent found, before it becomes a verdict."""
+
+    excluded: list[str] = field(default_factory=list)
+    concerns: list[str] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)
+
+    def exclude(self, instance_ids: list[str], concern: str) -> None:
+        if instance_ids:
+            self.excluded += instance_ids
+            self.concerns.append(concern)
+
+    def verdict(self, agent: Agent, candidates: list[InstanceRecord], confidence: float,
+                veto_reason: str | None = None) -> AgentVerdict:
+        share = len(self.excluded) / len(candidates) if candidates else 0.0
+        approved = veto_reason is None and share < VETO_EXCLUDED_SHARE
+        concerns = self.concerns
+        if veto_reason:
+            concerns = [veto_reason, *concerns]
+        elif not approved:
+            concerns = [f"{len(self.excluded)} of {len(candidates)} instances unsafe to move ({share:.0%}): "
+                        "the plan is not viable", *concerns]
+        return AgentVerdict(
+            agent=agent, approved=approved, confidence=round(confidence, 2), concerns=concerns,
+            recommendations=self.recommendations, excluded_instance_ids=sorted(self.excluded),
+            excluded_count=len(self.excluded),
+        )
+
+
+# --- performance ------------------------------------------------------------------------------
+def review_performance(candidates: list[InstanceRecord]) -> AgentVerdict:
+    """CPU headroom, burst workloads and burstable types."""
+    found = Findings()
+    burst = [r.instance_id for r in candidates if r.workload == "burst"]
+    found.exclude(burst, f"{len(burst)} burst workload(s) excluded: sharp CPU peaks make interruptions costly")
+    hot = [r.instance_id for r in candidates
+           if r.cpu_p95 is not None and r.cpu_p95 >= HOT_CPU_P95 and r.instance_id not in burst]
+    found.exclude(hot, f"{len(hot)} instance(s) with CPU p95 >= {HOT_CPU_P95:g} % excluded: "
+                       "no headroom for a different Spot pool")
+    burstable = [r for r in candidates if r.burstable and r.instance_id not in found.excluded]
+    if burstable:
+        found.recommendations.append(
+            f"{len(burstable)} burstable instance(s): keep 'unlimited' CPU credits on the Spot replacement")
+    unknown = sum(1 for r in candidates if r.workload == "unknown")
+    if unknown:
+        found.concerns.append(f"{unknown} instance(s) without enough CPU history to classify")
+    confidence = 1.0 - (unknown / len(candidates) if candidates else 0.0) * 0.5
+    return found.verdict("performance", candidates, confidence)
+
+
+# --- capacity -----------------------------------------------------------------------------------
+def review_capacity(candidates: list[InstanceRecord],
+                    recently_interrupted: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> AgentVerdict:
+    """Pool diversity, AZ spread, pool concentration and recent interruptions."""
+    found = Findings()
+    single_pool = [r.instance_id for r in candidates if len(r.pools) < 2]
+    found.exclude(single_pool, f"{len(single_pool)} instance(s) have a single Spot pool: "
+                               "no fallback when it is reclaimed")
+    kept = [r for r in candidates if r.instance_id not in found.excluded]
+    _check_spread(kept, found)
+    _check_concentration(kept, found)
+    hit = [r.instance_id for r in kept if r.pools and r.pools[0].key in recently_interrupted]
+    if hit:
+        found.concerns.append(f"{len(hit)} instance(s) would start in a pool interrupted recently; "
+                              "later pools are tried first where possible")
+    if kept:
+        found.recommendations.append(
+            "check the Spot vCPU quota (L-34B43A08) covers the replacements before the last wave")
+    diversity = (sum(min(len(r.pools), FULL_DIVERSITY) for r in kept) / (FULL_DIVERSITY * len(kept))
+                 if kept else 0.0)
+    veto = "no instance has a Spot pool to fall back to" if candidates and not kept else None
+    return found.verdict("capacity", candidates, 0.5 + 0.5 * diversity, veto)
+
+
+def _check_spread(kept: list[InstanceRecord], found: Findings) -> None:
+    azs = Counter(r.availability_zone for r in kept)
+    if len(kept) >= 4 and len(azs) == 1:
+        found.concerns.append(f"every instance is in {next(iter(azs))}: one AZ reclaim would hit the whole fleet")
+        found.recommendations.append("spread the fleet over at least two Availability Zones")
+
+
+def _check_concentration(kept: list[InstanceRecord], found: Findings) -> None:
+    first_pools = Counter(r.pools[0].key for r in kept if r.pools)
+    if len(kept) < 4 or not first_pools:
+        return
+    (ptype, paz), count = first_pools.most_common(1)[0]
+    if count / len(kept) > 0.5:
+        found.concerns.append(f"{count} of {len(kept)} replacements would share the pool {ptype}/{paz}")
+        found.recommendations.append("allow more instance types so replacements spread over more pools")
+
+
+# --- application ----------------------------------------------------------------------------------
+def review_application(candidates: list[InstanceRecord], baseline: QualitySample | None,
+                       quality_configured: bool) -> AgentVerdict:
+    """Statefulness hints, load-balancer membership and whether a quality baseline exists."""
+    found = Findings()
+    stateful = [r.instance_id for r in candidates if r.name and STATEFUL_NAME.search(r.name)]
+    found.exclude(stateful, f"{len(stateful)} instance(s) look stateful by name (database, queue, ...): excluded")
+    standalone = [r for r in candidates if not r.target_groups and r.instance_id not in found.excluded]
+    if standalone:
+        found.concerns.append(f"{len(standalone)} instance(s) are in no target group: no health-checked traffic swap")
+        found.recommendations.append(
+            "put serving instances behind a load balancer so replacements take traffic only when healthy")
+    veto = None
+    confidence = 0.9
+    if quality_configured and (baseline is None or baseline.datapoints == 0):
+        veto = "quality gates are configured but the baseline window has no data: the gates would be blind"
+        confidence = 0.3
+    elif not quality_configured:
+        found.concerns.append("no quality metrics configured: gates check alarms and instance health only")
+        confidence = 0.6
+    return found.verdict("application", candidates, confidence, veto)
+
+
+# --- from verdicts to the final plan ------------------------------------------------------------
+def payload_verdict(verdict: AgentVerdict) -> AgentVerdict:
+    """The verdict as the state machine carries it: at most MAX_IDS_IN_PAYLOAD excluded ids
+    (the full list stays in the table)."""
+    if len(verdict.excluded_instance_ids) <= MAX_IDS_IN_PAYLOAD:
+        return verdict
+    return verdict.model_copy(update={"excluded_instance_ids": verdict.excluded_instance_ids[:MAX_IDS_IN_PAYLOAD],
+                                      "excluded_ids_truncated": True})
+
+
+def missing_agents(verdicts: list[AgentVerdict]) -> list[str]:
+    return sorted(set(AGENTS) - {v.agent for v in verdicts})
+
+
+def apply_exclusions(records: list[InstanceRecord], verdicts: list[AgentVerdict]) -> list[InstanceRecord]:
+    """Exclude what the agents excluded (the first agent's reason wins); returns the records changed."""
+    by_id = {r.instance_id: r for r in records}
+    changed = []
+    for verdict in verdicts:
+        for instance_id in verdict.excluded_instance_ids:
+            record = by_id.get(instance_id)
+            if record is not None and record.eligible:
+                record.exclude(f"excluded_by_{verdict.agent}_agent", next(iter(verdict.concerns), None))
+                changed.append(record)
+    return changed
+
+
+def assign_waves(records: list[InstanceRecord], percents: list[float],
+                 bake_seconds: list[int]) -> tuple[list[WaveSpec], list[InstanceRecord]]:
+    """Cut the eligible records into waves, least risky first; returns the waves and the records changed."""
+    eligible = wave_order([r for r in records if r.eligible])
+    waves = plan_waves(len(eligible), percents, bake_seconds)
+    start = 0
+    for wave in waves:
+        for record in eligible[start:wave.cumulative]:
+            record.wave = wave.index
+        start = wave.cumulative
+    return waves, eligible[:start]
+
+
+class ReviewOutcome(BaseModel):
+    """What ConsolidateReviews returns to the state machine."""
+
+    approved: bool
+    vetoed_by: list[str]
+    candidates: int
+    monthly_savings: float
+    waves: list[WaveSpec]

@@ -1,0 +1,50 @@
+"""The tags the product reads and writes, and the one rule for a replacement's tags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+TAG_PREFIX = "spot-migration:"
+OPT_IN_TAG = "spot-migration:opt-in"
+MANAGED_TAG = "spot-migration:managed"  # set at launch only: what makes an instance terminable by the product
+STATEFUL_TAG = "spot-migration:stateful"
+MIGRATION_ID_TAG = "spot-migration:migration-id"
+REPLACES_TAG = "spot-migration:replaces"  # on a migration's replacement: the original it replaces
+WAVE_TAG = "spot-migration:wave"
+ON_REBALANCE_TAG = "spot-migration:on-rebalance"
+SUCCEEDS_TAG = "spot-migration:succeeds"  # on an interruption replacement: the instance it took over from
+AWS_RESERVED_PREFIX = "aws:"  # tags EC2 and other services own; they cannot be set by anyone else
+
+
+def is_opted_in(tags: Mapping[str, str]) -> bool:
+    return tags.get(OPT_IN_TAG, "").lower() == "true"
+
+
+def is_managed(tags: Mapping[str, str]) -> bool:
+    return tags.get(MANAGED_TAG) == "true"
+
+
+def replacement_tags(original: Mapping[str, str], **product_tags: str) -> dict[str, str]:
+    """The tags of a replacement: the original's own (not aws:*), then the product's, with
+    the managed tag always set. ``product_tags`` are given by tag name:
+    ``replacement_tags(tags, **{REPLACES_TAG: "i-..."})``."""
+    tags = {k: v for k, v in original.items() if not k.startswith(AWS_RESERVED_PREFIX)}
+    tags.update(product_tags)
+    tags[MANAGED_TAG] = "true"
+    return dict(sorted(tags.items()))
+
+
+def migration_replacement_tags(original: Mapping[str, str], original_id: str, migration_id: str,
+                               wave: int | None) -> dict[str, str]:
+    """A migration's replacement names its migration, its original and its wave, so a retried
+    invocation finds what it launched and a rollback knows what to terminate."""
+    product = {MIGRATION_ID_TAG: migration_id, REPLACES_TAG: original_id}
+    if wave is not None:
+        product[WAVE_TAG] = str(wave)
+    return replacement_tags(original, **product)
+
+
+def interruption_replacement_tags(interrupted: Mapping[str, str], interrupted_id: str) -> dict[str, str]:
+    """An interruption replacement keeps the interrupted instance's migration tags (so the
+    migration follows it) and names the instance it succeeds."""
+    return replacement_tags(interrupted, **{SUCCEEDS_TAG: interrupted_id})

@@ -1,0 +1,181 @@
+"""What operators see of migrations (the migrations API and spotctl): the OpenAPI
+document publishes these shapes. What they send is domain/request.py's StartMigration,
+so the API refuses exactly what the state machine would refuse, before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .plan import AgentVerdict, InstanceRecord, PlanSummary
+
+WaveState = Literal["pending", "migrating", "baking", "passed", "failed", "rolled_back"]
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=1000, description="why; required to reject")
+
+
+class WaveProgress(BaseModel):
+    index: int
+    percent: float
+    bake_seconds: int
+    target_count: int
+    migrated: int = 0
+    launching: int = 0
+    failed: int = 0
+    rolled_back: int = 0
+    state: WaveState = "pending"
+    gate: dict[str, Any] | None = None
+
+
+class MigrationSummary(BaseModel):
+    migration_id: str
+    execution_status: str | None = None
+    status: str | None = None
+    started_at: str | None = None
+    stopped_at: str | None = None
+    dry_run: bool | None = None
+    candidates: int | None = None
+    monthly_savings: float | None = None
+
+
+class MigrationDetail(MigrationSummary):
+    current_state: str | None = None
+    current_wave: int | None = None
+    error: str | None = None
+    cause: str | None = None
+    request: dict[str, Any] | None = None
+    summary: PlanSummary | None = None
+    realised: dict[str, Any] | None = None
+    waves: list[WaveProgress] = Field(default_factory=list)
+    verdicts: list[AgentVerdict] = Field(default_factory=list)
+    approval: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+
+
+class MigrationPage(BaseModel):
+    items: list[MigrationSummary]
+    next_token: str | None = None
+
+
+class PlanEntry(BaseModel):
+    instance_id: str
+    name: str | None = None
+    instance_type: str
+    availability_zone: str
+    eligible: bool
+    exclusion_reason: str | None = None
+    exclusion_detail: str | None = None
+    workload: str
+    risk: str
+    wave: int | None = None
+    status: str
+    on_demand_hourly: float | None = None
+    spot_hourly: float | None = None
+    monthly_on_demand: float
+    monthly_savings: float
+    savings_pct: float
+    replacement_id: str | None = None
+    replacement_type: str | None = None
+    replacement_az: str | None = None
+
+
+class PlanPage(BaseModel):
+    migration_id: str
+    items: list[PlanEntry]
+    next_token: str | None = None
+
+
+class Started(BaseModel):
+    migration_id: str
+    execution_arn: str
+    started_at: str
+    created: bool = Field(description="false when the same request with this id had already started")
+
+
+class DecisionResult(BaseModel):
+    migration_id: str
+    approved: bool
+    decided_by: str
+    decided_at: str
+    reason: str | None = None
+
+
+# --- building the views from the migration item -----------------------------------------------
+def wave_progress(item: dict[str, Any]) -> list[WaveProgress]:
+    """Per wave: how many instances are migrated, launching, failed or rolled back, and where
+    the wave is; from the progress the wave and rollback steps record on the migration item
+    (one read, whatever the size of the plan)."""
+    results = item.get("wave_results") or {}
+    rolled_back = (item.get("rollback") or {}).get("by_wave", {})
+    out = []
+    for wave in item.get("waves", []):
+        result = results.get(str(wave["index"]), {})
+        progress, gate = result.get("migration") or {}, result.get("gate")
+        counts = {k: progress.get(k, 0) for k in ("migrated", "launching", "failed")}
+        counts["rolled_back"] = rolled_back.get(str(wave["index"]), 0)
+        out.append(WaveProgress(index=wave["index"], percent=wave["percent"], bake_seconds=wave["bake_seconds"],
+                                target_count=wave["target_count"], state=_wave_state(progress, gate, counts),
+                                gate=gate, **counts))
+    return out
+
+
+def _wave_state(progress: dict[str, Any], gate: dict[str, Any] | None, counts: dict[str, int]) -> WaveState:
+    if counts["rolled_back"]:
+        return "rolled_back"
+    if gate is not None:
+        return "passed" if gate.get("passed") else "failed"
+    if progress:
+        return "baking" if progress.get("done") else "migrating"
+    return "pending"
+
+
+def migration_summary(migration_id: str, item: dict[str, Any], execution: dict[str, Any] | None) -> MigrationSummary:
+    """One line of a list: the migration item joined with its execution (either may be missing)."""
+    execution = execution or {}
+    request = item.get("request") or execution_input(execution) or {}
+    summary = item.get("summary") or {}
+    realised = item.get("realised") or {}
+    return MigrationSummary(
+        migration_id=migration_id, execution_status=execution.get("status"), status=item.get("status"),
+        started_at=iso_or_none(execution.get("startDate")) or item.get("created_at"),
+        stopped_at=iso_or_none(execution.get("stopDate")) or item.get("finished_at"),
+        dry_run=request.get("dry_run"), candidates=summary.get("candidates"),
+        monthly_savings=realised.get("monthly_savings", summary.get("monthly_savings")),
+    )
+
+
+def plan_entry(record: InstanceRecord) -> PlanEntry:
+    return PlanEntry.model_validate(record.model_dump(include=set(PlanEntry.model_fields)))
+
+
+PUBLIC_APPROVAL = ("requested_at", "timeout_seconds", "approved", "decided_by", "decided_at", "reason")
+
+
+def public_approval(approval: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The approval as operators see it (never anything but these fields)."""
+    return {k: v for k, v in approval.items() if k in PUBLIC_APPROVAL} if approval else None
+
+
+def execution_input(execution: dict[str, Any] | None) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(execution["input"]) if execution and execution.get("input") else None
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def iso_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds") if isinstance(value, datetime) else str(value)
+
+
+def shortened(text: str | None, limit: int = 2000) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit] + " ..."

@@ -1,0 +1,69 @@
+"""Waves: which instances move together, in what order, and when a wave has succeeded."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+from .plan import IN_FLIGHT, InstanceRecord, WaveSpec
+
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+FAILURES_SHOWN = 20
+
+
+def wave_order(records: list[InstanceRecord]) -> list[InstanceRecord]:
+    """Least risky first; among equals, the largest savings first."""
+    return sorted(records, key=lambda r: (RISK_ORDER[r.risk], -r.monthly_savings, r.instance_id))
+
+
+def plan_waves(candidate_count: int, percents: list[float], bake_seconds: list[int]) -> list[WaveSpec]:
+    """Cumulative wave sizes; a wave that would add no instance (tiny fleets) is dropped."""
+    waves: list[WaveSpec] = []
+    done = 0
+    for percent, bake in zip(percents, bake_seconds, strict=False):
+        cumulative = min(candidate_count, math.ceil(candidate_count * percent / 100.0 - 1e-9))
+        if cumulative > done:
+            waves.append(WaveSpec(index=len(waves), percent=percent, bake_seconds=bake,
+                                  target_count=cumulative - done, cumulative=cumulative))
+            done = cumulative
+    return waves
+
+
+class WaveResult(BaseModel):
+    """A wave's progress after one MigrateWave invocation (the state machine loops until done)."""
+
+    wave: int
+    percent: float
+    total: int
+    migrated: int
+    failed: int
+    launching: int
+    done: bool
+    completed_at: str | None = None
+    failures: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, wave: WaveSpec, records: list[InstanceRecord], now_iso: str) -> WaveResult:
+        counts = Counter(r.status for r in records)
+        done = not any(counts[s] for s in IN_FLIGHT)
+        return cls(
+            wave=wave.index, percent=wave.percent, total=len(records), migrated=counts["migrated"],
+            failed=counts["failed"], launching=counts["launching"], done=done,
+            completed_at=now_iso if done else None,
+            failures=[f"{r.instance_id}: {r.attempts[-1] if r.attempts else 'failed'}"
+                      for r in records if r.status == "failed"][:FAILURES_SHOWN],
+        )
+
+    def below(self, success_ratio: float) -> bool:
+        """A finished wave fails when too few of its instances moved."""
+        return self.done and self.total > 0 and self.migrated / self.total < success_ratio
+
+
+class RollbackResult(BaseModel):
+    """Rollback progress after one invocation (the state machine loops until done)."""
+
+    done: bool
+    restored: int
+    terminated: int

@@ -1,0 +1,157 @@
+"""The one list of Lambda functions, shared by the CDK stack and the embedded runtime.
+
+Plain data, no CDK import: CDK builds one Function per entry and substitutes
+``asl_placeholder`` in the state machine definition with its ARN; the embedded
+runtime creates the same functions in moto and runs ``handler`` in-process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .settings import REQUIRED
+
+# Environment every function gets (values are resources the stack creates).
+COMMON_ENVIRONMENT = REQUIRED
+SERVICE_NAME = "spot-migration"  # POWERTOOLS_SERVICE_NAME of every function
+METRICS_NAMESPACE = "SpotMigration"  # POWERTOOLS_METRICS_NAMESPACE of every function
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str  # folder under functions/ and logical id stem
+    description: str
+    asl_placeholder: str | None = None  # ${...} name in statemachines/*.asl.json
+    timeout_seconds: int = 60
+    memory_mb: int = 512
+    # Extra environment variable names this function needs beyond COMMON_ENVIRONMENT.
+    environment: tuple[str, ...] = ()
+    # IAM capabilities the stack grants (see infra/ for what each means).
+    permissions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def handler(self) -> str:
+        return "app.lambda_handler"
+
+    @property
+    def code_dir(self) -> str:
+        return f"functions/{self.name}"
+
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        "analyze",
+        "Selects opted-in instances, prices them, classifies workloads and writes the plan",
+        "AnalyzeFunctionArn",
+        timeout_seconds=900,
+        memory_mb=1769,
+        environment=("PRICING_SOURCE",),
+        permissions=("ec2:read", "cloudwatch:read", "pricing:read", "elb:read", "table:write"),
+    ),
+    FunctionSpec(
+        "review_performance",
+        "Performance agent: CPU headroom, burstable types, latency sensitivity",
+        "ReviewPerformanceFunctionArn",
+        timeout_seconds=300,
+        permissions=("table:write",),  # reads the plan, writes its verdict
+    ),
+    FunctionSpec(
+        "review_capacity",
+        "Capacity agent: pool diversity, interruption history, AZ spread",
+        "ReviewCapacityFunctionArn",
+        timeout_seconds=300,
+        permissions=("table:write", "ec2:read"),
+    ),
+    FunctionSpec(
+        "review_application",
+        "Application agent: statefulness, load-balancer membership, quality baseline",
+        "ReviewApplicationFunctionArn",
+        timeout_seconds=300,
+        permissions=("table:write", "cloudwatch:read", "elb:read"),
+    ),
+    FunctionSpec(
+        "consolidate_reviews",
+        "Records the agents' verdicts, applies exclusions and assigns waves",
+        "ConsolidateReviewsFunctionArn",
+        timeout_seconds=300,
+        permissions=("table:write",),
+    ),
+    FunctionSpec(
+        "request_approval",
+        "Stores the task token server-side and notifies the approvers",
+        "RequestApprovalFunctionArn",
+        permissions=("table:write", "sns:publish"),
+    ),
+    FunctionSpec(
+        "capture_baseline",
+        "Captures the latency and error-rate baseline before any change",
+        "CaptureBaselineFunctionArn",
+        permissions=("table:write", "cloudwatch:read", "elb:read"),
+    ),
+    FunctionSpec(
+        "migrate_wave",
+        "Replaces the wave's on-demand instances with Spot, make-before-break",
+        "MigrateWaveFunctionArn",
+        timeout_seconds=900,
+        memory_mb=1024,
+        permissions=("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write",
+                     "iam:pass"),
+    ),
+    FunctionSpec(
+        "quality_gate",
+        "Compares the bake window's quality with the baseline and checks alarms",
+        "QualityGateFunctionArn",
+        permissions=("table:write", "cloudwatch:read", "ec2:read", "elb:read"),
+    ),
+    FunctionSpec(
+        "rollback",
+        "Returns every migrated instance to on-demand and terminates the Spot replacements",
+        "RollbackFunctionArn",
+        timeout_seconds=900,
+        memory_mb=1024,
+        permissions=("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write",
+                     "sns:publish"),
+    ),
+    FunctionSpec(
+        "replace_interrupted",
+        "Replaces managed Spot instances on interruption warnings and rebalance recommendations",
+        None,
+        timeout_seconds=90,
+        memory_mb=512,
+        environment=("REBALANCE_POLICY", "PREWARM_SECONDS"),
+        permissions=("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write",
+                     "sns:publish", "iam:pass"),
+    ),
+    FunctionSpec(
+        "sweep_orphans",
+        "Finds managed instances nothing accounts for; reports or terminates them",
+        None,
+        timeout_seconds=300,
+        environment=("SWEEPER_MODE", "SWEEPER_GRACE_SECONDS"),
+        permissions=("table:write", "ec2:read", "ec2:terminate-managed", "elb:read", "elb:write", "sns:publish"),
+    ),
+    FunctionSpec(
+        "api",
+        "The migrations API behind API Gateway: start, list, inspect, plan pages, approve and reject",
+        None,  # not a workflow task: it drives the workflow (hence STATE_MACHINE_ARN)
+        timeout_seconds=29,  # API Gateway's integration timeout
+        memory_mb=1024,
+        environment=("STATE_MACHINE_ARN",),
+        # read/write the migration items and take the approval token; start, read and complete executions
+        permissions=("table:write", "workflow:start", "workflow:read", "workflow:decide"),
+    ),
+    FunctionSpec(
+        "finalize",
+        "Records the outcome and realised savings, notifies, emits metrics",
+        "FinalizeFunctionArn",
+        timeout_seconds=300,
+        permissions=("table:write", "sns:publish", "ec2:read"),
+    ),
+)
+
+
+def by_name(name: str) -> FunctionSpec:
+    for spec in FUNCTIONS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no function named {name!r} in the catalog")

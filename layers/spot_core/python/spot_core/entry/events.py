@@ -1,0 +1,102 @@
+"""Input models of the handlers, validated with Powertools Parser before any work."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..domain.errors import InvalidEvent
+from ..domain.interruptions import Notice
+from ..domain.outcomes import Outcome
+from ..domain.plan import WaveSpec
+from ..domain.request import INSTANCE_ID, MIGRATION_ID, MIGRATION_ID_RULE, describe_errors
+from .event_rules import INTERRUPTION_WARNING
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class MigrationEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    migration_id: str
+
+    @field_validator("migration_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not MIGRATION_ID.match(value):
+            raise ValueError(f"migration_id must be {MIGRATION_ID_RULE}")
+        return value
+
+
+class AnalyzeEvent(MigrationEvent):
+    request: dict[str, Any] | None = None
+
+
+class ConsolidateEvent(MigrationEvent):
+    verdicts: list[dict[str, Any]]
+
+
+class ApprovalEvent(MigrationEvent):
+    task_token: str
+    execution_arn: str | None = None  # for the console link in the notification
+
+
+class WaveEvent(MigrationEvent):
+    wave: WaveSpec
+
+
+class GateEvent(WaveEvent):
+    since: AwareDatetime  # when the wave completed: the bake window starts here
+
+
+class RollbackEvent(MigrationEvent):
+    failure: dict[str, Any] | None = None
+
+
+class FinalizeEvent(MigrationEvent):
+    outcome: Outcome
+    detail: dict[str, Any] | None = None
+
+
+class InstanceDetail(BaseModel):
+    instance_id: str = Field(alias="instance-id")
+    instance_action: str | None = Field(default=None, alias="instance-action")
+
+    @field_validator("instance_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not INSTANCE_ID.match(value):
+            raise ValueError(f"{value!r} is not an EC2 instance id")
+        return value
+
+
+class Ec2InstanceEvent(EventBridgeModel):
+    """A Spot interruption warning or a rebalance recommendation, as EventBridge delivers it."""
+
+    source: Literal["aws.ec2"]
+    detail_type: Literal["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"] = Field(
+        alias="detail-type")
+    detail: InstanceDetail
+
+    @property
+    def instance_id(self) -> str:
+        return self.detail.instance_id
+
+    @property
+    def is_interruption(self) -> bool:
+        return self.detail_type == INTERRUPTION_WARNING
+
+    def notice(self) -> Notice:
+        return Notice(event_id=self.id, instance_id=self.instance_id, time=self.time,
+                      kind="interruption" if self.is_interruption else "rebalance")
+
+
+def parse_event(event: Any, model: type[M]) -> M:
+    try:
+        return parse(event=event, model=model)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid {model.__name__}: {describe_errors(exc, 'event')}") from None
+    except Exception as exc:  # Powertools wraps model errors in its own exception types
+        raise InvalidEvent(f"invalid {model.__name__}: {exc}") from None

@@ -1,0 +1,66 @@
+"""Function configuration from environment variables: the one place the settings and their
+defaults are written. The CDK stack and the embedded runtime take the defaults from here.
+
+A missing variable is an error at first use (ConfigurationError naming it), never an
+empty string that fails later in a confusing way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..adapters.pricing import PricingSource
+from ..domain.errors import ConfigurationError
+from ..domain.interruptions import RebalancePolicy
+from ..domain.orphans import SweeperMode
+
+REQUIRED = ("TABLE_NAME", "TOPIC_ARN")  # every function gets these: resources the stack creates
+DEFAULT_REGION = "us-east-1"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str
+    topic_arn: str
+    region: str = DEFAULT_REGION
+    state_machine_arn: str | None = None  # the migrations API starts executions of it
+    # Tunable per deployment (CDK context of the same name in lower case, e.g. -c sweeper_mode=terminate):
+    pricing_source: PricingSource = "api"
+    rebalance_policy: RebalancePolicy = "prewarm"
+    prewarm_seconds: int = 900
+    sweeper_mode: SweeperMode = "report"
+    sweeper_grace_seconds: int = 600
+
+
+TUNABLE = ("pricing_source", "rebalance_policy", "prewarm_seconds", "sweeper_mode", "sweeper_grace_seconds")
+
+
+def variable(field: str) -> str:
+    """The environment variable of a setting: ``sweeper_mode`` -> ``SWEEPER_MODE``."""
+    return field.upper()
+
+
+def tunable_defaults() -> dict[str, str]:
+    """Environment variable -> default, for every tunable setting (what CDK and the embedded runtime set)."""
+    return {variable(name): str(Settings.model_fields[name].default) for name in TUNABLE}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    missing = [name for name in REQUIRED if not env.get(name)]
+    if missing:
+        raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
+    values = {name: env[variable(name)] for name in TUNABLE if env.get(variable(name))}
+    try:
+        return Settings(
+            table_name=env["TABLE_NAME"], topic_arn=env["TOPIC_ARN"],
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+            state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
+            **values,
+        )
+    except ValidationError as exc:
+        raise ConfigurationError(str(exc)) from exc

@@ -1,0 +1,180 @@
+"""The dependency root: the one place where clients, adapters and services are put together.
+
+Built once per execution environment from the function's settings (warm invocations
+reuse the clients); each handler asks it for its service.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ..adapters import aws
+from ..adapters.cloudwatch import CloudWatchMetrics
+from ..adapters.dynamodb.approvals import DynamoApprovalTokens
+from ..adapters.dynamodb.events import IdempotentEvents
+from ..adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
+from ..adapters.dynamodb.pools import DynamoPoolMemory
+from ..adapters.dynamodb.registry import DynamoManagedRegistry
+from ..adapters.dynamodb.replacements import DynamoReplacementClaims
+from ..adapters.ec2 import CachedSpotPrices, Ec2Fleet, Ec2SpotPrices
+from ..adapters.elbv2 import ElbTargets
+from ..adapters.pricing import PRICING_API_REGION, OnDemandPricer
+from ..adapters.sns import SnsNotifier
+from ..adapters.stepfunctions import SfnExecutions
+from ..domain.clock import SystemClock
+from ..domain.errors import ConfigurationError
+from ..services.analyze import Analyze
+from ..services.approval import Approval
+from ..services.finalize import Finalize
+from ..services.interruptions import Interruptions
+from ..services.migrate_wave import MigrateWave
+from ..services.migrations import Migrations
+from ..services.quality_gate import QualityGate
+from ..services.review import Review
+from ..services.rollback import Rollback
+from ..services.sweeper import Sweeper
+from .settings import Settings, load_settings
+
+
+class Wiring:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.clock = SystemClock()
+
+    # --- AWS clients and adapters ---------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        return aws.client(service, self.settings.region)
+
+    @cached_property
+    def table(self) -> Any:
+        return aws.table(self.settings.table_name, self.settings.region)
+
+    @cached_property
+    def fleet(self) -> Ec2Fleet:
+        return Ec2Fleet(self.client("ec2"))
+
+    @cached_property
+    def spot_prices(self) -> Ec2SpotPrices:
+        return Ec2SpotPrices(self.fleet.ec2)
+
+    @cached_property
+    def load_balancer(self) -> ElbTargets:
+        return ElbTargets(self.client("elbv2"))
+
+    @cached_property
+    def metrics(self) -> CloudWatchMetrics:
+        return CloudWatchMetrics(self.client("cloudwatch"))
+
+    @cached_property
+    def notifier(self) -> SnsNotifier:
+        return SnsNotifier(self.client("sns"), self.settings.topic_arn)
+
+    @cached_property
+    def executions(self) -> SfnExecutions:
+        if not self.settings.state_machine_arn:
+            raise ConfigurationError("missing environment variable(s): STATE_MACHINE_ARN")
+        return SfnExecutions(self.client("stepfunctions"), self.settings.state_machine_arn)
+
+    def on_demand_prices(self) -> OnDemandPricer:
+        """A pricer per analysis: its memo and its 'the API failed' flag last one invocation."""
+        source = self.settings.pricing_source
+        client = aws.client("pricing", PRICING_API_REGION) if source == "api" else None
+        return OnDemandPricer(self.settings.region, client, source=source)
+
+    # --- repositories ---------------------------------------------------------------------------
+    @cached_property
+    def migrations(self) -> DynamoMigrations:
+        return DynamoMigrations(self.table)
+
+    @cached_property
+    def plans(self) -> DynamoPlans:
+        return DynamoPlans(self.table)
+
+    @cached_property
+    def tokens(self) -> DynamoApprovalTokens:
+        return DynamoApprovalTokens(self.table)
+
+    @cached_property
+    def pool_memory(self) -> DynamoPoolMemory:
+        return DynamoPoolMemory(self.table)
+
+    @cached_property
+    def claims(self) -> DynamoReplacementClaims:
+        return DynamoReplacementClaims(self.table)
+
+    @cached_property
+    def registry(self) -> DynamoManagedRegistry:
+        return DynamoManagedRegistry(self.table)
+
+    @cached_property
+    def events_once(self) -> IdempotentEvents:
+        return IdempotentEvents(self.settings.table_name)
+
+    # --- services -------------------------------------------------------------------------------
+    def analyze(self) -> Analyze:
+        return Analyze(self.fleet, self.load_balancer, self.metrics, self.on_demand_prices(), self.spot_prices,
+                       self.migrations, self.plans, self.pool_memory, self.clock)
+
+    @cached_property
+    def review(self) -> Review:
+        return Review(self.migrations, self.plans, self.pool_memory, self.metrics, self.load_balancer, self.clock)
+
+    @cached_property
+    def approval(self) -> Approval:
+        return Approval(self.migrations, self.tokens, self.notifier, self.clock)
+
+    @cached_property
+    def quality_gate(self) -> QualityGate:
+        return QualityGate(self.metrics, self.fleet, self.load_balancer, self.migrations, self.plans, self.clock)
+
+    @cached_property
+    def migrate_wave(self) -> MigrateWave:
+        return MigrateWave(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.clock)
+
+    @cached_property
+    def finalize(self) -> Finalize:
+        return Finalize(self.migrations, self.plans, self.notifier, self.spot_prices, self.clock)
+
+    @cached_property
+    def rollback(self) -> Rollback:
+        return Rollback(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.finalize,
+                        self.clock)
+
+    def interruptions(self, context: LambdaContext | None) -> Interruptions:
+        return Interruptions(
+            self.fleet, self.load_balancer, self._interruption_prices, self.claims, self.pool_memory, self.registry,
+            self.plans, self.notifier, self.events_once.bind(context), self.clock,
+            default_policy=self.settings.rebalance_policy, prewarm_seconds=self.settings.prewarm_seconds,
+        )
+
+    @cached_property
+    def _interruption_prices(self) -> CachedSpotPrices:
+        """Kept warm across invocations: a storm of warnings reads the prices once."""
+        return CachedSpotPrices(self.spot_prices)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        return Sweeper(self.fleet, self.load_balancer, self.claims, self.registry, self.notifier, self.clock,
+                       mode=self.settings.sweeper_mode, grace_seconds=self.settings.sweeper_grace_seconds)
+
+    @cached_property
+    def operator(self) -> Migrations:
+        """The migrations service of the API (and spotctl)."""
+        return Migrations(self.executions, self.migrations, self.plans, self.tokens, self.clock)
+
+
+@lru_cache(maxsize=4)
+def _wiring(settings: Settings) -> Wiring:
+    return Wiring(settings)
+
+
+def wiring() -> Wiring:
+    return _wiring(load_settings())
+
+
+def reset() -> None:
+    """Forget cached clients (a new execution environment)."""
+    _wiring.cache_clear()

@@ -1,0 +1,85 @@
+"""Finalize: the end of a migration, whatever way it ends: status, realised savings,
+notification."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain.clock import Clock, iso
+from ..domain.outcomes import HEADLINES, WITH_RECORDS, FinalOutcome, Outcome, Realised
+from ..domain.plan import InstanceRecord
+from ..domain.pricing import HOURS_PER_MONTH
+from ..ports import MigrationRepository, Notifier, PlanRepository, SpotPrices
+
+REALISED_LOOKBACK_HOURS = 6
+NEEDS_ATTENTION_SHOWN = 50
+DETAIL_KEPT = ("approved", "decided_by", "decided_at", "reason", "vetoed_by", "Error", "Cause")
+
+
+def money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def safe_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep only the small, non-secret parts of a state's detail."""
+    return {k: (str(v)[:1000] if isinstance(v, str) else v) for k, v in detail.items() if k in DETAIL_KEPT}
+
+
+@dataclass
+class Finalize:
+    migrations: MigrationRepository
+    plans: PlanRepository
+    notifier: Notifier
+    spot_prices: SpotPrices
+    clock: Clock
+
+    def finish(self, migration_id: str, outcome: Outcome, detail: Mapping[str, Any] | None) -> FinalOutcome:
+        item = self.migrations.get(migration_id)
+        records = self.plans.records(migration_id) if outcome in WITH_RECORDS else []
+        realised = self.realised_savings(records) if outcome == "completed" else None
+        fields: dict[str, Any] = {"status": outcome, "finished_at": iso(self.clock.now())}
+        if realised is not None:
+            fields["realised"] = realised.model_dump()
+        if detail:
+            fields["outcome_detail"] = safe_detail(detail)
+        self.migrations.update(migration_id, **fields)
+        self._notify(migration_id, outcome, item, records, realised)
+        return FinalOutcome(status=outcome, realised=realised)
+
+    def realised_savings(self, records: list[InstanceRecord]) -> Realised:
+        """Monthly savings at today's Spot prices of the pools the replacements actually run in."""
+        migrated = [r for r in records if r.status == "migrated" and r.replacement_type]
+        if not migrated:
+            return Realised()
+        stats = self.spot_prices.statistics(sorted({r.replacement_type or "" for r in migrated}), self.clock.now(),
+                                            REALISED_LOOKBACK_HOURS)
+        on_demand = sum(r.on_demand_hourly or 0.0 for r in migrated) * HOURS_PER_MONTH
+        spot = 0.0
+        for r in migrated:
+            stat = stats.get((r.replacement_type or "", r.replacement_az or ""))
+            spot += (stat.median if stat else r.replacement_spot_hourly or 0.0) * HOURS_PER_MONTH
+        return Realised(
+            instances=len(migrated), monthly_on_demand=round(on_demand, 2), monthly_spot=round(spot, 2),
+            monthly_savings=round(on_demand - spot, 2),
+            savings_pct=round(100 * (on_demand - spot) / on_demand, 1) if on_demand else 0.0,
+        )
+
+    def _notify(self, migration_id: str, outcome: Outcome, item: dict[str, Any], records: list[InstanceRecord],
+                realised: Realised | None) -> None:
+        summary = item.get("summary", {})
+        migrated = realised.instances if realised else 0
+        lines = [f"Plan: {summary.get('candidates', 0)} candidate(s), "
+                 f"estimated {money(summary.get('monthly_savings', 0))}/month"]
+        if realised:
+            lines.append(f"Realised: {money(realised.monthly_savings)}/month ({realised.savings_pct} %) "
+                         f"on {migrated} instance(s)")
+        if outcome == "rollback_failed":
+            lines += [f"Needs attention: {r.instance_id} (Spot {r.replacement_id} kept serving)"
+                      for r in records if r.status == "rollback_failed"][:NEEDS_ATTENTION_SHOWN]
+        self.notifier.publish(
+            migration_id, outcome.replace("_", "-"), HEADLINES[outcome].format(mid=migration_id, migrated=migrated),
+            lines, {"status": outcome, "realised": realised.model_dump() if realised else None,
+                    "summary": item.get("summary")},
+        )

@@ -1,0 +1,206 @@
+"""The operator's view of migrations: start, list, inspect, decide, read the plan.
+
+One service behind both the migrations API (its Lambda) and spotctl (against a deployed
+stack or the embedded runtime). A migration is a Step Functions execution (its name is the
+migration id) plus the migration item the workflow keeps in DynamoDB; this module joins the
+two.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..domain.clock import Clock, iso, utc_now
+from ..domain.errors import (
+    ApprovalNotPending,
+    InvalidMigrationRequest,
+    MigrationConflict,
+    MigrationNotFound,
+    TaskNoLongerWaiting,
+)
+from ..domain.outcomes import EXECUTION_STATUSES, MIGRATION_STATUSES
+from ..domain.request import StartMigration, check_migration_id
+from ..domain.views import (
+    DecisionResult,
+    MigrationDetail,
+    MigrationPage,
+    PlanPage,
+    Started,
+    execution_input,
+    iso_or_none,
+    migration_summary,
+    plan_entry,
+    public_approval,
+    shortened,
+    wave_progress,
+)
+from ..ports import ApprovalTokens, Executions, MigrationRepository, PlanRepository
+from .approval import TOKEN_GRACE_SECONDS
+
+MAX_PAGE = 100
+RECENT_EVENTS = 50  # enough history to find the state an execution is in
+
+
+@dataclass
+class Migrations:
+    executions: Executions
+    migrations: MigrationRepository
+    plans: PlanRepository
+    tokens: ApprovalTokens
+    clock: Clock
+
+    # --- start ------------------------------------------------------------------------
+    def start(self, body: StartMigration) -> Started:
+        """Start the execution named after the migration id. The same request again is
+        answered with the running (or finished) execution; another request under a used id
+        is a MigrationConflict."""
+        migration_id = check_migration_id(body.migration_id or new_migration_id())
+        execution_input_json = json.dumps(body.model_dump(mode="json", exclude={"migration_id"}), sort_keys=True)
+        existing = self.executions.describe(migration_id)
+        if existing is None:
+            started = self.executions.start(migration_id, execution_input_json)
+            if started is not None:
+                return Started(migration_id=migration_id, execution_arn=started["executionArn"],
+                               started_at=iso_or_none(started["startDate"]) or "", created=True)
+            existing = self.executions.describe(migration_id) or {}  # a concurrent start won the race
+        if json.loads(existing.get("input") or "{}") != json.loads(execution_input_json):
+            raise MigrationConflict(f"migration id {migration_id!r} is already used by a different request")
+        return Started(migration_id=migration_id, execution_arn=existing["executionArn"],
+                       started_at=iso_or_none(existing["startDate"]) or "", created=False)
+
+    # --- read ---------------------------------------------------------------------------
+    def list(self, status: str | None = None, limit: int = 20, next_token: str | None = None) -> MigrationPage:
+        """Newest first. `status` is an execution status (RUNNING, FAILED, ...) or a
+        migration status (awaiting_approval, completed, rolled_back, ...)."""
+        limit = _limit(limit)
+        if status and status.upper() in EXECUTION_STATUSES:
+            return self._list_executions(status.upper(), limit, next_token)
+        if status and status not in MIGRATION_STATUSES:
+            raise InvalidMigrationRequest(
+                f"unknown status {status!r}: use one of {', '.join(EXECUTION_STATUSES + MIGRATION_STATUSES)}")
+        if status is None:
+            return self._list_executions(None, limit, next_token)
+        items, last = self.migrations.page(limit, _decode(next_token), status)
+        return MigrationPage(
+            items=[migration_summary(i["migration_id"], i, self.executions.describe(i["migration_id"])) for i in items],
+            next_token=_encode(last))
+
+    def _list_executions(self, status: str | None, limit: int, next_token: str | None) -> MigrationPage:
+        token = None
+        if next_token:
+            token = (_decode(next_token) or {}).get("sfn")
+            if not isinstance(token, str):  # a DynamoDB key or a forged token
+                raise InvalidMigrationRequest("next_token is not valid")
+        executions, following = self.executions.list(status, limit, token)
+        items = self.migrations.get_many([e["name"] for e in executions])
+        return MigrationPage(
+            items=[migration_summary(e["name"], items.get(e["name"], {}), e) for e in executions],
+            next_token=_encode({"sfn": following}) if following else None,
+        )
+
+    def get(self, migration_id: str) -> MigrationDetail:
+        check_migration_id(migration_id)
+        execution = self.executions.describe(migration_id)
+        try:
+            item = self.migrations.get(migration_id)
+        except MigrationNotFound:
+            if execution is None:
+                raise
+            item = {}
+        running = execution is not None and execution["status"] == "RUNNING"
+        waves = wave_progress(item)
+        detail = migration_summary(migration_id, item, execution).model_dump()
+        detail.update(
+            current_state=self.current_state(migration_id) if running else None,
+            current_wave=next((w.index for w in waves if w.state in ("migrating", "baking")), None) if running else None,
+            error=(execution or {}).get("error"), cause=shortened((execution or {}).get("cause")),
+            request=item.get("request") or execution_input(execution), summary=item.get("summary"),
+            realised=item.get("realised"), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
+            approval=public_approval(item.get("approval")),
+        )
+        return MigrationDetail.model_validate(detail)
+
+    def plan(self, migration_id: str, limit: int = MAX_PAGE, next_token: str | None = None) -> PlanPage:
+        check_migration_id(migration_id)
+        records, last = self.plans.records_page(migration_id, _limit(limit), _decode(next_token))
+        if not records and not next_token:
+            self.migrations.get(migration_id)  # an empty first page: MigrationNotFound unless the migration exists
+        return PlanPage(migration_id=migration_id, items=[plan_entry(r) for r in records], next_token=_encode(last))
+
+    def history(self, migration_id: str) -> list[dict[str, Any]]:
+        """The execution's events, oldest first."""
+        return self.executions.history(check_migration_id(migration_id))
+
+    def current_state(self, migration_id: str) -> str | None:
+        """The state the execution is in now: the latest state entered and not yet left."""
+        events = self.executions.recent_events(migration_id, RECENT_EVENTS)
+        left: set[str] = set()
+        for event in sorted(events, key=lambda e: e["id"], reverse=True):  # newest first, whatever the server's order
+            if "stateExitedEventDetails" in event:
+                left.add(event["stateExitedEventDetails"]["name"])
+            elif "stateEnteredEventDetails" in event:
+                name = event["stateEnteredEventDetails"]["name"]
+                if name not in left:
+                    return str(name)
+                left.discard(name)
+        return None
+
+    def definition(self) -> dict[str, Any]:
+        return self.executions.definition()
+
+    # --- decide -------------------------------------------------------------------------
+    def decide(self, migration_id: str, approved: bool, *, principal: str, reason: str | None = None) -> DecisionResult:
+        """Approve or reject a migration waiting for approval (ApprovalNotPending otherwise)."""
+        check_migration_id(migration_id)
+        if not approved and not (reason or "").strip():
+            raise InvalidMigrationRequest("a rejection needs a reason")
+        item = self.migrations.get(migration_id)
+        if item.get("status") != "awaiting_approval":
+            raise ApprovalNotPending(f"migration {migration_id!r} is {item.get('status')}, not awaiting approval")
+        token = self.tokens.take(migration_id)
+        decision = DecisionResult(migration_id=migration_id, approved=approved, decided_by=principal,
+                                  decided_at=iso(self.clock.now()), reason=reason)
+        try:
+            self.executions.send_task_success(token, json.dumps(decision.model_dump(exclude={"migration_id"})))
+        except TaskNoLongerWaiting as gone:
+            raise ApprovalNotPending(f"migration {migration_id!r} no longer waits for a decision ({gone.code})") from None
+        except Exception:
+            # Transient failure: put the token back so the decision can be sent again.
+            self.tokens.put(migration_id, token, expires_at=int(self.clock.now().timestamp()) + TOKEN_GRACE_SECONDS)
+            raise
+        self.migrations.update(migration_id, approval={**item.get("approval", {}), **decision.model_dump(exclude={"migration_id"})},
+                               status="approved" if approved else "rejected")
+        return decision
+
+
+def new_migration_id(now: datetime | None = None) -> str:
+    return f"mig-{(now or utc_now()):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= int(limit) <= MAX_PAGE:
+        raise InvalidMigrationRequest(f"limit must be between 1 and {MAX_PAGE}")
+    return int(limit)
+
+
+def _encode(key: dict[str, Any] | None) -> str | None:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode() if key else None
+
+
+def _decode(token: str | None) -> dict[str, Any] | None:
+    """A paging token back to its key; a token that is not one of ours is the caller's error."""
+    if not token:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, UnicodeError):
+        raise InvalidMigrationRequest("next_token is not valid") from None
+    if not isinstance(key, dict):
+        raise InvalidMigrationRequest("next_token is not valid")
+    return key

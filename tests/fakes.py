@@ -1,0 +1,552 @@
+"""In-memory fakes of the ports (spot_core/ports.py), on a virtual clock.
+
+One World holds them all: EC2 instances that boot, stop and start as virtual time passes,
+target groups whose targets become healthy or drain, the repositories (which store copies,
+as DynamoDB does: a record changed but not put is not stored), and a log of every change
+in order. `world.crash_on("fleet.stop")` makes the next such call raise Crash, the way a
+Lambda invocation dies; the services are then run again, as the state machine's retry would.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from spot_core.domain.clock import Budget
+from spot_core.domain.errors import (
+    ApprovalNotPending,
+    CapacityRefused,
+    InvalidMigrationRequest,
+    LaunchRefused,
+    MigrationNotFound,
+)
+from spot_core.domain.instances import Instance, LaunchSettings, LaunchSpec, TypeTraits
+from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef
+from spot_core.domain.pricing import SpotPriceStat
+from spot_core.domain.quality import QualitySample
+from spot_core.domain.request import MetricQuery, Selector
+from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
+
+M = TypeVar("M", bound=BaseModel)
+START = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+class Crash(Exception):
+    """An injected failure: the invocation dies at this call."""
+
+
+# --- time ----------------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self, start: datetime = START):
+        self.start, self.elapsed = start, 0.0
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.elapsed)
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def sleep(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+    def budget(self, seconds: float = 900.0) -> Budget:
+        return Budget(clock=self, end=self.elapsed + seconds)
+
+
+# --- the world: what every fake shares -------------------------------------------------------------
+@dataclass
+class World:
+    clock: FakeClock = field(default_factory=FakeClock)
+    log: list[tuple[str, Any]] = field(default_factory=list)  # every change, in order
+    crashes: dict[str, int] = field(default_factory=dict)  # operation -> calls left before it crashes
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def crash_on(self, operation: str, after: int = 0) -> None:
+        """The call of `operation` after `after` successful ones raises Crash (once)."""
+        self.crashes[operation] = after
+
+    def enter(self, operation: str) -> None:
+        self.calls[operation] += 1
+        left = self.crashes.get(operation)
+        if left is not None:
+            if left == 0:
+                del self.crashes[operation]
+                raise Crash(operation)
+            self.crashes[operation] = left - 1
+
+    def record(self, operation: str, detail: Any) -> None:
+        self.log.append((operation, detail))
+
+    def changes(self, operation: str) -> list[Any]:
+        return [d for op, d in self.log if op == operation]
+
+
+# --- EC2 ---------------------------------------------------------------------------------------------
+@dataclass
+class _Ec2Instance:
+    instance: Instance
+    since: float  # when the current transition started (virtual seconds)
+    token: str | None = None
+
+
+class FakeFleet:
+    """EC2: instances boot in `boot_seconds`, stop in `stop_seconds`; launches are idempotent by
+    client token; pools can refuse launches (CapacityRefused) or refuse anything (LaunchRefused)."""
+
+    def __init__(self, world: World, boot_seconds: float = 30, stop_seconds: float = 20):
+        self.world, self.boot_seconds, self.stop_seconds = world, boot_seconds, stop_seconds
+        self._instances: dict[str, _Ec2Instance] = {}
+        self._ids = (f"i-{n:017x}" for n in itertools.count(0xabc000))
+        self.subnets: dict[str, tuple[str, str]] = {}  # subnet id -> (vpc, zone)
+        self.user_datas: dict[str, str] = {}
+        self.refusals: dict[tuple[str, str], str] = {}  # (type, zone) -> capacity error code
+        self.refuse_everything: str | None = None  # a LaunchRefused for every launch
+        self.never_boots: set[str] = set()  # instance types whose instances stay pending
+        self.traits: dict[str, TypeTraits] = {}
+
+    # --- building the fleet ------------------------------------------------------------------------
+    def add_subnet(self, subnet_id: str, zone: str, vpc: str = "vpc-1") -> None:
+        self.subnets[subnet_id] = (vpc, zone)
+
+    def add(self, instance_type: str = "m5.large", zone: str = "us-east-1a", tags: Mapping[str, str] | None = None,
+            lifecycle: str | None = None, state: str = "running", user_data: str | None = None) -> Instance:
+        subnet = next((s for s, (_, z) in self.subnets.items() if z == zone), None)
+        if subnet is None:
+            subnet = f"subnet-{zone[-2:]}"
+            self.add_subnet(subnet, zone)
+        instance = Instance(
+            instance_id=next(self._ids), instance_type=instance_type, availability_zone=zone, state=state,
+            subnet_id=subnet, vpc_id=self.subnets[subnet][0], image_id="ami-12345678", lifecycle=lifecycle,
+            tags=dict(tags or {}), launch_time=self.world.clock.now(),
+            settings=LaunchSettings(security_group_ids=("sg-1",), key_name="ops", ebs_optimized=True),
+        )
+        self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic())
+        if user_data:
+            self.user_datas[instance.instance_id] = user_data
+        return instance
+
+    # --- what time does to instances ------------------------------------------------------------------
+    def _current(self, entry: _Ec2Instance) -> Instance:
+        elapsed = self.world.clock.monotonic() - entry.since
+        instance = entry.instance
+        if instance.state == "pending" and elapsed >= self.boot_seconds \
+                and instance.instance_type not in self.never_boots:
+            entry.instance, entry.since = replace(instance, state="running"), entry.since + self.boot_seconds
+        elif instance.state == "stopping" and elapsed >= self.stop_seconds:
+            entry.instance, entry.since = replace(instance, state="stopped"), entry.since + self.stop_seconds
+        elif instance.state == "shutting-down" and elapsed >= self.stop_seconds:
+            entry.instance = replace(instance, state="terminated")
+        return entry.instance
+
+    def state(self, instance_id: str) -> str:
+        return self._current(self._instances[instance_id]).state
+
+    def instance(self, instance_id: str) -> Instance:
+        return self._current(self._instances[instance_id])
+
+    def all(self) -> list[Instance]:
+        return [self._current(e) for e in self._instances.values()]
+
+    def live(self) -> list[Instance]:
+        return [i for i in self.all() if i.state in ("pending", "running")]
+
+    def _set_state(self, instance_id: str, state: str) -> None:
+        entry = self._instances[instance_id]
+        entry.instance, entry.since = replace(self._current(entry), state=state), self.world.clock.monotonic()
+
+    # --- the port ---------------------------------------------------------------------------------------
+    def find(self, selector: Selector) -> list[Instance]:
+        self.world.enter("fleet.find")
+        live = [i for i in self.all() if i.state not in ("shutting-down", "terminated")]
+        if selector.instance_ids:
+            return [i for i in live if i.instance_id in selector.instance_ids]
+        return [i for i in live if all(i.tags.get(k) == v for k, v in selector.tags.items())]
+
+    def describe(self, instance_ids: Iterable[str]) -> dict[str, Instance]:
+        self.world.enter("fleet.describe")
+        return {i: self._current(self._instances[i]) for i in set(instance_ids) if i in self._instances}
+
+    def type_traits(self, instance_types: Iterable[str]) -> dict[str, TypeTraits]:
+        return {t: self.traits.get(t, TypeTraits(burstable=t.startswith("t"))) for t in set(instance_types)}
+
+    def find_replacements(self, migration_id: str, original_ids: list[str]) -> dict[str, Instance]:
+        self.world.enter("fleet.find_replacements")
+        return {i.tags[REPLACES_TAG]: i for i in self.live()
+                if i.tags.get(MIGRATION_ID_TAG) == migration_id and i.tags.get(REPLACES_TAG) in original_ids}
+
+    def managed(self) -> list[Instance]:
+        return [i for i in self.live() if i.tags.get(MANAGED_TAG) == "true"]
+
+    def user_data(self, instance_id: str) -> str | None:
+        return self.user_datas.get(instance_id)
+
+    def subnets_by_zone(self, vpc_id: str) -> dict[str, str]:
+        zones: dict[str, str] = {}
+        for subnet, (vpc, zone) in sorted(self.subnets.items()):
+            if vpc == vpc_id:
+                zones.setdefault(zone, subnet)
+        return zones
+
+    def launch(self, spec: LaunchSpec, client_token: str) -> str:
+        self.world.enter("fleet.launch")
+        for entry in self._instances.values():
+            if entry.token == client_token:
+                return entry.instance.instance_id  # EC2's idempotency: the same token, the same instance
+        zone = self.subnets[spec.subnet_id][1]
+        if self.refuse_everything:
+            raise LaunchRefused(f"{self.refuse_everything}: refused")
+        code = self.refusals.get((spec.instance_type, zone)) if spec.market == "spot" else None
+        if code:
+            raise CapacityRefused(code, f"no capacity for {spec.instance_type} in {zone}")
+        instance = Instance(
+            instance_id=next(self._ids), instance_type=spec.instance_type, availability_zone=zone, state="pending",
+            subnet_id=spec.subnet_id, vpc_id=self.subnets[spec.subnet_id][0], image_id=spec.image_id,
+            lifecycle="spot" if spec.market == "spot" else None, tags=dict(spec.tags),
+            launch_time=self.world.clock.now(), settings=spec.settings,
+        )
+        self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic(), client_token)
+        if spec.user_data:
+            self.user_datas[instance.instance_id] = spec.user_data
+        self.world.record("launch", {"instance_id": instance.instance_id, "spec": spec})
+        return instance.instance_id
+
+    def start(self, instance_ids: list[str]) -> None:
+        self.world.enter("fleet.start")
+        for instance_id in instance_ids:
+            if self.state(instance_id) == "stopped":
+                self._set_state(instance_id, "pending")
+                self.world.record("start", instance_id)
+
+    def stop(self, instance_ids: list[str]) -> None:
+        self.world.enter("fleet.stop")
+        for instance_id in instance_ids:
+            if self.state(instance_id) in ("pending", "running"):
+                self._set_state(instance_id, "stopping")
+                self.world.record("stop", instance_id)
+
+    def terminate(self, instance_ids: list[str]) -> None:
+        self.world.enter("fleet.terminate")
+        for instance_id in instance_ids:
+            if instance_id in self._instances and self.state(instance_id) not in ("shutting-down", "terminated"):
+                self._set_state(instance_id, "shutting-down")
+                self.world.record("terminate", instance_id)
+
+
+# --- ELBv2 -----------------------------------------------------------------------------------------
+class FakeLoadBalancer:
+    """Target groups: a registered target is healthy `health_seconds` after registration once its
+    instance runs (never, for instances in `unhealthy`); a deregistered one drains for `drain_seconds`."""
+
+    def __init__(self, world: World, fleet: FakeFleet, health_seconds: float = 15, drain_seconds: float = 10):
+        self.world, self.fleet = world, fleet
+        self.health_seconds, self.drain_seconds = health_seconds, drain_seconds
+        self.groups: dict[str, dict[str, tuple[str, float, int | None]]] = {}  # arn -> id -> (phase, since, port)
+        self.balancers: dict[str, str] = {}  # target group arn -> load balancer arn
+        self.unhealthy: set[str] = set()
+
+    def add_group(self, arn: str, balancer: str | None = None) -> None:
+        self.groups.setdefault(arn, {})
+        if balancer:
+            self.balancers[arn] = balancer
+
+    def _state(self, arn: str, instance_id: str) -> str:
+        phase, since, _ = self.groups.get(arn, {}).get(instance_id, ("unused", 0.0, None))
+        elapsed = self.world.clock.monotonic() - since
+        if phase == "draining":
+            return "draining" if elapsed < self.drain_seconds else "unused"
+        if phase != "registered":
+            return "unused"
+        if instance_id in self.unhealthy or self.fleet.state(instance_id) != "running":
+            return "unhealthy" if elapsed >= self.health_seconds else "initial"
+        return "healthy" if elapsed >= self.health_seconds else "initial"
+
+    def serving(self, arn: str) -> set[str]:
+        return {i for i in self.groups.get(arn, {}) if self._state(arn, i) == "healthy"}
+
+    def registered(self, arn: str) -> set[str]:
+        return {i for i in self.groups.get(arn, {}) if self._state(arn, i) not in ("unused", "draining")}
+
+    def membership(self) -> dict[str, list[TargetRef]]:
+        out: dict[str, list[TargetRef]] = defaultdict(list)
+        for arn, targets in self.groups.items():
+            for instance_id, (_, _, port) in targets.items():
+                if self._state(arn, instance_id) not in ("unused", "draining"):
+                    out[instance_id].append(TargetRef(arn=arn, port=port))
+        return dict(out)
+
+    def target_groups_of(self, instance_id: str) -> list[TargetRef]:
+        return self.membership().get(instance_id, [])
+
+    def load_balancer_of(self, target_group_arn: str) -> str | None:
+        return self.balancers.get(target_group_arn)
+
+    def register(self, groups: TargetGroups) -> None:
+        self.world.enter("lb.register")
+        for arn, targets in groups.items():
+            for target in targets:
+                if self._state(arn, target.instance_id) in ("unused", "draining"):
+                    self.groups.setdefault(arn, {})[target.instance_id] = (
+                        "registered", self.world.clock.monotonic(), target.port)
+                    self.world.record("register", (arn, target.instance_id))
+
+    def deregister(self, groups: TargetGroups) -> None:
+        self.world.enter("lb.deregister")
+        for arn, targets in groups.items():
+            for target in targets:
+                if self._state(arn, target.instance_id) not in ("unused", "draining"):
+                    port = self.groups[arn][target.instance_id][2]
+                    self.groups[arn][target.instance_id] = ("draining", self.world.clock.monotonic(), port)
+                    self.world.record("deregister", (arn, target.instance_id))
+
+    def target_states(self, groups: TargetGroups) -> dict[tuple[str, str], str]:
+        self.world.enter("lb.target_states")
+        return {(arn, t.instance_id): self._state(arn, t.instance_id) for arn, targets in groups.items()
+                for t in targets}
+
+
+# --- prices, metrics, notifications -------------------------------------------------------------------
+class FakeSpotPrices:
+    def __init__(self, prices: Mapping[tuple[str, str], float] | None = None):
+        self.prices = dict(prices or {})
+        self.calls = 0
+
+    def statistics(self, instance_types: Iterable[str], now: datetime,
+                   lookback_hours: float = 24) -> dict[tuple[str, str], SpotPriceStat]:
+        self.calls += 1
+        types = set(instance_types)
+        return {k: SpotPriceStat(k[0], k[1], median=v, p90=v, maximum=v, samples=1)
+                for k, v in self.prices.items() if k[0] in types}
+
+
+class FakeOnDemandPrices:
+    def __init__(self, prices: Mapping[str, float] | None = None):
+        self.table = dict(prices or {})
+
+    @property
+    def source_used(self) -> str:
+        return "catalog"
+
+    def prices(self, instance_types: Iterable[str], strict: bool = True) -> dict[str, float]:
+        return {t: self.table[t] for t in set(instance_types) if t in self.table}
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.cpu: dict[str, list[float]] = {}
+        self.sample = QualitySample(latency=0.1, error_rate=0.001, requests=6000, datapoints=60)
+        self.firing: list[str] = []
+
+    def cpu_utilisation(self, instance_ids: list[str], end: datetime) -> dict[str, list[float]]:
+        return {i: list(self.cpu.get(i, [])) for i in instance_ids}
+
+    def quality_sample(self, metrics: Mapping[str, MetricQuery], start: datetime, end: datetime) -> QualitySample:
+        return self.sample if metrics else QualitySample()
+
+    def alarms_in_alarm(self, names: list[str]) -> list[str]:
+        return [n for n in names if n in self.firing]
+
+
+class FakeNotifier:
+    def __init__(self, world: World):
+        self.world = world
+        self.sent: list[dict[str, Any]] = []
+
+    def publish(self, subject_id: str, event: str, headline: str, lines: list[str], data: Mapping[str, Any]) -> None:
+        self.world.enter("notifier.publish")
+        self.sent.append({"subject_id": subject_id, "event": event, "headline": headline, "lines": lines,
+                          "data": copy.deepcopy(dict(data))})
+
+
+# --- repositories: copies in, copies out, as DynamoDB -----------------------------------------------------
+class FakeMigrations:
+    def __init__(self, world: World):
+        self.world = world
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def create(self, migration_id: str, request: dict[str, Any], status: str = "analysing") -> None:
+        existing = self.items.get(migration_id)
+        if existing and not (existing["status"] in ("analysing", "planned") and existing["request"] == request):
+            raise InvalidMigrationRequest(f"migration id {migration_id!r} was already used")
+        self.items[migration_id] = {"migration_id": migration_id, "status": status,
+                                    "request": copy.deepcopy(request)}
+
+    def get(self, migration_id: str) -> dict[str, Any]:
+        if migration_id not in self.items:
+            raise MigrationNotFound(f"no migration {migration_id!r}")
+        return copy.deepcopy(self.items[migration_id])
+
+    def update(self, migration_id: str, **fields: Any) -> None:
+        self.world.enter("migrations.update")
+        if migration_id not in self.items:
+            raise MigrationNotFound(f"no migration {migration_id!r}")
+        self.items[migration_id].update(copy.deepcopy(fields))
+
+    def set_wave_result(self, migration_id: str, wave: int, key: str, result: dict[str, Any]) -> None:
+        results = self.get(migration_id).get("wave_results") or {}
+        results.setdefault(str(wave), {})[key] = result
+        self.update(migration_id, wave_results=results)
+
+    def page(self, limit: int, start_key: dict[str, Any] | None = None,
+             status: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        items = [copy.deepcopy(i) for i in self.items.values() if status is None or i["status"] == status]
+        return items[:limit], None
+
+    def get_many(self, migration_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {m: copy.deepcopy(self.items[m]) for m in migration_ids if m in self.items}
+
+
+class FakePlans:
+    def __init__(self, world: World):
+        self.world = world
+        self.stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.verdict_items: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+
+    def put_records(self, migration_id: str, records: Iterable[InstanceRecord]) -> int:
+        count = 0
+        for record in records:
+            self.stored[migration_id][record.instance_id] = record.model_dump()
+            count += 1
+        return count
+
+    def put_record(self, migration_id: str, record: InstanceRecord) -> None:
+        self.world.enter("plans.put_record")
+        self.stored[migration_id][record.instance_id] = record.model_dump()
+        self.world.record("record", (record.instance_id, record.status))
+
+    def records(self, migration_id: str) -> list[InstanceRecord]:
+        return [InstanceRecord.model_validate(r) for _, r in sorted(self.stored[migration_id].items())]
+
+    def record(self, migration_id: str, instance_id: str) -> InstanceRecord:
+        return InstanceRecord.model_validate(self.stored[migration_id][instance_id])
+
+    def records_page(self, migration_id: str, limit: int,
+                     start_key: dict[str, Any] | None = None) -> tuple[list[InstanceRecord], dict[str, Any] | None]:
+        return self.records(migration_id)[:limit], None
+
+    def put_verdict(self, migration_id: str, verdict: AgentVerdict) -> None:
+        self.verdict_items[migration_id][verdict.agent] = verdict.model_dump()
+
+    def verdicts(self, migration_id: str) -> list[AgentVerdict]:
+        return [AgentVerdict.model_validate(v) for v in self.verdict_items[migration_id].values()]
+
+
+class FakeTokens:
+    def __init__(self) -> None:
+        self.tokens: dict[str, str] = {}
+
+    def put(self, migration_id: str, token: str, expires_at: int) -> None:
+        self.tokens[migration_id] = token
+
+    def take(self, migration_id: str) -> str:
+        if migration_id not in self.tokens:
+            raise ApprovalNotPending(f"migration {migration_id!r} is not waiting for a decision")
+        return self.tokens.pop(migration_id)
+
+
+class FakePoolMemory:
+    def __init__(self) -> None:
+        self.interrupted: list[tuple[str, str, str]] = []
+
+    def record_interruption(self, instance_type: str, availability_zone: str, instance_id: str) -> None:
+        self.interrupted.append((instance_type, availability_zone, instance_id))
+
+    def recent_interruptions(self) -> set[tuple[str, str]]:
+        return {(t, z) for t, z, _ in self.interrupted}
+
+
+class FakeClaims:
+    def __init__(self, world: World):
+        self.world = world
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def claim(self, instance_id: str, event_id: str) -> bool:
+        self.world.enter("claims.claim")
+        if instance_id in self.items:
+            return False
+        self.items[instance_id] = {"instance_id": instance_id, "status": "launching", "event_id": event_id}
+        return True
+
+    def release(self, instance_id: str) -> None:
+        if self.items.get(instance_id, {}).get("status") == "launching":
+            del self.items[instance_id]
+
+    def replacement_for(self, instance_id: str) -> dict[str, Any] | None:
+        item = self.items.get(instance_id)
+        return copy.deepcopy(item) if item and item.get("replacement_id") else None
+
+    def update(self, instance_id: str, **fields: Any) -> None:
+        self.world.enter("claims.update")
+        self.items.setdefault(instance_id, {"instance_id": instance_id}).update(copy.deepcopy(fields))
+
+    def all(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(i) for i in self.items.values()]
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, str]] = {}
+
+    def register(self, instance_id: str, owner: str, status: str = "active") -> None:
+        self.items[instance_id] = {"owner": owner, "status": status}
+
+    def statuses(self, instance_ids: list[str]) -> dict[str, str]:
+        return {i: self.items[i]["status"] for i in instance_ids if i in self.items}
+
+
+class FakeEventOnce:
+    """Each event id is handled once; a failed handling is forgotten, so the retry does it."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, Any] = {}
+        self.in_progress: set[str] = set()
+
+    def run(self, event_id: str, work: Callable[[], M], on_duplicate: Callable[[], M]) -> M:
+        if event_id in self.done or event_id in self.in_progress:
+            return on_duplicate()
+        self.in_progress.add(event_id)
+        try:
+            result = work()
+        finally:
+            self.in_progress.discard(event_id)
+        self.done[event_id] = result
+        return result
+
+
+# --- everything together ----------------------------------------------------------------------------------
+@dataclass
+class Ports:
+    world: World
+    fleet: FakeFleet
+    load_balancer: FakeLoadBalancer
+    spot_prices: FakeSpotPrices
+    on_demand: FakeOnDemandPrices
+    metrics: FakeMetrics
+    notifier: FakeNotifier
+    migrations: FakeMigrations
+    plans: FakePlans
+    tokens: FakeTokens
+    pool_memory: FakePoolMemory
+    claims: FakeClaims
+    registry: FakeRegistry
+    once: FakeEventOnce
+
+    @property
+    def clock(self) -> FakeClock:
+        return self.world.clock
+
+
+def ports(**fleet_timing: float) -> Ports:
+    world = World()
+    fleet = FakeFleet(world, **{k: v for k, v in fleet_timing.items() if k in ("boot_seconds", "stop_seconds")})
+    lb = FakeLoadBalancer(world, fleet, **{k: v for k, v in fleet_timing.items()
+                                           if k in ("health_seconds", "drain_seconds")})
+    return Ports(world, fleet, lb, FakeSpotPrices(), FakeOnDemandPrices(), FakeMetrics(), FakeNotifier(world),
+                 FakeMigrations(world), FakePlans(world), FakeTokens(), FakePoolMemory(), FakeClaims(world),
+                 FakeRegistry(), FakeEventOnce())

@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench synth deploy diff clean asl browser openapi
+.PHONY: demo test lint bench synth deploy diff clean asl browser openapi
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ demo: $(STAMP)              ## a simulated fleet migrated end to end on the embe
 browser:                    ## headless Chromium for the execution graph's browser test (skipped without it)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the browser test will be skipped"
 
-test: $(STAMP) browser      ## unit, handler, infra (CDK + cdk-nag) and workflow tests
+# Every function at most cyclomatic complexity 10 (radon's rank B), as radon counts it.
+COMPLEXITY := --max-absolute B --max-modules B --max-average A
+
+lint: $(STAMP)              ## ruff (lint, import order), mypy --strict on spot_core, the complexity gate
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/xenon $(COMPLEXITY) layers functions spotctl infra tools bench
+
+test: $(STAMP) browser lint ## the gates, then unit, service, adapter, handler, infra (CDK + cdk-nag) and workflow tests
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)             ## API calls, CPU time, transitions and payload sizes at 10 / 1,000 / 10,000 instances

@@ -1,7 +1,7 @@
 """CDK infrastructure of the Spot migration product.
 
 The stack reads the plain-data function catalog from the shared layer
-(``layers/spot_core/python/spot_core/catalog.py``), so this package puts that folder
+(``layers/spot_core/python/spot_core/entry/catalog.py``), so this package puts that folder
 on ``sys.path`` the way Lambda does for a layer.
 """
 

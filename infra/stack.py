@@ -66,7 +66,8 @@ class SpotMigrationStack(Stack):
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
         CfnOutput(self, "TopicArn", value=self.storage.topic.topic_arn)
         CfnOutput(self, "InterruptionDeadLetterQueueUrl", value=self.interruptions.dead_letters.queue_url)
-        CfnOutput(self, "ApiUrl", value=self.api.api.url, description="The migrations API (IAM/SigV4); Swagger UI at <ApiUrl>swagger")
+        CfnOutput(self, "ApiUrl", value=self.api.api.url,
+                  description="The migrations API (IAM/SigV4); Swagger UI at <ApiUrl>swagger")
 
     def _flag(self, name: str, *, default: bool) -> bool:
         value = self.node.try_get_context(name)

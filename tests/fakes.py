@@ -5,6 +5,7 @@ target groups whose targets become healthy or drain, the repositories (which sto
 as DynamoDB does: a record changed but not put is not stored), and a log of every change
 in order. `world.crash_on("fleet.stop")` makes the next such call raise Crash, the way a
 Lambda invocation dies; the services are then run again, as the state machine's retry would.
+`world.observers` are called after every logged change (to measure capacity at every moment).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -35,7 +36,7 @@ from spot_core.domain.request import MetricQuery, Selector
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
 
 M = TypeVar("M", bound=BaseModel)
-START = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 class Crash(Exception):
@@ -67,6 +68,9 @@ class World:
     log: list[tuple[str, Any]] = field(default_factory=list)  # every change, in order
     crashes: dict[str, int] = field(default_factory=dict)  # operation -> calls left before it crashes
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # called as observer(operation, detail) right after each change is logged, to measure the world at every
+    # moment of the log (e.g. the targets serving after each deregistration or stop)
+    observers: list[Callable[[str, Any], None]] = field(default_factory=list)
 
     def crash_on(self, operation: str, after: int = 0) -> None:
         """The call of `operation` after `after` successful ones raises Crash (once)."""
@@ -83,6 +87,8 @@ class World:
 
     def record(self, operation: str, detail: Any) -> None:
         self.log.append((operation, detail))
+        for observer in self.observers:
+            observer(operation, detail)
 
     def changes(self, operation: str) -> list[Any]:
         return [d for op, d in self.log if op == operation]
@@ -98,7 +104,8 @@ class _Ec2Instance:
 
 class FakeFleet:
     """EC2: instances boot in `boot_seconds`, stop in `stop_seconds`; launches are idempotent by
-    client token; pools can refuse launches (CapacityRefused) or refuse anything (LaunchRefused)."""
+    client token; pools can refuse launches (CapacityRefused) or refuse anything (LaunchRefused),
+    everywhere (`refuse_everything`) or in one subnet (`refused_subnets`, e.g. no free address)."""
 
     def __init__(self, world: World, boot_seconds: float = 30, stop_seconds: float = 20):
         self.world, self.boot_seconds, self.stop_seconds = world, boot_seconds, stop_seconds
@@ -108,6 +115,7 @@ class FakeFleet:
         self.user_datas: dict[str, str] = {}
         self.refusals: dict[tuple[str, str], str] = {}  # (type, zone) -> capacity error code
         self.refuse_everything: str | None = None  # a LaunchRefused for every launch
+        self.refused_subnets: dict[str, str] = {}  # subnet id -> error code of a LaunchRefused for launches there
         self.never_boots: set[str] = set()  # instance types whose instances stay pending
         self.traits: dict[str, TypeTraits] = {}
 
@@ -116,16 +124,17 @@ class FakeFleet:
         self.subnets[subnet_id] = (vpc, zone)
 
     def add(self, instance_type: str = "m5.large", zone: str = "us-east-1a", tags: Mapping[str, str] | None = None,
-            lifecycle: str | None = None, state: str = "running", user_data: str | None = None) -> Instance:
+            lifecycle: str | None = None, state: str = "running", user_data: str | None = None,
+            settings: LaunchSettings | None = None, image_id: str = "ami-12345678") -> Instance:
         subnet = next((s for s, (_, z) in self.subnets.items() if z == zone), None)
         if subnet is None:
             subnet = f"subnet-{zone[-2:]}"
             self.add_subnet(subnet, zone)
         instance = Instance(
             instance_id=next(self._ids), instance_type=instance_type, availability_zone=zone, state=state,
-            subnet_id=subnet, vpc_id=self.subnets[subnet][0], image_id="ami-12345678", lifecycle=lifecycle,
+            subnet_id=subnet, vpc_id=self.subnets[subnet][0], image_id=image_id, lifecycle=lifecycle,
             tags=dict(tags or {}), launch_time=self.world.clock.now(),
-            settings=LaunchSettings(security_group_ids=("sg-1",), key_name="ops", ebs_optimized=True),
+            settings=settings or LaunchSettings(security_group_ids=("sg-1",), key_name="ops", ebs_optimized=True),
         )
         self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic())
         if user_data:
@@ -202,6 +211,8 @@ class FakeFleet:
         zone = self.subnets[spec.subnet_id][1]
         if self.refuse_everything:
             raise LaunchRefused(f"{self.refuse_everything}: refused")
+        if spec.subnet_id in self.refused_subnets:
+            raise LaunchRefused(f"{self.refused_subnets[spec.subnet_id]}: refused in {spec.subnet_id}")
         code = self.refusals.get((spec.instance_type, zone)) if spec.market == "spot" else None
         if code:
             raise CapacityRefused(code, f"no capacity for {spec.instance_type} in {zone}")
@@ -242,7 +253,8 @@ class FakeFleet:
 # --- ELBv2 -----------------------------------------------------------------------------------------
 class FakeLoadBalancer:
     """Target groups: a registered target is healthy `health_seconds` after registration once its
-    instance runs (never, for instances in `unhealthy`); a deregistered one drains for `drain_seconds`."""
+    instance runs (never, for instances in `unhealthy` or of a type in `unhealthy_types`); a
+    deregistered one drains for `drain_seconds`. `add_target` sets up a target serving already."""
 
     def __init__(self, world: World, fleet: FakeFleet, health_seconds: float = 15, drain_seconds: float = 10):
         self.world, self.fleet = world, fleet
@@ -250,11 +262,17 @@ class FakeLoadBalancer:
         self.groups: dict[str, dict[str, tuple[str, float, int | None]]] = {}  # arn -> id -> (phase, since, port)
         self.balancers: dict[str, str] = {}  # target group arn -> load balancer arn
         self.unhealthy: set[str] = set()
+        self.unhealthy_types: set[str] = set()  # instance types the application fails its health checks on
 
     def add_group(self, arn: str, balancer: str | None = None) -> None:
         self.groups.setdefault(arn, {})
         if balancer:
             self.balancers[arn] = balancer
+
+    def add_target(self, arn: str, instance_id: str, port: int | None = None) -> None:
+        """A target registered before the test starts (healthy now, if its instance runs); not logged."""
+        self.add_group(arn)
+        self.groups[arn][instance_id] = ("registered", self.world.clock.monotonic() - self.health_seconds, port)
 
     def _state(self, arn: str, instance_id: str) -> str:
         phase, since, _ = self.groups.get(arn, {}).get(instance_id, ("unused", 0.0, None))
@@ -263,12 +281,16 @@ class FakeLoadBalancer:
             return "draining" if elapsed < self.drain_seconds else "unused"
         if phase != "registered":
             return "unused"
-        if instance_id in self.unhealthy or self.fleet.state(instance_id) != "running":
+        if instance_id in self.unhealthy or self.fleet.state(instance_id) != "running" \
+                or self.fleet.instance(instance_id).instance_type in self.unhealthy_types:
             return "unhealthy" if elapsed >= self.health_seconds else "initial"
         return "healthy" if elapsed >= self.health_seconds else "initial"
 
     def serving(self, arn: str) -> set[str]:
         return {i for i in self.groups.get(arn, {}) if self._state(arn, i) == "healthy"}
+
+    def draining(self, arn: str) -> set[str]:
+        return {i for i in self.groups.get(arn, {}) if self._state(arn, i) == "draining"}
 
     def registered(self, arn: str) -> set[str]:
         return {i for i in self.groups.get(arn, {}) if self._state(arn, i) not in ("unused", "draining")}

@@ -23,7 +23,7 @@ def task(placeholder, payload, result_path, next_state=None, result_selector=Non
     state = {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": "${%s}" % placeholder, "Payload": payload},
+        "Parameters": {"FunctionName": f"${{{placeholder}}}", "Payload": payload},
         "ResultSelector": result_selector or {"result.$": "$.Payload"},
         "ResultPath": result_path,
         "Retry": RETRY,
@@ -49,7 +49,9 @@ def finalize(outcome, next_state, detail_path=None):
 def review_branch(name, placeholder):
     return {
         "StartAt": name,
-        "States": {name: task(placeholder, MID, "$", result_selector={"verdict.$": "$.Payload"}, OutputPath="$.verdict")},
+        "States": {
+            name: task(placeholder, MID, "$", result_selector={"verdict.$": "$.Payload"}, OutputPath="$.verdict"),
+        },
     }
 
 
@@ -69,7 +71,8 @@ wave_iteration = {
         "WaitForReplacements": {"Type": "Wait", "Seconds": 20, "Next": "MigrateWave"},
         "Bake": {"Type": "Wait", "SecondsPath": "$.wave.bake_seconds", "Next": "QualityGate"},
         "QualityGate": task("QualityGateFunctionArn",
-                            {**MID, "wave.$": "$.wave", "since.$": "$.progress.completed_at"}, "$.gate", "WaveSucceeded",
+                            {**MID, "wave.$": "$.wave", "since.$": "$.progress.completed_at"}, "$.gate",
+                            "WaveSucceeded",
                             result_selector={"passed.$": "$.Payload.passed", "score.$": "$.Payload.score"}),
         "WaveSucceeded": {
             "Type": "Pass",
@@ -108,8 +111,10 @@ definition = {
         },
         "ConsolidateReviews": task("ConsolidateReviewsFunctionArn", {**MID, "verdicts.$": "$.verdicts"}, "$.review",
                                    "ReviewOutcome",
-                                   result_selector={"approved.$": "$.Payload.approved", "vetoed_by.$": "$.Payload.vetoed_by",
-                                                    "candidates.$": "$.Payload.candidates", "waves.$": "$.Payload.waves",
+                                   result_selector={"approved.$": "$.Payload.approved",
+                                                    "vetoed_by.$": "$.Payload.vetoed_by",
+                                                    "candidates.$": "$.Payload.candidates",
+                                                    "waves.$": "$.Payload.waves",
                                                     "monthly_savings.$": "$.Payload.monthly_savings"}),
         "ReviewOutcome": {
             "Type": "Choice",
@@ -122,7 +127,8 @@ definition = {
             "Default": "RequestApproval",
         },
         "RecordVeto": finalize("vetoed", "Vetoed", "$.review"),
-        "Vetoed": {"Type": "Fail", "Error": "MigrationVetoed", "Cause": "An agent review vetoed the migration; the fleet was not touched."},
+        "Vetoed": {"Type": "Fail", "Error": "MigrationVetoed",
+                   "Cause": "An agent review vetoed the migration; the fleet was not touched."},
         "RecordDryRun": finalize("planned", "Done"),
         "RequestApproval": {
             "Type": "Task",
@@ -132,7 +138,9 @@ definition = {
             "TimeoutSecondsPath": "$.request.approval.timeout_seconds",
             "ResultPath": "$.approval",
             "Retry": RETRY,
-            "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.approval_error", "Next": "RecordApprovalTimeout"}],
+            "Catch": [
+                {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.approval_error", "Next": "RecordApprovalTimeout"},
+            ],
             "Next": "ApprovalDecision",
         },
         "ApprovalDecision": {
@@ -141,9 +149,11 @@ definition = {
             "Default": "RecordRejection",
         },
         "RecordApprovalTimeout": finalize("approval_timed_out", "ApprovalTimedOut"),
-        "ApprovalTimedOut": {"Type": "Fail", "Error": "ApprovalTimedOut", "Cause": "Nobody approved the migration in time; the fleet was not touched."},
+        "ApprovalTimedOut": {"Type": "Fail", "Error": "ApprovalTimedOut",
+                             "Cause": "Nobody approved the migration in time; the fleet was not touched."},
         "RecordRejection": finalize("rejected", "Rejected", "$.approval"),
-        "Rejected": {"Type": "Fail", "Error": "MigrationRejected", "Cause": "The customer rejected the migration; the fleet was not touched."},
+        "Rejected": {"Type": "Fail", "Error": "MigrationRejected",
+                     "Cause": "The customer rejected the migration; the fleet was not touched."},
         "CaptureBaseline": task("CaptureBaselineFunctionArn", MID, "$.baseline", "Waves"),
         "Waves": {
             "Type": "Map",
@@ -158,7 +168,8 @@ definition = {
         "Rollback": task("RollbackFunctionArn", {**MID, "failure.$": "$.failure"}, "$.rollback", "RollbackComplete",
                          result_selector={"done.$": "$.Payload.done", "restored.$": "$.Payload.restored",
                                           "terminated.$": "$.Payload.terminated"},
-                         Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.rollback_error", "Next": "RecordRollbackFailure"}]),
+                         Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.rollback_error",
+                                 "Next": "RecordRollbackFailure"}]),
         "RollbackComplete": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.rollback.done", "BooleanEquals": True, "Next": "RolledBack"}],
@@ -166,10 +177,12 @@ definition = {
         },
         "WaitForRestore": {"Type": "Wait", "Seconds": 20, "Next": "Rollback"},
         "RolledBack": {"Type": "Fail", "Error": "MigrationRolledBack",
-                       "Cause": "A wave or quality gate failed; every migrated instance is back on on-demand and the Spot replacements are terminated."},
+                       "Cause": "A wave or quality gate failed; every migrated instance is back on on-demand "
+                                "and the Spot replacements are terminated."},
         "RecordRollbackFailure": finalize("rollback_failed", "RollbackFailed", "$.rollback_error"),
         "RollbackFailed": {"Type": "Fail", "Error": "RollbackFailed",
-                           "Cause": "Rollback could not restore every instance; the migration record lists them. Spot replacements of unrestored instances were kept serving."},
+                           "Cause": "Rollback could not restore every instance; the migration record lists them. "
+                                    "Spot replacements of unrestored instances were kept serving."},
         "Finalize": finalize("completed", "Done"),
         "Done": {"Type": "Succeed"},
     },

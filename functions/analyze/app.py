@@ -1,6 +1,7 @@
 """Analysis: select the opted-in instances, price them, classify them, write the plan."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.request import parse_request
 from spot_core.entry.events import AnalyzeEvent
 from spot_core.entry.handler import handler

@@ -3,6 +3,7 @@ spot_core.entry.api. The event is never logged whole."""
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.entry.api import app
 from spot_core.entry.handler import handler
 

@@ -1,6 +1,7 @@
 """Captures latency and error rate before any instance changes."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.entry.events import MigrationEvent
 from spot_core.entry.handler import handler
 from spot_core.entry.observability import logger

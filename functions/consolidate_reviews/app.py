@@ -1,6 +1,7 @@
 """Applies the agents' verdicts: a veto stops the migration, exclusions shrink the plan."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.reviews import ReviewOutcome
 from spot_core.entry.events import ConsolidateEvent
 from spot_core.entry.handler import handler

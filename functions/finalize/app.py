@@ -1,6 +1,7 @@
 """Records the outcome and realised savings, notifies, emits metrics."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.outcomes import FinalOutcome
 from spot_core.entry.events import FinalizeEvent
 from spot_core.entry.handler import handler

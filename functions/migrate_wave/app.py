@@ -2,6 +2,7 @@
 invocation stopped (the state machine loops until `done`)."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.waves import WaveResult
 from spot_core.entry.events import WaveEvent
 from spot_core.entry.handler import budget, handler

@@ -1,6 +1,7 @@
 """Compares the bake window with the baseline; raises QualityGateFailed to roll back."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.entry.events import GateEvent
 from spot_core.entry.handler import handler
 from spot_core.entry.observability import logger

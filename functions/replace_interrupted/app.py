@@ -3,6 +3,7 @@ the capacity of the managed instance whole. Instances the product does not manag
 ignored (a log line and a metric); a malformed event is rejected and launches nothing."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.entry.events import Ec2InstanceEvent
 from spot_core.entry.handler import handler
 from spot_core.entry.observability import interruption_metrics, logger

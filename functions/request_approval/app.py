@@ -2,6 +2,7 @@
 it carries the token."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.entry.events import ApprovalEvent
 from spot_core.entry.handler import handler
 from spot_core.entry.observability import logger

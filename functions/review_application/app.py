@@ -1,6 +1,7 @@
 """Application agent: statefulness hints, load-balancer membership, quality baseline."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.plan import AgentVerdict
 from spot_core.entry.events import MigrationEvent
 from spot_core.entry.handler import handler

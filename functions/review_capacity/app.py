@@ -1,6 +1,7 @@
 """Capacity agent: pool diversity, AZ spread, recently interrupted pools."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.plan import AgentVerdict
 from spot_core.entry.events import MigrationEvent
 from spot_core.entry.handler import handler

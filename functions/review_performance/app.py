@@ -1,6 +1,7 @@
 """Performance agent: CPU headroom, burst workloads, burstable types."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.plan import AgentVerdict
 from spot_core.entry.events import MigrationEvent
 from spot_core.entry.handler import handler

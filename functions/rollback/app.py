@@ -1,6 +1,7 @@
 """Rolls every migrated instance back to on-demand; loops until done."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.waves import RollbackResult
 from spot_core.entry.events import RollbackEvent
 from spot_core.entry.handler import budget, handler

@@ -2,6 +2,7 @@
 expired prewarms and retires instances swapped out after a rebalance."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from spot_core.domain.orphans import SweepReport
 from spot_core.entry.handler import handler
 from spot_core.entry.observability import count, logger

@@ -117,12 +117,13 @@ class MigrationsApi(Construct):
             resource = self.api.root.resource_for_path(path)
             for verb, operation in item.items():
                 body = operation.get("requestBody", {}).get("required", False)
+                parameters = {f"method.request.{PARAMETER_LOCATION[p['in']]}.{p['name']}": p.get("required", False)
+                              for p in operation.get("parameters", [])}
                 self.methods[(verb.upper(), path)] = resource.add_method(
                     verb.upper(), integration,
                     operation_name=operation["operationId"],
                     request_validator=validator,
-                    request_parameters={f"method.request.{PARAMETER_LOCATION[p['in']]}.{p['name']}": p.get("required", False)
-                                        for p in operation.get("parameters", [])} or None,
+                    request_parameters=parameters or None,
                     request_models={"application/json": json_object} if body else None,
                 )
 

@@ -10,11 +10,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+
+from infra import FUNCTIONS_DIR
 from spot_core.domain.errors import ConfigurationError
 from spot_core.entry.catalog import COMMON_ENVIRONMENT, FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME, FunctionSpec
 from spot_core.entry.settings import load_settings, tunable_defaults
-
-from infra import FUNCTIONS_DIR
 
 from . import nag
 from .layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME, Layers
@@ -47,7 +47,7 @@ def logical_stem(name: str) -> str:
 
 
 class Functions(Construct):
-    """``functions[name]`` for every ``spot_core.catalog.FUNCTIONS`` entry; the entries that
+    """``functions[name]`` for every ``spot_core.entry.catalog.FUNCTIONS`` entry; the entries that
     drive the workflow exist once :meth:`bind_workflow` has been called."""
 
     def __init__(
@@ -72,9 +72,10 @@ class Functions(Construct):
     def bind_workflow(self, state_machine: sfn.StateMachine) -> None:
         """Create the functions that drive the workflow, now that its state machine exists."""
         self._grants = dataclasses.replace(self._grants, state_machine=state_machine)
+        environment = {WORKFLOW_ENVIRONMENT: state_machine.state_machine_arn}
         for spec in FUNCTIONS:
             if drives_workflow(spec):
-                self.functions[spec.name] = self._function(spec, {WORKFLOW_ENVIRONMENT: state_machine.state_machine_arn})
+                self.functions[spec.name] = self._function(spec, environment)
 
     def by_placeholder(self) -> dict[str, lambda_.Function]:
         """ASL placeholder (``AnalyzeFunctionArn``) -> function, for catalog entries that have one."""

@@ -23,6 +23,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
 from spot_core.entry.event_rules import RULES
 
 from . import nag
@@ -51,7 +52,8 @@ class InterruptionHandling(Construct):
         )
         nag.acknowledge(self.dead_letters, "AwsSolutions-SQS3",
                         "This queue is the dead-letter queue of the interruption rules and the replacement "
-                        "function's on-failure destination; a dead-letter queue of its own would only move the problem.")
+                        "function's on-failure destination; a dead-letter queue of its own would only move the "
+                        "problem.")
 
         replacer.configure_async_invoke(
             retry_attempts=2,
@@ -75,4 +77,5 @@ class InterruptionHandling(Construct):
 
         self.sweep_rule = events.Rule(self, "OrphanSweep", description="Hourly orphan sweep of managed instances",
                                       schedule=events.Schedule.expression(SWEEP_SCHEDULE))
-        self.sweep_rule.add_target(targets.LambdaFunction(sweeper, dead_letter_queue=self.dead_letters, retry_attempts=2))
+        self.sweep_rule.add_target(targets.LambdaFunction(sweeper, dead_letter_queue=self.dead_letters,
+                                                          retry_attempts=2))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
+
 from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
 
 from .nag import arn_ref, attr_ref, scoped_arn
@@ -27,7 +28,8 @@ from .storage import Storage
 
 Findings = dict[str, str]
 
-NO_RESOURCE_LEVEL = "{actions} support no resource-level permissions (the Service Authorization Reference lists only '*')."
+NO_RESOURCE_LEVEL = ("{actions} support no resource-level permissions "
+                     "(the Service Authorization Reference lists only '*').")
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,9 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
                        "tagging is limited to ec2:CreateAction=RunInstances.",
         f("network-interface/*"): supporting_reason,
         f("spot-instances-request/*"): supporting_reason,
-        f("image/*", account=False): supporting_reason + " AMIs may be owned by another account (no account in the ARN).",
+        f("image/*", account=False): (
+            supporting_reason + " AMIs may be owned by another account (no account in the ARN)."
+        ),
         f("subnet/*"): supporting_reason,
         f("security-group/*"): supporting_reason,
         f("key-pair/*"): supporting_reason,
@@ -229,7 +233,8 @@ def _workflow_start(ctx: GrantContext, role: iam.Role) -> Findings:
 def _workflow_read(ctx: GrantContext, role: iam.Role) -> Findings:
     machine = ctx.workflow()
     executions = ctx.stack.format_arn(service="states", resource="execution",
-                                      resource_name=f"{machine.state_machine_name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+                                      resource_name=f"{machine.state_machine_name}:*",
+                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
     role.add_to_principal_policy(iam.PolicyStatement(
         sid="ReadStateMachine", actions=["states:ListExecutions", "states:DescribeStateMachine"],
         resources=[machine.state_machine_arn],

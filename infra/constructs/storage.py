@@ -9,8 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
-from spot_core.adapters.dynamodb import schema
 
+from spot_core.adapters.dynamodb import schema
 
 
 class Storage(Construct):

@@ -2,7 +2,7 @@
 fallback) and Spot price history from EC2 (moto, and a paged fake)."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -14,7 +14,7 @@ from spot_core.adapters.pricing import OnDemandPricer, parse_price_list_product,
 from spot_core.domain.errors import PriceUnavailable
 from spot_core.domain.pricing import spot_price_statistics
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def price_list_entry(instance_type="m5.large", usd="0.0960000000", extra_dimensions=()):
@@ -35,8 +35,9 @@ def price_list_entry(instance_type="m5.large", usd="0.0960000000", extra_dimensi
             "attributes": {
                 "instanceType": instance_type, "location": "US East (N. Virginia)", "regionCode": "us-east-1",
                 "operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA",
-                "capacitystatus": "Used", "licenseModel": "No License required", "usagetype": f"BoxUsage:{instance_type}",
-                "operation": "RunInstances", "vcpu": "2", "memory": "8 GiB", "servicecode": "AmazonEC2",
+                "capacitystatus": "Used", "licenseModel": "No License required",
+                "usagetype": f"BoxUsage:{instance_type}", "operation": "RunInstances", "vcpu": "2",
+                "memory": "8 GiB", "servicecode": "AmazonEC2",
             },
         },
         "serviceCode": "AmazonEC2",
@@ -51,7 +52,9 @@ def price_list_entry(instance_type="m5.large", usd="0.0960000000", extra_dimensi
             "Reserved": {
                 "6C86BEPQVG73ZGGR.4NA7Y494T4": {
                     "priceDimensions": {
-                        "6C86BEPQVG73ZGGR.4NA7Y494T4.6YS6EN2CT7": {"unit": "Hrs", "pricePerUnit": {"USD": "0.0600000000"}},
+                        "6C86BEPQVG73ZGGR.4NA7Y494T4.6YS6EN2CT7": {
+                            "unit": "Hrs", "pricePerUnit": {"USD": "0.0600000000"},
+                        },
                     },
                     "termAttributes": {"LeaseContractLength": "1yr", "PurchaseOption": "No Upfront"},
                 }
@@ -118,7 +121,8 @@ def test_price_list_filters_select_the_linux_shared_on_demand_sku():
         {"Type": "TERM_MATCH", "Field": "licenseModel", "Value": "No License required"},
     ]
     locations = {r: price_list_filters("t3.micro", r)[1]["Value"] for r in ["us-east-1", "us-west-2", "eu-central-1"]}
-    assert locations == {"us-east-1": "US East (N. Virginia)", "us-west-2": "US West (Oregon)", "eu-central-1": "EU (Frankfurt)"}
+    assert locations == {"us-east-1": "US East (N. Virginia)", "us-west-2": "US West (Oregon)",
+                         "eu-central-1": "EU (Frankfurt)"}
     with pytest.raises(ValueError, match="moon-1"):
         price_list_filters("m5.large", "moon-1")
 

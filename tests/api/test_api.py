@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from spot_core.entry.api import TITLE
 from spot_core.domain.errors import TransientAwsError
+from spot_core.entry.api import TITLE
 from spot_core.services.migrations import Migrations
 from spotctl.local.runtime import LocalRuntime
 
@@ -116,7 +116,8 @@ def test_start_is_idempotent_per_id_and_request(rt):
     executions = rt.client("stepfunctions").list_executions(stateMachineArn=rt.state_machine_arn)["executions"]
     assert [e["name"] for e in executions].count("idem-1") == 1
     assert rt.wait("idem-1").status == "SUCCEEDED"
-    assert json.loads(rt.client("stepfunctions").describe_execution(executionArn=rt.execution_arn("idem-1"))["input"])["waves"] == [25, 100]
+    execution = rt.client("stepfunctions").describe_execution(executionArn=rt.execution_arn("idem-1"))
+    assert json.loads(execution["input"])["waves"] == [25, 100]
 
 
 # --- validation: 400, and nothing started or written -------------------------------------------
@@ -162,7 +163,8 @@ def test_invalid_requests_are_400_naming_the_field_and_change_nothing(rt, method
 ], ids=["garbage", "not-a-key", "forged-key"])
 def test_bad_next_tokens_are_400(rt, dry_run, token):
     before = state(rt)
-    for path, query in (("/migrations", {}), ("/migrations", {"status": "planned"}), (f"/migrations/{dry_run}/plan", {})):
+    for path, query in (("/migrations", {}), ("/migrations", {"status": "planned"}),
+                        (f"/migrations/{dry_run}/plan", {})):
         reply = call(rt, "GET", path, query={**query, "next_token": token})
         assert reply.status == 400, (path, query, reply.text)
         assert "next_token" in reply.json["message"]
@@ -196,7 +198,8 @@ def test_list_filters_by_status_and_pages(rt, dry_run):
         expected = [m["migration_id"] for m in call(rt, "GET", "/migrations", query=filters).json["items"]]
         seen, token = [], None
         while True:
-            page = call(rt, "GET", "/migrations", query={**filters, "limit": "1", **({"next_token": token} if token else {})}).json
+            query = {**filters, "limit": "1", **({"next_token": token} if token else {})}
+            page = call(rt, "GET", "/migrations", query=query).json
             assert len(page["items"]) <= 1
             seen += [m["migration_id"] for m in page["items"]]
             token = page["next_token"]
@@ -219,7 +222,8 @@ def test_detail_of_a_dry_run(rt, dry_run):
 def test_the_plan_pages_cover_every_instance_exactly_once(rt, dry_run):
     seen, token, pages = [], None, 0
     while True:
-        reply = call(rt, "GET", f"/migrations/{dry_run}/plan", query={"limit": "5", **({"next_token": token} if token else {})})
+        query = {"limit": "5", **({"next_token": token} if token else {})}
+        reply = call(rt, "GET", f"/migrations/{dry_run}/plan", query=query)
         assert reply.status == 200 and reply.json["migration_id"] == dry_run
         assert len(reply.json["items"]) <= 5
         seen += [entry["instance_id"] for entry in reply.json["items"]]
@@ -298,7 +302,8 @@ def test_approval_by_the_caller_id_when_there_is_no_user_arn(rt, dry_run):
 
     approved = call(rt, "POST", "/migrations/to-approve/approve", identity=principal(None, caller="AIDAEXAMPLECALLER"))
     assert approved.status == 200, approved.text
-    assert (approved.json["approved"], approved.json["decided_by"], approved.json["reason"]) == (True, "AIDAEXAMPLECALLER", None)
+    decision = (approved.json["approved"], approved.json["decided_by"], approved.json["reason"])
+    assert decision == (True, "AIDAEXAMPLECALLER", None)
     assert call(rt, "POST", "/migrations/to-approve/approve").status == 409
     assert rt.wait("to-approve").status == "SUCCEEDED"
     assert call(rt, "POST", "/migrations/to-approve/reject", body={"reason": "too late"}).status == 409
@@ -358,7 +363,8 @@ def test_throttling_by_aws_is_a_503(rt, monkeypatch):
 
 def test_requests_are_logged_with_the_principal_but_never_whole(rt):
     call(rt, "POST", "/migrations", body={"migration_id": "logged", "dry_run": True})
-    line = next(json.loads(line) for line in rt.lambdas.invocations[-1].logs.splitlines() if "migration started" in line)
+    logs = rt.lambdas.invocations[-1].logs
+    line = next(json.loads(line) for line in logs.splitlines() if "migration started" in line)
     assert (line["migration_id"], line["principal"]) == ("logged", ALICE)
     assert line["correlation_id"] == SAMPLE["requestContext"]["requestId"]
     assert "X-Amz-Security-Token" not in api_logs(rt) and "Signature=" not in api_logs(rt)

@@ -22,8 +22,10 @@ ROUTES = {
     ("get", "/migrations"): ("listMigrations", None, {200: "MigrationPage"}, {400, 403}),
     ("get", "/migrations/{migration_id}"): ("getMigration", None, {200: "MigrationDetail"}, {400, 403, 404}),
     ("get", "/migrations/{migration_id}/plan"): ("getPlan", None, {200: "PlanPage"}, {400, 403, 404}),
-    ("post", "/migrations/{migration_id}/approve"): ("approveMigration", "Decision", {200: "DecisionResult"}, {400, 403, 404, 409}),
-    ("post", "/migrations/{migration_id}/reject"): ("rejectMigration", "Rejection", {200: "DecisionResult"}, {400, 403, 404, 409}),
+    ("post", "/migrations/{migration_id}/approve"):
+        ("approveMigration", "Decision", {200: "DecisionResult"}, {400, 403, 404, 409}),
+    ("post", "/migrations/{migration_id}/reject"):
+        ("rejectMigration", "Rejection", {200: "DecisionResult"}, {400, 403, 404, 409}),
 }
 
 

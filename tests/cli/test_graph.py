@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import pytest
+
 from spot_core.domain.clock import Budget
 from spot_core.services import migrate_wave
-
 from spotctl.graph import render_graph
 from spotctl.graph.asl import all_states
 from spotctl.graph.layout import layout
@@ -59,7 +59,8 @@ def _run_every_path() -> dict[str, dict]:
         gated = {"quality": {"target_group_arn": rt.fleet.target_group_arn}}
 
         def keep(name, mid, status, token=None):
-            out[name] = {"definition": definition, "history": rt.history(mid), "status": status, "mid": mid, "token": token}
+            out[name] = {"definition": definition, "history": rt.history(mid), "status": status, "mid": mid,
+                         "token": token}
 
         mid = rt.start_migration(gated)
         rt.wait_for_status(mid, "awaiting_approval")
@@ -91,7 +92,7 @@ def _statuses(run) -> dict[str, str]:
 
 def _expect(run, **groups: set[str]) -> dict[str, str]:
     """Every state of the ASL: the named groups, everything else not reached."""
-    expected = {name: "not-reached" for name in all_states(run["definition"])}
+    expected = dict.fromkeys(all_states(run["definition"]), "not-reached")
     for status, names in groups.items():
         assert names <= expected.keys(), names - expected.keys()
         expected.update(dict.fromkeys(names, status.replace("_", "-")))
@@ -105,14 +106,17 @@ WAVE = {"MigrateWave", "WaveComplete", "Bake", "QualityGate", "WaveSucceeded"}
 
 def expected_statuses(name: str, run) -> dict[str, str]:
     if name == "succeeded":
-        return _expect(run, succeeded=REVIEWED | WAVE | {"CaptureBaseline", "Waves", "WaitForReplacements", "Finalize", "Done"})
+        succeeded = REVIEWED | WAVE | {"CaptureBaseline", "Waves", "WaitForReplacements", "Finalize", "Done"}
+        return _expect(run, succeeded=succeeded)
     if name == "rolled_back":
-        return _expect(run, succeeded=REVIEWED | WAVE - {"QualityGate"} | {"CaptureBaseline", "Rollback", "RollbackComplete"},
-                       caught={"Waves", "QualityGate"}, failed={"RolledBack"})
+        succeeded = REVIEWED | WAVE - {"QualityGate"} | {"CaptureBaseline", "Rollback", "RollbackComplete"}
+        return _expect(run, succeeded=succeeded, caught={"Waves", "QualityGate"}, failed={"RolledBack"})
     if name == "rejected":
-        return _expect(run, succeeded=REVIEWED | {"RequestApproval", "ApprovalDecision", "RecordRejection"}, failed={"Rejected"})
+        return _expect(run, succeeded=REVIEWED | {"RequestApproval", "ApprovalDecision", "RecordRejection"},
+                       failed={"Rejected"})
     if name == "timed_out":
-        return _expect(run, succeeded=REVIEWED | {"RecordApprovalTimeout"}, caught={"RequestApproval"}, failed={"ApprovalTimedOut"})
+        return _expect(run, succeeded=REVIEWED | {"RecordApprovalTimeout"}, caught={"RequestApproval"},
+                       failed={"ApprovalTimedOut"})
     assert name == "waiting"
     return _expect(run, succeeded=REVIEWED, current={"RequestApproval"})
 
@@ -149,7 +153,7 @@ def test_loops_and_map_iterations_count_every_entry(runs):
 def test_the_timeline_names_states_and_errors_from_the_execution_start(runs):
     view = execution_view(runs["rolled_back"]["definition"], runs["rolled_back"]["history"], "FAILED")
     assert view.timeline[0].elapsed == 0.0 and view.timeline[0].type == "ExecutionStarted"
-    assert all(b.elapsed >= a.elapsed for a, b in zip(view.timeline, view.timeline[1:]))
+    assert all(b.elapsed >= a.elapsed for a, b in zip(view.timeline, view.timeline[1:], strict=False))
     failed = [row for row in view.timeline if row.type == "TaskFailed"]
     assert [row.state for row in failed] == ["QualityGate"] and failed[0].error.startswith("QualityGateFailed")
     assert view.timeline[-1].type == "ExecutionFailed" and view.error.startswith("MigrationRolledBack")
@@ -157,7 +161,8 @@ def test_the_timeline_names_states_and_errors_from_the_execution_start(runs):
 
 
 def _event(eid: int, prev: int, etype: str, **details) -> dict:
-    return {"id": eid, "previousEventId": prev, "type": etype, "timestamp": datetime(2026, 1, 1, 0, 0, eid, tzinfo=UTC), **details}
+    return {"id": eid, "previousEventId": prev, "type": etype,
+            "timestamp": datetime(2026, 1, 1, 0, 0, eid, tzinfo=UTC), **details}
 
 
 def test_a_retried_failure_succeeds_and_an_uncaught_one_fails_the_state():
@@ -209,7 +214,8 @@ class DrawnStates(HTMLParser):
         if name:
             assert name not in self.states, f"{name} drawn twice"
             parent = next((n for n in reversed(self._open) if n), None)
-            self.states[name] = {"status": a.get("data-status"), "entries": int(a.get("data-entries", -1)), "parent": parent}
+            self.states[name] = {"status": a.get("data-status"), "entries": int(a.get("data-entries", -1)),
+                                 "parent": parent}
         self._open.append(name)
 
     def handle_endtag(self, tag):
@@ -240,7 +246,8 @@ def test_the_page_draws_every_state_nested_in_its_parent_with_its_status(runs, n
 def test_no_task_token_input_output_or_parameters_reach_the_page(runs):
     for name in ("waiting", "rejected"):
         run = runs[name]
-        assert run["token"] and run["token"] in json.dumps(run["history"], default=str), "the real history carries the token"
+        history = json.dumps(run["history"], default=str)
+        assert run["token"] and run["token"] in history, "the real history carries the token"
         assert run["token"] not in _page(run)
     run = copy.deepcopy(runs["rejected"])
     planted = 0

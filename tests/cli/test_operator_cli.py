@@ -66,7 +66,8 @@ def test_plan_is_a_dry_run_with_candidates_exclusions_and_savings(service, capsy
     assert {"stateful"} <= {p["exclusion_reason"] for p in excluded}
     summary = result["migration"]["summary"]
     assert summary["candidates"] == len(plan) - len(excluded)
-    assert summary["monthly_savings"] == pytest.approx(sum(p["monthly_savings"] for p in plan if p["eligible"]), abs=0.05)
+    eligible_savings = sum(p["monthly_savings"] for p in plan if p["eligible"])
+    assert summary["monthly_savings"] == pytest.approx(eligible_savings, abs=0.05)
     assert result["migration"]["status"] == "planned" and result["migration"]["approval"] is None
     assert all(p["replacement_id"] is None for p in plan)  # nothing changed
 
@@ -147,7 +148,8 @@ def test_migrate_approve_watch_status_list_and_graph(service, capsys, tmp_path):
     assert [m["migration_id"] for m in json.loads(out)["items"]] == ["cli-approve"]
 
     code, out, _ = run(capsys, "local", "notifications", "--json")
-    approval_request = next(n for n in json.loads(out) if "cli-approve" in n["subject"] and "approval" in n["subject"].lower())
+    approval_request = next(n for n in json.loads(out)
+                            if "cli-approve" in n["subject"] and "approval" in n["subject"].lower())
     assert "spotctl approve cli-approve" in approval_request["message"]
     assert ("https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/"
             "arn:aws:states:us-east-1:123456789012:execution:spot-migration:cli-approve") in approval_request["message"]
@@ -191,7 +193,8 @@ def test_simulated_interruption_and_rebalance_go_through_the_rules(service, caps
     result = outcome["deliveries"][0]["result"]
     assert result["action"] == "replaced" and result["launched"]
     original = next(p for p in spot if p["instance_id"] == managed[0])
-    assert (result["instance_type"], result["availability_zone"]) != (original["instance_type"], original["availability_zone"])
+    placement = (result["instance_type"], result["availability_zone"])
+    assert placement != (original["instance_type"], original["availability_zone"])
 
     code, out, _ = run(capsys, "simulate-rebalance", managed[1])
     assert code == 0 and "rule RebalanceRecommendation" in out and "prewarmed:" in out
@@ -226,7 +229,8 @@ def test_local_status_and_help(service, capsys):
         main(["--help"])
     assert shown.value.code == 0
     text = capsys.readouterr().out
-    for command in ("plan", "migrate", "approve", "reject", "status", "list", "watch", "graph", "simulate-interruption", "local"):
+    for command in ("plan", "migrate", "approve", "reject", "status", "list", "watch", "graph", "simulate-interruption",
+                    "local"):
         assert f"    {command}" in text
     assert "Exit codes" in text
 
@@ -237,7 +241,8 @@ def test_against_a_deployed_stack_found_by_its_outputs(capsys, tmp_path):
         rt.fleet.seed_fleet(6)
         rt.publish_stack("SpotMigrationProd")
         aws = ["--stack", "SpotMigrationProd", "--region", "us-east-1"]
-        code, out, _ = run(capsys, "migrate", *aws, "--id", "aws-1", "--target-group", rt.fleet.target_group_arn, "--json")
+        code, out, _ = run(capsys, "migrate", *aws, "--id", "aws-1", "--target-group", rt.fleet.target_group_arn,
+                           "--json")
         assert code == 0 and json.loads(out)["created"] is True
         rt.wait_for_status("aws-1", "awaiting_approval")
         code, out, _ = run(capsys, "approve", "aws-1", *aws)

@@ -27,7 +27,8 @@ from spot_core.entry.catalog import FUNCTIONS
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 MANAGED = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
 OPTED_IN = {"StringEquals": {f"aws:ResourceTag/{OPT_IN_TAG}": "true"}}
-MUTATING_EC2 = {"ec2:RunInstances", "ec2:CreateTags", "ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"}
+MUTATING_EC2 = {"ec2:RunInstances", "ec2:CreateTags", "ec2:StartInstances", "ec2:StopInstances",
+                "ec2:TerminateInstances"}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,8 @@ def test_table(resources):
     key = resources[props["SSESpecification"]["KMSMasterKeyId"]["Fn::GetAtt"][0]]
     assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                                  {"AttributeName": "sk", "KeyType": "RANGE"}]
     (gsi,) = props["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == "by_status"
     assert gsi["KeySchema"] == [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
@@ -322,7 +324,8 @@ def test_mutating_permissions_follow_the_catalog(spec, stack, statements_by_role
     own = statements_by_role[logical_id(stack, stack.functions.functions[spec.name].role)]
     actions = {a for s in own for a in listify(s["Action"])}
     assert bool(actions & (MUTATING_EC2 - {"ec2:TerminateInstances"})) == ("ec2:migrate" in spec.permissions)
-    assert ("ec2:TerminateInstances" in actions) == bool({"ec2:migrate", "ec2:terminate-managed"} & set(spec.permissions))
+    terminates = bool({"ec2:migrate", "ec2:terminate-managed"} & set(spec.permissions))
+    assert ("ec2:TerminateInstances" in actions) == terminates
     assert ("iam:PassRole" in actions) == ("iam:pass" in spec.permissions)
     assert ("sns:Publish" in actions) == ("sns:publish" in spec.permissions)
     assert ("dynamodb:PutItem" in actions) == ("table:write" in spec.permissions)
@@ -385,15 +388,17 @@ def test_iam5_acknowledgements_match_the_findings_exactly(resources):
 
 
 def test_every_acknowledgement_gives_a_reason(resources):
-    rules = [r for res in resources.values() for r in res.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])]
+    suppressed = {name: res.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+                  for name, res in resources.items()}
+    rules = [r for rs in suppressed.values() for r in rs]
     assert rules
     assert all(len(r["reason"]) >= 40 for r in rules)
     # besides IAM5 wildcards: the pinned runtime, the dead-letter queue having no DLQ of its own, and the
     # API's choices: IAM rather than Cognito, no WAF, the public Swagger UI page (and only that one)
     assert {r["id"] for r in rules if not r["id"].startswith("AwsSolutions-IAM5[")} == {
         "AwsSolutions-L1", "AwsSolutions-SQS3", "AwsSolutions-COG4", "AwsSolutions-APIG3", "AwsSolutions-APIG4"}
-    public = [res["Metadata"]["aws:cdk:path"] for res in resources.values()
-              if any(r["id"] == "AwsSolutions-APIG4" for r in res.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []))]
+    public = [resources[name]["Metadata"]["aws:cdk:path"] for name, rs in suppressed.items()
+              if any(r["id"] == "AwsSolutions-APIG4" for r in rs)]
     assert public == ["SpotMigration/MigrationsApi/Api/Default/swagger/GET/Resource"]
 
 
@@ -415,6 +420,7 @@ def test_bad_context_fails_fast(context, message, tmp_path):
 # --- EventBridge: interruption warnings, rebalance recommendations, orphan sweep ---------
 def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources):
     from moto.events.models import EventPattern
+
     from spot_core.entry.event_rules import RULES
 
     replacer = logical_id(stack, stack.functions.functions["replace_interrupted"])
@@ -446,8 +452,10 @@ def test_replacement_failures_reach_an_encrypted_dead_letter_queue_with_the_reas
 
 def test_orphan_sweep_runs_on_a_schedule(stack, resources):
     sweeper = logical_id(stack, stack.functions.functions["sweep_orphans"])
-    scheduled = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
-    assert [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in scheduled] == [("rate(1 hour)", {"Fn::GetAtt": [sweeper, "Arn"]})]
+    scheduled = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
+                 if "ScheduleExpression" in r["Properties"]]
+    targets = [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in scheduled]
+    assert targets == [("rate(1 hour)", {"Fn::GetAtt": [sweeper, "Arn"]})]
 
 
 # --- the migrations API ------------------------------------------------------------------

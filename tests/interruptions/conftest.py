@@ -11,8 +11,10 @@ def rt():
         runtime.fleet.setup_network()
         runtime.managed = []
         for n, az in enumerate(["us-east-1a", "us-east-1b", "us-east-1c"]):
-            runtime.managed += runtime.fleet.launch("m5.large", f"web-spot-{n}", az, {MANAGED_TAG: "true"}, market="spot")
+            runtime.managed += runtime.fleet.launch("m5.large", f"web-spot-{n}", az, {MANAGED_TAG: "true"},
+                                                    market="spot")
         for iid in runtime.managed:
             runtime.wiring.registry.register(iid, "test fleet")
-        runtime.unmanaged = runtime.fleet.launch("m5.large", "someone-elses-spot", "us-east-1a", market="spot", register=False)
+        runtime.unmanaged = runtime.fleet.launch("m5.large", "someone-elses-spot", "us-east-1a", market="spot",
+                                                 register=False)
         yield runtime

@@ -4,17 +4,22 @@ into the replacement Lambda on the embedded runtime."""
 import threading
 
 import pytest
+from ec2_events import ec2_event, launched_replacements, sample
 
-from spot_core.entry import wiring
 from spot_core.domain.errors import InvalidEvent
+from spot_core.entry import wiring
 from spot_core.entry.event_rules import RULES
 from spotctl.local.lambdas import FakeContext
 
-from ec2_events import ec2_event, launched_replacements, sample
+STORM = 40  # warnings in the end-to-end storm
 
 
 def serving(rt) -> set[str]:
     return rt.fleet.snapshot()["serving"]
+
+
+def replace_context() -> FakeContext:
+    return FakeContext("replace", "arn:aws:lambda:us-east-1:123456789012:function:replace", 90, 512)
 
 
 @pytest.mark.parametrize("name, rule", [
@@ -91,7 +96,7 @@ def test_concurrent_duplicates_launch_once(rt, monkeypatch):
 
     def deliver(e):
         barrier.wait()
-        results.append(handler(e, FakeContext("replace", "arn:aws:lambda:us-east-1:123456789012:function:replace", 90, 512))["action"])
+        results.append(handler(e, replace_context())["action"])
 
     threads = [threading.Thread(target=deliver, args=(e,)) for e in (event, event, other)]
     for t in threads:
@@ -110,7 +115,8 @@ def test_rebalance_prewarms_and_the_interruption_swaps_without_a_second_launch(r
     assert {victim, prewarmed} <= serving(rt), "the old instance keeps serving next to the prewarmed one"
 
     [warning] = rt.put_ec2_event(ec2_event(victim))
-    assert warning["result"] == {"action": "swapped_prewarmed", "instance_id": victim, "replacement_id": prewarmed, "launched": False}
+    assert warning["result"] == {"action": "swapped_prewarmed", "instance_id": victim, "replacement_id": prewarmed,
+                                 "launched": False}
     assert len(launched_replacements(rt)) == 1
     assert victim not in serving(rt) and prewarmed in serving(rt)
 
@@ -137,25 +143,30 @@ def test_malformed_event_is_rejected_launches_nothing_and_lands_in_the_dlq(rt, m
         monkeypatch.setenv(k, v)
     with pytest.raises(InvalidEvent, match="detail.instance-id"):
         rt.lambdas.handler("spot-migration-replace_interrupted")(
-            sample("ec2_malformed_interruption.json"), FakeContext("replace", "arn:aws:lambda:us-east-1:123456789012:function:replace", 90, 512))
+            sample("ec2_malformed_interruption.json"), replace_context())
 
 
-def test_a_storm_of_200_warnings_gets_200_replacements(rt):
-    storm = rt.fleet.launch("c5.large", "batch-spot", "us-east-1b", {"spot-migration:managed": "true"}, count=200, market="spot")
+def test_a_storm_of_warnings_gets_one_replacement_each(rt):
+    """End to end through the rules and the function; the 200-warning storm with duplicates is a
+    service test on fakes (tests/services/test_interruptions.py)."""
+    storm = rt.fleet.launch("c5.large", "batch-spot", "us-east-1b", {"spot-migration:managed": "true"}, count=STORM,
+                            market="spot")
     for iid in storm:
         rt.wiring.registry.register(iid, "storm fleet")
     handled = [d for iid in storm for d in rt.put_ec2_event(ec2_event(iid))]
 
     assert [d.get("error") for d in handled if "error" in d] == []
-    assert sum(d["result"]["action"] == "replaced" for d in handled) == 200
-    succeeded = {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}["spot-migration:succeeds"] for i in launched_replacements(rt)}
+    assert sum(d["result"]["action"] == "replaced" for d in handled) == STORM
+    succeeded = {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}["spot-migration:succeeds"]
+                 for i in launched_replacements(rt)}
     assert sorted(succeeded.values()) == sorted(storm)
     assert rt.dead_letters() == []
 
 
 def test_sweeper_reports_a_planted_orphan_and_nothing_else(rt):
     rt.lambdas.environment["SWEEPER_GRACE_SECONDS"] = "0"
-    planted = rt.fleet.launch("m5.large", "forgotten", "us-east-1c", {"spot-migration:managed": "true"}, market="spot", register=False)
+    planted = rt.fleet.launch("m5.large", "forgotten", "us-east-1c", {"spot-migration:managed": "true"}, market="spot",
+                              register=False)
     response = rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
     result = __import__("json").loads(response["Payload"].read())
     assert [o["instance_id"] for o in result["orphans"]] == planted

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from spot_core.domain.tags import STATEFUL_TAG
 from spot_core.domain.analysis import (
     MIN_CPU_SAMPLES,
     InstanceFacts,
@@ -20,6 +19,7 @@ from spot_core.domain.analysis import (
 )
 from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
 from spot_core.domain.pricing import HOURS_PER_MONTH
+from spot_core.domain.tags import STATEFUL_TAG
 from spot_core.domain.waves import plan_waves, wave_order
 
 HOURS = 7 * 24
@@ -27,10 +27,10 @@ TG = TargetRef(arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgr
 
 
 def facts(**overrides) -> InstanceFacts:
-    base = dict(
-        instance_id="i-0123456789abcdef0", instance_type="m5.large", availability_zone="us-east-1a",
-        state="running", subnet_id="subnet-0a1b2c3d", tags={"Name": "web", "spot-migration:opt-in": "true"},
-    )
+    base = {
+        "instance_id": "i-0123456789abcdef0", "instance_type": "m5.large", "availability_zone": "us-east-1a",
+        "state": "running", "subnet_id": "subnet-0a1b2c3d", "tags": {"Name": "web", "spot-migration:opt-in": "true"},
+    }
     return InstanceFacts(**{**base, **overrides})
 
 
@@ -101,7 +101,8 @@ def test_not_running_wins_over_every_other_reason():
 
 
 def test_stateful_wins_over_instance_store_and_asg():
-    assert exclusion_reason(facts(instance_storage=True, tags={STATEFUL_TAG: "true", "aws:autoscaling:groupName": "a"}))[0] == "stateful"
+    tags = {STATEFUL_TAG: "true", "aws:autoscaling:groupName": "a"}
+    assert exclusion_reason(facts(instance_storage=True, tags=tags))[0] == "stateful"
 
 
 def test_facts_name_comes_from_the_name_tag():
@@ -223,7 +224,8 @@ def test_risk_levels(workload, burstable, p95, pool_count, risk):
 # --- records and savings -------------------------------------------------------------------------------
 
 
-def record_for(f: InstanceFacts | None = None, od: float | None = 0.096, spot: tuple[float, ...] = (0.0336, 0.035, 0.036),
+def record_for(f: InstanceFacts | None = None, od: float | None = 0.096,
+               spot: tuple[float, ...] = (0.0336, 0.035, 0.036),
                cpu: list[float] | None = None, min_savings_pct: float = 10.0) -> InstanceRecord:
     f = f or facts()
     return build_record(f, on_demand_hourly=od, pools=pools(*spot, itype=f.instance_type, az=f.availability_zone),
@@ -432,10 +434,10 @@ def test_plan_waves_properties(candidates, plan):
     assert all(w.target_count >= 1 for w in waves)
     assert [w.index for w in waves] == list(range(len(waves)))
     cumulative = [w.cumulative for w in waves]
-    assert all(b > a for a, b in zip(cumulative, cumulative[1:]))
+    assert all(b > a for a, b in zip(cumulative, cumulative[1:], strict=False))
     assert cumulative[-1] == candidates
     running = 0
-    bake_of = dict(zip(percents, bakes))
+    bake_of = dict(zip(percents, bakes, strict=True))
     for w in waves:
         running += w.target_count
         assert w.cumulative == running

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from spot_core.domain.tags import OPT_IN_TAG
 from spot_core.domain.errors import InvalidEvent, InvalidMigrationRequest
-from spot_core.entry.events import MigrationEvent, parse_event
 from spot_core.domain.plan import AgentVerdict, InstanceRecord
 from spot_core.domain.request import MigrationRequest, QualityConfig, check_migration_id, parse_request
+from spot_core.domain.tags import OPT_IN_TAG
+from spot_core.entry.events import MigrationEvent, parse_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TG_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/6d0ecf831eec9f09"
@@ -75,7 +75,8 @@ def test_default_bake_times_have_one_value_per_wave(waves, expected):
 
 
 def test_instance_ids_are_deduplicated_and_sorted():
-    request = parse_request({"selector": {"instance_ids": ["i-0fedcba9876543210", "i-0123456789abcdef0", "i-0fedcba9876543210"]}})
+    ids = ["i-0fedcba9876543210", "i-0123456789abcdef0", "i-0fedcba9876543210"]
+    request = parse_request({"selector": {"instance_ids": ids}})
     assert request.selector.instance_ids == ["i-0123456789abcdef0", "i-0fedcba9876543210"]
 
 
@@ -122,7 +123,9 @@ def test_bake_seconds_out_of_range():
     assert "bake_seconds" in invalid({"waves": [50, 100], "bake_seconds": [-1, 60]})
 
 
-@pytest.mark.parametrize("bad", ["i-123", "x-0123456789abcdef0", "i-0123456789ABCDEF0", "i-0123456789abcdef01234", "", "i-ghijklmn"])
+@pytest.mark.parametrize("bad", [
+    "i-123", "x-0123456789abcdef0", "i-0123456789ABCDEF0", "i-0123456789abcdef01234", "", "i-ghijklmn",
+])
 def test_bad_instance_ids(bad):
     message = invalid({"selector": {"instance_ids": ["i-0123456789abcdef0", bad]}})
     assert "selector.instance_ids" in message
@@ -167,7 +170,8 @@ def test_selector_with_ids_only_is_valid():
 
 
 def test_target_group_arn_must_be_a_target_group():
-    message = invalid({"quality": {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/1"}})
+    load_balancer = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/1"
+    message = invalid({"quality": {"target_group_arn": load_balancer}})
     assert "quality.target_group_arn" in message
 
 
@@ -222,7 +226,7 @@ def test_any_strictly_increasing_waves_ending_at_100_are_valid(inner):
 @settings(deadline=None)
 def test_waves_with_a_non_increase_are_always_rejected(waves):
     waves = waves + [100.0]
-    if all(b > a for a, b in zip(waves, waves[1:])):
+    if all(b > a for a, b in zip(waves, waves[1:], strict=False)):
         return
     with pytest.raises(InvalidMigrationRequest, match="waves"):
         parse_request({"waves": waves})
@@ -256,7 +260,8 @@ def test_non_string_migration_id():
 
 
 def test_instance_record_defaults():
-    record = InstanceRecord(instance_id="i-0123456789abcdef0", instance_type="m5.large", availability_zone="us-east-1a", eligible=True)
+    record = InstanceRecord(instance_id="i-0123456789abcdef0", instance_type="m5.large", availability_zone="us-east-1a",
+                            eligible=True)
     assert record.status == "planned"
     assert record.risk == "medium"
     assert record.workload == "unknown"

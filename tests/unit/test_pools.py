@@ -1,13 +1,13 @@
 """The one pool ordering, as a migration and as an interruption use it."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from spot_core.domain.instance_types import equivalent_types
 from spot_core.domain.plan import Pool
 from spot_core.domain.pools import MIGRATION_POOLS, interruption_pools, migration_pools, order_pools
 from spot_core.domain.pricing import SpotPriceStat
 
-NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
 TYPES = ["m5.large", "m5a.large", "m6i.large", "m6a.large", "m7i.large", "m5n.large"]
 
 

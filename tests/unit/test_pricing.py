@@ -1,7 +1,7 @@
 """Prices: the bundled catalog, the monthly maths and the Spot price statistics (pure)."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +11,7 @@ from spot_core.domain import pricing
 from spot_core.domain.instance_types import known_types, spec
 from spot_core.domain.pricing import HOURS_PER_MONTH, catalog_on_demand_price, monthly, spot_price_statistics
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"]
 
 
@@ -125,7 +125,8 @@ def test_statistics_lie_between_the_lowest_and_highest_price(points):
     assert min(prices) <= stat.median <= stat.p90 <= stat.maximum <= max(prices)
 
 
-@given(st.floats(min_value=0.0001, max_value=50).map(lambda p: round(p, 4)), st.lists(st.integers(0, 48 * 60), min_size=1))
+@given(st.floats(min_value=0.0001, max_value=50).map(lambda p: round(p, 4)),
+       st.lists(st.integers(0, 48 * 60), min_size=1))
 def test_a_constant_series_gives_that_constant(price, minutes):
     stat = spot_price_statistics(as_items([(price, m) for m in minutes]), NOW)[("m5.large", "us-east-1a")]
     assert stat.median == stat.p90 == stat.maximum == float(f"{price:.6f}")

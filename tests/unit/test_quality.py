@@ -72,7 +72,7 @@ def test_score_weights():
     assert degradation_score(10.0, 0.0) == pytest.approx(7.0)
     assert degradation_score(0.0, 10.0) == pytest.approx(3.0)
     assert degradation_score(10.0, 10.0) == pytest.approx(10.0)
-    assert LATENCY_WEIGHT + ERROR_WEIGHT == pytest.approx(1.0)
+    assert pytest.approx(1.0) == LATENCY_WEIGHT + ERROR_WEIGHT
 
 
 def test_missing_components_count_as_no_change():
@@ -160,15 +160,20 @@ def test_gate_improvement_does_not_offset_degradation():
     ],
 )
 def test_gate_threshold_boundary(current_latency, threshold, passed):
-    result = evaluate_gate(0, sample(latency=1.0, error_rate=0.0), sample(latency=current_latency, error_rate=0.0), threshold)
+    baseline, current = sample(latency=1.0, error_rate=0.0), sample(latency=current_latency, error_rate=0.0)
+    result = evaluate_gate(0, baseline, current, threshold)
     assert result.passed is passed
 
 
-@given(st.floats(min_value=0.01, max_value=10, allow_nan=False), st.floats(min_value=0.01, max_value=10, allow_nan=False),
-       st.floats(min_value=0, max_value=0.5, allow_nan=False), st.floats(min_value=0, max_value=0.5, allow_nan=False),
+@given(st.floats(min_value=0.01, max_value=10, allow_nan=False),
+       st.floats(min_value=0.01, max_value=10, allow_nan=False),
+       st.floats(min_value=0, max_value=0.5, allow_nan=False),
+       st.floats(min_value=0, max_value=0.5, allow_nan=False),
        st.data())
 @settings(deadline=None)
-def test_gate_passes_exactly_when_the_reported_score_is_within_the_threshold(base_latency, latency, base_errors, errors, data):
+def test_gate_passes_exactly_when_the_reported_score_is_within_the_threshold(
+    base_latency, latency, base_errors, errors, data
+):
     """The decision and the reported score agree, also at the boundary (threshold == score)."""
     base, current = sample(latency=base_latency, error_rate=base_errors), sample(latency=latency, error_rate=errors)
     reported = evaluate_gate(0, base, current, 100.0).score
@@ -196,14 +201,16 @@ def test_gate_fails_on_alarms_even_without_degradation():
 
 
 def test_gate_fails_on_unhealthy_replacements():
-    result = evaluate_gate(0, sample(), sample(), 5.0, unhealthy_instances=["i-0fedcba9876543210", "i-0123456789abcdef0"])
+    unhealthy = ["i-0fedcba9876543210", "i-0123456789abcdef0"]
+    result = evaluate_gate(0, sample(), sample(), 5.0, unhealthy_instances=unhealthy)
     assert not result.passed
     assert result.unhealthy_instances == ["i-0123456789abcdef0", "i-0fedcba9876543210"]
     assert any("2 Spot replacement(s)" in r for r in result.reasons)
 
 
 def test_gate_lists_every_reason():
-    result = evaluate_gate(0, sample(latency=0.1), sample(latency=0.2), 5.0, alarms_in_alarm=["a"], unhealthy_instances=["i-0123456789abcdef0"])
+    result = evaluate_gate(0, sample(latency=0.1), sample(latency=0.2), 5.0, alarms_in_alarm=["a"],
+                           unhealthy_instances=["i-0123456789abcdef0"])
     assert len(result.reasons) == 3
 
 

@@ -34,7 +34,7 @@ def spread(count: int, **kw) -> list[InstanceRecord]:
 
 def check_shape(verdict: AgentVerdict, agent: str, candidates: list[InstanceRecord]) -> None:
     assert verdict.agent == agent
-    assert VERDICT_KEYS <= set(verdict.model_dump())
+    assert set(verdict.model_dump()) >= VERDICT_KEYS
     assert 0.0 <= verdict.confidence <= 1.0
     assert verdict.excluded_instance_ids == sorted(set(verdict.excluded_instance_ids))
     assert verdict.excluded_count == len(verdict.excluded_instance_ids)
@@ -262,7 +262,7 @@ def test_every_agent_returns_a_consistent_verdict(candidates, quality_configured
     baseline = BASELINE if has_baseline else None
     verdicts = [review_performance(candidates), review_capacity(candidates),
                 review_application(candidates, baseline, quality_configured)]
-    for verdict, agent in zip(verdicts, ("performance", "capacity", "application")):
+    for verdict, agent in zip(verdicts, ("performance", "capacity", "application"), strict=True):
         check_shape(verdict, agent, candidates)
         if verdict.approved and candidates:
             assert verdict.excluded_count / len(candidates) < 0.5

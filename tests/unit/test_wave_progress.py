@@ -7,7 +7,8 @@ WAVES = [{"index": i, "percent": p, "bake_seconds": 60, "target_count": n, "cumu
 
 
 def gate(passed):
-    return {"passed": passed, "score": 1.0, "threshold_pct": 5.0, "latency_change_pct": 0.5, "error_rate_change_pct": 0.2}
+    return {"passed": passed, "score": 1.0, "threshold_pct": 5.0, "latency_change_pct": 0.5,
+            "error_rate_change_pct": 0.2}
 
 
 def test_each_wave_state_comes_from_the_recorded_progress():

@@ -46,8 +46,10 @@ def api(rt: LocalRuntime, method: str, path: str, body: dict | None = None, quer
     event.update(httpMethod=method, path=path, queryStringParameters=query,
                  multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
                  resource=path.replace(mid, "{migration_id}") if mid else path,
-                 pathParameters={"migration_id": mid} if mid else None, body=json.dumps(body) if body is not None else None)
-    response = json.loads(rt.client("lambda").invoke(FunctionName="spot-migration-api", Payload=json.dumps(event))["Payload"].read())
+                 pathParameters={"migration_id": mid} if mid else None,
+                 body=json.dumps(body) if body is not None else None)
+    reply = rt.client("lambda").invoke(FunctionName="spot-migration-api", Payload=json.dumps(event))
+    response = json.loads(reply["Payload"].read())
     assert response["statusCode"] < 300, response
     return json.loads(response["body"])
 
@@ -68,7 +70,8 @@ def calls() -> set[tuple[str, str]]:
             api(rt, "GET", "/migrations", query={"status": status} if status else None)
         api(rt, "GET", f"/migrations/{mid}/plan", query={"limit": "3"})
         spot = sorted(rt.fleet.snapshot()["spot"])
-        for kind, iid in (("EC2 Spot Instance Interruption Warning", spot[0]), ("EC2 Instance Rebalance Recommendation", spot[1])):
+        for kind, iid in (("EC2 Spot Instance Interruption Warning", spot[0]),
+                          ("EC2 Instance Rebalance Recommendation", spot[1])):
             rt.put_ec2_event({"version": "0", "id": str(uuid.uuid4()), "detail-type": kind, "source": "aws.ec2",
                               "account": "123456789012", "time": "2026-11-22T10:00:00Z", "region": "us-east-1",
                               "resources": [], "detail": {"instance-id": iid}})
@@ -76,7 +79,8 @@ def calls() -> set[tuple[str, str]]:
         rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
         rt.fleet.degradation = Degradation(wave=0)
         extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3)
-        failed = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality, "selector": {"instance_ids": extra}})
+        failed = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality,
+                                   "selector": {"instance_ids": extra}})
         assert (failed.status, failed.error) == ("FAILED", "MigrationRolledBack")
         assert not [i for i in rt.lambdas.invocations if i.errored and "AccessDenied" in str(i.payload)]
         return {(fn.removeprefix("spot-migration-"), action) for fn, action in rt.lambdas.calls}

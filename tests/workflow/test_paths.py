@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from spot_core.domain.tags import MANAGED_TAG
 from spot_core.domain.errors import ApprovalNotPending
+from spot_core.domain.tags import MANAGED_TAG
 from spotctl.local.workload import Degradation
 
 
@@ -35,7 +35,8 @@ def test_happy_path_migrates_every_eligible_instance_make_before_break(rt, auto)
     # every migrated original is stopped (not terminated) and its Spot replacement serves
     assert {r.instance_id for r in migrated} <= after["stopped"]
     assert {r.replacement_id for r in migrated} == after["spot"]
-    assert after["serving"] == (rt.before["serving"] - {r.instance_id for r in migrated}) | {r.replacement_id for r in migrated}
+    assert after["serving"] == ((rt.before["serving"] - {r.instance_id for r in migrated})
+                                | {r.replacement_id for r in migrated})
     # what must not move did not move
     for iid in rt.groups["stateful"] + rt.groups["burst"]:
         assert iid in after["on_demand"]
@@ -48,7 +49,8 @@ def test_happy_path_migrates_every_eligible_instance_make_before_break(rt, auto)
         tags = {t["Key"]: t["Value"] for t in new["Tags"]}
         assert tags[MANAGED_TAG] == "true" and tags["spot-migration:replaces"] == r.instance_id
         assert tags["Name"] == {t["Key"]: t["Value"] for t in old["Tags"]}["Name"]
-        assert (new["ImageId"], new["SubnetId"], new.get("KeyName")) == (old["ImageId"], old["SubnetId"], old.get("KeyName"))
+        assert ((new["ImageId"], new["SubnetId"], new.get("KeyName"))
+                == (old["ImageId"], old["SubnetId"], old.get("KeyName")))
         assert [g["GroupId"] for g in new["SecurityGroups"]] == [g["GroupId"] for g in old["SecurityGroups"]]
         assert new["InstanceLifecycle"] == "spot"
     # three waves, each baked with its own bake time and gated
@@ -151,12 +153,14 @@ def test_capacity_refused_in_one_pool_is_served_by_the_next(rt, auto):
     result = rt.run_migration(auto)
 
     assert result.status == "SUCCEEDED", result.cause
-    moved = [r for r in records(rt, result.migration_id).values() if r.instance_type == "m5.large" and r.status == "migrated"]
+    moved = [r for r in records(rt, result.migration_id).values()
+             if r.instance_type == "m5.large" and r.status == "migrated"]
     assert moved, "the seeded fleet has m5.large instances"
     for r in moved:
         assert r.replacement_type != "m5.large"
         assert any("InsufficientInstanceCapacity" in a for a in r.attempts)
-    assert rt.fleet.snapshot()["spot"] == {r.replacement_id for r in records(rt, result.migration_id).values() if r.status == "migrated"}
+    replacements = {r.replacement_id for r in records(rt, result.migration_id).values() if r.status == "migrated"}
+    assert rt.fleet.snapshot()["spot"] == replacements
 
 
 def test_capacity_refused_everywhere_fails_the_wave_and_rolls_back(rt, auto):
@@ -200,7 +204,8 @@ def test_rollback_of_a_wave_cut_short_mid_chunk_does_not_wait_for_replacements_n
 
     assert (result.status, result.error) == ("FAILED", "MigrationRolledBack")
     assert_untouched(rt)
-    polls = [a for f, a in rt.lambdas.calls if f.endswith("rollback") and a == "elasticloadbalancing:DescribeTargetHealth"]
+    polls = [a for f, a in rt.lambdas.calls
+             if f.endswith("rollback") and a == "elasticloadbalancing:DescribeTargetHealth"]
     assert len(polls) <= 4, f"rollback polled target health {len(polls)} times"
 
 

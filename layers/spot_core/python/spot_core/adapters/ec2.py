@@ -158,8 +158,8 @@ class Ec2Fleet:
 
     def user_data(self, instance_id: str) -> str | None:
         with transient_errors():
-            value = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData").get("UserData", {})
-        return value.get("Value")
+            attribute = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        return attribute.get("UserData", {}).get("Value")
 
     def subnets_by_zone(self, vpc_id: str) -> dict[str, str]:
         """One subnet per AZ of the VPC (the lowest id, so the choice is stable)."""

@@ -13,6 +13,7 @@ from ..domain.pricing import catalog_on_demand_price
 
 if TYPE_CHECKING:
     from mypy_boto3_pricing import PricingClient
+    from mypy_boto3_pricing.type_defs import FilterTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,7 @@ REGION_LOCATIONS: dict[str, str] = {
 }
 
 
-
-def price_list_filters(instance_type: str, region: str) -> list[dict[str, str]]:
+def price_list_filters(instance_type: str, region: str) -> list[FilterTypeDef]:
     """``get_products`` filters selecting the Linux, shared-tenancy, on-demand SKU."""
     location = REGION_LOCATIONS.get(region)
     if location is None:

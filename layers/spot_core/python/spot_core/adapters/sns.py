@@ -21,7 +21,8 @@ class SnsNotifier:
 
     def publish(self, subject_id: str, event: str, headline: str, lines: list[str], data: Mapping[str, Any]) -> None:
         """`subject_id`: the migration (or instance) the notification is about."""
-        body = "\n".join([headline, "", *lines, "", "Details:", json.dumps(data, indent=2, sort_keys=True, default=str)])
+        details = json.dumps(data, indent=2, sort_keys=True, default=str)
+        body = "\n".join([headline, "", *lines, "", "Details:", details])
         subject = f"[spot-migration] {subject_id}: {event}"[:SUBJECT_LIMIT]
         with transient_errors():
             self.sns.publish(

@@ -16,6 +16,8 @@ from .aws import error_code, transient_errors
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from ..ports import Execution, HistoryEvent
+
 HISTORY_PAGE = 1000
 GONE_TASK_CODES = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 
@@ -27,7 +29,7 @@ class SfnExecutions:
     def arn(self, migration_id: str) -> str:
         return self.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{migration_id}"
 
-    def start(self, migration_id: str, execution_input: str) -> dict[str, Any] | None:
+    def start(self, migration_id: str, execution_input: str) -> Execution | None:
         """The started execution, or None when one with this name exists already."""
         try:
             with transient_errors():
@@ -39,7 +41,7 @@ class SfnExecutions:
                 raise
             return None
 
-    def describe(self, migration_id: str) -> dict[str, Any] | None:
+    def describe(self, migration_id: str) -> Execution | None:
         try:
             with transient_errors():
                 return dict(self.sfn.describe_execution(executionArn=self.arn(migration_id)))
@@ -48,7 +50,7 @@ class SfnExecutions:
                 return None
             raise
 
-    def list(self, status: str | None, limit: int, next_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def page(self, status: str | None, limit: int, next_token: str | None) -> tuple[list[Execution], str | None]:
         """One page of executions, newest first, and the token of the next page."""
         kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn, "maxResults": limit}
         if status:
@@ -64,9 +66,9 @@ class SfnExecutions:
             raise
         return list(page.get("executions", [])), page.get("nextToken")
 
-    def history(self, migration_id: str) -> list[dict[str, Any]]:
+    def history(self, migration_id: str) -> list[HistoryEvent]:
         """The execution's events, oldest first."""
-        events: list[dict[str, Any]] = []
+        events: list[HistoryEvent] = []
         kwargs: dict[str, Any] = {"executionArn": self.arn(migration_id), "maxResults": HISTORY_PAGE}
         while True:
             try:
@@ -81,7 +83,7 @@ class SfnExecutions:
                 return events
             kwargs["nextToken"] = page["nextToken"]
 
-    def recent_events(self, migration_id: str, count: int) -> list[dict[str, Any]]:
+    def recent_events(self, migration_id: str, count: int) -> list[HistoryEvent]:
         """The latest `count` events, in whatever order the service returns them."""
         with transient_errors():
             page: Any = self.sfn.get_execution_history(executionArn=self.arn(migration_id), reverseOrder=True,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 from pydantic import BaseModel
+
+from .plan import InstanceRecord
+from .pricing import HOURS_PER_MONTH, SpotPriceStat
 
 # How a migration ends (the Finalize states of the state machine, and the rollback).
 Outcome = Literal[
@@ -43,6 +47,22 @@ class Realised(BaseModel):
     monthly_spot: float = 0.0
     monthly_savings: float = 0.0
     savings_pct: float = 0.0
+
+    @classmethod
+    def of(cls, migrated: list[InstanceRecord], prices: Mapping[tuple[str, str], SpotPriceStat]) -> Realised:
+        """``prices``: today's statistics per pool; a pool without any keeps the price it was launched at."""
+        on_demand = sum(r.on_demand_hourly or 0.0 for r in migrated) * HOURS_PER_MONTH
+        spot = sum(_spot_hourly(r, prices) * HOURS_PER_MONTH for r in migrated)
+        return cls(
+            instances=len(migrated), monthly_on_demand=round(on_demand, 2), monthly_spot=round(spot, 2),
+            monthly_savings=round(on_demand - spot, 2),
+            savings_pct=round(100 * (on_demand - spot) / on_demand, 1) if on_demand else 0.0,
+        )
+
+
+def _spot_hourly(record: InstanceRecord, prices: Mapping[tuple[str, str], SpotPriceStat]) -> float:
+    stat = prices.get((record.replacement_type or "", record.replacement_az or ""))
+    return stat.median if stat else record.replacement_spot_hourly or 0.0
 
 
 class FinalOutcome(BaseModel):

@@ -105,7 +105,7 @@ class MigrationRequest(Strict):
     def _waves(cls, waves: list[float]) -> list[float]:
         if any(not 0 < w <= 100 for w in waves):
             raise ValueError("each wave is a cumulative percentage in (0, 100]")
-        if any(b <= a for a, b in zip(waves, waves[1:])):
+        if any(b <= a for a, b in zip(waves, waves[1:], strict=False)):
             raise ValueError("waves must increase strictly")
         if waves[-1] != 100:
             raise ValueError("the last wave must be 100 (the whole plan)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -64,24 +65,34 @@ def review_performance(candidates: list[InstanceRecord]) -> AgentVerdict:
     found = Findings()
     burst = [r.instance_id for r in candidates if r.workload == "burst"]
     found.exclude(burst, f"{len(burst)} burst workload(s) excluded: sharp CPU peaks make interruptions costly")
-    hot = [r.instance_id for r in candidates
-           if r.cpu_p95 is not None and r.cpu_p95 >= HOT_CPU_P95 and r.instance_id not in burst]
+    hot = [r.instance_id for r in candidates if _hot(r) and r.instance_id not in burst]
     found.exclude(hot, f"{len(hot)} instance(s) with CPU p95 >= {HOT_CPU_P95:g} % excluded: "
                        "no headroom for a different Spot pool")
+    _check_burstable(candidates, found)
+    unknown = sum(1 for r in candidates if r.workload == "unknown")
+    if unknown:
+        found.concerns.append(f"{unknown} instance(s) without enough CPU history to classify")
+    return found.verdict("performance", candidates, 1.0 - _share(unknown, candidates) * 0.5)
+
+
+def _check_burstable(candidates: list[InstanceRecord], found: Findings) -> None:
     burstable = [r for r in candidates if r.burstable and r.instance_id not in found.excluded]
     if burstable:
         found.recommendations.append(
             f"{len(burstable)} burstable instance(s): keep 'unlimited' CPU credits on the Spot replacement")
-    unknown = sum(1 for r in candidates if r.workload == "unknown")
-    if unknown:
-        found.concerns.append(f"{unknown} instance(s) without enough CPU history to classify")
-    confidence = 1.0 - (unknown / len(candidates) if candidates else 0.0) * 0.5
-    return found.verdict("performance", candidates, confidence)
+
+
+def _hot(record: InstanceRecord) -> bool:
+    return record.cpu_p95 is not None and record.cpu_p95 >= HOT_CPU_P95
+
+
+def _share(count: int, candidates: list[InstanceRecord]) -> float:
+    return count / len(candidates) if candidates else 0.0
 
 
 # --- capacity -----------------------------------------------------------------------------------
 def review_capacity(candidates: list[InstanceRecord],
-                    recently_interrupted: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> AgentVerdict:
+                    recently_interrupted: Collection[tuple[str, str]] = frozenset()) -> AgentVerdict:
     """Pool diversity, AZ spread, pool concentration and recent interruptions."""
     found = Findings()
     single_pool = [r.instance_id for r in candidates if len(r.pools) < 2]
@@ -90,17 +101,27 @@ def review_capacity(candidates: list[InstanceRecord],
     kept = [r for r in candidates if r.instance_id not in found.excluded]
     _check_spread(kept, found)
     _check_concentration(kept, found)
+    _check_recent_interruptions(kept, recently_interrupted, found)
+    if kept:
+        found.recommendations.append(
+            "check the Spot vCPU quota (L-34B43A08) covers the replacements before the last wave")
+    veto = "no instance has a Spot pool to fall back to" if candidates and not kept else None
+    return found.verdict("capacity", candidates, 0.5 + 0.5 * _diversity(kept), veto)
+
+
+def _diversity(kept: list[InstanceRecord]) -> float:
+    """0 (no fallback pool anywhere) to 1 (every instance has FULL_DIVERSITY pools)."""
+    if not kept:
+        return 0.0
+    return sum(min(len(r.pools), FULL_DIVERSITY) for r in kept) / (FULL_DIVERSITY * len(kept))
+
+
+def _check_recent_interruptions(kept: list[InstanceRecord], recently_interrupted: Collection[tuple[str, str]],
+                                found: Findings) -> None:
     hit = [r.instance_id for r in kept if r.pools and r.pools[0].key in recently_interrupted]
     if hit:
         found.concerns.append(f"{len(hit)} instance(s) would start in a pool interrupted recently; "
                               "later pools are tried first where possible")
-    if kept:
-        found.recommendations.append(
-            "check the Spot vCPU quota (L-34B43A08) covers the replacements before the last wave")
-    diversity = (sum(min(len(r.pools), FULL_DIVERSITY) for r in kept) / (FULL_DIVERSITY * len(kept))
-                 if kept else 0.0)
-    veto = "no instance has a Spot pool to fall back to" if candidates and not kept else None
-    return found.verdict("capacity", candidates, 0.5 + 0.5 * diversity, veto)
 
 
 def _check_spread(kept: list[InstanceRecord], found: Findings) -> None:
@@ -127,20 +148,22 @@ def review_application(candidates: list[InstanceRecord], baseline: QualitySample
     found = Findings()
     stateful = [r.instance_id for r in candidates if r.name and STATEFUL_NAME.search(r.name)]
     found.exclude(stateful, f"{len(stateful)} instance(s) look stateful by name (database, queue, ...): excluded")
+    _check_standalone(candidates, found)
+    if not quality_configured:
+        found.concerns.append("no quality metrics configured: gates check alarms and instance health only")
+        return found.verdict("application", candidates, 0.6)
+    if baseline is None or baseline.datapoints == 0:
+        veto = "quality gates are configured but the baseline window has no data: the gates would be blind"
+        return found.verdict("application", candidates, 0.3, veto)
+    return found.verdict("application", candidates, 0.9)
+
+
+def _check_standalone(candidates: list[InstanceRecord], found: Findings) -> None:
     standalone = [r for r in candidates if not r.target_groups and r.instance_id not in found.excluded]
     if standalone:
         found.concerns.append(f"{len(standalone)} instance(s) are in no target group: no health-checked traffic swap")
         found.recommendations.append(
             "put serving instances behind a load balancer so replacements take traffic only when healthy")
-    veto = None
-    confidence = 0.9
-    if quality_configured and (baseline is None or baseline.datapoints == 0):
-        veto = "quality gates are configured but the baseline window has no data: the gates would be blind"
-        confidence = 0.3
-    elif not quality_configured:
-        found.concerns.append("no quality metrics configured: gates check alarms and instance health only")
-        confidence = 0.6
-    return found.verdict("application", candidates, confidence, veto)
 
 
 # --- from verdicts to the final plan ------------------------------------------------------------

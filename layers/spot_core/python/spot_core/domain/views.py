@@ -151,6 +151,24 @@ def migration_summary(migration_id: str, item: dict[str, Any], execution: dict[s
     )
 
 
+def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[str, Any] | None,
+                     current_state: str | None) -> MigrationDetail:
+    """Everything about one migration: the item joined with its execution; ``current_state``
+    (the state a running execution is in) and the current wave are given only while it runs."""
+    waves = wave_progress(item)
+    active = [w.index for w in waves if w.state in ("migrating", "baking")]
+    running = (execution or {}).get("status") == "RUNNING"
+    detail = migration_summary(migration_id, item, execution).model_dump()
+    detail.update(
+        current_state=current_state, current_wave=active[0] if running and active else None,
+        error=(execution or {}).get("error"), cause=shortened((execution or {}).get("cause")),
+        request=item.get("request") or execution_input(execution), summary=item.get("summary"),
+        realised=item.get("realised"), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
+        approval=public_approval(item.get("approval")),
+    )
+    return MigrationDetail.model_validate(detail)
+
+
 def plan_entry(record: InstanceRecord) -> PlanEntry:
     return PlanEntry.model_validate(record.model_dump(include=set(PlanEntry.model_fields)))
 

@@ -8,7 +8,7 @@ validation errors are 400 (not Powertools' default 422) and name each bad field.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ForbiddenError, ServiceError
@@ -44,7 +44,10 @@ SIGV4 = "sigv4"
 
 MigrationId = Annotated[str, Path(pattern=MIGRATION_ID_SCHEMA, description="the migration id (the execution name)")]
 NextToken = Annotated[str | None, Query(max_length=4096, description="from the previous page; absent on the last page")]
-Status = Literal[EXECUTION_STATUSES + MIGRATION_STATUSES]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Status = str
+else:  # the route validates (and documents) the statuses as an enum
+    Status = Literal[EXECUTION_STATUSES + MIGRATION_STATUSES]
 
 
 class FieldError(BaseModel):
@@ -138,7 +141,8 @@ def start_migration(body: Annotated[StartMigration, Body()]) -> Response[Started
 @app.get("/migrations", summary="List migrations, newest first", operation_id="listMigrations", tags=["migrations"],
          responses=responses({200: "One page of migrations"}, 400, 403))
 def list_migrations(
-    status: Annotated[Status | None, Query(description="an execution status (RUNNING, ...) or a migration status")] = None,
+    status: Annotated[Status | None,
+                      Query(description="an execution status (RUNNING, ...) or a migration status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     next_token: NextToken = None,
 ) -> MigrationPage:
@@ -186,12 +190,14 @@ def _decide(migration_id: str, approved: bool, reason: str | None) -> DecisionRe
 
 
 # --- errors -------------------------------------------------------------------------------
-def _error(status: int, message: str, errors: list[FieldError] | None = None) -> Response:
+ErrorResponse = Response[dict[str, Any]]
+
+def _error(status: int, message: str, errors: list[FieldError] | None = None) -> ErrorResponse:
     body = ErrorBody(message=message, errors=errors).model_dump(exclude_none=True)
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def _field_error(error: dict) -> FieldError:
+def _field_error(error: dict[str, Any]) -> FieldError:
     # Only the location and pydantic's message: never the input value.
     if error["type"] == "json_invalid":  # its loc ends in the character offset
         return FieldError(field="body", message="not valid JSON")
@@ -199,7 +205,7 @@ def _field_error(error: dict) -> FieldError:
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_request(exc: RequestValidationError) -> Response:
+def _invalid_request(exc: RequestValidationError) -> ErrorResponse:
     if any(e["loc"][:1] == ("response",) for e in exc.errors()):
         # Powertools raises the same error when a response does not match its model: our bug, not the caller's.
         logger.error("response does not match its model", extra={"errors": [e["type"] for e in exc.errors()]})
@@ -209,33 +215,33 @@ def _invalid_request(exc: RequestValidationError) -> Response:
 
 
 @app.exception_handler(InvalidMigrationRequest)
-def _bad_request(exc: InvalidMigrationRequest) -> Response:
+def _bad_request(exc: InvalidMigrationRequest) -> ErrorResponse:
     return _error(400, str(exc))
 
 
 @app.exception_handler(MigrationNotFound)
-def _not_found(exc: MigrationNotFound) -> Response:
+def _not_found(exc: MigrationNotFound) -> ErrorResponse:
     return _error(404, str(exc))
 
 
 @app.exception_handler([ApprovalNotPending, MigrationConflict])
-def _conflict(exc: Exception) -> Response:
+def _conflict(exc: Exception) -> ErrorResponse:
     return _error(409, str(exc))
 
 
 @app.exception_handler(ServiceError)
-def _service_error(exc: ServiceError) -> Response:  # unknown route (404), no identity (403)
+def _service_error(exc: ServiceError) -> ErrorResponse:  # unknown route (404), no identity (403)
     return _error(exc.status_code, exc.msg if isinstance(exc.msg, str) else "request refused")
 
 
 @app.exception_handler(TransientAwsError)
-def _unavailable(exc: TransientAwsError) -> Response:
+def _unavailable(exc: TransientAwsError) -> ErrorResponse:
     logger.warning("transient AWS error", extra={"error": type(exc.__cause__ or exc).__name__})
     return _error(503, "temporarily unavailable; retry with backoff")
 
 
 @app.exception_handler(Exception)
-def _internal(exc: Exception) -> Response:
+def _internal(exc: Exception) -> ErrorResponse:
     logger.exception("unhandled error")
     return _error(500, "internal error")
 

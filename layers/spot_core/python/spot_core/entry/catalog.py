@@ -15,6 +15,8 @@ from .settings import REQUIRED
 COMMON_ENVIRONMENT = REQUIRED
 SERVICE_NAME = "spot-migration"  # POWERTOOLS_SERVICE_NAME of every function
 METRICS_NAMESPACE = "SpotMigration"  # POWERTOOLS_METRICS_NAMESPACE of every function
+# What a function needs that launches, swaps and retires instances (waves, rollback, interruptions)
+SWAPS_INSTANCES = ("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write")
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "MigrateWaveFunctionArn",
         timeout_seconds=900,
         memory_mb=1024,
-        permissions=("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write",
-                     "iam:pass"),
+        permissions=(*SWAPS_INSTANCES, "iam:pass"),
     ),
     FunctionSpec(
         "quality_gate",
@@ -109,8 +110,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "RollbackFunctionArn",
         timeout_seconds=900,
         memory_mb=1024,
-        permissions=("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write",
-                     "sns:publish"),
+        permissions=(*SWAPS_INSTANCES, "sns:publish"),
     ),
     FunctionSpec(
         "replace_interrupted",
@@ -119,8 +119,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=90,
         memory_mb=512,
         environment=("REBALANCE_POLICY", "PREWARM_SECONDS"),
-        permissions=("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write",
-                     "sns:publish", "iam:pass"),
+        permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass"),
     ),
     FunctionSpec(
         "sweep_orphans",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.exceptions import InvalidEnvelopeError, InvalidModelTypeError
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -98,5 +99,5 @@ def parse_event(event: Any, model: type[M]) -> M:
         return parse(event=event, model=model)
     except ValidationError as exc:
         raise InvalidEvent(f"invalid {model.__name__}: {describe_errors(exc, 'event')}") from None
-    except Exception as exc:  # Powertools wraps model errors in its own exception types
+    except (InvalidModelTypeError, InvalidEnvelopeError, TypeError, ValueError) as exc:  # not even an object
         raise InvalidEvent(f"invalid {model.__name__}: {exc}") from None

@@ -49,18 +49,18 @@ def tunable_defaults() -> dict[str, str]:
     return {variable(name): str(Settings.model_fields[name].default) for name in TUNABLE}
 
 
+def _region(env: Mapping[str, str]) -> str:
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     missing = [name for name in REQUIRED if not env.get(name)]
     if missing:
         raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
-    values = {name: env[variable(name)] for name in TUNABLE if env.get(variable(name))}
+    tuned = {name: env[variable(name)] for name in TUNABLE if env.get(variable(name))}
     try:
-        return Settings(
-            table_name=env["TABLE_NAME"], topic_arn=env["TOPIC_ARN"],
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
-            state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
-            **values,
-        )
+        return Settings(table_name=env["TABLE_NAME"], topic_arn=env["TOPIC_ARN"], region=_region(env),
+                        state_machine_arn=env.get("STATE_MACHINE_ARN") or None, **tuned)
     except ValidationError as exc:
         raise ConfigurationError(str(exc)) from exc

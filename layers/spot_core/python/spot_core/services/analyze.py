@@ -12,11 +12,21 @@ from ..domain.analysis import InstanceFacts, build_record, not_opted_in, summari
 from ..domain.clock import Clock
 from ..domain.errors import InvalidMigrationRequest
 from ..domain.instances import Instance
-from ..domain.plan import InstanceRecord, PlanSummary
+from ..domain.plan import InstanceRecord, PlanSummary, TargetRef
 from ..domain.pools import candidate_types, migration_pools
+from ..domain.pricing import SpotPriceStat
 from ..domain.request import MigrationRequest
 from ..domain.tags import is_opted_in
-from ..ports import Fleet, LoadBalancer, Metrics, MigrationRepository, OnDemandPrices, PlanRepository, PoolMemory, SpotPrices
+from ..ports import (
+    Fleet,
+    LoadBalancer,
+    Metrics,
+    MigrationRepository,
+    OnDemandPrices,
+    PlanRepository,
+    PoolMemory,
+    SpotPrices,
+)
 
 UNKNOWN_IDS_SHOWN = 20
 
@@ -53,23 +63,39 @@ class Analyze:
     def _records(self, instances: list[Instance], min_savings_pct: float) -> list[InstanceRecord]:
         traits = self.fleet.type_traits({i.instance_type for i in instances})
         facts = [InstanceFacts.of(i, traits.get(i.instance_type)) for i in instances]
-        opted_in = [f for f in facts if is_opted_in(f.tags)]
-        opted_in_ids = {f.instance_id for f in opted_in}
+        evidence = self._evidence([f for f in facts if is_opted_in(f.tags)])
+        return [evidence.record(f, min_savings_pct) if f.instance_id in evidence.opted_in else not_opted_in(f)
+                for f in facts]
+
+    def _evidence(self, opted_in: list[InstanceFacts]) -> _Evidence:
+        """Everything the analysis needs of AWS, read in calls that grow with types, not instances."""
         now = self.clock.now()
-        on_demand = self.on_demand.prices({f.instance_type for f in opted_in}, strict=False)
         movable = sorted({t for f in opted_in for t in candidate_types(f.instance_type)})
-        spot = self.spot_prices.statistics(movable, now)
-        cpu = self.metrics.cpu_utilisation([f.instance_id for f in opted_in], now)
-        membership = self.load_balancer.membership() if opted_in else {}
-        avoid = self.pool_memory.recent_interruptions()
-        return [
-            build_record(
-                f,
-                on_demand_hourly=on_demand.get(f.instance_type),
-                pools=migration_pools(f.instance_type, f.availability_zone, spot, avoid),
-                cpu_values=cpu.get(f.instance_id, []),
-                target_groups=membership.get(f.instance_id, []),
-                min_savings_pct=min_savings_pct,
-            ) if f.instance_id in opted_in_ids else not_opted_in(f)
-            for f in facts
-        ]
+        return _Evidence(
+            opted_in={f.instance_id for f in opted_in},
+            on_demand=self.on_demand.prices({f.instance_type for f in opted_in}, strict=False),
+            spot=self.spot_prices.statistics(movable, now),
+            cpu=self.metrics.cpu_utilisation([f.instance_id for f in opted_in], now),
+            membership=self.load_balancer.membership() if opted_in else {},
+            avoid=self.pool_memory.recent_interruptions(),
+        )
+
+
+@dataclass
+class _Evidence:
+    opted_in: set[str]
+    on_demand: dict[str, float]
+    spot: dict[tuple[str, str], SpotPriceStat]
+    cpu: dict[str, list[float]]
+    membership: dict[str, list[TargetRef]]
+    avoid: set[tuple[str, str]]
+
+    def record(self, facts: InstanceFacts, min_savings_pct: float) -> InstanceRecord:
+        return build_record(
+            facts,
+            on_demand_hourly=self.on_demand.get(facts.instance_type),
+            pools=migration_pools(facts.instance_type, facts.availability_zone, self.spot, self.avoid),
+            cpu_values=self.cpu.get(facts.instance_id, []),
+            target_groups=self.membership.get(facts.instance_id, []),
+            min_savings_pct=min_savings_pct,
+        )

@@ -49,7 +49,8 @@ class Approval:
         now = self.clock.now()
         self.tokens.put(migration_id, task_token, expires_at=int(now.timestamp()) + timeout + TOKEN_GRACE_SECONDS)
         requested = ApprovalRequested(requested_at=iso(now), timeout_seconds=timeout)
-        self.notifier.publish(migration_id, "approval-requested", f"Migration {migration_id} is waiting for your approval.",
+        self.notifier.publish(migration_id, "approval-requested",
+                              f"Migration {migration_id} is waiting for your approval.",
                               _request_lines(migration_id, item, timeout, execution_arn),
                               {"summary": item.get("summary", {}), "verdicts": item.get("verdicts", [])})
         # Last: once the status says "awaiting", the token is stored and the approvers know.

@@ -10,7 +10,6 @@ from typing import Any
 from ..domain.clock import Clock, iso
 from ..domain.outcomes import HEADLINES, WITH_RECORDS, FinalOutcome, Outcome, Realised
 from ..domain.plan import InstanceRecord
-from ..domain.pricing import HOURS_PER_MONTH
 from ..ports import MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
@@ -53,18 +52,8 @@ class Finalize:
         migrated = [r for r in records if r.status == "migrated" and r.replacement_type]
         if not migrated:
             return Realised()
-        stats = self.spot_prices.statistics(sorted({r.replacement_type or "" for r in migrated}), self.clock.now(),
-                                            REALISED_LOOKBACK_HOURS)
-        on_demand = sum(r.on_demand_hourly or 0.0 for r in migrated) * HOURS_PER_MONTH
-        spot = 0.0
-        for r in migrated:
-            stat = stats.get((r.replacement_type or "", r.replacement_az or ""))
-            spot += (stat.median if stat else r.replacement_spot_hourly or 0.0) * HOURS_PER_MONTH
-        return Realised(
-            instances=len(migrated), monthly_on_demand=round(on_demand, 2), monthly_spot=round(spot, 2),
-            monthly_savings=round(on_demand - spot, 2),
-            savings_pct=round(100 * (on_demand - spot) / on_demand, 1) if on_demand else 0.0,
-        )
+        types = sorted({r.replacement_type for r in migrated if r.replacement_type})
+        return Realised.of(migrated, self.spot_prices.statistics(types, self.clock.now(), REALISED_LOOKBACK_HOURS))
 
     def _notify(self, migration_id: str, outcome: Outcome, item: dict[str, Any], records: list[InstanceRecord],
                 realised: Realised | None) -> None:

@@ -117,8 +117,9 @@ class Interruptions:
         self.load_balancer.register(group_by_target_group((replacement.instance_id, ref) for ref in groups))
         if swap:  # traffic moves to the replacement; the interrupted instance drains
             self.load_balancer.deregister(group_by_target_group((iid, ref) for ref in groups))
+        swapped = {"status": "swapped", "swapped_at": launched_at.isoformat()} if swap else {"status": "prewarmed"}
         self.claims.update(
-            iid, status="swapped" if swap else "prewarmed", replacement_id=replacement.instance_id,
+            iid, **swapped, replacement_id=replacement.instance_id,
             instance_type=replacement.pool.instance_type, availability_zone=replacement.pool.availability_zone,
             market=replacement.market, target_groups=[g.model_dump() for g in groups],
             launched_at=launched_at.isoformat(), kind=notice.kind, event_time=notice.time.isoformat(),
@@ -148,10 +149,10 @@ class Interruptions:
                                    self.pool_memory.recent_interruptions())
         tags = interruption_replacement_tags(instance.tags, instance.instance_id)
         user_data = self.fleet.user_data(instance.instance_id)
-        launch = launch_in_first_pool(
-            self.fleet, pools,
-            lambda pool: LaunchSpec.replacing(instance, pool, tags, user_data, subnet_id=subnets[pool.availability_zone]),
-            f"intr-{notice.event_id}")
+        def in_pool(pool: Pool) -> LaunchSpec:
+            return LaunchSpec.replacing(instance, pool, tags, user_data, subnet_id=subnets[pool.availability_zone])
+
+        launch = launch_in_first_pool(self.fleet, pools, in_pool, f"intr-{notice.event_id}")
         if launch.failure is not None:
             raise launch.failure
         if launch.instance_id is not None and launch.pool is not None:

@@ -65,22 +65,29 @@ class _WaveStep:
         self.traffic = Traffic(service.fleet, service.load_balancer, service.clock)
 
     def advance(self, chunk: list[InstanceRecord]) -> None:
-        originals = self.s.fleet.describe([r.instance_id for r in chunk])
+        """Launch what is planned, then swap what runs: replacement in, original out."""
         planned = [r for r in chunk if r.status == "planned"]
-        launched = self.s.fleet.find_replacements(self.mid, [r.instance_id for r in planned]) if planned else {}
+        if planned:
+            self._launch_all(planned)
+        launching = [r for r in chunk if r.status == "launching"]
+        if launching:
+            self._switch_traffic(self._running(launching))
+
+    def _launch_all(self, planned: list[InstanceRecord]) -> None:
+        ids = [r.instance_id for r in planned]
+        originals = self.s.fleet.describe(ids)
+        launched = self.s.fleet.find_replacements(self.mid, ids)
         for record in planned:
             self._launch(record, originals.get(record.instance_id), launched.get(record.instance_id))
-        launching = [r for r in chunk if r.status == "launching"]
-        if not launching:
-            return
-        states = self.traffic.wait_for_states([r.replacement for r in launching], "running", self.budget.step_deadline())
-        running = []
+
+    def _running(self, launching: list[InstanceRecord]) -> list[InstanceRecord]:
+        """The replacements that reach running in time; the others are given up."""
+        deadline = self.budget.step_deadline()
+        states = self.traffic.wait_for_states([r.replacement for r in launching], "running", deadline)
         for r in launching:
-            if states.get(r.replacement) == "running":
-                running.append(r)
-            else:
+            if states.get(r.replacement) != "running":
                 self._abandon(r, f"replacement {r.replacement} did not reach running ({states.get(r.replacement)})")
-        self._switch_traffic(running)
+        return [r for r in launching if states.get(r.replacement) == "running"]
 
     def _launch(self, record: InstanceRecord, original: Instance | None, existing: Instance | None) -> None:
         if original is None or original.state != "running":
@@ -88,9 +95,9 @@ class _WaveStep:
             return
         if existing:  # a previous invocation launched it but died before recording it
             pool = next((p for p in record.pools if p.instance_type == existing.instance_type), record.pools[0])
-            record.launched(existing.instance_id, pool.model_copy(update={"availability_zone": existing.availability_zone}),
-                            f"found {existing.instance_id} launched by an earlier attempt")
-            self.s.plans.put_record(self.mid, record)
+            where = pool.model_copy(update={"availability_zone": existing.availability_zone})
+            record.launched(existing.instance_id, where, f"found {existing.instance_id} launched by an earlier attempt")
+            self._recorded(record)
             return
         tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
         user_data = self.s.fleet.user_data(record.instance_id)
@@ -105,31 +112,39 @@ class _WaveStep:
             self._fail(record, f"Spot capacity refused in all {len(record.pools)} pools")
             return
         record.launched(launch.instance_id, launch.pool, f"{launch.pool}: launched {launch.instance_id}")
+        self._recorded(record)
+
+    def _recorded(self, record: InstanceRecord) -> None:
+        """A launched replacement is on its record, then in the registry (the sweeper leaves it alone)."""
         self.s.plans.put_record(self.mid, record)
-        self.s.registry.register(launch.instance_id, f"migration {self.mid} wave {self.wave}")
+        self.s.registry.register(record.replacement, f"migration {self.mid} wave {self.wave}")
 
     def _switch_traffic(self, running: list[InstanceRecord]) -> None:
         """Register replacements, wait healthy, deregister originals, wait drained, stop originals."""
-        lb = self.s.load_balancer
-        new_groups = group_by_target_group((r.replacement, ref) for r in running for ref in r.target_groups)
-        lb.register(new_groups)
-        health = self.traffic.wait_for_targets(new_groups, {"healthy"}, self.budget.step_deadline())
-        healthy = []
-        for r in running:
-            bad = [ref.arn for ref in r.target_groups if health.get((ref.arn, r.replacement)) != "healthy"]
-            if bad:
-                lb.deregister(group_by_target_group((r.replacement, ref) for ref in r.target_groups))
-                self._abandon(r, f"replacement {r.replacement_id} not healthy in {len(bad)} target group(s)")
-            else:
-                healthy.append(r)
+        healthy = self._healthy(running)
         old_groups = group_by_target_group((r.instance_id, ref) for r in healthy for ref in r.target_groups)
-        lb.deregister(old_groups)
+        self.s.load_balancer.deregister(old_groups)
         self.traffic.wait_for_targets(old_groups, {"unused"}, self.budget.step_deadline())
         if healthy:
             self.s.fleet.stop([r.instance_id for r in healthy])
         for r in healthy:
             r.status = "migrated"
             self.s.plans.put_record(self.mid, r)
+
+    def _healthy(self, running: list[InstanceRecord]) -> list[InstanceRecord]:
+        """Register the replacements; those not healthy in every target group of their original are given up."""
+        new_groups = group_by_target_group((r.replacement, ref) for r in running for ref in r.target_groups)
+        self.s.load_balancer.register(new_groups)
+        health = self.traffic.wait_for_targets(new_groups, {"healthy"}, self.budget.step_deadline())
+        healthy = []
+        for r in running:
+            bad = [ref.arn for ref in r.target_groups if health.get((ref.arn, r.replacement)) != "healthy"]
+            if bad:
+                self.s.load_balancer.deregister(group_by_target_group((r.replacement, ref) for ref in r.target_groups))
+                self._abandon(r, f"replacement {r.replacement_id} not healthy in {len(bad)} target group(s)")
+            else:
+                healthy.append(r)
+        return healthy
 
     def _abandon(self, record: InstanceRecord, why: str) -> None:
         self.s.fleet.terminate([record.replacement])

@@ -32,18 +32,16 @@ from ..domain.views import (
     MigrationPage,
     PlanPage,
     Started,
-    execution_input,
     iso_or_none,
+    migration_detail,
     migration_summary,
     plan_entry,
-    public_approval,
-    shortened,
-    wave_progress,
 )
-from ..ports import ApprovalTokens, Executions, MigrationRepository, PlanRepository
+from ..ports import ApprovalTokens, Executions, HistoryEvent, MigrationRepository, PlanRepository
 from .approval import TOKEN_GRACE_SECONDS
 
 MAX_PAGE = 100
+Events = list[HistoryEvent]
 RECENT_EVENTS = 50  # enough history to find the state an execution is in
 
 
@@ -97,7 +95,7 @@ class Migrations:
             token = (_decode(next_token) or {}).get("sfn")
             if not isinstance(token, str):  # a DynamoDB key or a forged token
                 raise InvalidMigrationRequest("next_token is not valid")
-        executions, following = self.executions.list(status, limit, token)
+        executions, following = self.executions.page(status, limit, token)
         items = self.migrations.get_many([e["name"] for e in executions])
         return MigrationPage(
             items=[migration_summary(e["name"], items.get(e["name"], {}), e) for e in executions],
@@ -114,17 +112,7 @@ class Migrations:
                 raise
             item = {}
         running = execution is not None and execution["status"] == "RUNNING"
-        waves = wave_progress(item)
-        detail = migration_summary(migration_id, item, execution).model_dump()
-        detail.update(
-            current_state=self.current_state(migration_id) if running else None,
-            current_wave=next((w.index for w in waves if w.state in ("migrating", "baking")), None) if running else None,
-            error=(execution or {}).get("error"), cause=shortened((execution or {}).get("cause")),
-            request=item.get("request") or execution_input(execution), summary=item.get("summary"),
-            realised=item.get("realised"), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
-            approval=public_approval(item.get("approval")),
-        )
-        return MigrationDetail.model_validate(detail)
+        return migration_detail(migration_id, item, execution, self.current_state(migration_id) if running else None)
 
     def plan(self, migration_id: str, limit: int = MAX_PAGE, next_token: str | None = None) -> PlanPage:
         check_migration_id(migration_id)
@@ -133,7 +121,7 @@ class Migrations:
             self.migrations.get(migration_id)  # an empty first page: MigrationNotFound unless the migration exists
         return PlanPage(migration_id=migration_id, items=[plan_entry(r) for r in records], next_token=_encode(last))
 
-    def history(self, migration_id: str) -> list[dict[str, Any]]:
+    def history(self, migration_id: str) -> Events:
         """The execution's events, oldest first."""
         return self.executions.history(check_migration_id(migration_id))
 
@@ -163,20 +151,26 @@ class Migrations:
         item = self.migrations.get(migration_id)
         if item.get("status") != "awaiting_approval":
             raise ApprovalNotPending(f"migration {migration_id!r} is {item.get('status')}, not awaiting approval")
-        token = self.tokens.take(migration_id)
         decision = DecisionResult(migration_id=migration_id, approved=approved, decided_by=principal,
                                   decided_at=iso(self.clock.now()), reason=reason)
+        recorded = decision.model_dump(exclude={"migration_id"})
+        self._complete_approval(migration_id, json.dumps(recorded))
+        self.migrations.update(migration_id, approval={**item.get("approval", {}), **recorded},
+                               status="approved" if approved else "rejected")
+        return decision
+
+    def _complete_approval(self, migration_id: str, output: str) -> None:
+        """Send the decision with the task token, taken out of the table (a second decision finds none)."""
+        token = self.tokens.take(migration_id)
         try:
-            self.executions.send_task_success(token, json.dumps(decision.model_dump(exclude={"migration_id"})))
+            self.executions.send_task_success(token, output)
         except TaskNoLongerWaiting as gone:
-            raise ApprovalNotPending(f"migration {migration_id!r} no longer waits for a decision ({gone.code})") from None
+            raise ApprovalNotPending(
+                f"migration {migration_id!r} no longer waits for a decision ({gone.code})") from None
         except Exception:
             # Transient failure: put the token back so the decision can be sent again.
             self.tokens.put(migration_id, token, expires_at=int(self.clock.now().timestamp()) + TOKEN_GRACE_SECONDS)
             raise
-        self.migrations.update(migration_id, approval={**item.get("approval", {}), **decision.model_dump(exclude={"migration_id"})},
-                               status="approved" if approved else "rejected")
-        return decision
 
 
 def new_migration_id(now: datetime | None = None) -> str:

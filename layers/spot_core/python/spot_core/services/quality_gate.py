@@ -3,12 +3,14 @@ compares the bake window with it (plus alarms and the health of every replacemen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..domain.clock import Clock
 from ..domain.errors import QualityGateFailed
-from ..domain.plan import WaveSpec, group_by_target_group
+from ..domain.instances import Instance
+from ..domain.plan import InstanceRecord, WaveSpec, group_by_target_group
 from ..domain.quality import GateResult, QualitySample, evaluate_gate, needs_load_balancer, quality_metrics
 from ..domain.request import MetricQuery, MigrationRequest, QualityConfig
 from ..ports import Fleet, LoadBalancer, Metrics, MigrationRepository, PlanRepository
@@ -63,9 +65,14 @@ class QualityGate:
         migrated = [r for r in self.plans.records(migration_id) if r.status == "migrated"]
         if not migrated:
             return []
-        states = {i: instance.state for i, instance in self.fleet.describe([r.replacement for r in migrated]).items()}
+        instances = self.fleet.describe([r.replacement for r in migrated])
         health = self.load_balancer.target_states(
             group_by_target_group((r.replacement, ref) for r in migrated for ref in r.target_groups))
-        return [r.replacement for r in migrated
-                if states.get(r.replacement) != "running"
-                or any(health.get((ref.arn, r.replacement)) != "healthy" for ref in r.target_groups)]
+        return [r.replacement for r in migrated if not _serving(r, instances, health)]
+
+
+def _serving(record: InstanceRecord, instances: Mapping[str, Instance], health: Mapping[tuple[str, str], str]) -> bool:
+    """The record's replacement runs and is healthy in every target group of its original."""
+    instance = instances.get(record.replacement)
+    return instance is not None and instance.state == "running" \
+        and all(health.get((ref.arn, record.replacement)) == "healthy" for ref in record.target_groups)

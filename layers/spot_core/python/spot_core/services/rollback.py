@@ -60,17 +60,17 @@ class Rollback:
 
     def _progress(self, migration_id: str, done: bool) -> RollbackResult:
         everything = self.plans.records(migration_id)
-        restored = sum(1 for r in everything if r.status == "rolled_back")
+        restored = [r for r in everything if r.status == "rolled_back"]
         kept = [r for r in everything if r.status == "rollback_failed"]
-        by_wave = Counter(str(r.wave) for r in everything if r.status == "rolled_back" and r.wave is not None)
-        self.migrations.update(migration_id, rollback={"done": done, "restored": restored, "kept": len(kept),
+        by_wave = Counter(str(r.wave) for r in restored if r.wave is not None)
+        self.migrations.update(migration_id, rollback={"done": done, "restored": len(restored), "kept": len(kept),
                                                        "by_wave": dict(by_wave)})
         if done and kept:
             raise RollbackIncomplete(
                 f"{len(kept)} original(s) could not be restored and keep their Spot replacement: "
                 + ", ".join(r.instance_id for r in kept[:NAMED_IN_ERROR])
             )
-        return RollbackResult(done=done, restored=restored, terminated=restored)
+        return RollbackResult(done=done, restored=len(restored), terminated=len(restored))
 
 
 class _Restore:

@@ -34,7 +34,8 @@ class Traffic:
             self.clock.sleep(POLL_SECONDS)
         return states
 
-    def wait_for_targets(self, groups: TargetGroups, done: Collection[str], deadline: float) -> dict[tuple[str, str], str]:
+    def wait_for_targets(self, groups: TargetGroups, done: Collection[str],
+                         deadline: float) -> dict[tuple[str, str], str]:
         """Poll target health until every target's state is in `done`, or the deadline."""
         while True:
             states = self.load_balancer.target_states(groups)

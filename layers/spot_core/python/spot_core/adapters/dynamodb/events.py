@@ -43,14 +43,14 @@ class IdempotentEvents:
     def run(self, event_id: str, work: Callable[[], M], on_duplicate: Callable[[], M]) -> M:
         done: list[M] = []
 
-        @idempotent_function(data_keyword_argument="event", config=self.config, persistence_store=self.persistence,
-                             key_prefix=KEY_PREFIX)
         def handle(event: dict[str, Any]) -> dict[str, Any]:
             done.append(work())
             return done[0].model_dump(mode="json")
 
+        once = idempotent_function(handle, data_keyword_argument="event", config=self.config,
+                                   persistence_store=self.persistence, key_prefix=KEY_PREFIX)
         try:
-            handle(event={"event_id": event_id})
+            once(event={"event_id": event_id})
         except IdempotencyAlreadyInProgressError:
             return on_duplicate()
         return done[0] if done else on_duplicate()

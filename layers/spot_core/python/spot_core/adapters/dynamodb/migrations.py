@@ -29,6 +29,8 @@ from .table import Item, batch_get, from_dynamo, is_condition_failure, query, qu
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
+    from ...ports import Page
+
 RESTARTABLE = ("analysing", "planned")  # a retried analysis may start again while nothing has changed yet
 
 
@@ -94,8 +96,7 @@ class DynamoMigrations:
         results.setdefault(str(wave), {})[key] = result
         self.update(migration_id, wave_results=results)
 
-    def page(self, limit: int, start_key: dict[str, Any] | None = None,
-             status: str | None = None) -> tuple[list[Item], dict[str, Any] | None]:
+    def page(self, limit: int, start_key: dict[str, Any] | None = None, status: str | None = None) -> Page[Item]:
         """Migration items, newest first, optionally only those with `status`. A page holds at
         most `limit` items (fewer when the status filter drops some) and the key to go on."""
         kwargs: dict[str, Any] = {
@@ -105,8 +106,9 @@ class DynamoMigrations:
         if status:
             kwargs["FilterExpression"] = Attr("status").eq(status)
         if start_key:
-            kwargs["ExclusiveStartKey"] = _check_start_key(start_key, start_key.get(INDEX_PARTITION_KEY) == MIGRATIONS_INDEX_PK
-                                                           and str(start_key.get(PARTITION_KEY, "")).startswith("MIGRATION#"))
+            ours = start_key.get(INDEX_PARTITION_KEY) == MIGRATIONS_INDEX_PK \
+                and str(start_key.get(PARTITION_KEY, "")).startswith(migration_pk(""))
+            kwargs["ExclusiveStartKey"] = _check_start_key(start_key, ours)
         return query_page(self.table, **kwargs)
 
     def get_many(self, migration_ids: list[str]) -> dict[str, Item]:
@@ -140,12 +142,14 @@ class DynamoPlans:
         return [InstanceRecord.model_validate(i) for i in self._query(migration_id, RECORD_PREFIX)]
 
     def records_page(self, migration_id: str, limit: int,
-                     start_key: dict[str, Any] | None = None) -> tuple[list[InstanceRecord], dict[str, Any] | None]:
+                     start_key: dict[str, Any] | None = None) -> Page[InstanceRecord]:
         """One page of the plan, in instance-id order, and the key to continue from."""
-        kwargs: dict[str, Any] = {"KeyConditionExpression": self._condition(migration_id, RECORD_PREFIX), "Limit": limit}
+        kwargs: dict[str, Any] = {"KeyConditionExpression": self._condition(migration_id, RECORD_PREFIX),
+                                  "Limit": limit}
         if start_key:
-            kwargs["ExclusiveStartKey"] = _check_start_key(start_key, start_key.get(PARTITION_KEY) == migration_pk(migration_id)
-                                                           and str(start_key.get(SORT_KEY, "")).startswith(RECORD_PREFIX))
+            ours = start_key.get(PARTITION_KEY) == migration_pk(migration_id) \
+                and str(start_key.get(SORT_KEY, "")).startswith(RECORD_PREFIX)
+            kwargs["ExclusiveStartKey"] = _check_start_key(start_key, ours)
         items, last = query_page(self.table, **kwargs)
         return [InstanceRecord.model_validate(i) for i in items], last
 

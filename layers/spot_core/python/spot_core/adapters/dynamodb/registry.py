@@ -20,8 +20,9 @@ class DynamoManagedRegistry:
 
     def register(self, instance_id: str, owner: str, status: str = "active") -> None:
         with transient_errors():
-            self.table.put_item(Item={PARTITION_KEY: managed_pk(instance_id), SORT_KEY: META, "instance_id": instance_id,
-                                      "owner": owner, "status": status, "updated_at": now_iso()})
+            self.table.put_item(Item={PARTITION_KEY: managed_pk(instance_id), SORT_KEY: META,
+                                      "instance_id": instance_id, "owner": owner, "status": status,
+                                      "updated_at": now_iso()})
 
     def statuses(self, instance_ids: list[str]) -> dict[str, str]:
         """instance id -> status, for the ids on record."""

@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
 
 import spotctl  # noqa: E402,F401  (puts the spot_core layer on sys.path)
 from spotctl.local import metric_index  # noqa: E402
-from spotctl.local.runtime import LocalRuntime  # noqa: E402
+from spotctl.local.runtime import ExecutionResult, LocalRuntime  # noqa: E402
 
 from . import moto_speedups  # noqa: E402
 from .harness import SFN_PAYLOAD_LIMIT, InvocationStats, Meter, history_stats  # noqa: E402
@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--large", type=int, default=10_000,
                    help="fleets of at least this size are 'large': CPU history of --cpu-days-large days, dry run "
                         "unless --full-large (default: 10000)")
-    p.add_argument("--cpu-days", type=int, default=7, help="days of hourly CPU history seeded per instance (default: 7)")
+    p.add_argument("--cpu-days", type=int, default=7,
+                   help="days of hourly CPU history seeded per instance (default: 7)")
     p.add_argument("--cpu-days-large", type=int, default=1,
                    help="days of CPU history for large fleets (default: 1 = 24 points, enough to classify; "
                         "the analysis still asks CloudWatch for 7 days)")
@@ -86,22 +87,9 @@ def _by_function(invs: list[InvocationStats]) -> dict:
 
 
 def run_execution(rt: LocalRuntime, meter: Meter, n: int, mode: str, args: argparse.Namespace) -> dict:
-    request = {"approval": {"auto_approve": True}, "quality": {"target_group_arn": rt.fleet.target_group_arn}}
-    if mode == "dry_run":
-        request["dry_run"] = True
-    meter.take()
-    rt.lambdas.invocations.clear()
-    w0, p0 = time.perf_counter(), time.process_time()
-    result = rt.run_migration(request, timeout=args.timeout)
-    wall, cpu = time.perf_counter() - w0, time.process_time() - p0
-    invs = meter.take()
+    result, wall, cpu, invs = _measured_migration(rt, meter, _migration_request(rt, mode), args.timeout)
     history = history_stats(rt.history(result.migration_id))
     item = rt.migration(result.migration_id)
-    analyze = [i for i in invs if i.function == "analyze"]
-    analysis = _sum_stats(analyze)
-    analysis["api_calls_per_instance"] = round(analysis["api_calls_total"] / n, 4) if n else None
-    reviews = _sum_stats([i for i in invs if i.function in REVIEW_FUNCTIONS])
-    summary = item.get("summary") or {}
     return {
         "mode": mode,
         "migration_id": result.migration_id,
@@ -111,17 +99,46 @@ def run_execution(rt: LocalRuntime, meter: Meter, n: int, mode: str, args: argpa
         "outcome": item.get("status"),
         "execution_wall_s": round(wall, 2),
         "execution_cpu_s": round(cpu, 2),
-        "plan": {k: summary.get(k) for k in ("analysed", "candidates", "excluded", "excluded_by_reason", "by_workload",
-                                              "monthly_savings", "savings_pct")},
+        "plan": _plan_summary(item),
         "realised": item.get("realised"),
         "waits_fast_forwarded_s": sum(rt.waits),
-        "analysis": analysis,
-        "reviews": reviews,
+        "analysis": _analysis_stats(invs, n),
+        "reviews": _sum_stats([i for i in invs if i.function in REVIEW_FUNCTIONS]),
         "history": history,
         "by_function": _by_function(invs),
         "lambda_invocations": len(rt.lambdas.invocations),
         "lambda_errors": sum(1 for i in rt.lambdas.invocations if i.errored),
     }
+
+
+def _migration_request(rt: LocalRuntime, mode: str) -> dict:
+    request = {"approval": {"auto_approve": True}, "quality": {"target_group_arn": rt.fleet.target_group_arn}}
+    if mode == "dry_run":
+        request["dry_run"] = True
+    return request
+
+
+def _measured_migration(rt: LocalRuntime, meter: Meter, request: dict,
+                        timeout: float) -> tuple[ExecutionResult, float, float, list[InvocationStats]]:
+    """Runs one migration: its result, wall and process CPU seconds, and the handler invocations it made."""
+    meter.take()
+    rt.lambdas.invocations.clear()
+    w0, p0 = time.perf_counter(), time.process_time()
+    result = rt.run_migration(request, timeout=timeout)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - p0
+    return result, wall, cpu, meter.take()
+
+
+def _analysis_stats(invs: list[InvocationStats], n: int) -> dict:
+    analysis = _sum_stats([i for i in invs if i.function == "analyze"])
+    analysis["api_calls_per_instance"] = round(analysis["api_calls_total"] / n, 4) if n else None
+    return analysis
+
+
+def _plan_summary(item: dict) -> dict:
+    summary = item.get("summary") or {}
+    return {k: summary.get(k) for k in ("analysed", "candidates", "excluded", "excluded_by_reason", "by_workload",
+                                         "monthly_savings", "savings_pct")}
 
 
 def run_size(n: int, meter: Meter, args: argparse.Namespace) -> dict:
@@ -165,7 +182,8 @@ def run_size(n: int, meter: Meter, args: argparse.Namespace) -> dict:
         _progress(f"[{n:,}] seeded in {seed_wall:.1f} s (CPU history {history_timer.get('s', 0):.1f} s)")
         out["runs"] = []
         for mode in modes:
-            _progress(f"[{n:,}] running a {'dry run (analysis + reviews)' if mode == 'dry_run' else 'full migration'} ...")
+            what = "dry run (analysis + reviews)" if mode == "dry_run" else "full migration"
+            _progress(f"[{n:,}] running a {what} ...")
             run = run_execution(rt, meter, n, mode, args)
             out["runs"].append(run)
             _progress(f"[{n:,}] {mode}: {run['status']} in {run['execution_wall_s']:.1f} s; analysis "
@@ -204,13 +222,34 @@ def _environment() -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    meter = _meter(args)
+    meter.install()
+    index_was_installed = metric_index.installed()
+    results = _new_results(args)
+    try:
+        for n in args.size_list:
+            results["sizes"].append(run_size(n, meter, args))
+    finally:
+        _uninstall(meter, args, index_was_installed)
+    results["total_wall_s"] = round(time.perf_counter() - started, 2)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(render(results))
+    print(f"\nResults: {out}")
+    return _exit_status(results)
+
+
+def _meter(args: argparse.Namespace) -> Meter:
     meter = Meter()
     if args.profile:
         meter.profile_dir = Path(args.profile)
         meter.profile_only = {n.strip() for n in args.profile_only.split(",") if n.strip()}
-    meter.install()
-    index_was_installed = metric_index.installed()
-    results = {
+    return meter
+
+
+def _new_results(args: argparse.Namespace) -> dict:
+    return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": _environment(),
         "settings": {"sizes": args.size_list, "cpu_days": args.cpu_days, "cpu_days_large": args.cpu_days_large,
@@ -219,23 +258,21 @@ def main(argv: list[str] | None = None) -> int:
         "sfn_payload_limit_bytes": SFN_PAYLOAD_LIMIT,
         "sizes": [],
     }
-    try:
-        for n in args.size_list:
-            results["sizes"].append(run_size(n, meter, args))
-    finally:
-        if not args.no_speedups:
-            moto_speedups.uninstall()
-            if not index_was_installed:
-                metric_index.uninstall()
-        meter.uninstall()
-    results["total_wall_s"] = round(time.perf_counter() - started, 2)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(render(results))
-    print(f"\nResults: {out}")
-    failed = [f"{s['instances']}:{r['mode']}" for s in results["sizes"] for r in s["runs"] if r["status"] != "SUCCEEDED"]
-    over = [f"{s['instances']}:{r['mode']}" for s in results["sizes"] for r in s["runs"]
+
+
+def _uninstall(meter: Meter, args: argparse.Namespace, index_was_installed: bool) -> None:
+    if not args.no_speedups:
+        moto_speedups.uninstall()
+        if not index_was_installed:
+            metric_index.uninstall()
+    meter.uninstall()
+
+
+def _exit_status(results: dict) -> int:
+    """1 if an execution did not succeed or a state's payload reached the Step Functions limit."""
+    runs = [(s, r) for s in results["sizes"] for r in s["runs"]]
+    failed = [f"{s['instances']}:{r['mode']}" for s, r in runs if r["status"] != "SUCCEEDED"]
+    over = [f"{s['instances']}:{r['mode']}" for s, r in runs
             if r["history"]["largest_payload"]["bytes"] >= SFN_PAYLOAD_LIMIT]
     if failed or over:
         print(f"FAILED executions: {failed}; payloads over 256 KB: {over}", file=sys.stderr)

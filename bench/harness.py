@@ -95,7 +95,7 @@ class Meter:
             return
         elapsed, self._gc_started = time.perf_counter() - self._gc_started, None
         with self._lock:
-            running = [i for i in getattr(self, "_running", ())]
+            running = list(getattr(self, "_running", ()))
         for stats in running:
             stats.gc_seconds += elapsed
 
@@ -187,31 +187,8 @@ def _payload_fields(event: dict) -> list[tuple[str, str, str]]:
 
 
 def history_stats(events: list[dict]) -> dict:
-    by_id = {e["id"]: e for e in events}
-
-    def state_of(event: dict) -> str | None:
-        seen = 0
-        while event is not None and seen < 10_000:
-            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
-            if details:
-                return details.get("name")
-            event = by_id.get(event.get("previousEventId"))
-            seen += 1
-        return None
-
-    types = Counter(e["type"] for e in events)
-    largest = {"bytes": 0}
-    state_payloads: list[int] = []
-    for event in events:
-        for key, name, text in _payload_fields(event):
-            size = len(text.encode("utf-8"))
-            if key.startswith("state"):
-                state_payloads.append(size)
-            if size > largest["bytes"]:
-                largest = {"bytes": size, "event": event["type"], "field": f"{key}.{name}", "state": state_of(event)}
-    entered = {t: n for t, n in types.items() if t.endswith("StateEntered")}
-    entered_by_state = Counter(
-        (e.get("stateEnteredEventDetails") or {}).get("name") for e in events if e["type"].endswith("StateEntered"))
+    entered, entered_by_state = _states_entered(events)
+    largest, state_payloads = _payload_sizes(events)
     return {
         "events": len(events),
         "state_transitions": sum(entered.values()),
@@ -221,3 +198,42 @@ def history_stats(events: list[dict]) -> dict:
         "largest_payload_pct_of_limit": round(100.0 * largest["bytes"] / SFN_PAYLOAD_LIMIT, 3),
         "largest_state_io_bytes": max(state_payloads, default=0),
     }
+
+
+def _states_entered(events: list[dict]) -> tuple[dict[str, int], Counter]:
+    """*StateEntered events: how many of each type, and how many per state name."""
+    types = Counter(e["type"] for e in events)
+    entered = {t: n for t, n in types.items() if t.endswith("StateEntered")}
+    entered_by_state = Counter(
+        (e.get("stateEnteredEventDetails") or {}).get("name") for e in events if e["type"].endswith("StateEntered"))
+    return entered, entered_by_state
+
+
+def _payload_sizes(events: list[dict]) -> tuple[dict, list[int]]:
+    """The largest input/output/parameters of the history (bytes, event type, field, state) and the
+    sizes of every state's input and output."""
+    by_id = {e["id"]: e for e in events}
+    largest: dict = {"bytes": 0}
+    state_payloads: list[int] = []
+    for event in events:
+        for key, name, text in _payload_fields(event):
+            size = len(text.encode("utf-8"))
+            if key.startswith("state"):
+                state_payloads.append(size)
+            if size > largest["bytes"]:
+                largest = {"bytes": size, "event": event["type"], "field": f"{key}.{name}",
+                           "state": _state_of(event, by_id)}
+    return largest, state_payloads
+
+
+def _state_of(event: dict | None, by_id: dict) -> str | None:
+    """The name of the state an event belongs to: the nearest state entered/exited event, following
+    previousEventId back (at most 10,000 events)."""
+    seen = 0
+    while event is not None and seen < 10_000:
+        details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
+        if details:
+            return details.get("name")
+        event = by_id.get(event.get("previousEventId"))
+        seen += 1
+    return None

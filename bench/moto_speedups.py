@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -92,26 +93,71 @@ class _Fallback(Exception):
     pass
 
 
+def _string(v: Any) -> str:
+    if not isinstance(v, str):
+        raise _Fallback
+    return v
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _Fallback
+    return v
+
+
+def _binary(v: Any) -> str:
+    if not isinstance(v, bytes):
+        raise _Fallback
+    return base64.b64encode(v).decode("utf-8")
+
+
+def _list_of(check: type, v: Any) -> list:
+    if not isinstance(v, list) or not all(isinstance(x, check) for x in v):
+        raise _Fallback
+    return v
+
+
+def _string_set(v: Any) -> list[str]:
+    return list(_list_of(str, v))
+
+
+def _binary_set(v: Any) -> list[str]:
+    return [base64.b64encode(x).decode("utf-8") for x in _list_of(bytes, v)]
+
+
+def _map(v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise _Fallback
+    return _item(v)
+
+
+def _list(v: Any) -> list[dict]:
+    if not isinstance(v, list):
+        raise _Fallback
+    return [_attribute_value(x) for x in v]
+
+
+# DynamoDB type tag -> the value in wire form (raises _Fallback on a value of another Python type)
+_ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "S": _string, "N": _string,
+    "BOOL": _boolean, "NULL": _boolean,
+    "B": _binary,
+    "SS": _string_set, "NS": _string_set,
+    "BS": _binary_set,
+    "M": _map,
+    "L": _list,
+}
+
+
 def _attribute_value(value: Any) -> dict:
     """One AttributeValue in wire form, as moto's JSON serializer would write it."""
     if not isinstance(value, dict) or len(value) != 1:
         raise _Fallback
     (kind, v), = value.items()
-    if kind in ("S", "N") and isinstance(v, str):
-        return {kind: v}
-    if kind in ("BOOL", "NULL") and isinstance(v, bool):
-        return {kind: v}
-    if kind == "B" and isinstance(v, bytes):
-        return {kind: base64.b64encode(v).decode("utf-8")}
-    if kind in ("SS", "NS") and isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return {kind: list(v)}
-    if kind == "BS" and isinstance(v, list) and all(isinstance(x, bytes) for x in v):
-        return {kind: [base64.b64encode(x).decode("utf-8") for x in v]}
-    if kind == "M" and isinstance(v, dict):
-        return {kind: _item(v)}
-    if kind == "L" and isinstance(v, list):
-        return {kind: [_attribute_value(x) for x in v]}
-    raise _Fallback
+    encode = _ENCODERS.get(kind)
+    if encode is None:
+        raise _Fallback
+    return {kind: encode(v)}
 
 
 def _item(item: Any) -> dict:
@@ -143,19 +189,34 @@ def _execute_result(self: ActionResult, context: Any) -> Any:
 
 def _fast_execute_result(self: ActionResult, context: Any) -> Any:
     result = self.result
-    heavy = [k for k in _ITEM_MEMBERS if isinstance(result, dict) and result.get(k) is not None]
-    shape = getattr(context.operation_model, "output_shape", None)
-    if not heavy or shape is None or any(k not in shape.members for k in heavy):
-        return ActionResult.execute_result(self, context)
-    try:
-        members = {k: _member(k, result[k]) for k in heavy}
-    except _Fallback:
+    members = _encoded_members(result, context)
+    if members is None:
         return ActionResult.execute_result(self, context)
     rest = ActionResult({k: v for k, v in result.items() if k not in members})
     status, headers, body = rest.execute_result(context)
     document = json.loads(body) if body else {}
     document.update(members)
     return status, headers, json.dumps(document)
+
+
+def _encoded_members(result: Any, context: Any) -> dict | None:
+    """The item-carrying members of `result` in wire form; None: moto's serializer writes the whole response."""
+    heavy = _heavy_members(result, context)
+    if heavy is None:
+        return None
+    try:
+        return {k: _member(k, result[k]) for k in heavy}
+    except _Fallback:
+        return None
+
+
+def _heavy_members(result: Any, context: Any) -> list[str] | None:
+    """The item-carrying members `result` has, if the operation's output shape declares them all."""
+    heavy = [k for k in _ITEM_MEMBERS if isinstance(result, dict) and result.get(k) is not None]
+    shape = getattr(context.operation_model, "output_shape", None)
+    if not heavy or shape is None or any(k not in shape.members for k in heavy):
+        return None
+    return heavy
 
 
 def _find_instance(backend: Any, instance_id: str) -> Any:
@@ -200,18 +261,31 @@ def _get_instance(self: Any, instance_id: str) -> Any:
     return fast
 
 
-def _describe_images(self: Any, ami_ids: Any = None, filters: Any = None, exec_users: Any = None, owners: Any = None) -> Any:
+def _describe_images(self: Any, ami_ids: Any = None, filters: Any = None, exec_users: Any = None,
+                     owners: Any = None) -> Any:
     original = _ORIGINAL_LOOKUPS["describe_images"]
-    wanted = filters.get("image-id") if isinstance(filters, dict) and len(filters) == 1 else None
-    if isinstance(wanted, list) and len(wanted) == 1:
-        wanted = wanted[0]
-    if ami_ids or exec_users or owners or not isinstance(wanted, str) or _WILDCARDS.intersection(wanted):
+    wanted = _single_image_id(filters)
+    if ami_ids or exec_users or owners or wanted is None:
         return original(self, ami_ids=ami_ids, filters=filters, exec_users=exec_users, owners=owners)
-    ami = self.amis.get(wanted)
-    fast = [ami] if ami is not None and ami.id == wanted else []
+    fast = _image_by_id(self, wanted)
     if _CHECK and fast != original(self, ami_ids=ami_ids, filters=filters, exec_users=exec_users, owners=owners):
         raise SpeedupMismatch(f"describe_images(image-id={wanted})")
     return fast
+
+
+def _single_image_id(filters: Any) -> str | None:
+    """The image id of filters that are exactly {"image-id": id} or {"image-id": [id]}, id without wildcards."""
+    wanted = filters.get("image-id") if isinstance(filters, dict) and len(filters) == 1 else None
+    if isinstance(wanted, list) and len(wanted) == 1:
+        wanted = wanted[0]
+    if not isinstance(wanted, str) or _WILDCARDS.intersection(wanted):
+        return None
+    return wanted
+
+
+def _image_by_id(backend: Any, image_id: str) -> list:
+    ami = backend.amis.get(image_id)
+    return [ami] if ami is not None and ami.id == image_id else []
 
 
 def install(check: bool = False) -> None:
@@ -221,7 +295,8 @@ def install(check: bool = False) -> None:
         _ORIGINAL = TaggedEC2Resource.get_tags
         TaggedEC2Resource.get_tags = _get_tags
         DynamoResult.execute_result = _execute_result
-        _ORIGINAL_LOOKUPS.update(get_instance=InstanceBackend.get_instance, get_instance_by_id=InstanceBackend.get_instance_by_id,
+        _ORIGINAL_LOOKUPS.update(get_instance=InstanceBackend.get_instance,
+                                 get_instance_by_id=InstanceBackend.get_instance_by_id,
                                  describe_images=AmiBackend.describe_images)
         InstanceBackend.get_instance = _get_instance
         InstanceBackend.get_instance_by_id = _get_instance_by_id

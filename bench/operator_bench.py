@@ -85,7 +85,8 @@ def operator_costs(size: int) -> dict:
             "status_poll": counter.measure(lambda: service.get(body.migration_id)),
             "list_page": counter.measure(lambda: service.list(limit=20)),
             "whole_plan": counter.measure(whole_plan, repeat=3),
-            "graph": {"history_events": len(history), "render_ms": round(graph_ms, 1), "html_kb": round(len(html) / 1024, 1)},
+            "graph": {"history_events": len(history), "render_ms": round(graph_ms, 1),
+                      "html_kb": round(len(html) / 1024, 1)},
         }
 
 
@@ -131,11 +132,15 @@ def main() -> None:
     print(f"  {'fleet':>6}  {'status poll':>22}  {'list page':>18}  {'whole plan':>18}  {'graph':>24}")
     for r in results["sizes"]:
         s, lst, plan, g = r["status_poll"], r["list_page"], r["whole_plan"], r["graph"]
-        print(f"  {r['instances']:>6}  {s['aws_calls']:>3} calls {s['median_ms']:>8.1f} ms  {lst['aws_calls']:>2} calls {lst['median_ms']:>6.1f} ms"
-              f"  {plan['aws_calls']:>2} calls {plan['median_ms']:>6.1f} ms  {g['history_events']:>3} events {g['render_ms']:>6.1f} ms")
-    print(f"  local service start: {results['local_service']['start_seconds_median']} s (median of {results['local_service']['runs']})")
+        print(f"  {r['instances']:>6}  {s['aws_calls']:>3} calls {s['median_ms']:>8.1f} ms"
+              f"  {lst['aws_calls']:>2} calls {lst['median_ms']:>6.1f} ms"
+              f"  {plan['aws_calls']:>2} calls {plan['median_ms']:>6.1f} ms"
+              f"  {g['history_events']:>3} events {g['render_ms']:>6.1f} ms")
+    local = results["local_service"]
+    print(f"  local service start: {local['start_seconds_median']} s (median of {local['runs']})")
     if results["api_handler"]:
-        print(f"  API handler cold import: {results['api_handler']['cold_import_seconds_median']} s (python -X importtime, median of 5)")
+        print(f"  API handler cold import: {results['api_handler']['cold_import_seconds_median']} s "
+              "(python -X importtime, median of 5)")
     print(f"  details: {args.out}")
 
 

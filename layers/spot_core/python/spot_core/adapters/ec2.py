@@ -7,10 +7,13 @@ every replacement copies the configuration of a different original.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from ..domain.batching import chunks
 from ..domain.errors import CapacityRefused, LaunchRefused
@@ -85,8 +88,8 @@ def run_instances_request(spec: LaunchSpec, client_token: str) -> RunInstancesRe
         request["KeyName"] = settings.key_name
     if settings.instance_profile_arn:
         request["IamInstanceProfile"] = {"Arn": settings.instance_profile_arn}
-    if spec.user_data:
-        request["UserData"] = spec.user_data
+    if spec.user_data:  # EC2 reports it base64-encoded; boto3 encodes what it is given: hand it the original
+        request["UserData"] = base64.b64decode(spec.user_data)
     if settings.metadata_http_tokens:
         request["MetadataOptions"] = {"HttpTokens": settings.metadata_http_tokens,
                                       "HttpEndpoint": settings.metadata_http_endpoint}
@@ -172,17 +175,20 @@ class Ec2Fleet:
 
     # --- changing ---------------------------------------------------------------------------
     def launch(self, spec: LaunchSpec, client_token: str) -> str:
-        """Launch one instance; capacity refusals become CapacityRefused (try the next pool)."""
+        """Launch one instance; capacity refusals become CapacityRefused (try the next pool).
+
+        The capacity codes are looked at first: EC2 answers InsufficientInstanceCapacity as a
+        server error (HTTP 500), which is the pool's answer, not a transient failure."""
         try:
             with transient_errors():
-                response = self.ec2.run_instances(**run_instances_request(spec, client_token))
-        except Exception as exc:
-            code = error_code(exc)
-            if code in CAPACITY_ERRORS:
-                raise CapacityRefused(code or "", str(exc)) from exc
-            if code:  # a definite answer from EC2 (transient ones arrive as TransientAwsError)
-                raise LaunchRefused(f"{code}: {exc}") from exc
-            raise
+                try:
+                    response = self.ec2.run_instances(**run_instances_request(spec, client_token))
+                except ClientError as exc:
+                    if error_code(exc) in CAPACITY_ERRORS:
+                        raise CapacityRefused(error_code(exc) or "", str(exc)) from exc
+                    raise
+        except ClientError as exc:  # a definite answer from EC2 (transient ones are TransientAwsError by now)
+            raise LaunchRefused(f"{error_code(exc)}: {exc}") from exc
         return response["Instances"][0]["InstanceId"]
 
     def start(self, instance_ids: list[str]) -> None:

@@ -78,7 +78,7 @@ class LaunchSpec:
     subnet_id: str
     settings: LaunchSettings
     tags: Mapping[str, str]
-    user_data: str | None = None
+    user_data: str | None = None  # base64, as EC2 reports the original's
     market: Market = "spot"
 
     @classmethod

@@ -24,7 +24,9 @@ from spot_core.services.migrations import Migrations
 from .local import daemon
 
 _CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=5, read_timeout=60)
-LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_session_token": "testing"}
+LOCAL_CREDENTIALS = {
+    "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_session_token": "testing",
+}
 
 
 class BackendError(Exception):
@@ -44,7 +46,8 @@ class Backend:
 
     @cached_property
     def migrations(self) -> Migrations:
-        table = self.session.resource("dynamodb", endpoint_url=self.endpoint, config=_CONFIG).Table(self.outputs["TableName"])
+        dynamodb = self.session.resource("dynamodb", endpoint_url=self.endpoint, config=_CONFIG)
+        table = dynamodb.Table(self.outputs["TableName"])
         return Migrations(SfnExecutions(self.client("stepfunctions"), self.outputs["StateMachineArn"]),
                           DynamoMigrations(table), DynamoPlans(table), DynamoApprovalTokens(table), SystemClock())
 
@@ -54,16 +57,35 @@ class Backend:
 
 
 def connect(*, local: bool, stack: str, region: str | None, start_local: bool = True) -> Backend:
-    if local:
-        state = daemon.running() or (daemon.start() if start_local else None)
-        if not state:
-            raise BackendError("no local service is running: start one with `spotctl local up`")
-        backend = Backend(boto3.Session(region_name=state["region"], **LOCAL_CREDENTIALS), state["stack"],
-                          endpoint=state["endpoint"], local=state)
-    else:
-        backend = Backend(boto3.Session(region_name=region), stack)
+    """The backend commands go to, with its stack's outputs read."""
+    backend = _local_backend(start_local) if local else Backend(boto3.Session(region_name=region), stack)
+    backend.outputs = _stack_outputs(backend)
+    return backend
+
+
+def _local_backend(start_local: bool) -> Backend:
+    """The local service (started if none runs and `start_local`), as if it were a stack."""
+    state = daemon.running() or (daemon.start() if start_local else None)
+    if not state:
+        raise BackendError("no local service is running: start one with `spotctl local up`")
+    return Backend(boto3.Session(region_name=state["region"], **LOCAL_CREDENTIALS), state["stack"],
+                   endpoint=state["endpoint"], local=state)
+
+
+def _stack_outputs(backend: Backend) -> dict[str, str]:
+    stack = _describe_stack(backend)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    missing = {"StateMachineArn", "TableName"} - set(outputs)
+    if missing:
+        raise BackendError(f"stack {backend.stack!r} has no {', '.join(sorted(missing))} output: "
+                           "is it a SpotMigration stack?")
+    return outputs
+
+
+def _describe_stack(backend: Backend) -> dict:
+    """The stack's description; what went wrong, in words, when it cannot be read."""
     try:
-        stacks = backend.client("cloudformation").describe_stacks(StackName=backend.stack)["Stacks"]
+        return backend.client("cloudformation").describe_stacks(StackName=backend.stack)["Stacks"][0]
     except NoRegionError:
         raise BackendError("no AWS region: pass --region or set AWS_REGION") from None
     except NoCredentialsError:
@@ -75,8 +97,3 @@ def connect(*, local: bool, stack: str, region: str | None, start_local: bool = 
         raise BackendError(f"cannot read stack {backend.stack!r}: {exc}") from None
     except BotoCoreError as exc:
         raise BackendError(f"cannot reach AWS: {exc}") from None
-    backend.outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    missing = {"StateMachineArn", "TableName"} - set(backend.outputs)
-    if missing:
-        raise BackendError(f"stack {backend.stack!r} has no {', '.join(sorted(missing))} output: is it a SpotMigration stack?")
-    return backend

@@ -27,19 +27,16 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
 
+from . import local_commands
 from .demo import DEGRADE_WAVES
 from .demo import run as run_demo
 from .exit_codes import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from .graph_file import write_graph
+from .output import output
 from .request_flags import UsageError, add_request_flags, build_request
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-
-def _out(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
 def _backend(args: argparse.Namespace):
@@ -77,7 +74,7 @@ def _plan(args: argparse.Namespace) -> int:
         if not token:
             break
     data = {"migration": detail.model_dump(mode="json"), "plan": [e.model_dump(mode="json") for e in entries]}
-    _out(args, data, render_plan(detail, entries) if detail.summary else _status_text(detail))
+    output(args, data, render_plan(detail, entries) if detail.summary else _status_text(detail))
     return _exit_for(detail.execution_status)
 
 
@@ -87,13 +84,15 @@ def _migrate(args: argparse.Namespace) -> int:
     started = backend.migrations.start(body)
     if args.watch:
         if not args.json:
-            print(f"Migration {started.migration_id} {'started' if started.created else 'already started'}", file=sys.stderr)
+            what = "started" if started.created else "already started"
+            print(f"Migration {started.migration_id} {what}", file=sys.stderr)
         return _follow(args, backend.migrations, started.migration_id)
-    text = (f"Migration {started.migration_id} " + ("started" if started.created else "was already started with this request; nothing new")
-            + f".\n  follow it:  spotctl watch {started.migration_id}{' --local' if args.local else ''}")
+    what = "started" if started.created else "was already started with this request; nothing new"
+    where = " --local" if args.local else ""
+    text = f"Migration {started.migration_id} {what}.\n  follow it:  spotctl watch {started.migration_id}{where}"
     if not body.approval.auto_approve:
-        text += f"\n  it will wait for approval: spotctl approve {started.migration_id}{' --local' if args.local else ''}"
-    _out(args, started.model_dump(mode="json"), text)
+        text += f"\n  it will wait for approval: spotctl approve {started.migration_id}{where}"
+    output(args, started.model_dump(mode="json"), text)
     return EXIT_OK
 
 
@@ -105,7 +104,7 @@ def _status_text(detail) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     detail = _backend(args).migrations.get(args.migration_id)
-    _out(args, detail.model_dump(mode="json"), _status_text(detail))
+    output(args, detail.model_dump(mode="json"), _status_text(detail))
     return _exit_for(detail.execution_status)
 
 
@@ -113,7 +112,7 @@ def _list(args: argparse.Namespace) -> int:
     from spotctl.views import render_list
 
     page = _backend(args).migrations.list(status=args.status, limit=args.limit, next_token=args.next_token)
-    _out(args, page.model_dump(mode="json"), render_list(page))
+    output(args, page.model_dump(mode="json"), render_list(page))
     return EXIT_OK
 
 
@@ -147,74 +146,14 @@ def _follow(args: argparse.Namespace, migrations, migration_id: str) -> int:
 def _decide(args: argparse.Namespace, approved: bool) -> int:
     backend = _backend(args)
     result = backend.migrations.decide(args.migration_id, approved, principal=backend.principal(), reason=args.reason)
-    _out(args, result.model_dump(mode="json"),
-         f"{'Approved' if approved else 'Rejected'} {args.migration_id} as {result.decided_by}")
+    output(args, result.model_dump(mode="json"),
+           f"{'Approved' if approved else 'Rejected'} {args.migration_id} as {result.decided_by}")
     return EXIT_OK
 
 
 def _graph(args: argparse.Namespace) -> int:
     path = write_graph(_backend(args).migrations, args.migration_id, args.out)
-    _out(args, {"migration_id": args.migration_id, "graph": path}, f"Execution graph of {args.migration_id}: {path}")
-    return EXIT_OK
-
-
-def _simulate(args: argparse.Namespace, kind: str) -> int:
-    from spot_core.domain.request import INSTANCE_ID
-    from spotctl.local import daemon
-
-    if not INSTANCE_ID.match(args.instance_id):
-        raise UsageError(f"{args.instance_id!r} is not an EC2 instance id")
-    state = daemon.running() or daemon.start()
-    outcome = daemon.control(state, "/_local/ec2-events", {"instance_id": args.instance_id, "kind": kind, "reclaim": not args.keep})
-    lines = [f"{outcome['event']['detail-type']} for {args.instance_id} (event {outcome['event']['id']})"]
-    if not outcome["rules"]:
-        lines.append("  no rule matches it: nothing was invoked")
-    for delivery in outcome["deliveries"]:
-        result = delivery.get("result") or {}
-        lines.append(f"  rule {delivery['rule']} -> replace_interrupted ({delivery['attempts']} attempt(s)): {_describe(result, delivery)}")
-    if outcome["reclaimed"]:
-        lines.append(f"  EC2 reclaimed {args.instance_id} (terminated)")
-    _out(args, outcome, "\n".join(lines))
-    return EXIT_FAILED if any("error" in d for d in outcome["deliveries"]) else EXIT_OK
-
-
-def _describe(result: dict, delivery: dict) -> str:
-    if "error" in delivery:
-        return f"FAILED ({delivery['error'].get('errorType')}: {delivery['error'].get('errorMessage')}); sent to the dead-letter queue"
-    action = result.get("action")
-    if action in ("replaced", "prewarmed"):
-        text = (f"{action}: {result['replacement_id']} launched as {result['market']} {result['instance_type']} in "
-                f"{result['availability_zone']}, {result['seconds_from_event_to_launch']:.2f} s after the event")
-        return text + ("; target groups swapped" if action == "replaced" else "; the original keeps serving until interrupted")
-    if action == "swapped_prewarmed":
-        return f"swapped to the prewarmed {result['replacement_id']} (no new launch)"
-    detail = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("action", "instance_id"))
-    return f"{action}" + (f" ({detail})" if detail else "")
-
-
-def _local(args: argparse.Namespace) -> int:
-    from spotctl.local import daemon
-
-    if args.action == "up":
-        state = daemon.start(instances=args.instances, seed=args.seed)
-        text = (f"Local service running (pid {state['pid']}): AWS APIs at {state['endpoint']}, "
-                f"migrations API at {state['control']}/api/migrations (Swagger UI: {state['control']}/api/swagger)\n"
-                f"  simulated fleet: {state['fleet']['instances']} instances (seed {state['fleet']['seed']})\n"
-                f"  try: spotctl plan --local   |   spotctl migrate --local --watch   |   spotctl local down")
-        _out(args, state, text)
-    elif args.action == "notifications":
-        state = daemon.running()
-        if not state:
-            raise UsageError("no local service is running: start one with `spotctl local up`")
-        sent = daemon.control(state, "/_local/notifications")
-        _out(args, sent, "\n\n".join(f"{n['subject']}\n{n['message']}" for n in sent) or "No notifications yet")
-    elif args.action == "down":
-        stopped = daemon.stop()
-        _out(args, {"stopped": stopped}, "Local service stopped" if stopped else "No local service was running")
-    else:
-        state = daemon.running()
-        _out(args, state or {}, f"Running (pid {state['pid']}) at {state['endpoint']}" if state else "Not running")
-        return EXIT_OK if state else EXIT_FAILED
+    output(args, {"migration_id": args.migration_id, "graph": path}, f"Execution graph of {args.migration_id}: {path}")
     return EXIT_OK
 
 
@@ -226,54 +165,68 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--region", default=None, help="AWS region (default: your AWS configuration)")
     w.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
-    p = argparse.ArgumentParser(prog="spotctl", description=__doc__.split("\n\n", 1)[0].split(": ", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    summary, epilog = __doc__.split("\n\n", 1)
+    p = argparse.ArgumentParser(prog="spotctl", description=summary.split(": ", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="migrate a simulated fleet end to end on the embedded runtime and print the report")
+    demo = sub.add_parser("demo",
+                          help="migrate a simulated fleet end to end on the embedded runtime and print the report")
     demo.add_argument("--instances", type=int, default=10, help="fleet size (default 10)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated fleet and Spot market (default 7)")
-    demo.add_argument("--degrade-at", type=int, choices=sorted(DEGRADE_WAVES), help="degrade quality at this wave %% (forces a rollback)")
+    demo.add_argument("--degrade-at", type=int, choices=sorted(DEGRADE_WAVES),
+                      help="degrade quality at this wave %% (forces a rollback)")
     demo.add_argument("--reject", action="store_true", help="the customer rejects the migration")
-    demo.add_argument("--interrupt", type=int, default=0, metavar="N", help="after the rollout, EC2 interrupts N of the new Spot instances")
-    demo.add_argument("--graph", default="demo-graph.html", metavar="FILE", help="where to write the execution graph (default demo-graph.html; '' for none)")
+    demo.add_argument("--interrupt", type=int, default=0, metavar="N",
+                      help="after the rollout, EC2 interrupts N of the new Spot instances")
+    demo.add_argument("--graph", default="demo-graph.html", metavar="FILE",
+                      help="where to write the execution graph (default demo-graph.html; '' for none)")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
     demo.set_defaults(func=run_demo)
 
-    plan = sub.add_parser("plan", parents=[where], help="dry run: candidates, exclusions with reasons, savings; changes nothing")
+    plan = sub.add_parser("plan", parents=[where],
+                          help="dry run: candidates, exclusions with reasons, savings; changes nothing")
     add_request_flags(plan)
     plan.set_defaults(func=_plan, auto_approve=False, approval_timeout=None)
 
-    migrate = sub.add_parser("migrate", parents=[where], help="start a migration (analysis, agent reviews, approval, waves)")
+    migrate = sub.add_parser("migrate", parents=[where],
+                             help="start a migration (analysis, agent reviews, approval, waves)")
     add_request_flags(migrate)
     migrate.add_argument("--auto-approve", action="store_true", help="skip the customer approval step")
-    migrate.add_argument("--approval-timeout", type=int, metavar="SECONDS", help="how long to wait for a decision (default 86400)")
-    migrate.add_argument("--watch", action="store_true", help="follow the migration until it ends (exit code = outcome)")
+    migrate.add_argument("--approval-timeout", type=int, metavar="SECONDS",
+                         help="how long to wait for a decision (default 86400)")
+    migrate.add_argument("--watch", action="store_true",
+                         help="follow the migration until it ends (exit code = outcome)")
     migrate.add_argument("--interval", type=float, help="seconds between refreshes with --watch")
     migrate.set_defaults(func=_migrate)
 
     for name, approved in (("approve", True), ("reject", False)):
-        d = sub.add_parser(name, parents=[where], help=f"{name} a migration waiting for approval (recorded with your IAM identity)")
+        d = sub.add_parser(name, parents=[where],
+                           help=f"{name} a migration waiting for approval (recorded with your IAM identity)")
         d.add_argument("migration_id")
         d.add_argument("--reason", required=not approved, help="why (required to reject)")
         d.set_defaults(func=lambda a, ok=approved: _decide(a, ok))
 
-    status = sub.add_parser("status", parents=[where], help="a migration's state, waves, quality numbers, verdicts and savings")
+    status = sub.add_parser("status", parents=[where],
+                            help="a migration's state, waves, quality numbers, verdicts and savings")
     status.add_argument("migration_id")
     status.set_defaults(func=_status)
 
     lst = sub.add_parser("list", parents=[where], help="migrations, newest first")
-    lst.add_argument("--status", help="RUNNING, SUCCEEDED, FAILED, ... or a migration status such as awaiting_approval, rolled_back")
+    lst.add_argument("--status", help="RUNNING, SUCCEEDED, FAILED, ... "
+                                      "or a migration status such as awaiting_approval, rolled_back")
     lst.add_argument("--limit", type=int, default=20, help="migrations per page (1-100, default 20)")
     lst.add_argument("--next-token", help="continue from a previous page")
     lst.set_defaults(func=_list)
 
-    watch = sub.add_parser("watch", parents=[where], help="live progress until the migration ends (exit code = outcome)")
+    watch = sub.add_parser("watch", parents=[where],
+                           help="live progress until the migration ends (exit code = outcome)")
     watch.add_argument("migration_id")
     watch.add_argument("--interval", type=float, help="seconds between refreshes (default 5, 0.5 with --local)")
     watch.set_defaults(func=_watch)
 
-    graph = sub.add_parser("graph", parents=[where], help="the execution drawn on the state machine, as a self-contained HTML page")
+    graph = sub.add_parser("graph", parents=[where],
+                           help="the execution drawn on the state machine, as a self-contained HTML page")
     graph.add_argument("migration_id")
     graph.add_argument("--out", required=True, metavar="FILE.html")
     graph.set_defaults(func=_graph)
@@ -282,23 +235,30 @@ def parser() -> argparse.ArgumentParser:
                              ("simulate-rebalance", "rebalance", "a rebalance recommendation")):
         s = sub.add_parser(name, help=f"local service: EC2 sends {what} for INSTANCE_ID through the deployed rules")
         s.add_argument("instance_id")
-        s.add_argument("--keep", action="store_true", help="after an interruption warning, do not let EC2 reclaim the instance")
+        s.add_argument("--keep", action="store_true",
+                       help="after an interruption warning, do not let EC2 reclaim the instance")
         s.add_argument("--json", action="store_true")
-        s.set_defaults(func=lambda a, k=kind: _simulate(a, k), local=True)
+        s.set_defaults(func=lambda a, k=kind: local_commands.simulate(a, k), local=True)
 
-    local = sub.add_parser("local", help="start, stop or check the local service behind --local; show what SNS sent")
+    local = sub.add_parser("local",
+                           help="start, stop or check the local service behind --local; show what SNS sent")
     local.add_argument("action", choices=["up", "down", "status", "notifications"])
     local.add_argument("--instances", type=int, default=10, help="size of the simulated fleet (up; default 10)")
     local.add_argument("--seed", type=int, default=7, help="seed of the simulated fleet and market (up; default 7)")
     local.add_argument("--json", action="store_true")
-    local.set_defaults(func=_local)
+    local.set_defaults(func=local_commands.local)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from spot_core.domain.errors import ApprovalNotPending, InvalidMigrationRequest, MigrationConflict, MigrationNotFound
+    from spot_core.domain.errors import (
+        ApprovalNotPending,
+        InvalidMigrationRequest,
+        MigrationConflict,
+        MigrationNotFound,
+    )
     from spotctl.backend import BackendError
     from spotctl.local.daemon import LocalServiceError
 

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from .exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -16,46 +17,61 @@ DEGRADE_WAVES = {10: 0, 50: 1, 100: 2}
 def run(args: argparse.Namespace) -> int:
     from spotctl.local.runtime import LocalRuntime
     from spotctl.local.workload import Degradation
-    from spotctl.graph_file import write_graph
-    from spotctl.report import build_report, render
+    from spotctl.report import render
 
     if args.instances < 3:
         print("spotctl demo: --instances must be at least 3", file=sys.stderr)
         return EXIT_USAGE
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     started = time.perf_counter()
+    log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     with LocalRuntime(seed=args.seed) as rt:
         groups = rt.fleet.seed_fleet(args.instances)
         if args.degrade_at:
             rt.fleet.degradation = Degradation(wave=DEGRADE_WAVES[args.degrade_at])
         request = {"quality": {"target_group_arn": rt.fleet.target_group_arn}, "approval": {"timeout_seconds": 3600}}
         mid = rt.start_migration(request, migration_id=f"demo-{args.seed}-{int(time.time())}")
-        log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
-        log(f"Seeded {args.instances} instances ({len(groups['stateful'])} stateful, {len(groups['burst'])} burst); migration {mid} started")
-        try:
-            rt.wait_for_status(mid, "awaiting_approval", timeout=120)
-            log("Waiting for customer approval (notification sent; the token stays server-side) ...")
-            decision = not args.reject
-            rt.decide(mid, approved=decision, principal="demo-operator",
-                      reason="change freeze this week" if args.reject else "savings approved")
-            log(f"Customer {'approved' if decision else 'rejected'} the migration")
-        except TimeoutError:
-            pass  # vetoed or nothing to migrate: no approval asked
+        log(f"Seeded {args.instances} instances ({len(groups['stateful'])} stateful, {len(groups['burst'])} burst); "
+            f"migration {mid} started")
+        _decide_when_asked(rt, mid, args.reject, log)
         result = rt.wait(mid, timeout=300)
-        graph = write_graph(rt.operator(), mid, args.graph) if args.graph else None
-        interruptions = interrupt(rt, mid, args.interrupt) if args.interrupt and result.status == "SUCCEEDED" else []
-        report = build_report(rt.wiring.migrations, rt.wiring.plans, mid, {
-            "interruptions": interruptions,
-            "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
-            "execution_status": result.status, "execution_error": result.error,
-            "elapsed": time.perf_counter() - started, "simulated_seconds": rt.virtual_seconds,
-            "notifications": [n["subject"] for n in rt.notifications()], "graph": graph,
-        })
+        report = _report(rt, mid, args, result, started)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(render(report))
     return EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def _decide_when_asked(rt, migration_id: str, reject: bool, log: Callable[[str], None]) -> None:
+    """The customer's decision, once the migration asks for it (a vetoed migration, or one
+    with nothing to migrate, never asks)."""
+    try:
+        rt.wait_for_status(migration_id, "awaiting_approval", timeout=120)
+        log("Waiting for customer approval (notification sent; the token stays server-side) ...")
+        decision = not reject
+        rt.decide(migration_id, approved=decision, principal="demo-operator",
+                  reason="change freeze this week" if reject else "savings approved")
+        log(f"Customer {'approved' if decision else 'rejected'} the migration")
+    except TimeoutError:
+        pass  # vetoed or nothing to migrate: no approval asked
+
+
+def _report(rt, migration_id: str, args: argparse.Namespace, result, started: float) -> dict:
+    """The report, with the execution graph written and the interruptions played (if asked)."""
+    from spotctl.graph_file import write_graph
+    from spotctl.report import build_report
+
+    graph = write_graph(rt.operator(), migration_id, args.graph) if args.graph else None
+    succeeded = result.status == "SUCCEEDED"
+    interruptions = interrupt(rt, migration_id, args.interrupt) if args.interrupt and succeeded else []
+    return build_report(rt.wiring.migrations, rt.wiring.plans, migration_id, {
+        "interruptions": interruptions,
+        "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
+        "execution_status": result.status, "execution_error": result.error,
+        "elapsed": time.perf_counter() - started, "simulated_seconds": rt.virtual_seconds,
+        "notifications": [n["subject"] for n in rt.notifications()], "graph": graph,
+    })
 
 
 def interrupt(rt, migration_id: str, count: int) -> list[dict]:
@@ -66,6 +82,7 @@ def interrupt(rt, migration_id: str, count: int) -> list[dict]:
     for record in migrated:
         outcome = rt.simulate(record.replacement_id, "interruption")
         for delivery in outcome["deliveries"]:
-            out.append({"interrupted": record.replacement_id, "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
+            out.append({"interrupted": record.replacement_id,
+                        "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
                         "rule": delivery["rule"], **(delivery.get("result") or {"error": delivery.get("error")})})
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from spot_core.domain.instances import CAPACITY_ERRORS as CAPACITY_CODES
+from spot_core.domain.plan import InstanceRecord
 from spot_core.ports import MigrationRepository, PlanRepository
 
 OUTCOME_TEXT = {
@@ -18,6 +19,8 @@ OUTCOME_TEXT = {
     "nothing_to_migrate": "NOTHING TO MIGRATE",
     "planned": "DRY RUN: plan ready, nothing was changed",
 }
+# Outcomes reached before the customer approval step: nobody was asked.
+NEVER_ASKED = ("vetoed", "nothing_to_migrate", "planned")
 
 
 def build_report(migrations: MigrationRepository, plans: PlanRepository, migration_id: str,
@@ -28,22 +31,29 @@ def build_report(migrations: MigrationRepository, plans: PlanRepository, migrati
     for wave in item.get("waves", []):
         result = (item.get("wave_results") or {}).get(str(wave["index"]), {})
         waves.append({**wave, "migration": result.get("migration"), "gate": result.get("gate")})
-    instances = [
-        {
-            "instance_id": r.instance_id, "name": r.name, "type": r.instance_type, "az": r.availability_zone,
-            "workload": r.workload, "risk": r.risk, "eligible": r.eligible, "status": r.status,
-            "reason": r.exclusion_detail or r.exclusion_reason, "on_demand_monthly": r.monthly_on_demand,
-            "spot_monthly": round(r.monthly_on_demand - r.monthly_savings, 2) if r.spot_hourly else None,
-            "savings_monthly": r.monthly_savings, "savings_pct": r.savings_pct, "wave": r.wave,
-            "replacement_id": r.replacement_id, "replacement_type": r.replacement_type, "attempts": r.attempts,
-        }
-        for r in sorted(records, key=lambda r: (not r.eligible, r.wave if r.wave is not None else 99, r.instance_id))
-    ]
+    instances = [_instance(r) for r in sorted(records, key=_report_order)]
     return {
-        "migration_id": migration_id, "status": item.get("status"), "outcome": OUTCOME_TEXT.get(item.get("status"), item.get("status")),
+        "migration_id": migration_id, "status": item.get("status"),
+        "outcome": OUTCOME_TEXT.get(item.get("status"), item.get("status")),
         "summary": item.get("summary"), "verdicts": item.get("verdicts", []), "approval": item.get("approval"),
         "baseline": (item.get("baseline") or {}).get("sample"), "waves": waves, "realised": item.get("realised"),
         "failure": item.get("failure"), "instances": instances, **(extra or {}),
+    }
+
+
+def _report_order(r: InstanceRecord) -> tuple:
+    """Candidates first, by wave (unplanned last), then by instance id."""
+    return not r.eligible, r.wave if r.wave is not None else 99, r.instance_id
+
+
+def _instance(r: InstanceRecord) -> dict:
+    return {
+        "instance_id": r.instance_id, "name": r.name, "type": r.instance_type, "az": r.availability_zone,
+        "workload": r.workload, "risk": r.risk, "eligible": r.eligible, "status": r.status,
+        "reason": r.exclusion_detail or r.exclusion_reason, "on_demand_monthly": r.monthly_on_demand,
+        "spot_monthly": round(r.monthly_on_demand - r.monthly_savings, 2) if r.spot_hourly else None,
+        "savings_monthly": r.monthly_savings, "savings_pct": r.savings_pct, "wave": r.wave,
+        "replacement_id": r.replacement_id, "replacement_type": r.replacement_type, "attempts": r.attempts,
     }
 
 
@@ -53,108 +63,165 @@ def _money(v: float | None) -> str:
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = ["  " + line, "  " + "  ".join("-" * w for w in widths)]
-    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return out
 
 
+def _quality_change(gate: dict) -> str:
+    """A quality gate's latency and error rate change against the baseline."""
+    lat, err = gate.get("latency_change_pct"), gate.get("error_rate_change_pct")
+    if lat is None or err is None:
+        return "no metric data"
+    return f"latency {lat:+.1f} %, errors {err:+.1f} %"
+
+
 def render(report: dict) -> str:
-    s = report.get("summary") or {}
-    out = []
+    """The report as text: a title, then one section per step of the migration."""
+    sections = [
+        _title(report), _analysis(report), _agent_reviews(report), _approval(report), _rollout(report),
+        _outcome(report),
+    ]
+    if report.get("interruptions"):
+        sections.append(_interruptions(report["interruptions"]))
+    return "\n\n".join("\n".join(lines) for lines in sections)
+
+
+def _title(report: dict) -> list[str]:
     title = f"Spot migration {report['migration_id']}"
     if report.get("fleet"):
         title += f"  -  {report['fleet']}"
-    out += [title, "=" * len(title), ""]
+    return [title, "=" * len(title)]
 
-    out.append("1. Analysis")
+
+# --- 1. analysis -------------------------------------------------------------------------------
+
+def _analysis(report: dict) -> list[str]:
+    s = report.get("summary") or {}
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted((s.get("excluded_by_reason") or {}).items())) or "none"
-    out.append(f"  Instances analysed: {s.get('analysed', 0)}    Opportunities: {s.get('candidates', 0)}    "
-               f"Excluded: {s.get('excluded', 0)} ({reasons})")
-    rows = []
-    for i in report["instances"]:
-        rows.append([
-            i["instance_id"], (i["name"] or "")[:18], i["type"], i["az"][-2:] if i["az"] else "", i["workload"], i["risk"],
-            _money(i["on_demand_monthly"]) if i["eligible"] else "-", _money(i["spot_monthly"]) if i["eligible"] else "-",
-            f"{_money(i['savings_monthly'])} ({i['savings_pct']:.0f} %)" if i["eligible"] else f"excluded: {i['reason']}",
-        ])
-    out += _table(["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"], rows)
-    out.append(f"  Total: {_money(s.get('monthly_on_demand'))}/month on-demand -> {_money((s.get('monthly_on_demand') or 0) - (s.get('monthly_savings') or 0))} "
-               f"on Spot: saves {_money(s.get('monthly_savings'))}/month ({s.get('savings_pct', 0)} %)  [prices: {s.get('pricing_source')}]")
-    out.append("")
+    out = ["1. Analysis",
+           f"  Instances analysed: {s.get('analysed', 0)}    Opportunities: {s.get('candidates', 0)}    "
+           f"Excluded: {s.get('excluded', 0)} ({reasons})"]
+    headers = ["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"]
+    out += _table(headers, [_instance_row(i) for i in report["instances"]])
+    on_demand, savings = s.get("monthly_on_demand"), s.get("monthly_savings")
+    spot = (on_demand or 0) - (savings or 0)
+    out.append(f"  Total: {_money(on_demand)}/month on-demand -> {_money(spot)} on Spot: saves {_money(savings)}/month "
+               f"({s.get('savings_pct', 0)} %)  [prices: {s.get('pricing_source')}]")
+    return out
 
-    out.append("2. Agent reviews")
+
+def _instance_row(i: dict) -> list[str]:
+    zone = i["az"][-2:] if i["az"] else ""
+    row = [i["instance_id"], (i["name"] or "")[:18], i["type"], zone, i["workload"], i["risk"]]
+    if not i["eligible"]:
+        return [*row, "-", "-", f"excluded: {i['reason']}"]
+    savings = f"{_money(i['savings_monthly'])} ({i['savings_pct']:.0f} %)"
+    return [*row, _money(i["on_demand_monthly"]), _money(i["spot_monthly"]), savings]
+
+
+# --- 2. agent reviews, 3. customer approval ------------------------------------------------------
+
+def _agent_reviews(report: dict) -> list[str]:
+    out = ["2. Agent reviews"]
     for v in report["verdicts"]:
         verdict = "APPROVED" if v["approved"] else "VETO"
-        out.append(f"  {v['agent']:<12} {verdict:<9} confidence {v['confidence']:.2f}   excluded {v.get('excluded_count', 0)}")
+        out.append(f"  {v['agent']:<12} {verdict:<9} confidence {v['confidence']:.2f}   "
+                   f"excluded {v.get('excluded_count', 0)}")
         out += [f"      - {c}" for c in v.get("concerns", [])]
         out += [f"      > {r}" for r in v.get("recommendations", [])]
-    out.append("")
+    return out
 
-    out.append("3. Customer approval")
+
+def _approval(report: dict) -> list[str]:
     a = report.get("approval")
     if not a:
-        out.append("  not requested" if report["status"] in ("vetoed", "nothing_to_migrate", "planned") else "  auto-approved")
+        line = "  not requested" if report["status"] in NEVER_ASKED else "  auto-approved"
     elif "approved" in a:
         decision = "APPROVED" if a["approved"] else "REJECTED"
-        out.append(f"  {decision} by {a.get('decided_by')} at {a.get('decided_at')}" + (f": {a['reason']}" if a.get("reason") else ""))
+        reason = f": {a['reason']}" if a.get("reason") else ""
+        line = f"  {decision} by {a.get('decided_by')} at {a.get('decided_at')}{reason}"
     else:
-        out.append(f"  requested at {a.get('requested_at')}, no decision within {a.get('timeout_seconds')} s")
-    out.append("")
+        line = f"  requested at {a.get('requested_at')}, no decision within {a.get('timeout_seconds')} s"
+    return ["3. Customer approval", line]
 
-    out.append("4. Rollout")
-    b = report.get("baseline")
-    if b and b.get("latency") is not None:
-        out.append(f"  Baseline: latency {b['latency'] * 1000:.1f} ms, error rate {100 * (b.get('error_rate') or 0):.2f} %, {b.get('requests', 0):,.0f} requests")
+
+# --- 4. rollout ----------------------------------------------------------------------------------
+
+def _rollout(report: dict) -> list[str]:
+    out = ["4. Rollout", *_baseline(report.get("baseline"))]
     if not report["waves"]:
         out.append("  no wave ran")
-    for w in report["waves"]:
-        m, g = w.get("migration"), w.get("gate")
-        label = f"  Wave {w['index'] + 1} ({w['percent']:g} %)"
-        if not m:
-            out.append(f"{label:<18} not reached ({w['target_count']} instance(s) planned)")
-            continue
-        line = f"{label:<18} {m['migrated']}/{m['total']} migrated   bake {w['bake_seconds']} s   "
-        if g:
-            lat, err = g.get("latency_change_pct"), g.get("error_rate_change_pct")
-            quality = f"latency {lat:+.1f} %, errors {err:+.1f} %" if lat is not None and err is not None else "no metric data"
-            status = "PASS" if g["passed"] else "FAIL"
-            line += f"quality: {quality} -> score {g['score']:.2f} (limit {g['threshold_pct']:g}) {status}"
-        else:
-            line += "quality: not checked (wave failed)"
-        out.append(line)
-        if g and not g["passed"]:
-            out += [f"      ! {r}" for r in g.get("reasons", [])]
-        for f in (m.get("failures") or [])[:5]:
-            out.append(f"      ! {f}")
+    for wave in report["waves"]:
+        out += _wave(wave)
     if report.get("failure"):
         out.append(f"  Failure: {report['failure'].get('Error')}")
-    moved = [i for i in report["instances"] if i["replacement_id"]]
-    if moved:
-        out.append("  Replacements:")
-        for i in moved:
-            refused = sum(1 for a in i["attempts"] if a.split(": ")[-1] in CAPACITY_CODES)
-            via = f" after {refused} refused pool(s)" if refused else ""
-            out.append(f"    {i['instance_id']} ({i['type']}) -> {i['replacement_id']} ({i['replacement_type']} Spot){via}: {i['status']}")
-    out.append("")
+    return out + _replacements(report["instances"])
 
-    out.append("5. Outcome")
-    out.append(f"  {report['outcome']}")
+
+def _baseline(b: dict | None) -> list[str]:
+    if not b or b.get("latency") is None:
+        return []
+    return [f"  Baseline: latency {b['latency'] * 1000:.1f} ms, error rate {100 * (b.get('error_rate') or 0):.2f} %, "
+            f"{b.get('requests', 0):,.0f} requests"]
+
+
+def _wave(w: dict) -> list[str]:
+    m, g = w.get("migration"), w.get("gate")
+    label = f"  Wave {w['index'] + 1} ({w['percent']:g} %)"
+    if not m:
+        return [f"{label:<18} not reached ({w['target_count']} instance(s) planned)"]
+    out = [f"{label:<18} {m['migrated']}/{m['total']} migrated   bake {w['bake_seconds']} s   {_gate(g)}"]
+    if g and not g["passed"]:
+        out += [f"      ! {r}" for r in g.get("reasons", [])]
+    out += [f"      ! {f}" for f in (m.get("failures") or [])[:5]]
+    return out
+
+
+def _gate(g: dict | None) -> str:
+    if not g:
+        return "quality: not checked (wave failed)"
+    status = "PASS" if g["passed"] else "FAIL"
+    return f"quality: {_quality_change(g)} -> score {g['score']:.2f} (limit {g['threshold_pct']:g}) {status}"
+
+
+def _replacements(instances: list[dict]) -> list[str]:
+    moved = [i for i in instances if i["replacement_id"]]
+    return ["  Replacements:", *(_replacement(i) for i in moved)] if moved else []
+
+
+def _replacement(i: dict) -> str:
+    refused = sum(1 for a in i["attempts"] if a.split(": ")[-1] in CAPACITY_CODES)
+    via = f" after {refused} refused pool(s)" if refused else ""
+    spot = f"{i['replacement_id']} ({i['replacement_type']} Spot)"
+    return f"    {i['instance_id']} ({i['type']}) -> {spot}{via}: {i['status']}"
+
+
+# --- 5. outcome, 6. interruptions ----------------------------------------------------------------
+
+def _outcome(report: dict) -> list[str]:
+    out = ["5. Outcome", f"  {report['outcome']}"]
     r = report.get("realised")
     if r:
-        out.append(f"  Realised savings: {_money(r['monthly_savings'])}/month ({r['savings_pct']} %) on {r['instances']} instance(s): "
+        out.append(f"  Realised savings: {_money(r['monthly_savings'])}/month ({r['savings_pct']} %) "
+                   f"on {r['instances']} instance(s): "
                    f"{_money(r['monthly_on_demand'])} on-demand -> {_money(r['monthly_spot'])} Spot")
     if report.get("elapsed"):
-        out.append(f"  Took {report['elapsed']:.1f} s of real time for {report.get('simulated_seconds', 0):,.0f} s of bake and wait time (fast-forwarded)")
+        out.append(f"  Took {report['elapsed']:.1f} s of real time for {report.get('simulated_seconds', 0):,.0f} s "
+                   "of bake and wait time (fast-forwarded)")
     if report.get("graph"):
         out.append(f"  Execution graph: {report['graph']} (open it in a browser)")
-    if report.get("interruptions"):
-        out += ["", "6. Spot interruptions (after the rollout)"]
-        for i in report["interruptions"]:
-            if i.get("launched"):
-                out.append(f"  {i['interrupted']} ({i['interrupted_pool']}) warned -> {i['replacement_id']} launched as {i['market']} "
-                           f"{i['instance_type']} in {i['availability_zone']} {i['seconds_from_event_to_launch']:.2f} s after the warning; "
-                           f"target groups swapped")
-            else:
-                out.append(f"  {i['interrupted']}: {i.get('action') or i.get('error')}")
-    return "\n".join(out)
+    return out
+
+
+def _interruptions(interruptions: list[dict]) -> list[str]:
+    return ["6. Spot interruptions (after the rollout)", *(_interruption(i) for i in interruptions)]
+
+
+def _interruption(i: dict) -> str:
+    if not i.get("launched"):
+        return f"  {i['interrupted']}: {i.get('action') or i.get('error')}"
+    return (f"  {i['interrupted']} ({i['interrupted_pool']}) warned -> {i['replacement_id']} launched as {i['market']} "
+            f"{i['instance_type']} in {i['availability_zone']} {i['seconds_from_event_to_launch']:.2f} s "
+            "after the warning; target groups swapped")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 OPT_IN = "spot-migration:opt-in"
 
@@ -16,19 +19,23 @@ class UsageError(Exception):
 
 def add_request_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to migrate (default: every running instance tagged spot-migration:opt-in=true)")
-    g.add_argument("--tag", action="append", metavar="KEY=VALUE", help="select instances with this tag (repeatable: all must match)")
-    g.add_argument("--instance-id", action="append", metavar="ID", help="only these instances (repeatable; they must be opted in)")
+    g.add_argument("--tag", action="append", metavar="KEY=VALUE",
+                   help="select instances with this tag (repeatable: all must match)")
+    g.add_argument("--instance-id", action="append", metavar="ID",
+                   help="only these instances (repeatable; they must be opted in)")
     g.add_argument("--request", metavar="FILE", help="a JSON migration request (see README); flags override its fields")
     g.add_argument("--min-savings", type=float, metavar="PCT", help="skip instances saving less than this (default 10)")
-    g.add_argument("--id", metavar="MIGRATION_ID", help="the migration id (default: generated); the same id and request again starts nothing new")
+    g.add_argument("--id", metavar="MIGRATION_ID",
+                   help="the migration id (default: generated); the same id and request again starts nothing new")
     q = p.add_argument_group("rollout and quality")
     q.add_argument("--waves", metavar="10,50,100", help="cumulative wave percentages, the last one 100")
     q.add_argument("--bake", metavar="300,600,900", help="bake seconds after each wave")
-    q.add_argument("--target-group", metavar="ARN", help="ALB target group whose latency and 5xx the quality gates watch")
-    q.add_argument("--threshold", type=float, metavar="PCT", help="allowed quality degradation vs the baseline (default 5)")
-    q.add_argument("--alarm", action="append", metavar="NAME", help="a CloudWatch alarm that fails the gate when in ALARM (repeatable)")
-
-
+    q.add_argument("--target-group", metavar="ARN",
+                   help="ALB target group whose latency and 5xx the quality gates watch")
+    q.add_argument("--threshold", type=float, metavar="PCT",
+                   help="allowed quality degradation vs the baseline (default 5)")
+    q.add_argument("--alarm", action="append", metavar="NAME",
+                   help="a CloudWatch alarm that fails the gate when in ALARM (repeatable)")
 
 
 def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
@@ -37,35 +44,14 @@ def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
 
     from spot_core.domain.request import StartMigration
 
-    body: dict[str, Any] = {}
-    if args.request:
-        try:
-            body = json.loads(Path(args.request).read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--request {args.request}: {exc}") from None
-    selector = body.setdefault("selector", {})
-    if args.tag:
-        selector["tags"] = dict(_pair(t) for t in args.tag)
-    if args.instance_id:
-        selector["instance_ids"] = args.instance_id
-        selector.setdefault("tags", {OPT_IN: "true"})
+    body = _request_file(args.request)
+    _select(body.setdefault("selector", {}), args)
     if args.waves:
         body["waves"] = _numbers(args.waves, float, "--waves")
     if args.bake:
         body["bake_seconds"] = _numbers(args.bake, int, "--bake")
-    quality = body.setdefault("quality", {})
-    for flag, key in (("threshold", "threshold_pct"), ("target_group", "target_group_arn")):
-        if getattr(args, flag) is not None:
-            quality[key] = getattr(args, flag)
-    if args.alarm:
-        quality["alarm_names"] = args.alarm
-    if "target_group_arn" not in quality and outputs.get("TargetGroupArn"):
-        quality["target_group_arn"] = outputs["TargetGroupArn"]  # the local service's simulated ALB
-    approval = body.setdefault("approval", {})
-    if getattr(args, "auto_approve", False):
-        approval["auto_approve"] = True
-    if getattr(args, "approval_timeout", None):
-        approval["timeout_seconds"] = args.approval_timeout
+    _quality(body.setdefault("quality", {}), args, outputs)
+    _approval(body.setdefault("approval", {}), args)
     if args.min_savings is not None:
         body["min_savings_pct"] = args.min_savings
     body["dry_run"] = dry_run or body.get("dry_run", False)
@@ -74,8 +60,49 @@ def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
     try:
         return StartMigration.model_validate(body)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"invalid migration request: {problems}") from None
+        raise UsageError(f"invalid migration request: {_problems(exc)}") from None
+
+
+def _request_file(path: str | None) -> dict[str, Any]:
+    """The --request FILE's fields (none without the flag)."""
+    if not path:
+        return {}
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--request {path}: {exc}") from None
+
+
+def _select(selector: dict, args: argparse.Namespace) -> None:
+    """--tag and --instance-id; instances picked by id must still be opted in."""
+    if args.tag:
+        selector["tags"] = dict(_pair(t) for t in args.tag)
+    if args.instance_id:
+        selector["instance_ids"] = args.instance_id
+        selector.setdefault("tags", {OPT_IN: "true"})
+
+
+def _quality(quality: dict, args: argparse.Namespace, outputs: dict) -> None:
+    for flag, key in (("threshold", "threshold_pct"), ("target_group", "target_group_arn")):
+        if getattr(args, flag) is not None:
+            quality[key] = getattr(args, flag)
+    if args.alarm:
+        quality["alarm_names"] = args.alarm
+    if "target_group_arn" not in quality and outputs.get("TargetGroupArn"):
+        quality["target_group_arn"] = outputs["TargetGroupArn"]  # the local service's simulated ALB
+
+
+def _approval(approval: dict, args: argparse.Namespace) -> None:
+    """Only `migrate` has the approval flags."""
+    if getattr(args, "auto_approve", False):
+        approval["auto_approve"] = True
+    if getattr(args, "approval_timeout", None):
+        approval["timeout_seconds"] = args.approval_timeout
+
+
+def _problems(exc: ValidationError) -> str:
+    """A pydantic ValidationError as `field.path: message; ...`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from spot_core.domain.plan import AgentVerdict, PlanSummary
 from spot_core.domain.views import MigrationDetail, MigrationPage, PlanEntry, WaveProgress
 
-from .report import _money, _table
+from .report import _money, _quality_change, _table
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 WAVE_STATE = {"pending": "pending", "migrating": "migrating", "baking": "baking", "passed": "PASS", "failed": "FAIL",
@@ -37,62 +38,94 @@ def wave_line(w: WaveProgress) -> str:
         line += f"  {w.launching} launching"
     g = w.gate
     if g:
-        lat, err = g.get("latency_change_pct"), g.get("error_rate_change_pct")
-        quality = f"latency {lat:+.1f} %, errors {err:+.1f} %" if lat is not None and err is not None else "no metric data"
-        line += f"  quality: {quality}, score {g['score']:.2f} (limit {g['threshold_pct']:g})"
+        line += f"  quality: {_quality_change(g)}, score {g['score']:.2f} (limit {g['threshold_pct']:g})"
     elif w.state == "baking":
         line += f"  baking {w.bake_seconds} s"
     return line.rstrip()
 
 
 def render_status(d: MigrationDetail) -> str:
-    head = f"Migration {d.migration_id}: {d.execution_status or 'no execution'} / {d.status or 'not analysed yet'}"
-    if d.current_state:
-        head += f"  (now in {d.current_state})"
-    out = [head, f"  started {d.started_at or '-'}" + (f", stopped {d.stopped_at}" if d.stopped_at else "")]
-    s = d.summary
-    if s:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.excluded_by_reason.items())) or "none"
-        out.append(f"  plan: {s.candidates} of {s.analysed} instance(s) to Spot, {s.excluded} excluded ({reasons})")
-        out.append(f"  estimated savings: {_money(s.monthly_savings)}/month of {_money(s.monthly_on_demand)} ({s.savings_pct} %)")
-    for v in d.verdicts:
-        out.append(f"  {v.agent} agent: {'approved' if v.approved else 'VETO'} (confidence {v.confidence:.2f})"
-                   + (f": {v.concerns[0]}" if v.concerns else ""))
-    a = d.approval or {}
-    if "approved" in a:
-        out.append(f"  {'approved' if a['approved'] else 'rejected'} by {a.get('decided_by')} at {a.get('decided_at')}"
-                   + (f": {a['reason']}" if a.get("reason") else ""))
-    elif d.status == "awaiting_approval":
-        out.append(f"  waiting for approval since {a.get('requested_at')} (timeout {a.get('timeout_seconds')} s): "
-                   f"spotctl approve {d.migration_id}  |  spotctl reject {d.migration_id} --reason '...'")
+    out = [*_status_head(d), *_plan_summary(d.summary)]
+    out += [_verdict(v) for v in d.verdicts]
+    out += _decision(d)
     if d.waves:
         out.append("  waves:")
         out += [wave_line(w) for w in d.waves]
     if d.realised:
         r = d.realised
-        out.append(f"  realised savings: {_money(r.get('monthly_savings'))}/month ({r.get('savings_pct')} %) on {r.get('instances')} instance(s)")
+        out.append(f"  realised savings: {_money(r.get('monthly_savings'))}/month ({r.get('savings_pct')} %) "
+                   f"on {r.get('instances')} instance(s)")
     if d.error:
         out.append(f"  error: {d.error}" + (f": {d.cause[:300]}" if d.cause else ""))
     return "\n".join(out)
 
 
+def _status_head(d: MigrationDetail) -> list[str]:
+    head = f"Migration {d.migration_id}: {d.execution_status or 'no execution'} / {d.status or 'not analysed yet'}"
+    if d.current_state:
+        head += f"  (now in {d.current_state})"
+    return [head, f"  started {d.started_at or '-'}" + (f", stopped {d.stopped_at}" if d.stopped_at else "")]
+
+
+def _plan_summary(s: PlanSummary | None) -> list[str]:
+    if not s:
+        return []
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.excluded_by_reason.items())) or "none"
+    return [f"  plan: {s.candidates} of {s.analysed} instance(s) to Spot, {s.excluded} excluded ({reasons})",
+            f"  estimated savings: {_money(s.monthly_savings)}/month of {_money(s.monthly_on_demand)} "
+            f"({s.savings_pct} %)"]
+
+
+def _verdict(v: AgentVerdict) -> str:
+    concern = f": {v.concerns[0]}" if v.concerns else ""
+    return f"  {v.agent} agent: {'approved' if v.approved else 'VETO'} (confidence {v.confidence:.2f}){concern}"
+
+
+def _decision(d: MigrationDetail) -> list[str]:
+    """The customer's decision, or how to give it while the migration waits for one."""
+    a = d.approval or {}
+    if "approved" in a:
+        reason = f": {a['reason']}" if a.get("reason") else ""
+        return [f"  {'approved' if a['approved'] else 'rejected'} by {a.get('decided_by')} at {a.get('decided_at')}"
+                + reason]
+    if d.status == "awaiting_approval":
+        return [f"  waiting for approval since {a.get('requested_at')} (timeout {a.get('timeout_seconds')} s): "
+                f"spotctl approve {d.migration_id}  |  spotctl reject {d.migration_id} --reason '...'"]
+    return []
+
+
 def render_plan(d: MigrationDetail, entries: list[PlanEntry]) -> str:
     candidates = sorted((e for e in entries if e.eligible), key=lambda e: (-e.monthly_savings, e.instance_id))
     excluded = sorted((e for e in entries if not e.eligible), key=lambda e: (e.exclusion_reason or "", e.instance_id))
-    out = [f"Plan {d.migration_id} (dry run: nothing was changed)", ""]
-    out.append(f"Candidates ({len(candidates)})")
-    out += _table(["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"], [
+    out = [f"Plan {d.migration_id} (dry run: nothing was changed)", "", f"Candidates ({len(candidates)})"]
+    out += _candidates_table(candidates)
+    out += ["", f"Excluded ({len(excluded)})"]
+    out += _excluded_table(excluded)
+    if d.summary:
+        out += ["", _plan_savings(d.summary)]
+    out += [_plan_verdict(v) for v in d.verdicts]
+    return "\n".join(out)
+
+
+def _plan_savings(s: PlanSummary) -> str:
+    return (f"Savings: {_money(s.monthly_savings)}/month of {_money(s.monthly_on_demand)} on-demand "
+            f"({s.savings_pct} %)  [prices: {s.pricing_source}]")
+
+
+def _plan_verdict(v: AgentVerdict) -> str:
+    concerns = f" - {'; '.join(v.concerns)}" if v.concerns else ""
+    return f"  {v.agent} agent: {'approved' if v.approved else 'VETO'}{concerns}"
+
+
+def _candidates_table(candidates: list[PlanEntry]) -> list[str]:
+    headers = ["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"]
+    return _table(headers, [
         [e.instance_id, (e.name or "")[:20], e.instance_type, e.availability_zone, e.workload, e.risk,
          _money(e.monthly_on_demand), _money(e.monthly_on_demand - e.monthly_savings),
          f"{_money(e.monthly_savings)} ({e.savings_pct:.0f} %)"] for e in candidates])
-    out += ["", f"Excluded ({len(excluded)})"]
-    out += _table(["instance", "name", "type", "reason"], [
+
+
+def _excluded_table(excluded: list[PlanEntry]) -> list[str]:
+    return _table(["instance", "name", "type", "reason"], [
         [e.instance_id, (e.name or "")[:20], e.instance_type,
          (e.exclusion_reason or "") + (f": {e.exclusion_detail}" if e.exclusion_detail else "")] for e in excluded])
-    s = d.summary
-    if s:
-        out += ["", f"Savings: {_money(s.monthly_savings)}/month of {_money(s.monthly_on_demand)} on-demand "
-                    f"({s.savings_pct} %)  [prices: {s.pricing_source}]"]
-    for v in d.verdicts:
-        out.append(f"  {v.agent} agent: {'approved' if v.approved else 'VETO'}" + (f" - {'; '.join(v.concerns)}" if v.concerns else ""))
-    return "\n".join(out)

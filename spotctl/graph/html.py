@@ -20,7 +20,8 @@ EXECUTION_STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "
                     "RUNNING": "current"}
 
 
-def render_graph(definition: dict, history: list[dict], *, migration_id: str, status: str, title: str | None = None) -> str:
+def render_graph(definition: dict, history: list[dict], *, migration_id: str, status: str,
+                 title: str | None = None) -> str:
     """A self-contained HTML page (inline CSS, JS and SVG only) drawing every state of
     `definition`, nested states inside their Parallel or Map, coloured by what happened to
     them in the execution whose `history` (get_execution_history events) is given, and the
@@ -59,12 +60,10 @@ def _header(title: str, migration_id: str, status: str, view: ExecutionView) -> 
 def _legend() -> str:
     items = "".join(f'<span class="legend-item" data-status="{s}"><i class="swatch"></i>{_e(t)}</span>'
                     for s, t in STATUS_TEXT.items())
-    edges = ('<span class="legend-item"><svg width="34" height="10"><line x1="2" y1="5" x2="32" y2="5" class="edge taken"/></svg>'
-             "transition taken</span>"
-             '<span class="legend-item"><svg width="34" height="10"><line x1="2" y1="5" x2="32" y2="5" class="edge"/></svg>'
-             "possible transition</span>"
-             '<span class="legend-item"><svg width="34" height="10"><line x1="2" y1="5" x2="32" y2="5" class="edge catch"/></svg>'
-             "on error (Catch)</span>"
+    line = '<svg width="34" height="10"><line x1="2" y1="5" x2="32" y2="5" class="{}"/></svg>'
+    edges = (f'<span class="legend-item">{line.format("edge taken")}transition taken</span>'
+             f'<span class="legend-item">{line.format("edge")}possible transition</span>'
+             f'<span class="legend-item">{line.format("edge catch")}on error (Catch)</span>'
              '<span class="legend-item"><span class="count-sample">×3</span>times entered</span>')
     return f'<div class="legend" id="legend">{items}{edges}</div>\n'
 
@@ -83,8 +82,9 @@ def _timeline(view: ExecutionView) -> str:
         css = ' class="failure"' if row.error else ""
         rows.append(f"<tr{css}><td>{row.event_id}</td><td>+{_e(_elapsed(row.elapsed))}</td><td>{_e(row.type)}</td>"
                     f"<td>{_e(row.state or '')}</td><td>{_e(row.error or '')}</td></tr>")
-    return ('<section class="timeline"><h2>Events</h2><table id="timeline"><colgroup><col class="c-id"><col class="c-elapsed"><col class="c-type"><col class="c-state"><col></colgroup><thead><tr><th>#</th><th>Elapsed</th>'
-            "<th>Type</th><th>State</th><th>Error</th></tr></thead><tbody>\n"
+    return ('<section class="timeline"><h2>Events</h2><table id="timeline"><colgroup>'
+            '<col class="c-id"><col class="c-elapsed"><col class="c-type"><col class="c-state"><col></colgroup>'
+            "<thead><tr><th>#</th><th>Elapsed</th><th>Type</th><th>State</th><th>Error</th></tr></thead><tbody>\n"
             + "\n".join(rows) + "\n</tbody></table></section>\n")
 
 
@@ -151,8 +151,9 @@ def _box(box: Box, view: ExecutionView) -> str:
                 f'<rect class="box" x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" '
                 f'rx="{_radius(box):.1f}"/>')
     if group:
-        text = (f'<text class="label" x="{box.x + 14:.1f}" y="{box.y + 19:.1f}" text-anchor="start">{_e(box.name)}</text>'
-                f'<text class="kind" x="{box.x + 14:.1f}" y="{box.y + 33:.1f}" text-anchor="start">{_e(_kind(box))}</text>')
+        x = box.x + 14
+        text = (f'<text class="label" x="{x:.1f}" y="{box.y + 19:.1f}" text-anchor="start">{_e(box.name)}</text>'
+                f'<text class="kind" x="{x:.1f}" y="{box.y + 33:.1f}" text-anchor="start">{_e(_kind(box))}</text>')
         inner = "".join(_lane(lane, view) for lane in box.lanes)
     else:
         cx, cy = box.x + box.w / 2, box.y + box.h / 2
@@ -197,24 +198,30 @@ def _kind(box: Box) -> str:
 
 _MARKERS = (
     "<defs>"
-    '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto">'
+    '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" '
+    'markerUnits="userSpaceOnUse" orient="auto">'
     '<path d="M0,0 L10,5 L0,10 z" fill="#9aa5b1"/></marker>'
-    '<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto">'
+    '<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" '
+    'markerUnits="userSpaceOnUse" orient="auto">'
     '<path d="M0,0 L10,5 L0,10 z" fill="#37474f"/></marker>'
     "</defs>"
 )
 
 _CSS = """
-body { font-family: "Helvetica Neue", Arial, "DejaVu Sans", sans-serif; margin: 20px 28px; color: #1f2933; background: #fff; }
+body { font-family: "Helvetica Neue", Arial, "DejaVu Sans", sans-serif; margin: 20px 28px; color: #1f2933; \
+background: #fff; }
 h1 { font-size: 20px; margin: 0 0 6px; } h2 { font-size: 16px; margin: 28px 0 8px; }
 .meta { margin: 0; color: #52606d; font-size: 13px; } .error { color: #b71c1c; font-size: 13px; margin: 6px 0 0; }
 code { background: #f0f4f8; padding: 1px 5px; border-radius: 3px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: 12px;
          border: 1px solid var(--stroke); background: var(--fill); color: var(--stroke); }
-.legend { display: flex; flex-wrap: wrap; gap: 6px 16px; margin: 14px 0 10px; font-size: 12px; color: #323f4b; align-items: center; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 16px; margin: 14px 0 10px; font-size: 12px; color: #323f4b; \
+align-items: center; }
 .legend-item { display: inline-flex; align-items: center; gap: 6px; }
-.swatch { display: inline-block; width: 22px; height: 14px; border-radius: 4px; border: 2px solid var(--stroke); background: var(--fill); }
-.count-sample { background: #37474f; color: #fff; border-radius: 8px; padding: 0 6px; font-weight: 600; font-size: 11px; }
+.swatch { display: inline-block; width: 22px; height: 14px; border-radius: 4px; border: 2px solid var(--stroke); \
+background: var(--fill); }
+.count-sample { background: #37474f; color: #fff; border-radius: 8px; padding: 0 6px; font-weight: 600; \
+font-size: 11px; }
 .graph { overflow-x: auto; border: 1px solid #e4e7eb; border-radius: 6px; background: #fbfcfd; }
 #graph { display: block; margin: 0 auto; max-width: 100%; height: auto; }
 [data-status="succeeded"] { --fill: #e6f4ea; --stroke: #2e7d32; }

@@ -9,10 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
-GAP_X = 30  # between neighbouring boxes of a rank
-GAP_DUMMY = 14  # between an edge passing through a rank and its neighbours
+from spotctl.graph.placement import assign_x
+
 GAP_Y = 44  # between ranks: where edges bend
-SWEEPS = 12
+SWEEPS = 12  # of the crossing reduction, and of the x placement
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Layout:
 
 def layered_layout(sizes: dict[str, tuple[float, float]], edges: list[tuple[str, str]], roots: list[str]) -> Layout:
     nodes = list(sizes)
-    edges = [(s, d) for s, d in dict.fromkeys(edges) if s in sizes and d in sizes and s != d]
+    edges = _drawable(edges, sizes)
     back = _back_edges(nodes, edges, roots)
     down = [(d, s) if (s, d) in back else (s, d) for s, d in edges]  # every edge pointing down
     rank = _ranks(nodes, down)
@@ -41,22 +41,38 @@ def layered_layout(sizes: dict[str, tuple[float, float]], edges: list[tuple[str,
     chains = [graph.chain(s, d) for s, d in down]
     layers = graph.layers(roots)
     _reduce_crossings(layers, graph)
-    x = _assign_x(layers, graph)
+    x = assign_x(layers, graph, SWEEPS)
     tops, heights = _rank_bands(layers, graph)
     positions = {n: (x[n] - sizes[n][0] / 2, tops[rank[n]]) for n in nodes}
     ports = _ports(chains, x, positions, sizes)
     routes = []
-    for i, ((source, target), chain) in enumerate(zip(edges, chains)):
+    for i, ((source, target), chain) in enumerate(zip(edges, chains, strict=True)):
         points = _route(chain, ports[i], x, tops, heights, graph)
         is_back = (source, target) in back
         routes.append(Route(source, target, is_back, points[::-1] if is_back else points))
+    left, right = _extent(layers, x, graph)
+    height = tops[-1] + heights[-1] if tops else 0.0
+    return Layout(_flush_left(positions, routes, left), routes, right - left, height)
+
+
+def _drawable(edges: list[tuple[str, str]], sizes: dict[str, tuple[float, float]]) -> list[tuple[str, str]]:
+    """Each edge once, in order, between nodes of the graph; no edge from a node to itself."""
+    return [(s, d) for s, d in dict.fromkeys(edges) if s in sizes and d in sizes and s != d]
+
+
+def _extent(layers: list[list[str]], x: dict[str, float], graph: _Graph) -> tuple[float, float]:
+    """The left and right edges of the widest extent of the layers."""
     left = min((x[n] - graph.width(n) / 2 for layer in layers for n in layer), default=0.0)
     right = max((x[n] + graph.width(n) / 2 for layer in layers for n in layer), default=0.0)
-    positions = {n: (px - left, py) for n, (px, py) in positions.items()}
+    return left, right
+
+
+def _flush_left(positions: dict[str, tuple[float, float]], routes: list[Route],
+                left: float) -> dict[str, tuple[float, float]]:
+    """The positions moved so that `left` becomes x = 0; the routes are moved in place."""
     for r in routes:
         r.points = [(px - left, py) for px, py in r.points]
-    height = tops[-1] + heights[-1] if tops else 0.0
-    return Layout(positions, routes, right - left, height)
+    return {n: (px - left, py) for n, (px, py) in positions.items()}
 
 
 def _back_edges(nodes: list[str], edges: list[tuple[str, str]], roots: list[str]) -> set[tuple[str, str]]:
@@ -179,58 +195,6 @@ def _by_barycentre(layer: list[str], ref: list[str], neighbours: dict[str, list[
         return sum(linked) / len(linked) if linked else index
 
     return [n for _, n in sorted(enumerate(layer), key=barycentre)]
-
-
-def _assign_x(layers: list[list[str]], graph: _Graph) -> dict[str, float]:
-    x: dict[str, float] = {}
-    for layer in layers:  # packed and centred, then pulled towards neighbours
-        cursor = 0.0
-        for i, node in enumerate(layer):
-            cursor += _gap(layer, i, graph) if i else 0.0
-            x[node] = cursor + graph.width(node) / 2
-            cursor += graph.width(node)
-        shift = cursor / 2
-        for node in layer:
-            x[node] -= shift
-    for sweep in range(SWEEPS):
-        last = sweep == SWEEPS - 1
-        downward = sweep % 2 == 0
-        order = layers[1:] if downward else layers[-2::-1]
-        for layer in order:
-            wanted, weights = [], []
-            for node in layer:
-                linked = graph.up[node] + graph.down[node] if last else (graph.up if downward else graph.down)[node]
-                w = [graph.weight(node, n) for n in linked]
-                wanted.append(sum(x[n] * wi for n, wi in zip(linked, w)) / sum(w) if w else x[node])
-                weights.append(sum(w) if w else 0.01)
-            for node, value in zip(layer, _closest_without_overlap(layer, wanted, weights, graph)):
-                x[node] = value
-    return x
-
-
-def _gap(layer: list[str], i: int, graph: _Graph) -> float:
-    """The space between layer[i-1] and layer[i]."""
-    real = layer[i - 1] not in graph.dummies and layer[i] not in graph.dummies
-    return GAP_X if real else GAP_DUMMY
-
-
-def _closest_without_overlap(layer: list[str], wanted: list[float], weights: list[float], graph: _Graph) -> list[float]:
-    """Centres minimising the weighted squared distance to `wanted`, keeping order and gaps:
-    isotonic regression (pool adjacent violators) on the centres minus their minimal offsets."""
-    offsets, total = [], 0.0
-    for i, node in enumerate(layer):
-        if i:
-            total += (graph.width(layer[i - 1]) + graph.width(node)) / 2 + _gap(layer, i, graph)
-        offsets.append(total)
-    blocks: list[list[float]] = []  # [value, weight, count]
-    for target, weight in zip((w - o for w, o in zip(wanted, offsets)), weights):
-        blocks.append([target, weight, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            v2, w2, n2 = blocks.pop()
-            v1, w1, n1 = blocks.pop()
-            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    values = [value for value, _, count in blocks for _ in range(int(count))]
-    return [v + o for v, o in zip(values, offsets)]
 
 
 def _rank_bands(layers: list[list[str]], graph: _Graph) -> tuple[list[float], list[float]]:

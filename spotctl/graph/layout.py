@@ -85,24 +85,36 @@ def text_width(text: str, char_w: float = CHAR_W) -> float:
 def _scope(machine: dict, markers: bool) -> Scope:
     states = machine.get("States", {})
     boxes = {name: _box(name, state) for name, state in states.items()}
-    kinds: dict[tuple[str, str], str] = {}
-    for name, state in states.items():
-        for target, kind in asl.transitions(state):
-            if target in states and kinds.get((name, target), "catch") == "catch":
-                kinds[(name, target)] = kind  # a plain transition wins over a catch to the same state
+    kinds = _edge_kinds(states)
     roots = [machine.get("StartAt")] if machine.get("StartAt") in states else []
     if markers:
-        boxes[START] = Box(START, "start", {}, MARKER_W, MARKER_H)
-        boxes[END] = Box(END, "end", {}, MARKER_W, MARKER_H)
-        if roots:
-            kinds[(START, roots[0])] = "start"
-        kinds.update({(name, END): "end" for name, state in states.items() if asl.ends(state)})
-        roots = [START]
+        roots = _add_markers(states, boxes, kinds, roots)
     graph = layered_layout({n: (b.w, b.h) for n, b in boxes.items()}, list(kinds), roots)
     for name, box in boxes.items():
         box.x, box.y = graph.positions[name]
     edges = [Edge(r.source, r.target, kinds[(r.source, r.target)], r.back, r.points) for r in graph.routes]
     return Scope(list(boxes.values()), edges, graph.width, graph.height)
+
+
+def _edge_kinds(states: dict) -> dict[tuple[str, str], str]:
+    """The kind of each transition between the states of one state machine."""
+    kinds: dict[tuple[str, str], str] = {}
+    for name, state in states.items():
+        for target, kind in asl.transitions(state):
+            if target in states and kinds.get((name, target), "catch") == "catch":
+                kinds[(name, target)] = kind  # a plain transition wins over a catch to the same state
+    return kinds
+
+
+def _add_markers(states: dict, boxes: dict[str, Box], kinds: dict[tuple[str, str], str], roots: list[str]) -> list[str]:
+    """The start and end markers, linked to the first state and from every state that ends the
+    machine; the start marker becomes the only root."""
+    boxes[START] = Box(START, "start", {}, MARKER_W, MARKER_H)
+    boxes[END] = Box(END, "end", {}, MARKER_W, MARKER_H)
+    if roots:
+        kinds[(START, roots[0])] = "start"
+    kinds.update({(name, END): "end" for name, state in states.items() if asl.ends(state)})
+    return [START]
 
 
 def _box(name: str, state: dict) -> Box:

@@ -3,6 +3,10 @@
 The service writes its address to a state file (`$SPOTCTL_HOME/local.json`, by default
 `~/.spotctl/local.json`) once it is ready, and removes it when it stops; a state file whose
 process is gone is stale and ignored.
+
+A service this process started is its child: it is reaped as soon as it exits (otherwise it
+would linger as a zombie and still look alive). A service another spotctl process started
+counts as gone once it has exited, even while its parent has not reaped it yet.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+RESTART_HINT = "restart it: spotctl local down && spotctl local up"
+
+# The services this process started and has not reaped yet, by pid.
+_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 class LocalServiceError(RuntimeError):
@@ -33,6 +41,14 @@ def state_file() -> Path:
 
 
 def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:  # polling reaps it once it has exited
+            return True
+        _CHILDREN.pop(pid, None)
+        return False
+    if _exited_unreaped(pid):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -40,6 +56,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _exited_unreaped(pid: int) -> bool:
+    """Someone else's child that has exited but is not reaped yet: a zombie, which signal 0
+    still reaches. Only Linux tells (/proc); elsewhere this says False."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    fields = stat.rpartition(")")[2].split()  # the command name, in parentheses, may hold anything
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def running() -> dict | None:
@@ -57,22 +84,25 @@ def start(instances: int = 10, seed: int = 7, region: str = "us-east-1", timeout
     if state:
         return state
     home().mkdir(parents=True, exist_ok=True)
-    with open(home() / "local.log", "ab") as log:  # the service keeps its own descriptor
+    log_path = home() / "local.log"
+    with open(log_path, "ab") as log:  # the service keeps its own descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "spotctl.local.server", "--state-file", str(state_file()),
              "--instances", str(instances), "--seed", str(seed), "--region", region],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
+    _CHILDREN[process.pid] = process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = running()
         if state and state["pid"] == process.pid:
             return state
         if process.poll() is not None:
-            raise LocalServiceError(f"the local service exited with code {process.returncode}; see {home() / 'local.log'}")
+            _CHILDREN.pop(process.pid, None)
+            raise LocalServiceError(f"the local service exited with code {process.returncode}; see {log_path}")
         time.sleep(0.2)
     process.terminate()
-    raise LocalServiceError(f"the local service did not start within {timeout:.0f} s; see {home() / 'local.log'}")
+    raise LocalServiceError(f"the local service did not start within {timeout:.0f} s; see {log_path}")
 
 
 def stop(timeout: float = 20.0) -> bool:
@@ -80,14 +110,27 @@ def stop(timeout: float = 20.0) -> bool:
     state = running()
     if not state:
         return False
-    os.kill(state["pid"], signal.SIGTERM)
+    pid = state["pid"]
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(state["pid"]):
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
-    if _alive(state["pid"]):
-        os.kill(state["pid"], signal.SIGKILL)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
     state_file().unlink(missing_ok=True)
     return True
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """Wait for a killed service of ours to be gone, so it leaves no zombie behind."""
+    child = _CHILDREN.pop(pid, None)
+    if child is None:
+        return
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _CHILDREN[pid] = child  # still dying: a later check reaps it
 
 
 def control(state: dict, path: str, body: dict | None = None, timeout: float = 120.0) -> object:
@@ -102,4 +145,4 @@ def control(state: dict, path: str, body: dict | None = None, timeout: float = 1
         detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
         raise LocalServiceError(detail) from None
     except urllib.error.URLError as exc:
-        raise LocalServiceError(f"the local service does not answer ({exc.reason}); restart it: spotctl local down && spotctl local up") from None
+        raise LocalServiceError(f"the local service does not answer ({exc.reason}); {RESTART_HINT}") from None

@@ -65,7 +65,9 @@ def _route_log_handlers(router: _RoutedStdout, service: str = "spot-migration") 
     import logging
 
     for handler in logging.getLogger(service).handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is not router and handler.stream not in (sys.stderr, sys.__stderr__):
+        if not isinstance(handler, logging.StreamHandler):
+            continue
+        if handler.stream is not router and handler.stream not in (sys.stderr, sys.__stderr__):
             handler.setStream(router)
 
 
@@ -168,7 +170,8 @@ class InProcessLambdas:
         with self._lock:
             saved, saved_stdout = dict(os.environ), sys.stdout
             os.environ.update(self.environment)
-            os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
+            os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": name,
+                               "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
             router = self._stdout
             if saved_stdout is not router:  # a test harness swapped stdout since install()
                 router.real = saved_stdout
@@ -182,7 +185,8 @@ class InProcessLambdas:
                 _route_log_handlers(router)
                 result = handler(event, FakeContext(name, fn.function_arn, spec.timeout_seconds, spec.memory_mb))
                 payload, errored = json.dumps(result, default=str), False
-            except Exception as exc:  # the Lambda runtime's error shape; errorType is the SFN error name
+            except Exception as exc:  # noqa: BLE001 - whatever the handler raises is the Lambda error payload
+                # the Lambda runtime's error shape; errorType is the error name Step Functions retries and catches
                 payload = json.dumps({
                     "errorType": type(exc).__name__, "errorMessage": str(exc),
                     "stackTrace": traceback.format_exception(exc)[-5:],
@@ -195,5 +199,6 @@ class InProcessLambdas:
                 os.environ.clear()
                 os.environ.update(saved)
         logs = buffer.getvalue()
-        self.invocations.append(Invocation(name, event, json.loads(payload), errored, logs, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        self.invocations.append(Invocation(name, event, json.loads(payload), errored, logs, seconds))
         return payload, errored, logs

@@ -84,7 +84,8 @@ class SpotMarket:
                     continue
                 rule["left"] -= 1
             self.refused.append((instance_type, availability_zone, rule["code"]))
-            raise EC2ClientError(rule["code"], f"There is no Spot capacity available that matches your request ({instance_type} in {availability_zone}).")
+            raise EC2ClientError(rule["code"], "There is no Spot capacity available that matches your request "
+                                               f"({instance_type} in {availability_zone}).")
 
     # --- wiring into moto -----------------------------------------------------------
     def install(self) -> None:
@@ -100,7 +101,8 @@ class SpotMarket:
 
             types = response._get_param("InstanceTypes", [])
             filters = response._filters_from_querystring()
-            zones = filters.get("availability-zone") or [z.name for z in response.ec2_backend.describe_availability_zones()]
+            zones = (filters.get("availability-zone")
+                     or [z.name for z in response.ec2_backend.describe_availability_zones()])
             now = datetime.now(UTC)
             start = _as_datetime(response._get_param("StartTime")) or now
             end = _as_datetime(response._get_param("EndTime")) or now
@@ -113,7 +115,8 @@ class SpotMarket:
                 result["NextToken"] = str(offset + size)
             return ActionResult(result)
 
-        def run_instances(backend: Any, image_id: str, count: int, user_data: Any, security_group_names: Any, **kwargs: Any) -> Any:
+        def run_instances(backend: Any, image_id: str, count: int, user_data: Any, security_group_names: Any,
+                          **kwargs: Any) -> Any:
             if kwargs.get("instance_market_options"):
                 az = kwargs.get("placement")
                 if not az and kwargs.get("subnet_id"):

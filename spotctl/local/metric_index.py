@@ -117,19 +117,25 @@ def _candidates(index: _SeriesIndex, extra: list[MetricDatumBase], query_ns: str
     """The datapoints moto would consider for the query, in moto's order (stored ones in
     insertion order, then the generated ones)."""
     if dimensions:
-        key = _dimension_key(dimensions)
-        found = list(index.by_dimensions.get((query_name, key), ())) if key is not None else []
-        wild = [(s, md) for s, md in index.wildcards if _matches(md, query_ns, query_name, dimensions)]
-        if wild or key is None:
-            if key is None:  # a value-less query dimension: only moto's own comparison will do
-                found = [(s, md) for s, md in enumerate(index.source or []) if _matches(md, query_ns, query_name, dimensions)]
-            else:
-                found = sorted(found + wild, key=lambda pair: pair[0])
+        found = _with_dimensions(index, query_ns, query_name, dimensions)
     else:
         found = index.by_name.get((query_ns, query_name), ())
     points = [md for _, md in found]
     points += [md for md in extra if _matches(md, query_ns, query_name, dimensions)]
     return points
+
+
+def _with_dimensions(index: _SeriesIndex, query_ns: str, query_name: str,
+                     dimensions: list[Dimension]) -> list[tuple[int, MetricDatumBase]]:
+    """The stored datapoints matching a query with dimensions: its series, plus the datapoints
+    with wildcard dimensions that match it too, in insertion order."""
+    key = _dimension_key(dimensions)
+    if key is None:  # a value-less query dimension: only moto's own comparison will do
+        stored = enumerate(index.source or [])
+        return [(s, md) for s, md in stored if _matches(md, query_ns, query_name, dimensions)]
+    found = list(index.by_dimensions.get((query_name, key), ()))
+    wild = [(s, md) for s, md in index.wildcards if _matches(md, query_ns, query_name, dimensions)]
+    return sorted(found + wild, key=lambda pair: pair[0]) if wild else found
 
 
 def _indexed_get_metric_data(
@@ -149,56 +155,81 @@ def _indexed_get_metric_data(
         raise ValidationError("The parameter StartTime must not equal parameter EndTime.")
 
     with _LOCK:
-        index = getattr(self, _ATTR, None)
-        if index is None:
-            index = _SeriesIndex()
-            setattr(self, _ATTR, index)
-        index.refresh(self.metric_data)
+        index = _index_of(self)
         extra = self.aws_metric_data
 
         results_to_return = []
         for query in queries:
             metric_stat = query["MetricStat"]
-            query_ns = metric_stat["Metric"]["Namespace"]
-            query_name = metric_stat["Metric"]["MetricName"]
-            delta = timedelta(seconds=int(metric_stat["Period"]))
-            dimensions = [Dimension(name=d["Name"], value=d["Value"]) for d in metric_stat["Metric"].get("Dimensions", [])]
-            unit = metric_stat.get("Unit")
-            stat = metric_stat["Stat"]
-
-            buckets: dict[int, list[MetricDatumBase]] = defaultdict(list)
-            for md in _candidates(index, extra, query_ns, query_name, dimensions):
-                if not start_time <= md.timestamp < end_time:
-                    continue
-                if unit and md.unit != unit:
-                    continue
-                buckets[(md.timestamp - start_time) // delta].append(md)
-
-            pct = _percentile(stat)
-            result_vals: list[Any] = []
-            timestamps: list[datetime] = []
-            for k in sorted(buckets):
-                if pct is not None:
-                    value = _nearest_rank(buckets[k], pct)
-                    if value is not None:
-                        result_vals.append(value)
-                        timestamps.append(start_time + k * delta)
-                    continue
-                stats = Statistics([stat], start_time + k * delta)
-                stats.metric_data = buckets[k]
-                result_vals.append(stats.get_statistics_for_type(stat))
-                timestamps.append(stats.timestamp)
-            if scan_by == "TimestampDescending" and len(timestamps) > 0:
-                timestamps.reverse()
-                result_vals.reverse()
-
-            label = query.get("Label") or f"{query_name} {stat}"
+            values, timestamps = _metric_stat(index, extra, metric_stat, start_time, end_time, scan_by)
+            label = query.get("Label") or f"{metric_stat['Metric']['MetricName']} {metric_stat['Stat']}"
             if query.get("ReturnData", True):
                 results_to_return.append({
-                    "id": query["Id"], "label": label, "values": result_vals,
+                    "id": query["Id"], "label": label, "values": values,
                     "timestamps": timestamps, "status_code": "Complete",
                 })
     return results_to_return
+
+
+def _index_of(backend: CloudWatchBackend) -> _SeriesIndex:
+    """The backend's index (made on first use), brought up to date; call it holding _LOCK."""
+    index = getattr(backend, _ATTR, None)
+    if index is None:
+        index = _SeriesIndex()
+        setattr(backend, _ATTR, index)
+    index.refresh(backend.metric_data)
+    return index
+
+
+def _metric_stat(index: _SeriesIndex, extra: list[MetricDatumBase], metric_stat: dict[str, Any],
+                 start_time: datetime, end_time: datetime, scan_by: str) -> tuple[list[Any], list[datetime]]:
+    """One MetricStat query's values and their timestamps, one per period holding datapoints."""
+    query_ns = metric_stat["Metric"]["Namespace"]
+    query_name = metric_stat["Metric"]["MetricName"]
+    delta = timedelta(seconds=int(metric_stat["Period"]))
+    dimensions = [Dimension(name=d["Name"], value=d["Value"]) for d in metric_stat["Metric"].get("Dimensions", [])]
+    unit = metric_stat.get("Unit")
+    stat = metric_stat["Stat"]
+    points = _candidates(index, extra, query_ns, query_name, dimensions)
+    values, timestamps = _statistics(_buckets(points, start_time, end_time, delta, unit), stat, start_time, delta)
+    if scan_by == "TimestampDescending" and len(timestamps) > 0:
+        timestamps.reverse()
+        values.reverse()
+    return values, timestamps
+
+
+def _buckets(points: list[MetricDatumBase], start_time: datetime, end_time: datetime, delta: timedelta,
+             unit: str | None) -> dict[int, list[MetricDatumBase]]:
+    """The datapoints in the time window (and of the unit, if one is given), by period."""
+    buckets: dict[int, list[MetricDatumBase]] = defaultdict(list)
+    for md in points:
+        if not start_time <= md.timestamp < end_time:
+            continue
+        if unit and md.unit != unit:
+            continue
+        buckets[(md.timestamp - start_time) // delta].append(md)
+    return buckets
+
+
+def _statistics(buckets: dict[int, list[MetricDatumBase]], stat: str, start_time: datetime,
+                delta: timedelta) -> tuple[list[Any], list[datetime]]:
+    """The statistic of each period, in time order: a percentile (nearest rank; a period with
+    no single value has none), or moto's own statistic."""
+    pct = _percentile(stat)
+    result_vals: list[Any] = []
+    timestamps: list[datetime] = []
+    for k in sorted(buckets):
+        if pct is not None:
+            value = _nearest_rank(buckets[k], pct)
+            if value is not None:
+                result_vals.append(value)
+                timestamps.append(start_time + k * delta)
+            continue
+        stats = Statistics([stat], start_time + k * delta)
+        stats.metric_data = buckets[k]
+        result_vals.append(stats.get_statistics_for_type(stat))
+        timestamps.append(stats.timestamp)
+    return result_vals, timestamps
 
 
 def _verifying_get_metric_data(self: CloudWatchBackend, queries: list[dict[str, Any]], start_time: datetime,

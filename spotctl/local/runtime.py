@@ -25,9 +25,7 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
-from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaFunction
-from moto.events.models import EventPattern
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
@@ -35,11 +33,11 @@ from spot_core.adapters.dynamodb import schema
 from spot_core.domain.plan import InstanceRecord
 from spot_core.entry import wiring as handler_wiring
 from spot_core.entry.catalog import FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME
-from spot_core.entry.event_rules import RULES
 from spot_core.entry.settings import load_settings, tunable_defaults
 from spot_core.entry.wiring import Wiring
 from spot_core.services.migrations import Migrations
 
+from .ec2_events import Ec2Events
 from .lambdas import InProcessLambdas
 from .market import SpotMarket
 from .workload import FleetSimulator
@@ -49,7 +47,6 @@ ASL_PATH = REPO / "statemachines" / "spot_migration.asl.json"
 TABLE_NAME = "spot-migration"
 TOPIC_NAME = "spot-migration-notifications"
 STATE_MACHINE_NAME = "spot-migration"
-REPLACER = "spot-migration-replace_interrupted"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -77,7 +74,9 @@ class _VirtualTime:
         return getattr(time, name)
 
 
-class LocalRuntime:
+class LocalRuntime(Ec2Events):
+    """The product on moto (see the module docstring); EC2's own events come from Ec2Events."""
+
     def __init__(self, region: str = "us-east-1", seed: int = 7, fast_forward: bool = True):
         self.region, self.seed, self.fast_forward = region, seed, fast_forward
         self.virtual_seconds = 0.0
@@ -155,7 +154,8 @@ class LocalRuntime:
                                 TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.TTL_ATTRIBUTE})
         self.topic_arn = self.client("sns").create_topic(Name=TOPIC_NAME)["TopicArn"]
         self.queue_url = self.client("sqs").create_queue(QueueName="notifications-inbox")["QueueUrl"]
-        queue_arn = self.client("sqs").get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue = self.client("sqs").get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        queue_arn = queue["Attributes"]["QueueArn"]
         self.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
         self.dlq_url = self.client("sqs").create_queue(QueueName="spot-migration-interruptions-dlq")["QueueUrl"]
 
@@ -165,7 +165,8 @@ class LocalRuntime:
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
         })
-        role = self.client("iam").create_role(RoleName="spot-migration-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        role = self.client("iam").create_role(RoleName="spot-migration-local",
+                                              AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as z:
             z.writestr("app.py", "# runs in-process; see spotctl/local/lambdas.py\n")
@@ -174,13 +175,14 @@ class LocalRuntime:
             fn = self.client("lambda").create_function(
                 FunctionName=f"spot-migration-{spec.name}", Runtime="python3.13", Role=role, Handler=spec.handler,
                 Code={"ZipFile": code.getvalue()}, Timeout=spec.timeout_seconds, MemorySize=spec.memory_mb,
-                Architectures=["arm64"], Environment={"Variables": {"TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn}},
+                Architectures=["arm64"],
+                Environment={"Variables": {"TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn}},
             )
             if spec.asl_placeholder:
                 substitutions[spec.asl_placeholder] = fn["FunctionArn"]
         definition = ASL_PATH.read_text()
         for placeholder, arn in substitutions.items():
-            definition = definition.replace("${%s}" % placeholder, arn)
+            definition = definition.replace(f"${{{placeholder}}}", arn)
         self.state_machine_arn = self.client("stepfunctions").create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role)["stateMachineArn"]
         self.lambdas.environment["STATE_MACHINE_ARN"] = self.state_machine_arn
@@ -188,89 +190,25 @@ class LocalRuntime:
         self.wiring = Wiring(load_settings(self.lambdas.environment))
         self.table = self.wiring.table
 
-    # --- EventBridge: EC2 events to the replacement Lambda ----------------------------------
-    def matching_rules(self, event: dict) -> list[str]:
-        """The deployed rules (same patterns as the CDK stack) that match `event`."""
-        return [name for name, pattern in RULES.items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
-
-    def put_ec2_event(self, event: dict, attempts: int = 3) -> list[dict]:
-        """Deliver an EC2 event as EventBridge would: to the replacement Lambda for every
-        matching rule, as an asynchronous invocation (up to `attempts` tries); an event that
-        still fails lands in the dead-letter queue with the reason, like Lambda's on-failure
-        destination."""
-        results = []
-        for rule in self.matching_rules(event):
-            last: dict = {}
-            for attempt in range(1, attempts + 1):
-                try:
-                    response = self.client("lambda").invoke(FunctionName=REPLACER, Payload=json.dumps(event))
-                    last = json.loads(response["Payload"].read() or b"null")
-                    if "FunctionError" not in response:
-                        results.append({"rule": rule, "attempts": attempt, "result": last})
-                        break
-                except ClientError as exc:
-                    last = {"errorType": exc.response["Error"]["Code"], "errorMessage": str(exc)}
-            else:
-                self.client("sqs").send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps({
-                    "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": attempts, "functionArn": REPLACER},
-                    "requestPayload": event, "responsePayload": last,
-                }))
-                results.append({"rule": rule, "attempts": attempts, "error": last})
-        return results
-
-    def ec2_event(self, instance_id: str, kind: str = "interruption") -> dict:
-        """The event EC2 sends for one of the fleet's instances: a Spot interruption warning
-        or a rebalance recommendation, shaped exactly like the real ones."""
-        reservations = self.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
-        az = reservations[0]["Instances"][0]["Placement"]["AvailabilityZone"]
-        detail_type, detail = {
-            "interruption": ("EC2 Spot Instance Interruption Warning", {"instance-id": instance_id, "instance-action": "terminate"}),
-            "rebalance": ("EC2 Instance Rebalance Recommendation", {"instance-id": instance_id}),
-        }[kind]
-        return {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.ec2",
-            "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": self.region,
-            "resources": [f"arn:aws:ec2:{az}:instance/{instance_id}"], "detail": detail,
-        }
-
-    def simulate(self, instance_id: str, kind: str = "interruption", reclaim: bool = True) -> dict:
-        """EC2 warns about `instance_id`: the event goes through the deployed rules to the
-        replacement Lambda. After an interruption warning EC2 takes the instance back (here
-        at once rather than two minutes later) unless `reclaim` is false."""
-        event = self.ec2_event(instance_id, kind)
-        deliveries = self.put_ec2_event(event)
-        reclaimed = kind == "interruption" and reclaim
-        if reclaimed:
-            self.client("ec2").terminate_instances(InstanceIds=[instance_id])
-        return {"event": {k: event[k] for k in ("id", "detail-type", "time", "resources")}, "rules": [d["rule"] for d in deliveries],
-                "deliveries": deliveries, "reclaimed": reclaimed}
-
     def publish_stack(self, stack_name: str = "SpotMigration") -> dict:
         """A CloudFormation stack with the same outputs as the CDK stack, so spotctl finds the
         embedded runtime's resources exactly as it finds a deployed stack's."""
         outputs = {"StateMachineArn": self.state_machine_arn, "TableName": TABLE_NAME, "TopicArn": self.topic_arn,
                    "InterruptionDeadLetterQueueUrl": self.dlq_url}
         if getattr(self.fleet, "target_group_arn", None):
-            outputs["TargetGroupArn"] = self.fleet.target_group_arn  # the simulated service, a default for quality gates
+            # the simulated service, a default for quality gates
+            outputs["TargetGroupArn"] = self.fleet.target_group_arn
         template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
                     "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
         self.client("cloudformation").create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
         return outputs
 
-    def dead_letters(self) -> list[dict]:
-        sqs, out = self.client("sqs"), []
-        while True:
-            msgs = sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
-            new = [m for m in msgs if m["MessageId"] not in {d["MessageId"] for d in out}]
-            if not new:
-                return [json.loads(m["Body"]) | {"MessageId": m["MessageId"]} for m in out]
-            out += new
-
     # --- running migrations -------------------------------------------------------------------
     def start_migration(self, request: dict | None = None, migration_id: str | None = None) -> str:
         """Start an execution; the migration id is the execution name."""
         name = migration_id or f"mig-{uuid.uuid4().hex[:12]}"
-        self.client("stepfunctions").start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(request or {}))
+        self.client("stepfunctions").start_execution(stateMachineArn=self.state_machine_arn, name=name,
+                                                     input=json.dumps(request or {}))
         return name
 
     def execution_arn(self, migration_id: str) -> str:
@@ -287,7 +225,8 @@ class LocalRuntime:
         output = json.loads(d["output"]) if d.get("output") else None
         return ExecutionResult(arn, migration_id, d["status"], d.get("error"), d.get("cause"), output)
 
-    def run_migration(self, request: dict | None = None, migration_id: str | None = None, timeout: float = 120.0) -> ExecutionResult:
+    def run_migration(self, request: dict | None = None, migration_id: str | None = None,
+                      timeout: float = 120.0) -> ExecutionResult:
         return self.wait(self.start_migration(request, migration_id), timeout)
 
     def wait_for_status(self, migration_id: str, status: str, timeout: float = 60.0) -> dict:
@@ -315,7 +254,8 @@ class LocalRuntime:
         """The plan: one record per instance."""
         return self.wiring.plans.records(migration_id)
 
-    def decide(self, migration_id: str, approved: bool, reason: str | None = None, principal: str = "local-operator") -> dict:
+    def decide(self, migration_id: str, approved: bool, reason: str | None = None,
+               principal: str = "local-operator") -> dict:
         return self.operator().decide(migration_id, approved, principal=principal, reason=reason).model_dump()
 
     def history(self, migration_id: str) -> list[dict]:

@@ -28,7 +28,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -50,7 +50,10 @@ def api_gateway_event(method: str, path: str, query: str, headers: dict, body: s
         "requestContext": {
             "resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/api{path}", "stage": "api",
             "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000), "accountId": "123456789012",
-            "identity": {"userArn": LOCAL_OPERATOR, "caller": "local-operator", "accountId": "123456789012", "sourceIp": "127.0.0.1"},
+            "identity": {
+                "userArn": LOCAL_OPERATOR, "caller": "local-operator", "accountId": "123456789012",
+                "sourceIp": "127.0.0.1",
+            },
         },
     }
 
@@ -72,22 +75,30 @@ class _Control(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else None
         try:
-            if url.path == "/_local/ec2-events" and method == "POST":
-                request = json.loads(body or "{}")
-                return self._json(200, self.runtime.simulate(request["instance_id"], request.get("kind", "interruption"),
-                                                             reclaim=request.get("reclaim", True)))
-            if url.path == "/_local/notifications":
-                return self._json(200, self.runtime.notifications())
-            if url.path == "/api" or url.path.startswith("/api/"):
-                return self._api(method, url.path[len("/api"):] or "/", url.query, body)
-            return self._json(404, {"message": f"no such local endpoint: {url.path}"})
+            return self._dispatch(method, url, body)
         except (ClientError, KeyError, ValueError) as exc:  # e.g. an unknown instance id: the caller's error
             return self._json(400, {"message": f"{type(exc).__name__}: {exc}"})
         except Exception as exc:  # noqa: BLE001 - report it to the CLI, keep serving
             return self._json(500, {"message": f"{type(exc).__name__}: {exc}"})
 
+    def _dispatch(self, method: str, url: SplitResult, body: str | None) -> None:
+        if url.path == "/_local/ec2-events" and method == "POST":
+            return self._ec2_event(body)
+        if url.path == "/_local/notifications":
+            return self._json(200, self.runtime.notifications())
+        if url.path == "/api" or url.path.startswith("/api/"):
+            return self._api(method, url.path[len("/api"):] or "/", url.query, body)
+        return self._json(404, {"message": f"no such local endpoint: {url.path}"})
+
+    def _ec2_event(self, body: str | None) -> None:
+        """EC2 sends an event for one of the fleet's instances, through the deployed rules."""
+        request = json.loads(body or "{}")
+        outcome = self.runtime.simulate(request["instance_id"], request.get("kind", "interruption"),
+                                        reclaim=request.get("reclaim", True))
+        return self._json(200, outcome)
+
     def _api(self, method: str, path: str, query: str, body: str | None) -> None:
-        headers = {k: v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         event = api_gateway_event(method, path, query, headers, body)
         try:
             response = self.runtime.client("lambda").invoke(FunctionName=API_FUNCTION, Payload=json.dumps(event))
@@ -96,19 +107,18 @@ class _Control(BaseHTTPRequestHandler):
         result = json.loads(response["Payload"].read() or b"{}")
         if "FunctionError" in response:
             return self._json(502, {"message": "the API function failed", "error": result.get("errorType")})
+        return self._proxy_response(result)
+
+    def _proxy_response(self, result: dict) -> None:
+        """The API function's proxy result as the HTTP response, as API Gateway sends it."""
         payload = (result.get("body") or "").encode()
         if result.get("isBase64Encoded"):
             import base64
 
             payload = base64.b64decode(payload)
         self.send_response(int(result.get("statusCode", 200)))
-        headers = {k: [v] for k, v in (result.get("headers") or {}).items()}
-        headers.update(result.get("multiValueHeaders") or {})  # the REST resolver answers with these
-        for name, values in headers.items():
-            if name.lower() == "content-length":
-                continue
-            for value in values:
-                self.send_header(name, value)
+        for name, value in _proxy_headers(result):
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -120,6 +130,13 @@ class _Control(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _proxy_headers(result: dict) -> list[tuple[str, str]]:
+    """The proxy result's headers, each value on its own; Content-Length is the server's."""
+    headers = {k: [v] for k, v in (result.get("headers") or {}).items()}
+    headers.update(result.get("multiValueHeaders") or {})  # the REST resolver answers with these
+    return [(name, value) for name, values in headers.items() if name.lower() != "content-length" for value in values]
 
 
 def serve(state_file: Path, instances: int, seed: int, region: str, port: int = 0) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,11 +57,15 @@ class FleetSimulator:
         self.vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         for n, zone in enumerate(ZONES):
             az = f"{self.region}{zone}"
-            self.subnets[az] = ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=f"10.0.{n * 64}.0/18", AvailabilityZone=az)["Subnet"]["SubnetId"]
-        self.security_group = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=self.vpc_id)["GroupId"]
-        lb = elbv2.create_load_balancer(Name="web-alb", Subnets=list(self.subnets.values()), SecurityGroups=[self.security_group], Type="application")
+            subnet = ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=f"10.0.{n * 64}.0/18", AvailabilityZone=az)
+            self.subnets[az] = subnet["Subnet"]["SubnetId"]
+        self.security_group = ec2.create_security_group(GroupName="web", Description="web tier",
+                                                        VpcId=self.vpc_id)["GroupId"]
+        lb = elbv2.create_load_balancer(Name="web-alb", Subnets=list(self.subnets.values()),
+                                        SecurityGroups=[self.security_group], Type="application")
         self.load_balancer_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
-        tg = elbv2.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=self.vpc_id, TargetType="instance", HealthCheckPath="/health")
+        tg = elbv2.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=self.vpc_id, TargetType="instance",
+                                       HealthCheckPath="/health")
         self.target_group_arn = tg["TargetGroups"][0]["TargetGroupArn"]
         elbv2.create_listener(LoadBalancerArn=self.load_balancer_arn, Protocol="HTTP", Port=80,
                               DefaultActions=[{"Type": "forward", "TargetGroupArn": self.target_group_arn}])
@@ -68,7 +73,10 @@ class FleetSimulator:
     def image_id(self) -> str:
         if getattr(self, "_image", None):
             return self._image
-        images = self.clients("ec2").describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": ["al2023-ami-2023*"]}])["Images"] or self.clients("ec2").describe_images(Owners=["amazon"])["Images"]
+        ec2 = self.clients("ec2")
+        al2023 = [{"Name": "name", "Values": ["al2023-ami-2023*"]}]
+        images = (ec2.describe_images(Owners=["amazon"], Filters=al2023)["Images"]
+                  or ec2.describe_images(Owners=["amazon"])["Images"])
         self._image = sorted(i["ImageId"] for i in images if i.get("Architecture", "x86_64") == "x86_64")[0]
         return self._image
 
@@ -80,13 +88,15 @@ class FleetSimulator:
         kwargs: dict[str, Any] = {}
         if market == "spot":
             kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
+        self._ensure_key()
         reservation = self.clients("ec2").run_instances(
             ImageId=self.image_id(), InstanceType=instance_type, MinCount=count, MaxCount=count,
-            SubnetId=self.subnets[az], SecurityGroupIds=[self.security_group], KeyName=None or "ops",
+            SubnetId=self.subnets[az], SecurityGroupIds=[self.security_group], KeyName="ops",
             UserData="#!/bin/bash\nsystemctl start web\n",
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}],
+            TagSpecifications=[{"ResourceType": "instance",
+                                "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}],
             **kwargs,
-        ) if self._ensure_key() else None
+        )
         ids = [i["InstanceId"] for i in reservation["Instances"]]
         if register:
             for chunk in range(0, len(ids), 500):
@@ -103,7 +113,8 @@ class FleetSimulator:
             ec2.create_key_pair(KeyName="ops")
         return True
 
-    def seed_fleet(self, count: int = 10, stateful: int | None = None, burst: int | None = None, cpu_days: int = 7) -> dict[str, list[str]]:
+    def seed_fleet(self, count: int = 10, stateful: int | None = None, burst: int | None = None,
+                   cpu_days: int = 7) -> dict[str, list[str]]:
         """A realistic opted-in web fleet: mixed types over three AZs, most serving behind the
         ALB, a few stateful (tagged) and burst workloads that must not move."""
         rng = random.Random(self.seed)
@@ -123,14 +134,15 @@ class FleetSimulator:
                 profiles[iid] = profile
         for n in range(stateful):
             az = f"{self.region}{ZONES[n % len(ZONES)]}"
-            ids = self.launch("r5.xlarge", f"postgres-{n + 1}", az, {STATEFUL_TAG: "true", "team": "data"}, register=False)
+            tags = {STATEFUL_TAG: "true", "team": "data"}
+            ids = self.launch("r5.xlarge", f"postgres-{n + 1}", az, tags, register=False)
             groups["stateful"] += ids
-            profiles.update({i: "stable" for i in ids})
+            profiles.update(dict.fromkeys(ids, "stable"))
         for n in range(burst):
             az = f"{self.region}{ZONES[n % len(ZONES)]}"
             ids = self.launch("c5.large", f"batch-report-{n + 1}", az, {"team": "reporting"}, register=False)
             groups["burst"] += ids
-            profiles.update({i: "burst" for i in ids})
+            profiles.update(dict.fromkeys(ids, "burst"))
         self.write_cpu_history(profiles, days=cpu_days)
         self.write_quality_history()
         return groups
@@ -163,32 +175,47 @@ class FleetSimulator:
     def _quality_points(self, when: datetime, latency: float, error_rate: float, rng: random.Random) -> list[dict]:
         requests = REQUESTS_PER_MINUTE * rng.uniform(0.97, 1.03)
         dims = self._dimensions()
+        response_time = latency * rng.uniform(0.99, 1.01)
+        errors = round(requests * error_rate * rng.uniform(0.9, 1.1))
         return [
-            {"MetricName": "TargetResponseTime", "Dimensions": dims, "Timestamp": when, "Value": latency * rng.uniform(0.99, 1.01), "Unit": "Seconds"},
-            {"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": when, "Value": round(requests), "Unit": "Count"},
-            {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dims, "Timestamp": when, "Value": round(requests * error_rate * rng.uniform(0.9, 1.1)), "Unit": "Count"},
+            {"MetricName": "TargetResponseTime", "Dimensions": dims, "Timestamp": when, "Value": response_time,
+             "Unit": "Seconds"},
+            {"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": when, "Value": round(requests),
+             "Unit": "Count"},
+            {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dims, "Timestamp": when, "Value": errors,
+             "Unit": "Count"},
         ]
 
     def current_quality(self) -> tuple[float, float]:
         """Fleet latency and error rate from the instances serving right now."""
-        elbv2, ec2 = self.clients("elbv2"), self.clients("ec2")
-        health = elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
-        serving = [d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] == "healthy"]
+        serving = self._healthy_targets()
         if not serving:
             return BASE_LATENCY * 10, 1.0
         latency = errors = 0.0
-        tags = {}
-        for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=serving):
-            for r in page["Reservations"]:
-                for i in r["Instances"]:
-                    tags[i["InstanceId"]] = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+        tags = self._tags(serving)
         for iid in serving:
-            t = tags.get(iid, {})
-            degraded = (self.degradation is not None and t.get(MANAGED_TAG) == "true"
-                        and int(t.get(WAVE_TAG, -1)) >= self.degradation.wave)
+            degraded = self._degraded(tags.get(iid, {}))
             latency += BASE_LATENCY * (self.degradation.latency_factor if degraded else 1.0)
             errors += self.degradation.error_rate if degraded else BASE_ERROR_RATE
         return latency / len(serving), errors / len(serving)
+
+    def _healthy_targets(self) -> list[str]:
+        elbv2 = self.clients("elbv2")
+        health = elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]
+        return [d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] == "healthy"]
+
+    def _tags(self, instance_ids: list[str]) -> dict[str, dict[str, str]]:
+        tags = {}
+        for page in self.clients("ec2").get_paginator("describe_instances").paginate(InstanceIds=instance_ids):
+            for r in page["Reservations"]:
+                for i in r["Instances"]:
+                    tags[i["InstanceId"]] = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+        return tags
+
+    def _degraded(self, tags: dict[str, str]) -> bool:
+        """The instance is a replacement from the wave the degradation starts at, or a later one."""
+        return (self.degradation is not None and tags.get(MANAGED_TAG) == "true"
+                and int(tags.get(WAVE_TAG, -1)) >= self.degradation.wave)
 
     def emit_quality(self, seconds: float) -> None:
         """Quality datapoints for a bake of `seconds` (one a minute, stamped now: the
@@ -212,22 +239,20 @@ class FleetSimulator:
     # --- what the fleet looks like ------------------------------------------------------------
     def snapshot(self) -> dict:
         """Running instances by market, and target registrations: compare before/after."""
-        ec2, elbv2 = self.clients("ec2"), self.clients("elbv2")
         running_on_demand, running_spot, stopped = set(), set(), set()
-        for page in ec2.get_paginator("describe_instances").paginate():
-            for r in page["Reservations"]:
-                for i in r["Instances"]:
-                    state = i["State"]["Name"]
-                    if state == "running":
-                        (running_spot if i.get("InstanceLifecycle") == "spot" else running_on_demand).add(i["InstanceId"])
-                    elif state == "stopped":
-                        stopped.add(i["InstanceId"])
-        registered = set()
-        if self.target_group_arn:
-            for d in elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]:
-                if d["TargetHealth"]["State"] == "healthy":
-                    registered.add(d["Target"]["Id"])
+        for i in self._instances():
+            state = i["State"]["Name"]
+            if state == "running":
+                (running_spot if i.get("InstanceLifecycle") == "spot" else running_on_demand).add(i["InstanceId"])
+            elif state == "stopped":
+                stopped.add(i["InstanceId"])
+        registered = set(self._healthy_targets()) if self.target_group_arn else set()
         return {"on_demand": running_on_demand, "spot": running_spot, "stopped": stopped, "serving": registered}
+
+    def _instances(self) -> Iterator[dict]:
+        for page in self.clients("ec2").get_paginator("describe_instances").paginate():
+            for r in page["Reservations"]:
+                yield from r["Instances"]
 
 
 def _pick(rng: random.Random) -> tuple[str, str]:

@@ -43,7 +43,8 @@ def test_demo_rejects_a_fleet_too_small(capsys):
 def test_decide_against_a_deployed_stack(command, approved, capsys):
     with LocalRuntime() as rt:
         rt.fleet.seed_fleet(5)
-        mid = rt.start_migration({"quality": {"target_group_arn": rt.fleet.target_group_arn}})
+        mid = rt.start_migration({"quality": {"target_group_arn": rt.fleet.target_group_arn},
+                                  "waves": [100], "bake_seconds": [300]})  # the decision is the point, not the waves
         rt.wait_for_status(mid, "awaiting_approval")
         rt.publish_stack("SpotMigration")
         assert main([command[0], mid, *command[1:], "--region", "us-east-1"]) == 0

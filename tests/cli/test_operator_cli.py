@@ -242,7 +242,7 @@ def test_against_a_deployed_stack_found_by_its_outputs(capsys, tmp_path):
         rt.publish_stack("SpotMigrationProd")
         aws = ["--stack", "SpotMigrationProd", "--region", "us-east-1"]
         code, out, _ = run(capsys, "migrate", *aws, "--id", "aws-1", "--target-group", rt.fleet.target_group_arn,
-                           "--json")
+                           "--waves", "100", "--bake", "300", "--json")  # one wave: the AWS mode is the point
         assert code == 0 and json.loads(out)["created"] is True
         rt.wait_for_status("aws-1", "awaiting_approval")
         code, out, _ = run(capsys, "approve", "aws-1", *aws)

@@ -19,6 +19,11 @@ from spot_core.entry.event_rules import RULES
 REPLACER = "spot-migration-replace_interrupted"
 
 
+def matching_rules(event: dict) -> list[str]:
+    """The deployed rules (same patterns as the CDK stack) that match `event`, as EventBridge matches them."""
+    return [name for name, pattern in RULES.items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
+
+
 class Ec2Events:
     """The EC2 events of LocalRuntime (which provides the clients, the region and the queue)."""
 
@@ -28,7 +33,7 @@ class Ec2Events:
 
     def matching_rules(self, event: dict) -> list[str]:
         """The deployed rules (same patterns as the CDK stack) that match `event`."""
-        return [name for name, pattern in RULES.items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
+        return matching_rules(event)
 
     def put_ec2_event(self, event: dict, attempts: int = 3) -> list[dict]:
         """Deliver an EC2 event as EventBridge would: to the replacement Lambda for every

@@ -9,6 +9,7 @@ from ec2_events import ec2_event, launched_replacements, sample
 from spot_core.domain.errors import InvalidEvent
 from spot_core.entry import wiring
 from spot_core.entry.event_rules import RULES
+from spotctl.local.ec2_events import matching_rules
 from spotctl.local.lambdas import FakeContext
 
 STORM = 40  # warnings in the end-to-end storm
@@ -27,14 +28,14 @@ def replace_context() -> FakeContext:
     ("ec2_rebalance_recommendation.json", "RebalanceRecommendation"),
     ("ec2_malformed_interruption.json", "SpotInterruptionWarning"),
 ])
-def test_deployed_rule_patterns_match_the_sample_events(rt, name, rule):
-    assert rt.matching_rules(sample(name)) == [rule]
+def test_deployed_rule_patterns_match_the_sample_events(name, rule):
+    assert matching_rules(sample(name)) == [rule]
 
 
-def test_other_events_match_no_rule(rt):
-    assert rt.matching_rules(sample("ec2_state_change_not_matched.json")) == []
+def test_other_events_match_no_rule():
+    assert matching_rules(sample("ec2_state_change_not_matched.json")) == []
     spoofed = sample("ec2_spot_interruption_warning.json") | {"source": "my.app"}
-    assert rt.matching_rules(spoofed) == []
+    assert matching_rules(spoofed) == []
     assert set(RULES) == {"SpotInterruptionWarning", "RebalanceRecommendation"}
 
 

@@ -56,9 +56,11 @@ QUERIES = [
 ]
 
 
-# every statistic at every period, each scan order half of the time
+# every statistic at 5 minutes and an hour, two of them by the minute (moto's own answer, which each
+# case is checked against, is slowest there), each scan order half of the time
 CASES = [(stat, period, ["TimestampAscending", "TimestampDescending"][(s + p) % 2])
-         for s, stat in enumerate(STATS) for p, period in enumerate([60, 300, 3600])]
+         for s, stat in enumerate(STATS) for p, period in enumerate([60, 300, 3600])
+         if period != 60 or stat in ("Average", "Maximum")]
 
 
 @pytest.mark.parametrize(("stat", "period", "scan_by"), CASES)

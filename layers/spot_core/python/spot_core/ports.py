@@ -14,13 +14,13 @@ from pydantic import BaseModel
 
 from .domain.instances import Instance, LaunchSpec, TypeTraits
 from .domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef
+from .domain.pools import PoolKey
 from .domain.pricing import SpotPriceStat
 from .domain.quality import QualitySample
 from .domain.request import MetricQuery, Selector
 
 T = TypeVar("T")
 Outcome = TypeVar("Outcome", bound=BaseModel)
-PoolKey = tuple[str, str]
 Page = tuple[list[T], dict[str, Any] | None]  # items, and the key to go on from (None on the last page)
 Execution = dict[str, Any]  # as DescribeExecution / ListExecutions answer
 HistoryEvent = dict[str, Any]  # as GetExecutionHistory answers

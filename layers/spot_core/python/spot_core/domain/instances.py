@@ -7,7 +7,7 @@ API response. A replacement copies the original's launch settings into another p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -89,6 +89,3 @@ class LaunchSpec:
             subnet_id=subnet_id or original.subnet_id or "", settings=original.settings,
             tags=tags, user_data=user_data, market=market,
         )
-
-    def in_subnet(self, subnet_id: str) -> LaunchSpec:
-        return replace(self, subnet_id=subnet_id)

@@ -4,7 +4,6 @@ import threading
 
 import boto3
 import pytest
-from moto import mock_aws
 from pydantic import BaseModel
 
 from spot_core.adapters.dynamodb import schema
@@ -22,13 +21,9 @@ TABLE = "spot-migration-test"
 
 
 @pytest.fixture
-def table(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        boto3.client("dynamodb").create_table(TableName=TABLE, **schema.key_schema())
-        yield boto3.resource("dynamodb").Table(TABLE)
+def table(moto):
+    boto3.client("dynamodb").create_table(TableName=TABLE, **schema.key_schema())
+    return boto3.resource("dynamodb").Table(TABLE)
 
 
 def record(instance_id: str, **fields) -> InstanceRecord:

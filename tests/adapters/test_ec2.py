@@ -6,7 +6,6 @@ import base64
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from spot_core.adapters.ec2 import Ec2Fleet, run_instances_request
 from spot_core.adapters.elbv2 import ElbTargets
@@ -20,19 +19,15 @@ USER_DATA = base64.b64encode(b"#!/bin/sh\necho hello\n").decode()
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        ec2 = boto3.client("ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = {zone: ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=zone)["Subnet"]
-                   ["SubnetId"] for n, zone in enumerate(["us-east-1a", "us-east-1b"])}
-        group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
-        ec2.create_key_pair(KeyName="ops")
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        yield {"ec2": ec2, "vpc": vpc, "subnets": subnets, "group": group, "image": image}
+def aws(moto):
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = {zone: ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=zone)["Subnet"]
+               ["SubnetId"] for n, zone in enumerate(["us-east-1a", "us-east-1b"])}
+    group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    ec2.create_key_pair(KeyName="ops")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return {"ec2": ec2, "vpc": vpc, "subnets": subnets, "group": group, "image": image}
 
 
 def original(aws, **tags: str) -> str:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from spot_core.adapters import ec2 as ec2_adapter
 from spot_core.adapters.ec2 import Ec2SpotPrices
@@ -194,12 +193,8 @@ def test_pricer_rejects_an_unknown_source():
 
 
 @pytest.fixture
-def ec2(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield boto3.client("ec2", region_name="us-east-1")
+def ec2(moto):
+    return boto3.client("ec2", region_name="us-east-1")
 
 
 def count_calls(client, operation):

@@ -4,7 +4,8 @@ migrations API in front of it.
 Environment-agnostic: no account/region, no context lookups, no AWS calls at synth.
 Context (``cdk.json`` or ``cdk -c key=value``):
 
-* ``replacer_concurrency`` - reserved concurrency of the replacement function (20; 0 = none).
+* ``replacer_concurrency`` - reserved concurrency of the replacement function: an integer
+  (``-c`` passes a string of digits), 20 by default, 0 for none.
 * ``notification_email`` - optional address subscribed to the topic (confirm the email).
 * ``log_retention`` - a ``aws_logs.RetentionDays`` name, ``ONE_MONTH`` by default.
 * ``api_account_logging_role`` - ``false`` when the account's API Gateway CloudWatch role is
@@ -27,7 +28,17 @@ from constructs import Construct
 
 from infra import OPENAPI_FILE, REPO_ROOT, STATE_MACHINE_FILE
 
-from .constructs import Functions, InterruptionHandling, Layers, MigrationsApi, Storage, Workflow
+from .constructs import (
+    ExecutionEndHandling,
+    Functions,
+    InterruptionHandling,
+    Layers,
+    LogGroups,
+    MigrationsApi,
+    Operations,
+    Storage,
+    Workflow,
+)
 from .constructs.nag import enable_checks
 
 STACK_NAME = "SpotMigration"
@@ -35,6 +46,7 @@ STACK_NAME = "SpotMigration"
 # paths and local asset folders that `sam local invoke` reads (CLI flags still win).
 SYNTH_DEFAULTS = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DIGITS = re.compile(r"^[0-9]+$")
 
 
 class SpotMigrationStack(Stack):
@@ -42,24 +54,33 @@ class SpotMigrationStack(Stack):
         kwargs.setdefault("description", "Spot migration: moves opted-in EC2 fleets from on-demand to Spot, safely")
         super().__init__(scope, construct_id, **kwargs)
 
-        log_retention = self._log_retention()
+        replacer_concurrency = self._count("replacer_concurrency", default=20)  # bad context fails before any work
+        self.log_groups = LogGroups(self, "Logs", retention=self._log_retention())
         self.storage = Storage(self, "Storage", notification_email=self._notification_email())
         self.layers = Layers(self, "Layers")
         self.functions = Functions(self, "Functions", storage=self.storage, layers=self.layers,
-                                   log_retention=log_retention)
+                                   log_groups=self.log_groups)
         self.workflow = Workflow(self, "Workflow", definition_file=STATE_MACHINE_FILE,
-                                 tasks=self.functions.by_placeholder(), log_retention=log_retention)
+                                 tasks=self.functions.by_placeholder(), log_groups=self.log_groups)
         # The API function starts executions, so it is created after the state machine.
         self.functions.bind_workflow(self.workflow.state_machine)
         self.api = MigrationsApi(
             self, "MigrationsApi", handler=self.functions.functions["api"], openapi_file=OPENAPI_FILE,
-            log_retention=log_retention, account_logging_role=self._flag("api_account_logging_role", default=True),
+            log_groups=self.log_groups, account_logging_role=self._flag("api_account_logging_role", default=True),
         )
 
         self.interruptions = InterruptionHandling(
             self, "Interruptions",
             replacer=self.functions.functions["replace_interrupted"], sweeper=self.functions.functions["sweep_orphans"],
-            replacer_concurrency=int(self.node.try_get_context("replacer_concurrency") or 20),
+            replacer_concurrency=replacer_concurrency,
+        )
+        self.execution_end = ExecutionEndHandling(
+            self, "ExecutionEnd", handler=self.functions.functions["end_execution"],
+            state_machine=self.workflow.state_machine, dead_letters=self.interruptions.dead_letters,
+        )
+        self.operations = Operations(
+            self, "Operations", storage=self.storage, dead_letters=self.interruptions.dead_letters,
+            functions=self.functions.functions, state_machine=self.workflow.state_machine,
         )
 
         CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn)
@@ -78,6 +99,17 @@ class SpotMigrationStack(Stack):
         if str(value).lower() in ("true", "false"):
             return str(value).lower() == "true"
         raise ValueError(f"context {name}={value!r} is not true or false")
+
+    def _count(self, name: str, *, default: int) -> int:
+        """A non-negative integer: from cdk.json as a number, from ``-c`` as a string of digits."""
+        value = self.node.try_get_context(name)
+        if value is None:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and DIGITS.match(value.strip()):
+            return int(value.strip())
+        raise ValueError(f"context {name}={value!r} is not a non-negative integer")
 
     def _notification_email(self) -> str | None:
         email = self.node.try_get_context("notification_email")

@@ -17,8 +17,8 @@ Try it locally:
 
 Exit codes: 0 done (or started / still running); 1 the migration failed, was rolled back,
 rejected, vetoed or timed out; 2 bad usage or input (nothing was started or changed);
-3 no such migration; 4 conflict (not waiting for a decision, already decided, or the
-migration id is used by another request).
+3 no such migration; 4 conflict (not waiting for a decision: already decided, ended, or
+still not at its approval step after --wait; or the migration id is used by another request).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from .output import output
 from .request_flags import UsageError, add_request_flags, build_request
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+APPROVAL_WAIT = 120.0  # seconds approve/reject wait, by default, for a migration to reach its approval step
+FIRST_RETRY, MAX_RETRY = 0.5, 5.0  # seconds between attempts meanwhile (doubling)
 
 
 def _backend(args: argparse.Namespace):
@@ -145,10 +147,51 @@ def _follow(args: argparse.Namespace, migrations, migration_id: str) -> int:
 
 def _decide(args: argparse.Namespace, approved: bool) -> int:
     backend = _backend(args)
-    result = backend.migrations.decide(args.migration_id, approved, principal=backend.principal(), reason=args.reason)
+    result = _decide_when_ready(args, backend.migrations, approved, backend.principal())
     output(args, result.model_dump(mode="json"),
            f"{'Approved' if approved else 'Rejected'} {args.migration_id} as {result.decided_by}")
     return EXIT_OK
+
+
+def _decide_when_ready(args: argparse.Namespace, migrations, approved: bool, principal: str):
+    """The decision, taken as soon as the migration waits for it: one on its way to its approval
+    step (just started: analysing, reviewing) is waited for, up to --wait seconds; one past it
+    (decided, ended, auto-approved) is a conflict at once."""
+    from spot_core.services.migrations import NotAwaitingApproval
+
+    deadline, delay = time.monotonic() + args.wait, FIRST_RETRY
+    while True:
+        try:
+            return migrations.decide(args.migration_id, approved, principal=principal, reason=args.reason)
+        except NotAwaitingApproval as exc:
+            left = deadline - time.monotonic()
+            if not exc.state.ahead or left <= 0:
+                raise (_gave_up(args, exc) if exc.state.ahead and args.wait else exc) from None
+            if delay == FIRST_RETRY and not args.json:
+                print(f"Migration {args.migration_id} is {exc.state.status or 'starting'}: waiting up to "
+                      f"{args.wait:g} s for its approval step ...", file=sys.stderr)
+            time.sleep(min(delay, left))
+            delay = min(2 * delay, MAX_RETRY)
+
+
+def _gave_up(args: argparse.Namespace, exc: Exception) -> Exception:
+    from spot_core.domain.errors import ApprovalNotPending
+
+    where = " --local" if args.local else ""
+    return ApprovalNotPending(f"{exc} (still, after waiting {args.wait:g} s): follow it with `spotctl watch "
+                              f"{args.migration_id}{where}` and decide once it awaits approval, or wait longer "
+                              "with --wait SECONDS")
+
+
+def _seconds(text: str) -> float:
+    """A --wait value: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 24 * 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 86400, not {text!r}")
+    return value
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -205,6 +248,9 @@ def parser() -> argparse.ArgumentParser:
                            help=f"{name} a migration waiting for approval (recorded with your IAM identity)")
         d.add_argument("migration_id")
         d.add_argument("--reason", required=not approved, help="why (required to reject)")
+        d.add_argument("--wait", type=_seconds, default=APPROVAL_WAIT, metavar="SECONDS",
+                       help=f"a migration not at its approval step yet (just started) is waited for this long "
+                            f"(default {APPROVAL_WAIT:g}; 0: not at all)")
         d.set_defaults(func=lambda a, ok=approved: _decide(a, ok))
 
     status = sub.add_parser("status", parents=[where],

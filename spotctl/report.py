@@ -18,6 +18,9 @@ OUTCOME_TEXT = {
     "approval_timed_out": "APPROVAL TIMED OUT: nothing was changed",
     "nothing_to_migrate": "NOTHING TO MIGRATE",
     "planned": "DRY RUN: plan ready, nothing was changed",
+    "stopped": "STOPPED before it finished: the instances are as listed below",
+    "timed_out": "TIMED OUT before it finished: the instances are as listed below",
+    "failed": "FAILED before it finished: the instances are as listed below",
 }
 # Outcomes reached before the customer approval step: nobody was asked.
 NEVER_ASKED = ("vetoed", "nothing_to_migrate", "planned")
@@ -206,7 +209,11 @@ def _outcome(report: dict) -> list[str]:
     if r:
         out.append(f"  Realised savings: {_money(r['monthly_savings'])}/month ({r['savings_pct']} %) "
                    f"on {r['instances']} instance(s): "
-                   f"{_money(r['monthly_on_demand'])} on-demand -> {_money(r['monthly_spot'])} Spot")
+                   f"{_money(r['monthly_on_demand'])} on-demand -> {_money(r['monthly_spot'])} now")
+        if r.get("on_demand_fallbacks"):
+            out.append(f"  {r['on_demand_fallbacks']} replacement(s) run on on-demand fallbacks, priced as such")
+        out.append(f"  Net of {_money(r.get('monthly_stopped_storage', 0))}/month for the stopped originals' volumes "
+                   "(kept for rollback)")
     if report.get("elapsed"):
         out.append(f"  Took {report['elapsed']:.1f} s of real time for {report.get('simulated_seconds', 0):,.0f} s "
                    "of bake and wait time (fast-forwarded)")

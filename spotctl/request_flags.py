@@ -45,13 +45,13 @@ def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
     from spot_core.domain.request import StartMigration
 
     body = _request_file(args.request)
-    _select(body.setdefault("selector", {}), args)
+    _select(_section(body, "selector"), args)
     if args.waves:
         body["waves"] = _numbers(args.waves, float, "--waves")
     if args.bake:
         body["bake_seconds"] = _numbers(args.bake, int, "--bake")
-    _quality(body.setdefault("quality", {}), args, outputs)
-    _approval(body.setdefault("approval", {}), args)
+    _quality(_section(body, "quality"), args, outputs)
+    _approval(_section(body, "approval"), args)
     if args.min_savings is not None:
         body["min_savings_pct"] = args.min_savings
     body["dry_run"] = dry_run or body.get("dry_run", False)
@@ -64,13 +64,27 @@ def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
 
 
 def _request_file(path: str | None) -> dict[str, Any]:
-    """The --request FILE's fields (none without the flag)."""
+    """The --request FILE's fields (none without the flag): a JSON object in UTF-8."""
     if not path:
         return {}
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise UsageError(f"--request {path}: not a migration request: nested too deeply") from None
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
         raise UsageError(f"--request {path}: {exc}") from None
+    if not isinstance(body, dict):
+        from spot_core.domain.request import json_type
+
+        raise UsageError(f"--request {path}: must hold a JSON object (the migration request), not {json_type(body)}")
+    return body
+
+
+def _section(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object at body[key] that flags add to (created when absent); when it is something else,
+    the flags' values go nowhere and validation reports the field."""
+    section = body.setdefault(key, {})
+    return section if isinstance(section, dict) else {}
 
 
 def _select(selector: dict, args: argparse.Namespace) -> None:

@@ -27,13 +27,15 @@ from spot_core.domain.errors import (
     InvalidMigrationRequest,
     LaunchRefused,
     MigrationNotFound,
+    StartRefused,
 )
-from spot_core.domain.instances import Instance, LaunchSettings, LaunchSpec, TypeTraits
+from spot_core.domain.instances import CAPACITY_ERRORS, Instance, LaunchSettings, LaunchSpec, TypeTraits
+from spot_core.domain.locks import InstanceLock
 from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef
 from spot_core.domain.pricing import SpotPriceStat
 from spot_core.domain.quality import QualitySample
 from spot_core.domain.request import MetricQuery, Selector
-from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
+from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 
 M = TypeVar("M", bound=BaseModel)
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -117,6 +119,8 @@ class FakeFleet:
         self.refuse_everything: str | None = None  # a LaunchRefused for every launch
         self.refused_subnets: dict[str, str] = {}  # subnet id -> error code of a LaunchRefused for launches there
         self.never_boots: set[str] = set()  # instance types whose instances stay pending
+        self.attached_volumes: dict[str, list[tuple[str, int]]] = {}  # instance id -> EBS volumes (type, GiB)
+        self.start_refusals: dict[str, str] = {}  # instance id -> error code StartInstances answers for it
         self.traits: dict[str, TypeTraits] = {}
 
     # --- building the fleet ------------------------------------------------------------------------
@@ -140,6 +144,11 @@ class FakeFleet:
         if user_data:
             self.user_datas[instance.instance_id] = user_data
         return instance
+
+    def set_tags(self, instance_id: str, **tags: str) -> None:
+        """Change an instance's tags (CreateTags, as its owner would), by tag name: ``**{OPT_IN_TAG: "false"}``."""
+        entry = self._instances[instance_id]
+        entry.instance = replace(entry.instance, tags={**entry.instance.tags, **tags})
 
     # --- what time does to instances ------------------------------------------------------------------
     def _current(self, entry: _Ec2Instance) -> Instance:
@@ -166,9 +175,19 @@ class FakeFleet:
     def live(self) -> list[Instance]:
         return [i for i in self.all() if i.state in ("pending", "running")]
 
-    def _set_state(self, instance_id: str, state: str) -> None:
+    def _set_state(self, instance_id: str, state: str, reason: str | None = None) -> None:
+        """`reason`: EC2's StateReason code of the change (an API stop or terminate: Client.UserInitiatedShutdown)."""
         entry = self._instances[instance_id]
-        entry.instance, entry.since = replace(self._current(entry), state=state), self.world.clock.monotonic()
+        entry.instance = replace(self._current(entry), state=state, state_reason=reason)
+        entry.since = self.world.clock.monotonic()
+
+    def reclaim(self, instance_id: str, stop: bool = False) -> None:
+        """EC2 takes a Spot instance back (terminates it, or stops it for a persistent request)."""
+        if stop:
+            self._set_state(instance_id, "stopping", "Server.SpotInstanceShutdown")
+        else:
+            self._set_state(instance_id, "shutting-down", "Server.SpotInstanceTermination")
+        self.world.record("reclaim", instance_id)
 
     # --- the port ---------------------------------------------------------------------------------------
     def find(self, selector: Selector) -> list[Instance]:
@@ -189,6 +208,22 @@ class FakeFleet:
         self.world.enter("fleet.find_replacements")
         return {i.tags[REPLACES_TAG]: i for i in self.live()
                 if i.tags.get(MIGRATION_ID_TAG) == migration_id and i.tags.get(REPLACES_TAG) in original_ids}
+
+    def volumes(self, instance_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
+        """`attached_volumes` (instance id -> [(type, GiB)]); every instance has a root volume unless set."""
+        return {i: list(self.attached_volumes.get(i, [("gp3", 8)])) for i in instance_ids if i in self._instances}
+
+    def launched_for(self, migration_id: str) -> list[Instance]:
+        self.world.enter("fleet.launched_for")
+        return [i for i in self.live() if i.tags.get(MIGRATION_ID_TAG) == migration_id]
+
+    def find_successors(self, instance_ids: list[str]) -> dict[str, Instance]:
+        self.world.enter("fleet.find_successors")
+        found: dict[str, Instance] = {}
+        for i in self.live():  # in launch order: the earliest of several
+            if i.tags.get(SUCCEEDS_TAG) in instance_ids:
+                found.setdefault(i.tags[SUCCEEDS_TAG], i)
+        return found
 
     def managed(self) -> list[Instance]:
         return [i for i in self.live() if i.tags.get(MANAGED_TAG) == "true"]
@@ -228,25 +263,32 @@ class FakeFleet:
         self.world.record("launch", {"instance_id": instance.instance_id, "spec": spec})
         return instance.instance_id
 
-    def start(self, instance_ids: list[str]) -> None:
+    def start(self, instance_ids: list[str]) -> dict[str, CapacityRefused | StartRefused]:
+        """`start_refusals` (instance id -> error code) are refused: capacity codes as CapacityRefused."""
         self.world.enter("fleet.start")
+        refused: dict[str, CapacityRefused | StartRefused] = {}
         for instance_id in instance_ids:
-            if self.state(instance_id) == "stopped":
+            code = self.start_refusals.get(instance_id)
+            if code:
+                refused[instance_id] = (CapacityRefused(code, "refused") if code in CAPACITY_ERRORS
+                                        else StartRefused(f"{code}: refused"))
+            elif self.state(instance_id) == "stopped":
                 self._set_state(instance_id, "pending")
                 self.world.record("start", instance_id)
+        return refused
 
     def stop(self, instance_ids: list[str]) -> None:
         self.world.enter("fleet.stop")
         for instance_id in instance_ids:
             if self.state(instance_id) in ("pending", "running"):
-                self._set_state(instance_id, "stopping")
+                self._set_state(instance_id, "stopping", "Client.UserInitiatedShutdown")
                 self.world.record("stop", instance_id)
 
     def terminate(self, instance_ids: list[str]) -> None:
         self.world.enter("fleet.terminate")
         for instance_id in instance_ids:
             if instance_id in self._instances and self.state(instance_id) not in ("shutting-down", "terminated"):
-                self._set_state(instance_id, "shutting-down")
+                self._set_state(instance_id, "shutting-down", "Client.UserInitiatedShutdown")
                 self.world.record("terminate", instance_id)
 
 
@@ -484,15 +526,32 @@ class FakePoolMemory:
 
 
 class FakeClaims:
+    """One claim per instance, as the conditional writes of the DynamoDB adapter keep them
+    (claimed_at in whole seconds of the virtual clock)."""
+
     def __init__(self, world: World):
         self.world = world
         self.items: dict[str, dict[str, Any]] = {}
 
-    def claim(self, instance_id: str, event_id: str) -> bool:
+    def claim(self, instance_id: str, event_id: str, **fields: Any) -> bool:
         self.world.enter("claims.claim")
         if instance_id in self.items:
             return False
-        self.items[instance_id] = {"instance_id": instance_id, "status": "launching", "event_id": event_id}
+        self.items[instance_id] = {**copy.deepcopy(fields), "instance_id": instance_id, "status": "launching",
+                                   "event_id": event_id, "claimed_at": int(self.world.clock.now().timestamp())}
+        return True
+
+    def get(self, instance_id: str) -> dict[str, Any] | None:
+        item = self.items.get(instance_id)
+        return copy.deepcopy(item) if item else None
+
+    def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str) -> bool:
+        self.world.enter("claims.take_over")
+        item = self.items.get(instance_id)
+        if item is None or item.get("status") not in ("launching", "launched") \
+                or (item.get("event_id"), item.get("claimed_at")) != (held.get("event_id"), held.get("claimed_at")):
+            return False
+        item.update(event_id=event_id, claimed_at=int(self.world.clock.now().timestamp()))
         return True
 
     def release(self, instance_id: str) -> None:
@@ -541,6 +600,47 @@ class FakeEventOnce:
         return result
 
 
+class FakeLocks:
+    """Per-instance locks with DynamoDB's conditional-write semantics."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.items: dict[str, InstanceLock] = {}
+
+    def acquire(self, migration_id: str, instance_ids: list[str], now: datetime) -> dict[str, InstanceLock]:
+        self.world.enter("locks.acquire")
+        refused = {}
+        for iid in instance_ids:
+            lock = self.items.get(iid)
+            if lock is not None and lock.refusal(migration_id, now):
+                refused[iid] = lock.model_copy()
+            else:
+                self.items[iid] = InstanceLock(instance_id=iid, migration_id=migration_id)
+        return refused
+
+    def take_over(self, migration_id: str, instance_id: str, ended_holder: str, now: datetime) -> bool:
+        lock = self.items.get(instance_id)
+        if lock is None or lock.migration_id != ended_holder:
+            return False
+        self.items[instance_id] = InstanceLock(instance_id=instance_id, migration_id=migration_id)
+        return True
+
+    def locks(self, instance_ids: Iterable[str]) -> dict[str, InstanceLock]:
+        return {i: self.items[i].model_copy() for i in instance_ids if i in self.items}
+
+    def release(self, migration_id: str, cooldown_until: datetime | None = None, cooled: Iterable[str] = ()) -> int:
+        self.world.enter("locks.release")
+        cooled = set(cooled)
+        held = [i for i, lock in self.items.items() if lock.migration_id == migration_id]
+        for iid in held:
+            if cooldown_until and iid in cooled:
+                self.items[iid] = InstanceLock(instance_id=iid, cooldown_until=cooldown_until,
+                                               cooldown_after=migration_id)
+            else:
+                del self.items[iid]
+        return len(held)
+
+
 # --- everything together ----------------------------------------------------------------------------------
 @dataclass
 class Ports:
@@ -558,6 +658,7 @@ class Ports:
     claims: FakeClaims
     registry: FakeRegistry
     once: FakeEventOnce
+    locks: FakeLocks
 
     @property
     def clock(self) -> FakeClock:
@@ -571,4 +672,5 @@ def ports(**fleet_timing: float) -> Ports:
                                            if k in ("health_seconds", "drain_seconds")})
     return Ports(world, fleet, lb, FakeSpotPrices(), FakeOnDemandPrices(), FakeMetrics(), FakeNotifier(world),
                  FakeMigrations(world), FakePlans(world), FakeTokens(), FakePoolMemory(), FakeClaims(world),
-                 FakeRegistry(), FakeEventOnce())
+                 FakeRegistry(), FakeEventOnce(), FakeLocks(world))
+

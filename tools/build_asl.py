@@ -15,7 +15,13 @@ RETRY = [
             "Lambda.TooManyRequestsException", "Lambda.Unknown", "TransientAwsError",
         ],
         "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL",
-    }
+    },
+    # The function died mid-way (its timeout, out of memory, the runtime exiting): every handler
+    # records each step before the next AWS call, so running it again resumes where it stopped.
+    {
+        "ErrorEquals": ["Sandbox.Timedout", "States.Timeout", "Runtime.ExitError", "Runtime.OutOfMemory"],
+        "IntervalSeconds": 5, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL",
+    },
 ]
 
 

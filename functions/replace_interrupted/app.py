@@ -1,6 +1,8 @@
-"""EC2 Spot interruption warnings and rebalance recommendations -> a replacement that keeps
-the capacity of the managed instance whole. Instances the product does not manage are
-ignored (a log line and a metric); a malformed event is rejected and launches nothing."""
+"""EC2 Spot interruption warnings, rebalance recommendations and reclaims without a warning
+(instance state changes) -> a replacement that keeps the capacity of the managed instance
+whole. Instances the product does not manage, and stops or terminations EC2 did not
+initiate, are ignored (a log line; a metric, but for state changes, which every instance in
+the account sends); a malformed event is rejected and launches nothing."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -12,8 +14,10 @@ from spot_core.entry.wiring import wiring
 
 @handler(Ec2InstanceEvent, correlation="id", with_metrics=True)
 def lambda_handler(event: Ec2InstanceEvent, context: LambdaContext) -> dict:
-    outcome = wiring().interruptions(context).handle(event.notice())
-    interruption_metrics(event.is_interruption, outcome)
-    logger.info("interruption handled" if outcome.action != "ignored"
-                else "event for an instance this product does not manage: ignored", extra=outcome.model_dump())
+    notice = event.notice()
+    outcome = wiring().interruptions(context).handle(notice)
+    if notice.kind != "state-change" or outcome.action != "ignored":
+        interruption_metrics(notice.is_interruption, outcome)  # a reclaim without a warning counts as one
+    logger.info("interruption handled" if outcome.action != "ignored" else f"event ignored: {outcome.reason}",
+                extra=outcome.model_dump())
     return outcome.model_dump(mode="json", exclude_none=True)

@@ -16,12 +16,11 @@ from pathlib import Path
 from aws_cdk import ArnFormat, RemovalPolicy, Size, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from . import nag
+from .logs import LogGroups
 
 STAGE = "v1"
 SWAGGER_PATH = "swagger"
@@ -51,23 +50,14 @@ ACCESS_LOG_FIELDS = {
 class MigrationsApi(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
-        handler: lambda_.IFunction, openapi_file: Path, log_retention: logs.RetentionDays,
+        handler: lambda_.IFunction, openapi_file: Path, log_groups: LogGroups,
         account_logging_role: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
 
-        self.logs_key = kms.Key(self, "LogsKey", description="Encrypts the migrations API's access and execution logs",
-                                enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
-        self.logs_key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchLogsOfThisAccount",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                service="logs", resource="log-group", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME)}},
-        ))
-        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=self.logs_key)
+        self.logs_key = log_groups.key  # the stack's one key for logs
+        self.access_logs = log_groups.log_group(self, "AccessLogs")
 
         self.api = apigw.RestApi(
             self, "Api",
@@ -95,9 +85,8 @@ class MigrationsApi(Construct):
 
         # API Gateway creates the execution log group on first use, without retention or key:
         # create it first, under the name it will use.
-        self.execution_logs = logs.LogGroup(
+        self.execution_logs = log_groups.log_group(
             self, "ExecutionLogs", log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE}",
-            retention=log_retention, encryption_key=self.logs_key,
         )
         stage.node.add_dependency(self.execution_logs)
         if account_logging_role:

@@ -1,4 +1,4 @@
-"""One Lambda function per catalog entry, each with its own log group and least-privilege role."""
+"""One Lambda function per catalog entry, each with its own (encrypted) log group and least-privilege role."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from spot_core.entry.settings import load_settings, tunable_defaults
 
 from . import nag
 from .layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME, Layers
+from .logs import LogGroups
 from .permissions import GrantContext, grant
 from .storage import Storage
 
@@ -52,12 +53,12 @@ class Functions(Construct):
 
     def __init__(
         self, scope: Construct, construct_id: str, *,
-        storage: Storage, layers: Layers, log_retention: logs.RetentionDays,
+        storage: Storage, layers: Layers, log_groups: LogGroups,
     ) -> None:
         super().__init__(scope, construct_id)
         self._storage = storage
         self._layers = layers
-        self._log_retention = log_retention
+        self._logs = log_groups
         self._grants = GrantContext(stack=Stack.of(self), storage=storage)
         self.settings = self._settings()
         self.functions: dict[str, lambda_.Function] = {}
@@ -109,7 +110,7 @@ class Functions(Construct):
 
     def _function(self, spec: FunctionSpec, resources: dict[str, str] | None = None) -> lambda_.Function:
         stem = logical_stem(spec.name)
-        log_group = logs.LogGroup(self, f"{stem}Logs", retention=self._log_retention)
+        log_group = self._logs.log_group(self, f"{stem}Logs")
         role = iam.Role(
             self, f"{stem}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),

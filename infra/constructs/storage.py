@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -81,4 +81,30 @@ class Storage(Construct):
                 "StringNotEquals": {"aws:PrincipalAccount": account},
                 "Bool": {"aws:PrincipalIsAWSService": "false"},
             },
+        ))
+
+    def allow_alarm_notifications(self) -> None:
+        """CloudWatch alarms of this account publish to the topic (alarm and OK actions). They
+        publish as the CloudWatch service, which needs the topic's key too; SNS encrypts with the
+        topic's ARN as encryption context (a topic of this account: the key cannot name the topic
+        that names it)."""
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowAlarmsOfThisAccount",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[self.topic.topic_arn],
+            conditions={
+                "ArnLike": {"aws:SourceArn": stack.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                                                              arn_format=ArnFormat.COLON_RESOURCE_NAME)},
+                "StringEquals": {"aws:SourceAccount": stack.account},
+            },
+        ))
+        self.topic_key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowAlarmNotifications",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:sns:topicArn": stack.format_arn(
+                service="sns", resource="*", arn_format=ArnFormat.NO_RESOURCE_NAME)}},
         ))

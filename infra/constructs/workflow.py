@@ -7,22 +7,22 @@ from pathlib import Path
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from . import nag
+from .logs import LogGroups
 
 
 class Workflow(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *,
-        definition_file: Path, tasks: Mapping[str, lambda_.IFunction], log_retention: logs.RetentionDays,
+        definition_file: Path, tasks: Mapping[str, lambda_.IFunction], log_groups: LogGroups,
     ) -> None:
         """``tasks`` maps each ``${placeholder}`` of the definition to the function it names."""
         super().__init__(scope, construct_id)
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.log_group = log_groups.log_group(self, "Logs")
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
             state_machine_type=sfn.StateMachineType.STANDARD,

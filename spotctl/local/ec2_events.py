@@ -1,7 +1,11 @@
-"""EC2's own events in the embedded runtime: a Spot interruption warning or a rebalance
-recommendation goes, as EventBridge would send it, through the deployed rule patterns (the
-CDK stack's) to the replacement Lambda; what still fails after the retries lands in the
-dead-letter queue, like Lambda's on-failure destination."""
+"""EC2's own events in the embedded runtime: a Spot interruption warning, a rebalance
+recommendation or an instance state change goes, as EventBridge would send it, through the
+deployed rule patterns (the CDK stack's) to the replacement Lambda; what still fails after
+the retries lands in the dead-letter queue, like Lambda's on-failure destination.
+
+A reclaim is what EC2 does when it takes a Spot instance back: it terminates (or stops) the
+instance with a Spot state reason (moto would say Client.UserInitiatedShutdown) and sends
+the state changes; after a warning, or without one (the warning is best effort)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,19 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import StateReason
 from moto.events.models import EventPattern
 
-from spot_core.entry.event_rules import RULES
+from spot_core.entry.event_rules import INSTANCE_STATE_CHANGE, INTERRUPTION_WARNING, REBALANCE_RECOMMENDATION, RULES
 
 REPLACER = "spot-migration-replace_interrupted"
+# How EC2 takes a Spot instance back: the states it goes through and the reason it gives.
+RECLAIMS = {
+    "terminate": (("shutting-down", "terminated"), "Server.SpotInstanceTermination"),
+    "stop": (("stopping", "stopped"), "Server.SpotInstanceShutdown"),
+}
 
 
 def matching_rules(event: dict) -> list[str]:
@@ -60,15 +72,16 @@ class Ec2Events:
         }))
         return {"rule": rule, "attempts": attempts, "error": last}
 
-    def ec2_event(self, instance_id: str, kind: str = "interruption") -> dict:
-        """The event EC2 sends for one of the fleet's instances: a Spot interruption warning
-        or a rebalance recommendation, shaped exactly like the real ones."""
+    def ec2_event(self, instance_id: str, kind: str = "interruption", state: str | None = None) -> dict:
+        """The event EC2 sends for one of the fleet's instances: a Spot interruption warning, a
+        rebalance recommendation or (kind "state-change") its change to `state`, shaped exactly
+        like the real ones."""
         reservations = self.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
         az = reservations[0]["Instances"][0]["Placement"]["AvailabilityZone"]
         detail_type, detail = {
-            "interruption": ("EC2 Spot Instance Interruption Warning",
-                             {"instance-id": instance_id, "instance-action": "terminate"}),
-            "rebalance": ("EC2 Instance Rebalance Recommendation", {"instance-id": instance_id}),
+            "interruption": (INTERRUPTION_WARNING, {"instance-id": instance_id, "instance-action": "terminate"}),
+            "rebalance": (REBALANCE_RECOMMENDATION, {"instance-id": instance_id}),
+            "state-change": (INSTANCE_STATE_CHANGE, {"instance-id": instance_id, "state": state or "terminated"}),
         }[kind]
         return {
             "version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.ec2",
@@ -76,17 +89,35 @@ class Ec2Events:
             "region": self.region, "resources": [f"arn:aws:ec2:{az}:instance/{instance_id}"], "detail": detail,
         }
 
+    def reclaim(self, instance_id: str, behaviour: str = "terminate") -> list[dict]:
+        """EC2 takes the Spot instance back: terminates it (or stops it: `behaviour` "stop", a
+        persistent request) giving the Spot reason, and sends both state changes through the
+        deployed rules. Returns their deliveries, each with its event."""
+        states, reason = RECLAIMS[behaviour]
+        ec2 = self.client("ec2")
+        if behaviour == "stop":
+            ec2.stop_instances(InstanceIds=[instance_id])
+        else:
+            ec2.terminate_instances(InstanceIds=[instance_id])
+        instance = ec2_backends[DEFAULT_ACCOUNT_ID][self.region].get_instance(instance_id)
+        instance.state_reason = StateReason(f"{reason}: Spot instance {behaviour}", reason)
+        events = [self.ec2_event(instance_id, "state-change", state) for state in states]
+        return [{**d, "event": _summary(e)} for e in events for d in self.put_ec2_event(e)]
+
     def simulate(self, instance_id: str, kind: str = "interruption", reclaim: bool = True) -> dict:
         """EC2 warns about `instance_id`: the event goes through the deployed rules to the
         replacement Lambda. After an interruption warning EC2 takes the instance back (here
-        at once rather than two minutes later) unless `reclaim` is false."""
+        at once rather than two minutes later; its state changes are in `reclaim_deliveries`)
+        unless `reclaim` is false. Kind "reclaim": EC2 takes it back without a warning."""
+        if kind == "reclaim":
+            deliveries = self.reclaim(instance_id)
+            return {"event": deliveries[0]["event"] if deliveries else {}, "rules": [d["rule"] for d in deliveries],
+                    "deliveries": deliveries, "reclaimed": True}
         event = self.ec2_event(instance_id, kind)
         deliveries = self.put_ec2_event(event)
         reclaimed = kind == "interruption" and reclaim
-        if reclaimed:
-            self.client("ec2").terminate_instances(InstanceIds=[instance_id])
-        return {"event": {k: event[k] for k in ("id", "detail-type", "time", "resources")},
-                "rules": [d["rule"] for d in deliveries], "deliveries": deliveries, "reclaimed": reclaimed}
+        return {"event": _summary(event), "rules": [d["rule"] for d in deliveries], "deliveries": deliveries,
+                "reclaimed": reclaimed, "reclaim_deliveries": self.reclaim(instance_id) if reclaimed else []}
 
     def dead_letters(self) -> list[dict]:
         """The EC2 events the replacement Lambda still failed on, with the reason."""
@@ -98,3 +129,7 @@ class Ec2Events:
             if not new:
                 return [json.loads(m["Body"]) | {"MessageId": m["MessageId"]} for m in out]
             out += new
+
+
+def _summary(event: dict) -> dict:
+    return {k: event[k] for k in ("id", "detail-type", "time", "resources")}

@@ -26,19 +26,24 @@ from typing import Any
 import boto3
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
+from moto.awslambda.responses import LambdaResponse
+from moto.events.models import EventPattern
+from moto.stepfunctions.parser.api import ExecutionStatus
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
 from spot_core.adapters.dynamodb import schema
 from spot_core.domain.plan import InstanceRecord
 from spot_core.entry import wiring as handler_wiring
 from spot_core.entry.catalog import FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME
+from spot_core.entry.event_rules import EXECUTION_STATUS_CHANGE, execution_ended_pattern
 from spot_core.entry.settings import load_settings, tunable_defaults
 from spot_core.entry.wiring import Wiring
 from spot_core.services.migrations import Migrations
 
 from .ec2_events import Ec2Events
-from .lambdas import InProcessLambdas
+from .lambdas import InProcessLambdas, lambda_payload
 from .market import SpotMarket
 from .workload import FleetSimulator
 
@@ -48,6 +53,7 @@ TABLE_NAME = "spot-migration"
 TOPIC_NAME = "spot-migration-notifications"
 STATE_MACHINE_NAME = "spot-migration"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+END_EXECUTION = "spot-migration-end_execution"
 
 
 @dataclass
@@ -58,6 +64,15 @@ class ExecutionResult:
     error: str | None
     cause: str | None
     output: dict | None
+
+
+def _checked(response: Any) -> Any:
+    """An Invoke request whose payload is checked as Lambda checks it before moto reads it:
+    InvalidRequestContentException (400) when it is not JSON, nested too deeply included."""
+    body = response.raw_body
+    if body:
+        lambda_payload(body.encode() if isinstance(body, str) else body)
+    return response
 
 
 class _VirtualTime:
@@ -86,6 +101,8 @@ class LocalRuntime(Ec2Events):
         self._clients: dict[str, Any] = {}
         self._saved: dict[str, Any] = {}
         self._inbox: list[dict] = []
+        self._ending: set[str] = set()  # executions whose status change is being delivered
+        self.execution_events: list[dict] = []  # what the execution-status rule delivered, and the answer
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> LocalRuntime:
@@ -118,9 +135,15 @@ class LocalRuntime(Ec2Events):
         self.lambdas.install()
         runtime = self
         self._saved["invoke"] = LambdaFunction._invoke_lambda
+        self._saved["response_invoke"] = LambdaResponse.invoke
+        LambdaResponse.invoke = lambda response: runtime._saved["response_invoke"](_checked(response))
         self._saved["wait"] = WaitFunction._wait_interval
         self._saved["retry_time"] = retrier_decl.time
+        self._saved["terminated"] = BaseExecutionWorkerCommunication.terminated
+        self._saved["stop"] = Execution.stop
+        Execution.stop = lambda execution, stop_date, error, cause: runtime._stop(execution, stop_date, error, cause)
         LambdaFunction._invoke_lambda = lambda fn, event=None: runtime.lambdas.invoke(fn, event)
+        BaseExecutionWorkerCommunication.terminated = lambda comm: runtime._terminated(comm)
         if self.fast_forward:
             WaitFunction._wait_interval = lambda wait, env, wait_seconds: runtime._wait(wait_seconds)
             retrier_decl.time = _VirtualTime(self)
@@ -129,9 +152,66 @@ class LocalRuntime(Ec2Events):
     def _unpatch(self) -> None:
         self.market.uninstall()
         LambdaFunction._invoke_lambda = self._saved["invoke"]
+        LambdaResponse.invoke = self._saved["response_invoke"]
         WaitFunction._wait_interval = self._saved["wait"]
+        BaseExecutionWorkerCommunication.terminated = self._saved["terminated"]
+        Execution.stop = self._saved["stop"]
         retrier_decl.time = self._saved["retry_time"]
         self.lambdas.uninstall()
+
+    def _terminated(self, comm: Any) -> None:
+        """An execution ended: its status, then (as EventBridge would) its status change to the
+        rule that ends a migration whose execution did not reach its own last step."""
+        arn = comm.execution.exec_arn
+        self._ending.add(arn)
+        try:
+            self._saved["terminated"](comm)
+            self._execution_ended(comm.execution)
+        finally:
+            self._ending.discard(arn)
+
+    def _stop(self, execution: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
+        """StopExecution. moto's worker does not notice a stop while a state waits for a task
+        token; Step Functions ends the execution at once (a Lambda already running carries on)."""
+        self._saved["stop"](execution, stop_date, error, cause)
+        deadline = time.monotonic() + 1.0
+        while execution.exec_status == ExecutionStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if execution.exec_status == ExecutionStatus.RUNNING:
+            self._ending.add(execution.exec_arn)
+            try:
+                execution.exec_status, execution.stop_date = ExecutionStatus.ABORTED, stop_date
+                execution.error, execution.cause = error, cause
+                self._execution_ended(execution)
+            finally:
+                self._ending.discard(execution.exec_arn)
+
+    def _execution_ended(self, execution: Any) -> None:
+        status = str(getattr(execution.exec_status, "value", execution.exec_status))
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": EXECUTION_STATUS_CHANGE, "source": "aws.states",
+            "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.region, "resources": [execution.exec_arn],
+            "detail": {"executionArn": execution.exec_arn, "stateMachineArn": self.state_machine_arn,
+                       "name": execution.name, "status": status, "error": execution.error,
+                       "cause": execution.cause},
+        }
+        pattern = EventPattern.load(json.dumps(execution_ended_pattern(self.state_machine_arn)))
+        if pattern.matches_event(event):
+            self.execution_events.append(self._deliver_to(END_EXECUTION, event))
+
+    def _deliver_to(self, function: str, event: dict, attempts: int = 3) -> dict:
+        """An asynchronous invocation: tried `attempts` times, then the dead-letter queue with the reason."""
+        answer: Any = None
+        for attempt in range(1, attempts + 1):
+            response = self.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
+            answer = json.loads(response["Payload"].read() or b"null")
+            if "FunctionError" not in response:
+                return {"function": function, "attempts": attempt, "result": answer}
+        self.client("sqs").send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps({
+            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "requestPayload": event, "responsePayload": answer}))
+        return {"function": function, "attempts": attempts, "error": answer}
 
     def _wait(self, seconds: float) -> None:
         """A fast-forwarded Wait state: the service plays `seconds` of traffic at once."""
@@ -219,7 +299,7 @@ class LocalRuntime(Ec2Events):
         deadline = time.monotonic() + timeout
         while True:
             d = sfn.describe_execution(executionArn=arn)
-            if d["status"] in TERMINAL or time.monotonic() > deadline:
+            if (d["status"] in TERMINAL and arn not in self._ending) or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         output = json.loads(d["output"]) if d.get("output") else None

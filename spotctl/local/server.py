@@ -19,6 +19,7 @@ market) and serves, on 127.0.0.1 only:
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -38,15 +39,22 @@ API_FUNCTION = "spot-migration-api"
 LOCAL_OPERATOR = "arn:aws:iam::123456789012:user/local-operator"
 
 
-def api_gateway_event(method: str, path: str, query: str, headers: dict, body: str | None) -> dict:
-    """The REST API proxy event API Gateway would send for this request."""
+def api_gateway_event(method: str, path: str, query: str, headers: dict, body: bytes | str | None) -> dict:
+    """The REST API proxy event API Gateway would send for this request (a body that is not
+    UTF-8 text base64-encoded, as API Gateway passes binary bodies)."""
     params = parse_qs(query, keep_blank_values=True)
+    encoded = False
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            body, encoded = base64.b64encode(body).decode(), True
     return {
         "resource": "/{proxy+}", "path": path, "httpMethod": method, "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": {k: v[-1] for k, v in params.items()} or None,
         "multiValueQueryStringParameters": params or None,
-        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None, "body": body, "isBase64Encoded": False,
+        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None, "body": body, "isBase64Encoded": encoded,
         "requestContext": {
             "resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/api{path}", "stage": "api",
             "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000), "accountId": "123456789012",
@@ -73,7 +81,7 @@ class _Control(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else None
+        body = self.rfile.read(length) if length else None
         try:
             return self._dispatch(method, url, body)
         except (ClientError, KeyError, ValueError) as exc:  # e.g. an unknown instance id: the caller's error
@@ -81,9 +89,9 @@ class _Control(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - report it to the CLI, keep serving
             return self._json(500, {"message": f"{type(exc).__name__}: {exc}"})
 
-    def _dispatch(self, method: str, url: SplitResult, body: str | None) -> None:
+    def _dispatch(self, method: str, url: SplitResult, body: bytes | None) -> None:
         if url.path == "/_local/ec2-events" and method == "POST":
-            return self._ec2_event(body)
+            return self._ec2_event(body.decode() if body else None)
         if url.path == "/_local/notifications":
             return self._json(200, self.runtime.notifications())
         if url.path == "/api" or url.path.startswith("/api/"):
@@ -97,7 +105,7 @@ class _Control(BaseHTTPRequestHandler):
                                         reclaim=request.get("reclaim", True))
         return self._json(200, outcome)
 
-    def _api(self, method: str, path: str, query: str, body: str | None) -> None:
+    def _api(self, method: str, path: str, query: str, body: bytes | None) -> None:
         headers = dict(self.headers.items())
         event = api_gateway_event(method, path, query, headers, body)
         try:
@@ -113,8 +121,6 @@ class _Control(BaseHTTPRequestHandler):
         """The API function's proxy result as the HTTP response, as API Gateway sends it."""
         payload = (result.get("body") or "").encode()
         if result.get("isBase64Encoded"):
-            import base64
-
             payload = base64.b64decode(payload)
         self.send_response(int(result.get("statusCode", 200)))
         for name, value in _proxy_headers(result):

@@ -13,7 +13,12 @@ from spot_core.domain.errors import CapacityRefused, LaunchRefused, TransientAws
 from spot_core.domain.instances import Instance, LaunchSettings, LaunchSpec
 from spot_core.domain.plan import Pool, TargetRef, group_by_target_group
 from spot_core.domain.request import Selector
-from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG, migration_replacement_tags
+from spot_core.domain.tags import (
+    MANAGED_TAG,
+    OPT_IN_TAG,
+    interruption_replacement_tags,
+    migration_replacement_tags,
+)
 
 USER_DATA = base64.b64encode(b"#!/bin/sh\necho hello\n").decode()
 
@@ -73,6 +78,30 @@ def test_a_replacement_is_launched_with_the_original_settings_and_found_again(aw
     assert {i: r.instance_id for i, r in fleet.find_replacements("mig-1", [iid]).items()} == {iid: new}
     assert fleet.find_replacements("mig-2", [iid]) == {}
     assert [i.instance_id for i in fleet.managed()] == [new]
+
+
+def test_an_interruption_replacement_is_found_by_the_instance_it_succeeds_while_it_lives(aws):
+    iid, other = original(aws), original(aws)
+    fleet = Ec2Fleet(aws["ec2"])
+    source = fleet.describe([iid])[iid]
+    pool = Pool(instance_type="m5a.large", availability_zone="us-east-1b", spot_hourly=0.03)
+    spec = LaunchSpec.replacing(source, pool, interruption_replacement_tags(source.tags, iid), None,
+                                subnet_id=aws["subnets"]["us-east-1b"])
+    new = fleet.launch(spec, "intr-e-1-0")
+
+    found = fleet.find_successors([iid, other])
+    assert list(found) == [iid] and found[iid].instance_id == new and found[iid].lifecycle == "spot"
+    aws["ec2"].terminate_instances(InstanceIds=[new])
+    assert fleet.find_successors([iid]) == {}
+
+
+def test_the_reason_of_the_last_state_change_is_read(aws):
+    iid = original(aws)
+    fleet = Ec2Fleet(aws["ec2"])
+    assert fleet.describe([iid])[iid].state_reason is None  # EC2 gives no reason for a running instance
+    aws["ec2"].terminate_instances(InstanceIds=[iid])
+    gone = fleet.describe([iid])[iid]  # a terminated instance is still described for a while
+    assert (gone.state, gone.state_reason) == ("terminated", "Client.UserInitiatedShutdown")
 
 
 def test_the_run_instances_request_copies_every_setting():

@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from spot_core.domain.errors import TransientAwsError
-from spot_core.entry.api import TITLE
-from spot_core.services.migrations import Migrations
+from spot_core.domain.errors import ApprovalNotPending, TransientAwsError
+from spot_core.domain.request import StartMigration
+from spot_core.entry import api
+from spot_core.entry.api import TITLE, app
+from spot_core.services.migrations import ApprovalState, Migrations, NotAwaitingApproval
+from spotctl.local.lambdas import FakeContext
 from spotctl.local.runtime import LocalRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,19 +43,25 @@ class Reply:
 
 
 def api_event(method: str, path: str, *, query: dict | None = None, body: Any = None,
-              identity: dict | None = None) -> dict:
+              identity: dict | None = None, content_type: str | None = None) -> dict:
     """An API Gateway REST proxy event (from events/api.json) for `method path`; `body` is sent
-    as JSON unless it is already a string; `identity` replaces the caller's IAM identity."""
+    as JSON unless it is already a string, base64-encoded when it is bytes (a binary body);
+    `identity` replaces the caller's IAM identity."""
     event = copy.deepcopy(SAMPLE)
     match = MID_PATH.match(path)
+    binary = isinstance(body, bytes)
     event.update(
         httpMethod=method, path=path,
         resource=MID_PATH.sub("/migrations/{migration_id}", path),
         pathParameters={"migration_id": match.group(1)} if match else None,
         queryStringParameters=query or None,
         multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
-        body=body if body is None or isinstance(body, str) else json.dumps(body),
+        body=base64.b64encode(body).decode() if binary else body if body is None or isinstance(body, str)
+        else json.dumps(body),
+        isBase64Encoded=binary,
     )
+    if content_type:
+        event["headers"]["Content-Type"], event["multiValueHeaders"]["Content-Type"] = content_type, [content_type]
     context = event["requestContext"]
     context.update(httpMethod=method, path=f"/{context['stage']}{path}", resourcePath=event["resource"])
     if identity is not None:
@@ -142,11 +153,28 @@ BAD_REQUESTS = [
     ("POST", "/migrations/m-1/reject", {"body": {}}, "body.reason"),
     ("POST", "/migrations/m-1/reject", {"body": {"reason": "   "}}, "body.reason"),
     ("POST", "/migrations/m-1/reject", {}, "body"),
+    # bodies the API cannot read, or not an object: 400 too, never a 500
+    ("POST", "/migrations", {"body": "[" * 100_000 + "]" * 100_000}, "body"),
+    ("POST", "/migrations", {"body": '{"selector": ' + "{\"a\": " * 50_000 + "1" + "}" * 50_001}, "body"),
+    ("POST", "/migrations", {"body": b'{"dry_run": true, "name": "\xff\xfe"}'}, "body"),
+    ("POST", "/migrations", {"body": '{"waves": [NaN, 100]}'}, "body"),
+    ("POST", "/migrations", {"body": '{"min_savings_pct": 1' + "0" * 5000 + "}"}, "body"),
+    ("POST", "/migrations", {"body": "null"}, "body"),
+    ("POST", "/migrations", {"body": '"{\\"dry_run\\": true}"'}, "body"),
+    ("POST", "/migrations", {"body": "true"}, "body"),
+    ("POST", "/migrations", {"body": "42"}, "body"),
+    ("POST", "/migrations", {"body": {"dry_run": True}, "content_type": "text/plain"}, "body"),
+    ("POST", "/migrations", {"body": "dry_run=true", "content_type": "application/x-www-form-urlencoded"}, "body"),
+    ("POST", "/migrations", {"body": [{"dry_run": True}]}, "body"),  # not its first item either
+    ("POST", "/migrations/m-1/approve", {"body": "[]"}, "body"),
+    ("POST", "/migrations/m-1/approve", {"body": [None]}, "body"),
+    ("POST", "/migrations/m-1/reject", {"body": [{"reason": "no"}]}, "body"),
+    ("POST", "/migrations/m-1/reject", {"body": "[" * 100_000}, "body"),
 ]
 
 
 @pytest.mark.parametrize("method, path, kwargs, field", BAD_REQUESTS,
-                         ids=[f"{m} {p[:30]} {f}" for m, p, _, f in BAD_REQUESTS])
+                         ids=[f"{m} {p[:30]} {f} {str(k)[:40]}" for m, p, k, f in BAD_REQUESTS])
 def test_invalid_requests_are_400_naming_the_field_and_change_nothing(rt, method, path, kwargs, field):
     before = state(rt)
     reply = call(rt, method, path.replace("%20", " "), **kwargs)
@@ -154,6 +182,106 @@ def test_invalid_requests_are_400_naming_the_field_and_change_nothing(rt, method
     assert field in [e["field"] for e in reply.json["errors"]]
     assert field in reply.json["message"]
     assert state(rt) == before
+
+
+def test_a_request_too_large_for_step_functions_is_400_and_starts_nothing(rt):
+    before = state(rt)
+    reply = call(rt, "POST", "/migrations", body={"selector": {"tags": {"team": "x" * 300_000}}})
+    assert reply.status == 400, reply.text
+    assert reply.json["message"].startswith("invalid migration request: input: 300")
+    assert "bytes as JSON; Step Functions accepts at most 262144" in reply.json["message"]
+    assert state(rt) == before
+
+
+# The same at the resolver, for any JSON value or bytes (hypothesis): no AWS behind it, so a
+# request that got past validation would be a 500, never a 400.
+CONTEXT = FakeContext(API, f"arn:aws:lambda:us-east-1:123456789012:function:{API}", 30, 256)
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+NOT_OBJECTS = JSON_VALUES.filter(lambda v: not isinstance(v, dict))
+
+
+def resolve(method: str, path: str, **kwargs: Any) -> Reply:
+    return Reply(app.resolve(api_event(method, path, **kwargs), CONTEXT))
+
+
+def assert_400(reply: Reply, field: str, message: str) -> None:
+    assert reply.status == 400, reply.text
+    assert reply.json["errors"] == [{"field": field, "message": message}], reply.json
+    assert reply.json["message"] == f"invalid request: {field}: {message}"
+
+
+@given(NOT_OBJECTS)
+@settings(deadline=None, max_examples=150)
+def test_a_body_of_any_other_json_type_is_400(value):
+    for method, path in (("POST", "/migrations"), ("POST", "/migrations/m-1/reject")):
+        assert_400(resolve(method, path, body=json.dumps(value)), "body", "must be a JSON object")
+    if value is not None:  # approve's body is optional: null is no body
+        assert_400(resolve("POST", "/migrations/m-1/approve", body=json.dumps(value)), "body", "must be a JSON object")
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in StartMigration.model_fields),
+                       JSON_VALUES, min_size=1, max_size=3))
+@settings(deadline=None, max_examples=100)
+def test_an_object_with_unknown_fields_is_400_naming_each(body):
+    reply = resolve("POST", "/migrations", body={"dry_run": True, **body})
+    assert reply.status == 400, reply.text
+    assert {f"body.{key}" for key in body} <= {e["field"] for e in reply.json["errors"]}
+
+
+def _is_json(text: str | bytes) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@given(st.text(min_size=1, max_size=200).filter(lambda text: not _is_json(text)))
+@settings(deadline=None, max_examples=150)
+def test_a_body_that_is_not_json_is_400(text):
+    assert_400(resolve("POST", "/migrations", body=text), "body", "not valid JSON")
+
+
+@given(st.binary(min_size=1, max_size=200).filter(lambda raw: not _utf8(raw)))
+@settings(deadline=None, max_examples=100)
+def test_a_binary_body_that_is_not_utf8_is_400(raw):
+    assert_400(resolve("POST", "/migrations", body=raw), "body", "not valid JSON: not UTF-8")
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deeply"),
+    ("[" * 100_000, "not valid JSON: nested too deeply"),
+    (b"\xc3\x28", "not valid JSON: not UTF-8"),
+    ('{"waves": [Infinity]}', "not valid JSON"),
+    ("9" * 10_000, "not valid JSON"),
+    ("", "must be a JSON object"),
+], ids=["deep-array", "deep-unclosed", "not-utf8", "infinity", "huge-number", "empty"])
+def test_unreadable_bodies_say_why(body, message):
+    assert_400(resolve("POST", "/migrations", body=body), "body", message)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          "multipart/form-data; boundary=x", "application/xml"])
+def test_a_body_that_is_not_sent_as_json_is_400(content_type):
+    reply = resolve("POST", "/migrations", body={"dry_run": True}, content_type=content_type)
+    media_type = content_type.split(";")[0]
+    assert_400(reply, "body", f"send JSON (Content-Type: application/json), not {media_type}")
+    assert resolve("POST", "/migrations/m-1/reject", body={}, content_type=f"{content_type}").status == 400
+
+
+def test_a_json_content_type_with_parameters_is_json():
+    reply = resolve("POST", "/migrations", body={"bogus": 1}, content_type="application/json; charset=utf-8")
+    assert_400(reply, "body.bogus", "Extra inputs are not permitted")
 
 
 @pytest.mark.parametrize("token", [
@@ -247,8 +375,38 @@ def test_decisions_on_a_migration_not_waiting_are_409(rt, dry_run):
     for path, body in ((f"/migrations/{dry_run}/approve", None), (f"/migrations/{dry_run}/reject", {"reason": "no"})):
         reply = call(rt, "POST", path, body=body)
         assert reply.status == 409, reply.text
-        assert "not awaiting approval" in reply.json["message"]
+        assert reply.json == {"message": f"migration {dry_run!r} is planned, not awaiting approval: it needs no "
+                                         "decision (auto_approve or dry run)", "status": "planned", "retry": False}
+        assert "Retry-After" not in reply.headers
     assert state(rt) == before
+
+
+class Deciding:
+    """The operator service, as far as a decision goes: it refuses with `error`."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def decide(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+ON_ITS_WAY = ApprovalState("reviewed", "RUNNING", pending=False, ahead=True)
+
+
+@pytest.mark.parametrize("error, status, retry", [
+    (NotAwaitingApproval("m-1", ApprovalState(None, "RUNNING", pending=False, ahead=True)), None, True),
+    (NotAwaitingApproval("m-1", ON_ITS_WAY), "reviewed", True),
+    (NotAwaitingApproval("m-1", ApprovalState("rejected", "FAILED", pending=False, ahead=False)), "rejected", False),
+    (ApprovalNotPending("migration 'm-1' no longer waits for a decision (TaskTimedOut)"), None, False),
+], ids=["starting", "reviewed", "rejected", "token-gone"])
+def test_a_decision_conflict_says_whether_to_send_it_again(monkeypatch, error, status, retry):
+    monkeypatch.setattr(api, "migrations", lambda: Deciding(error))
+    for path, body in (("/migrations/m-1/approve", None), ("/migrations/m-1/reject", {"reason": "no"})):
+        reply = resolve("POST", path, body=body)
+        assert reply.status == 409, reply.text
+        assert reply.json == {"message": str(error), "retry": retry, **({"status": status} if status else {})}
+        assert reply.headers.get("Retry-After") == ("5" if retry else None)
 
 
 def approval_token(rt: LocalRuntime, mid: str) -> str:
@@ -278,6 +436,7 @@ def test_rejection_by_the_iam_principal_and_a_second_decision_is_409(rt):
     for path, body in (("/migrations/to-reject/approve", None), ("/migrations/to-reject/reject", {"reason": "again"})):
         second = call(rt, "POST", path, body=body)
         assert second.status == 409, second.text
+        assert (second.json["status"], second.json["retry"]) == ("rejected", False)
     result = rt.wait("to-reject")
     assert (result.status, result.error) == ("FAILED", "MigrationRejected")
 

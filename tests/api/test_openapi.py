@@ -69,7 +69,8 @@ def test_models_and_responses_of_each_route(document, route):
         assert responses[code]["content"]["application/json"]["schema"] == {"$ref": f"{REF}{model}"}
     for code in errors | {500, 503}:
         assert responses[code]["description"]
-        assert responses[code]["content"]["application/json"]["schema"] == {"$ref": f"{REF}ErrorBody"}
+        model = "DecisionConflict" if code == 409 and body in ("Decision", "Rejection") else "ErrorBody"
+        assert responses[code]["content"]["application/json"]["schema"] == {"$ref": f"{REF}{model}"}
     assert 422 not in responses  # validation errors are 400 here
 
     parameters = {(p["in"], p["name"]): p for p in operation.get("parameters", [])}
@@ -90,6 +91,9 @@ def test_models_are_published_with_their_constraints(document):
     assert schemas["StartMigration"]["additionalProperties"] is False
     assert schemas["Rejection"]["required"] == ["reason"]
     assert schemas["ErrorBody"]["required"] == ["message"]
+    # a decision's 409 says whether to send it again later
+    assert schemas["DecisionConflict"]["required"] == ["message", "retry"]
+    assert set(schemas["DecisionConflict"]["properties"]) == {"message", "errors", "status", "retry"}
     # the approval task token is not part of any model (next_token is the paging cursor)
     fields = {name for schema in schemas.values() for name in schema.get("properties", {})}
     assert {f for f in fields if "token" in f.lower()} == {"next_token"}

@@ -54,6 +54,7 @@ def _run_every_path() -> dict[str, dict]:
     out = {}
     with LocalRuntime(seed=11) as rt:
         rt.fleet.seed_fleet(6)
+        rt.lambdas.environment["ROLLBACK_COOLDOWN_SECONDS"] = "0"  # the last path migrates what a rollback touched
         sfn = rt.client("stepfunctions")
         definition = json.loads(sfn.describe_state_machine(stateMachineArn=rt.state_machine_arn)["definition"])
         gated = {"quality": {"target_group_arn": rt.fleet.target_group_arn}}

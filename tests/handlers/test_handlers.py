@@ -518,7 +518,7 @@ def test_finalize_records_the_rejection(runtime):
     fleet = runtime.fleet.snapshot()
     before = len(runtime.notifications())
     result = invoke(runtime, "finalize", event)
-    assert result == {"status": "rejected", "realised": None}
+    assert result == {"status": "rejected", "realised": None, "locks_released": 0}
     item = runtime.migration(mid)
     assert item["status"] == "rejected"
     assert item["outcome_detail"]["reason"] == event["detail"]["reason"]
@@ -600,3 +600,28 @@ def test_unknown_migration_is_not_found_and_changes_nothing(runtime, planned, sp
     with pytest.raises(MigrationNotFound):
         invoke(runtime, spec.name, event, FakeContext(spec.name))
     assert world(runtime) == before
+
+
+# --- the end of an execution that skipped its own last step ------------------------------------------------------
+def test_end_execution_ends_a_stopped_migration_and_releases_its_locks(runtime):
+    event = load_event("execution_status_change")
+    mid = event["detail"]["name"]
+    runtime.wiring.migrations.create(mid, parse_request({}).model_dump(), status="awaiting_approval")
+    runtime.wiring.locks.acquire(mid, ["i-0000000000000e0e0"], runtime.wiring.clock.now())
+    fleet = runtime.fleet.snapshot()
+
+    result = invoke(runtime, "end_execution", event)
+
+    assert (result["status"], result["locks_released"]) == ("stopped", 1)
+    assert runtime.migration(mid)["status"] == "stopped"
+    assert runtime.wiring.locks.held(mid) == []
+    assert runtime.fleet.snapshot() == fleet
+    assert invoke(runtime, "end_execution", event)["status"] == "stopped"  # delivered again: nothing more
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "RUNNING", "bad"])
+def test_end_execution_refuses_a_status_change_it_has_no_business_with(runtime, status):
+    event = load_event("execution_status_change")
+    event["detail"]["status"] = status
+    with pytest.raises(InvalidEvent):
+        invoke(runtime, "end_execution", event)

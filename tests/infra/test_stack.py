@@ -1,6 +1,6 @@
 """The CDK stack: resources, wiring to the ASL, least-privilege IAM, and cdk-nag.
 
-Synthesis (jsii) is slow, so the app is synthesised once per module. ``app.synth()``
+Synthesis (jsii) is slow, so the app is synthesised once per session (conftest.py). ``app.synth()``
 itself fails if cdk-nag reports an unacknowledged error; the tests below also check
 warnings, and that every acknowledgement still matches a real finding.
 """
@@ -16,6 +16,7 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
+from template_helpers import flatten, listify, logical_id, of_type
 
 from infra import OPENAPI_FILE, STATE_MACHINE_FILE
 from infra.constructs.functions import SETTINGS_DEFAULTS
@@ -29,65 +30,6 @@ MANAGED = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
 OPTED_IN = {"StringEquals": {f"aws:ResourceTag/{OPT_IN_TAG}": "true"}}
 MUTATING_EC2 = {"ec2:RunInstances", "ec2:CreateTags", "ec2:StartInstances", "ec2:StopInstances",
                 "ec2:TerminateInstances"}
-
-
-@pytest.fixture(scope="module")
-def synthesized(tmp_path_factory):
-    app, stack = create_app(outdir=str(tmp_path_factory.mktemp("cdk.out")))
-    app.synth()  # raises with the cdk-nag report when an error is not acknowledged
-    return app, stack
-
-
-@pytest.fixture(scope="module")
-def stack(synthesized) -> SpotMigrationStack:
-    return synthesized[1]
-
-
-@pytest.fixture(scope="module")
-def template(stack) -> Template:
-    return Template.from_stack(stack)
-
-
-@pytest.fixture(scope="module")
-def resources(template) -> dict[str, dict]:
-    return template.to_json()["Resources"]
-
-
-def of_type(resources: dict[str, dict], type_: str) -> dict[str, dict]:
-    return {k: v for k, v in resources.items() if v["Type"] == type_}
-
-
-def listify(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def flatten(value: Any) -> str:
-    """An ARN expression as text, the way cdk-nag prints it (``<Ref>``, ``<Logical.Attr>``)."""
-    if isinstance(value, str):
-        return value
-    if "Fn::Join" in value:
-        sep, parts = value["Fn::Join"]
-        return sep.join(flatten(p) for p in parts)
-    if "Ref" in value:
-        return f"<{value['Ref']}>"
-    if "Fn::GetAtt" in value:
-        return f"<{value['Fn::GetAtt'][0]}.{value['Fn::GetAtt'][1]}>"
-    return json.dumps(value)
-
-
-def logical_id(stack, construct) -> str:
-    return stack.resolve(construct.node.default_child.logical_id)
-
-
-@pytest.fixture(scope="module")
-def statements_by_role(resources) -> dict[str, list[dict]]:
-    """Role logical id -> Allow statements of its policies."""
-    out: dict[str, list[dict]] = {}
-    for policy in of_type(resources, "AWS::IAM::Policy").values():
-        for role in policy["Properties"]["Roles"]:
-            out.setdefault(role["Ref"], []).extend(
-                s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +150,12 @@ def test_topic_encrypted_ssl_only_and_this_account_only(resources):
     assert any(s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
                for s in document)
     allows = [s for s in document if s["Effect"] == "Allow"]
+    # besides this account's principals, only CloudWatch alarms of this account (tests/infra/test_operations.py)
+    alarms = [s for s in allows if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(alarms) == 1
+    assert alarms[0]["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     assert allows and all(flatten(s["Principal"]["AWS"]) == "arn:<AWS::Partition>:iam::<AWS::AccountId>:root"
-                          for s in allows)
+                          for s in allows if s not in alarms)
     assert not of_type(resources, "AWS::SNS::Subscription")  # no notification_email in context
 
 
@@ -424,22 +370,26 @@ def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources)
     from spot_core.entry.event_rules import RULES
 
     replacer = logical_id(stack, stack.functions.functions["replace_interrupted"])
+    ender = logical_id(stack, stack.functions.functions["end_execution"])  # tests/infra/test_operations.py
     deployed = {}
     for rule in of_type(resources, "AWS::Events::Rule").values():
         props = rule["Properties"]
         if "EventPattern" in props:
             [target] = props["Targets"]
-            assert target["Arn"] == {"Fn::GetAtt": [replacer, "Arn"]}
+            assert target["Arn"] in ({"Fn::GetAtt": [replacer, "Arn"]}, {"Fn::GetAtt": [ender, "Arn"]})
             assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
             assert "DeadLetterConfig" in target
-            deployed[json.dumps(props["EventPattern"], sort_keys=True)] = props["EventPattern"]
+            if target["Arn"] == {"Fn::GetAtt": [replacer, "Arn"]}:
+                deployed[json.dumps(props["EventPattern"], sort_keys=True)] = props["EventPattern"]
     assert sorted(deployed) == sorted(json.dumps(p, sort_keys=True) for p in RULES.values())
     sample = json.loads((STATE_MACHINE_FILE.parents[1] / "events" / "ec2_spot_interruption_warning.json").read_text())
     assert sum(EventPattern.load(json.dumps(p)).matches_event(sample) for p in deployed.values()) == 1
 
 
 def test_replacement_failures_reach_an_encrypted_dead_letter_queue_with_the_reason(stack, resources):
-    [config] = of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+    replacer_id = logical_id(stack, stack.functions.functions["replace_interrupted"])
+    [config] = [c for c in of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+                if c["Properties"]["FunctionName"] == {"Ref": replacer_id}]
     props = config["Properties"]
     assert props["MaximumRetryAttempts"] == 2
     dlq = logical_id(stack, stack.interruptions.dead_letters)

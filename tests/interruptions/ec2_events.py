@@ -21,6 +21,15 @@ def ec2_event(instance_id: str, kind: str = "interruption", event_id: str | None
     return event
 
 
+def state_change(instance_id: str, state: str = "shutting-down", event_id: str | None = None) -> dict:
+    """EC2's state-change notification, shaped like the real one (the not-matched sample is one)."""
+    event = copy.deepcopy(sample("ec2_instance_state_change.json"))
+    event["id"] = event_id or str(uuid.uuid4())
+    event["detail"] = {"instance-id": instance_id, "state": state}
+    event["resources"] = [f"arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}"]
+    return event
+
+
 def launched_replacements(rt) -> list[dict]:
     ec2 = rt.client("ec2")
     out = []

@@ -1,15 +1,18 @@
-"""Interruption warnings and rebalance recommendations, through the deployed rule patterns
-into the replacement Lambda on the embedded runtime."""
+"""Interruption warnings, rebalance recommendations and reclaims without a warning (state
+changes), through the deployed rule patterns into the replacement Lambda on the embedded
+runtime; crashes after the launch resumed by the retries."""
 
+import json
 import threading
 
 import pytest
-from ec2_events import ec2_event, launched_replacements, sample
+from ec2_events import ec2_event, launched_replacements, sample, state_change
 
-from spot_core.domain.errors import InvalidEvent
+from spot_core.adapters.elbv2 import ElbTargets
+from spot_core.domain.errors import InvalidEvent, TransientAwsError
 from spot_core.entry import wiring
 from spot_core.entry.event_rules import RULES
-from spotctl.local.ec2_events import matching_rules
+from spotctl.local.ec2_events import REPLACER, matching_rules
 from spotctl.local.lambdas import FakeContext
 
 STORM = 40  # warnings in the end-to-end storm
@@ -32,11 +35,17 @@ def test_deployed_rule_patterns_match_the_sample_events(name, rule):
     assert matching_rules(sample(name)) == [rule]
 
 
+@pytest.mark.parametrize("state", ["stopping", "stopped", "shutting-down", "terminated"])
+def test_a_state_change_that_may_be_a_reclaim_matches_the_reclaim_rule(state):
+    assert matching_rules(state_change("i-0b662ef9931388ba0", state)) == ["InstanceReclaimed"]
+
+
 def test_other_events_match_no_rule():
-    assert matching_rules(sample("ec2_state_change_not_matched.json")) == []
+    for state in ("pending", "running"):
+        assert matching_rules(state_change("i-0b662ef9931388ba0", state)) == []
     spoofed = sample("ec2_spot_interruption_warning.json") | {"source": "my.app"}
     assert matching_rules(spoofed) == []
-    assert set(RULES) == {"SpotInterruptionWarning", "RebalanceRecommendation"}
+    assert set(RULES) == {"SpotInterruptionWarning", "RebalanceRecommendation", "InstanceReclaimed"}
 
 
 def test_unmanaged_instance_is_ignored(rt):
@@ -173,3 +182,116 @@ def test_sweeper_reports_a_planted_orphan_and_nothing_else(rt):
     assert [o["instance_id"] for o in result["orphans"]] == planted
     assert rt.fleet.snapshot()["spot"] >= set(planted), "report mode terminates nothing"
     assert any("orphans" in (n["subject"] or "") for n in rt.notifications())
+
+
+# --- reclaimed without a warning ----------------------------------------------------------------------------------
+def test_a_reclaim_without_a_warning_gets_exactly_one_replacement(rt):
+    """A replacement the product launched (after a rebalance 'replace') is reclaimed with no warning:
+    the load balancer has let it go already; its target groups are on its predecessor's claim."""
+    rt.client("ec2").create_tags(Resources=[rt.managed[1]],
+                                 Tags=[{"Key": "spot-migration:on-rebalance", "Value": "replace"}])
+    [rebalanced] = rt.put_ec2_event(ec2_event(rt.managed[1], "rebalance"))
+    victim = rebalanced["result"]["replacement_id"]
+    assert victim in serving(rt)
+
+    outcome = rt.simulate(victim, "reclaim")
+
+    first, second = outcome["deliveries"]
+    assert [d["rule"] for d in outcome["deliveries"]] == ["InstanceReclaimed"] * 2
+    assert [d["event"]["detail-type"] for d in outcome["deliveries"]] == ["EC2 Instance State-change Notification"] * 2
+    assert first["result"]["action"] == "replaced" and first["attempts"] == 1
+    assert (second["result"]["action"], second["result"]["replacement_id"]) == (
+        "already_replaced", first["result"]["replacement_id"])
+    new = first["result"]["replacement_id"]
+    assert sorted(i["InstanceId"] for i in launched_replacements(rt)) == sorted([victim, new])
+    assert new in serving(rt) and victim not in serving(rt)
+    assert rt.wiring.claims.replacement_for(victim)["kind"] == "state-change"
+    assert rt.wiring.registry.statuses([new]) == {new: "active"}
+    assert any("state-change-replaced" in (n["subject"] or "") for n in rt.notifications())
+    assert rt.dead_letters() == []
+
+
+def test_the_reclaim_after_a_warning_and_the_product_s_own_terminations_launch_nothing_more(rt):
+    victim, mine = rt.managed[0], rt.managed[2]
+    warned = rt.simulate(victim, "interruption")
+    [replaced] = warned["deliveries"]
+    assert [d["result"]["action"] for d in warned["reclaim_deliveries"]] == ["already_replaced"] * 2
+
+    rt.client("ec2").terminate_instances(InstanceIds=[mine])  # as a rollback or the sweeper does
+    [ignored] = rt.put_ec2_event(state_change(mine, "terminated"))
+    [unmanaged] = rt.put_ec2_event(state_change(rt.unmanaged[0], "stopped"))
+
+    assert replaced["result"]["action"] == "replaced"
+    assert ignored["result"]["action"] == "ignored" and "Client.UserInitiatedShutdown" in ignored["result"]["reason"]
+    assert unmanaged["result"]["action"] == "ignored"
+    assert [i["InstanceId"] for i in launched_replacements(rt)] == [replaced["result"]["replacement_id"]]
+    assert '"EventsIgnored"' not in rt.lambdas.invocations[-1].logs  # every state change in the account: no metric
+
+
+# --- a crash after the launch ---------------------------------------------------------------------------------------
+def test_a_registration_error_after_the_launch_is_retried_and_the_takeover_resumed(rt, monkeypatch):
+    victim = rt.managed[0]
+    register, failures = ElbTargets.register, []
+
+    def refuses_once(self, groups):
+        if not failures:
+            failures.append(groups)
+            raise TransientAwsError("elasticloadbalancing:RegisterTargets: Throttling")
+        return register(self, groups)
+
+    monkeypatch.setattr(ElbTargets, "register", refuses_once)
+    [delivery] = rt.put_ec2_event(ec2_event(victim))
+
+    result = delivery["result"]
+    assert failures and delivery["attempts"] == 2
+    assert (result["action"], result["resumed"]) == ("replaced", True)
+    [new] = launched_replacements(rt)
+    assert result["replacement_id"] == new["InstanceId"] and new["InstanceId"] in serving(rt)
+    assert rt.wiring.registry.statuses([new["InstanceId"]]) == {new["InstanceId"]: "active"}
+    assert rt.wiring.claims.replacement_for(victim)["status"] == "swapped"
+    assert sum(victim in (n["message"] or "") for n in rt.notifications()) == 1
+    assert rt.dead_letters() == []
+
+
+def test_an_invocation_killed_right_after_run_instances_is_resumed_by_its_retry(rt):
+    """Timed out between RunInstances and recording the instance: the retry finds the instance
+    by its tag (moto keeps no client-token idempotency, so launching again would make a second)."""
+    [warm] = rt.put_ec2_event(ec2_event(rt.managed[2]))  # where RunInstances falls among the mutating calls
+    assert warm["result"]["action"] == "replaced"
+    k = rt.lambdas.mutating_calls(REPLACER)[-1].actions.index("ec2:RunInstances") + 1
+    victim = rt.managed[0]
+    rt.lambdas.crash_after(REPLACER, k, when=lambda event: event["detail"]["instance-id"] == victim)
+
+    [delivery] = rt.put_ec2_event(ec2_event(victim))
+
+    [crashed] = rt.lambdas.mutating_calls(REPLACER, crashed=True)
+    assert crashed.actions[-1] == "ec2:RunInstances"
+    result = delivery["result"]
+    assert delivery["attempts"] == 2 and (result["action"], result["resumed"]) == ("replaced", True)
+    new = [i["InstanceId"] for i in launched_replacements(rt) if i["InstanceId"] != warm["result"]["replacement_id"]]
+    assert new == [result["replacement_id"]] and result["replacement_id"] in serving(rt)
+    assert rt.wiring.registry.statuses(new) == {new[0]: "active"}
+    assert any(victim in (n["message"] or "") for n in rt.notifications())
+
+
+def test_retries_exhausted_after_the_launch_reach_the_dead_letter_queue_and_the_replacement_is_kept(rt, monkeypatch):
+    victim = rt.managed[1]
+
+    def refuses(self, groups):
+        raise TransientAwsError("elasticloadbalancing:RegisterTargets: Throttling")
+
+    monkeypatch.setattr(ElbTargets, "register", refuses)
+    [delivery] = rt.put_ec2_event(ec2_event(victim))
+
+    assert delivery["error"]["errorType"] == "TransientAwsError"
+    [dead] = rt.dead_letters()
+    assert dead["requestPayload"]["detail"]["instance-id"] == victim
+    [new] = [i["InstanceId"] for i in launched_replacements(rt)]
+    assert rt.wiring.registry.statuses([new]) == {new: "active"}
+    assert rt.wiring.claims.get(victim)["status"] == "launched"
+
+    rt.lambdas.environment.update({"SWEEPER_GRACE_SECONDS": "0", "SWEEPER_MODE": "terminate"})
+    response = rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
+    swept = json.loads(response["Payload"].read())
+    assert new not in [o["instance_id"] for o in swept["orphans"]]
+    assert new in rt.fleet.snapshot()["spot"]

@@ -15,6 +15,7 @@ from fakes import Ports, ports
 
 from spot_core.domain.instances import Instance
 from spot_core.domain.plan import InstanceRecord, Pool, WaveSpec
+from spot_core.domain.tags import OPT_IN_TAG
 from spot_core.services.finalize import Finalize
 from spot_core.services.interruptions import Interruptions
 from spot_core.services.migrate_wave import MigrateWave
@@ -76,6 +77,8 @@ def plan(p: Ports, originals: Iterable[Instance], *, ratio: float = 0.95, wave: 
     """A migration approved and about to run `wave`: one eligible record per original, with the
     target groups it serves in now and its pools (by default, those of its zone)."""
     originals = list(originals)
+    for o in originals:  # planned, so opted in
+        p.fleet.set_tags(o.instance_id, **{OPT_IN_TAG: "true"})
     p.migrations.create(mid, {"wave_success_ratio": ratio}, status="approved")
     p.migrations.update(mid, summary={"candidates": len(originals), "monthly_savings": 100.0})
     p.plans.put_records(mid, [
@@ -87,6 +90,7 @@ def plan(p: Ports, originals: Iterable[Instance], *, ratio: float = 0.95, wave: 
         )
         for o in originals
     ])
+    p.locks.acquire(mid, [o.instance_id for o in originals], p.clock.now())  # as the analysis would
     p.world.calls.clear()  # the set-up is not the service's doing
     count = len(originals)
     return WaveSpec(index=wave, percent=100, bake_seconds=0, target_count=count, cumulative=count)
@@ -99,17 +103,21 @@ def records(p: Ports, mid: str = MID) -> dict[str, InstanceRecord]:
 
 # --- the services, wired to the fakes ------------------------------------------------------------------------
 def migrate_wave(p: Ports) -> MigrateWave:
-    return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.clock)
+    return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.locks, p.clock)
+
+
+def finalize(p: Ports) -> Finalize:
+    return Finalize(p.migrations, p.plans, p.notifier, p.spot_prices, p.locks, p.clock)
 
 
 def rollback(p: Ports) -> Rollback:
-    finalize = Finalize(p.migrations, p.plans, p.notifier, p.spot_prices, p.clock)
-    return Rollback(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, finalize, p.clock)
+    return Rollback(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, finalize(p), p.clock)
 
 
 def interruptions(p: Ports, spot_prices: Any = None, **options: Any) -> Interruptions:
     options.setdefault("default_policy", "prewarm")
     options.setdefault("prewarm_seconds", 900)
+    options.setdefault("migrations", p.migrations)
     return Interruptions(p.fleet, p.load_balancer, spot_prices or p.spot_prices, p.claims, p.pool_memory,
                          p.registry, p.plans, p.notifier, p.once, p.clock, **options)
 

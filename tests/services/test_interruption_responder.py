@@ -1,6 +1,7 @@
-"""Interruptions: one replacement per interrupted (or rebalanced) managed Spot instance, in
-another pool, taking over its target groups; duplicates, policies, on-demand fallback, crashes,
-a storm, and migrations that follow their instance (services/interruptions.py)."""
+"""Interruptions: one replacement per interrupted (or rebalanced, or reclaimed without a warning)
+managed Spot instance, in another pool, taking over its target groups; duplicates, policies,
+on-demand fallback, crashes and their resumption, a storm, and migrations that follow their
+instance (services/interruptions.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from fakes import Crash, Ports
 
 from spot_core.adapters.ec2 import CachedSpotPrices
 from spot_core.domain.instances import Instance
-from spot_core.domain.interruptions import Notice, NoticeKind
+from spot_core.domain.interruptions import CLAIM_STALE_SECONDS, Notice, NoticeKind, ReplacementInProgress
+from spot_core.domain.plan import Target
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, ON_REBALANCE_TAG, REPLACES_TAG, SUCCEEDS_TAG
 
 ICE = "InsufficientInstanceCapacity"
@@ -37,7 +39,7 @@ def managed(p: Ports, count: int = 1, groups: tuple[str, ...] = (WEB, API), **ta
 
 def notice(p: Ports, instance: Instance, kind: NoticeKind = "interruption", event_id: str | None = None) -> Notice:
     return Notice(event_id or f"{kind}-{instance.instance_id}", instance.instance_id, kind,
-                  p.clock.now() - timedelta(seconds=2))
+                  p.clock.now() - timedelta(seconds=2), "shutting-down" if kind == "state-change" else None)
 
 
 def launched_ids(p: Ports) -> list[str]:
@@ -139,7 +141,8 @@ def test_a_second_event_arriving_while_the_first_launches_launches_no_second_rep
     p.world.observers.append(rebalance_arrives_now)
     first = handler.handle(notice(p, victim, "interruption"))
 
-    assert first.action == "replaced" and concurrent[0].action == "already_replaced"
+    assert first.action == "replaced" and concurrent[0].action == "in_progress"
+    assert concurrent[0].replacement_id is None and concurrent[0].event_id == "interruption-" + victim.instance_id
     assert launched_ids(p) == [first.replacement_id]
 
 
@@ -235,6 +238,9 @@ def test_a_crash_while_launching_releases_the_claim_so_the_retry_launches(p):
 
 
 AFTER_LAUNCH = ("lb.register", "lb.deregister", "claims.update")
+# (operation, successful calls before it dies): every step after RunInstances answered
+EVERY_STEP_AFTER_LAUNCH = [("claims.update", 0), ("lb.register", 0), ("lb.deregister", 0), ("notifier.publish", 0),
+                           ("claims.update", 1)]
 
 
 @pytest.mark.parametrize("operation", AFTER_LAUNCH)
@@ -251,9 +257,6 @@ def test_a_retry_after_a_crash_after_the_launch_launches_no_second_replacement(p
     assert len(launches(p)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a crash after the launch leaves the claim 'launching' without a replacement "
-                                       "id (it is released only when launching fails): the retry answers "
-                                       "already_replaced with no replacement and never hands the traffic over")
 @pytest.mark.parametrize("operation", AFTER_LAUNCH)
 def test_a_retry_after_a_crash_after_the_launch_completes_the_takeover(p, operation):
     victim = managed(p)[0]
@@ -270,6 +273,298 @@ def test_a_retry_after_a_crash_after_the_launch_completes_the_takeover(p, operat
     assert (p.claims.replacement_for(victim.instance_id) or {}).get("replacement_id") == new
     assert all(p.load_balancer.serving(arn) == {new} for arn in (WEB, API))
     assert p.registry.statuses([new]) == {new: "active"}
+
+
+@pytest.mark.parametrize("operation, after", EVERY_STEP_AFTER_LAUNCH, ids=lambda v: str(v))
+def test_the_retry_of_an_event_that_died_after_the_launch_resumes_it_to_the_end(p, operation, after):
+    victim = managed(p)[0]
+    vid = victim.instance_id
+    interrupted = notice(p, victim)
+    p.world.crash_on(operation, after)
+
+    with pytest.raises(Crash):
+        service(p).handle(interrupted)
+    outcome = service(p).handle(interrupted)  # Lambda's retry of the same event
+    settle(p)
+
+    [new] = launched_ids(p)
+    assert (outcome.action, outcome.replacement_id, outcome.resumed, outcome.launched) == ("replaced", new, True, True)
+    assert outcome.seconds_from_event_to_launch == 2.0 and outcome.market == "spot"
+    claim = p.claims.get(vid) or {}
+    assert (claim["status"], claim["replacement_id"], claim["market"]) == ("swapped", new, "spot")
+    assert all(p.load_balancer.serving(arn) == {new} for arn in (WEB, API))
+    assert p.registry.statuses([new]) == {new: "active"}
+    sent = 2 if operation == "claims.update" and after == 1 else 1  # died after notifying: told twice rather than never
+    assert [(n["event"], new in n["headline"]) for n in p.notifier.sent] == [("interruption-replaced", True)] * sent
+    assert p.pool_memory.interrupted == [(*INTERRUPTED_POOL, vid)]
+    p.fleet.reclaim(vid)  # EC2 takes it back two minutes after the warning: its state change changes nothing
+    again = service(p).handle(notice(p, victim, "state-change", "reclaimed"))
+    assert (again.action, again.replacement_id) == ("already_replaced", new) and launched_ids(p) == [new]
+
+
+def test_the_replacement_is_on_its_claim_and_in_the_registry_before_anything_else_is_done(p):
+    victim = managed(p)[0]
+    seen = []
+
+    def at_registration(operation, detail):
+        if operation == "register" and not seen:
+            seen.append((p.claims.get(victim.instance_id), dict(p.registry.items)))
+
+    p.world.observers.append(at_registration)
+    outcome = service(p).handle(notice(p, victim))
+
+    [(claim, registry)] = seen
+    new = outcome.replacement_id
+    assert (claim["status"], claim["replacement_id"]) == ("launched", new)
+    assert registry[new]["status"] == "active"
+
+
+def test_an_event_that_died_before_recording_its_launch_is_resumed_with_the_instance_it_launched(p):
+    """Died between RunInstances and the claim write: the retry finds the instance by its
+    succeeds tag, even with prices that would now order the pools differently."""
+    victim = managed(p)[0]
+    interrupted = notice(p, victim)
+    p.world.crash_on("claims.update")
+    with pytest.raises(Crash):
+        service(p).handle(interrupted)
+    [first] = launched_ids(p)
+    assert p.registry.statuses([first]) == {}
+    p.spot_prices.prices = {pool: 0.5 if pool == p.fleet.instance(first).pool_key else price
+                            for pool, price in p.spot_prices.prices.items()}
+
+    outcome = service(p).handle(interrupted)
+
+    assert (outcome.action, outcome.replacement_id, outcome.resumed) == ("replaced", first, True)
+    assert launched_ids(p) == [first] and p.registry.statuses([first]) == {first: "active"}
+    assert (outcome.instance_type, outcome.availability_zone) == p.fleet.instance(first).pool_key
+
+
+def test_while_the_holder_may_still_work_another_event_is_told_it_is_in_progress_then_resumes_once_stale(p):
+    victim = managed(p)[0]
+    p.world.crash_on("lb.register")
+    with pytest.raises(Crash):
+        service(p).handle(notice(p, victim, "interruption", "warning"))
+    [new] = launched_ids(p)
+
+    early = service(p).handle(notice(p, victim, "rebalance", "rebalance-1"))
+    assert (early.action, early.replacement_id, early.event_id) == ("in_progress", new, "warning")
+    assert p.world.changes("register") == []
+
+    p.clock.sleep(CLAIM_STALE_SECONDS + 1)
+    p.fleet.reclaim(victim.instance_id)
+    late = service(p).handle(notice(p, victim, "state-change", "reclaimed"))
+    settle(p)
+
+    assert (late.action, late.replacement_id, late.resumed) == ("replaced", new, True)
+    assert launched_ids(p) == [new] and all(p.load_balancer.serving(arn) == {new} for arn in (WEB, API))
+    assert (p.claims.get(victim.instance_id) or {})["event_id"] == "reclaimed"
+
+
+def test_a_claim_resumed_by_another_event_at_the_same_moment_is_resumed_once(p):
+    victim = managed(p)[0]
+    p.world.crash_on("lb.register")
+    with pytest.raises(Crash):
+        service(p).handle(notice(p, victim, "interruption", "warning"))
+    p.clock.sleep(CLAIM_STALE_SECONDS + 1)
+    held = p.claims.get(victim.instance_id) or {}
+    assert p.claims.take_over(victim.instance_id, held, "someone-else")  # wins the race
+
+    outcome = service(p).handle(notice(p, victim, "rebalance", "rebalance-1"))
+
+    assert outcome.action == "in_progress" and p.world.changes("register") == []
+
+
+def test_a_replacement_gone_before_the_resumption_is_launched_again_and_recorded(p):
+    victim = managed(p)[0]
+    interrupted = notice(p, victim)
+    p.world.crash_on("lb.register")
+    with pytest.raises(Crash):
+        service(p).handle(interrupted)
+    [gone] = launched_ids(p)
+    p.fleet.reclaim(gone)
+
+    outcome = service(p).handle(interrupted)
+
+    [_, new] = launched_ids(p)
+    assert (outcome.action, outcome.replacement_id) == ("replaced", new) and new != gone
+    assert (p.claims.get(victim.instance_id) or {})["replacement_id"] == new
+    assert p.registry.statuses([new]) == {new: "active"}
+
+
+def test_an_event_whose_retries_all_die_after_the_launch_fails_every_time_and_never_claims_success(p):
+    victim = managed(p)[0]
+    interrupted = notice(p, victim)
+    for _ in range(3):
+        p.world.crash_on("lb.register")
+        with pytest.raises(Crash):  # what reaches Lambda's on-failure destination
+            service(p).handle(interrupted)
+
+    [new] = launched_ids(p)
+    assert (p.claims.get(victim.instance_id) or {})["status"] == "launched"
+    assert p.registry.statuses([new]) == {new: "active"} and p.notifier.sent == []
+
+
+def test_a_warning_during_a_prewarm_launch_is_retried_and_then_moves_the_traffic(p):
+    victim = managed(p)[0]
+    handler = service(p)
+    during = []
+
+    def warning_arrives_now(operation, detail):
+        if operation == "launch" and not during:
+            with pytest.raises(ReplacementInProgress) as raised:
+                handler.handle(notice(p, victim, "interruption"))
+            during.append(raised.value)
+
+    p.world.observers.append(warning_arrives_now)
+    prewarmed = handler.handle(notice(p, victim, "rebalance"))
+    settle(p)
+    retried = handler.handle(notice(p, victim, "interruption"))  # Lambda's retry of the warning
+
+    assert during and prewarmed.action == "prewarmed"
+    assert (retried.action, retried.replacement_id) == ("swapped_prewarmed", prewarmed.replacement_id)
+    settle(p)
+    assert all(p.load_balancer.serving(arn) == {prewarmed.replacement_id} for arn in (WEB, API))
+
+
+# --- reclaimed without a warning (instance state changes) -------------------------------------------------------------
+@pytest.mark.parametrize("stop", [False, True], ids=["terminated", "stopped"])
+def test_a_reclaim_without_a_warning_launches_one_replacement_that_takes_over(p, stop):
+    victim = managed(p)[0]
+    vid = victim.instance_id
+    p.fleet.reclaim(vid, stop=stop)
+
+    outcome = service(p).handle(notice(p, victim, "state-change"))
+    settle(p)
+
+    [new] = launched_ids(p)
+    assert (outcome.action, outcome.replacement_id, outcome.launched) == ("replaced", new, True)
+    assert p.fleet.instance(new).pool_key != INTERRUPTED_POOL
+    assert all(p.load_balancer.serving(arn) == {new} for arn in (WEB, API))
+    claim = p.claims.get(vid) or {}
+    assert (claim["status"], claim["kind"], claim["replacement_id"]) == ("swapped", "state-change", new)
+    assert p.pool_memory.interrupted == [(*INTERRUPTED_POOL, vid)]
+    assert p.registry.statuses([new]) == {new: "active"}
+    [sent] = p.notifier.sent
+    assert sent["event"] == "state-change-replaced" and "reclaimed without a warning" in sent["headline"]
+
+
+def elb_lets_go(p: Ports, instance_id: str) -> None:
+    """What the load balancer does with a terminated target: it deregisters it."""
+    p.load_balancer.deregister({arn: [Target(instance_id, None)] for arn in (WEB, API)})
+    p.world.log.clear()
+
+
+def test_a_replacement_reclaimed_without_a_warning_takes_its_target_groups_from_its_predecessor_s_claim(p):
+    victim = managed(p)[0]
+    first = service(p).handle(notice(p, victim)).replacement_id or ""
+    settle(p)
+    successor = p.fleet.instance(first)
+    p.fleet.reclaim(first)
+    elb_lets_go(p, first)
+
+    outcome = service(p).handle(notice(p, successor, "state-change"))
+    settle(p)
+
+    assert outcome.action == "replaced" and ("register", (WEB, outcome.replacement_id)) in p.world.log
+    assert all(p.load_balancer.serving(arn) == {outcome.replacement_id} for arn in (WEB, API))
+
+
+def test_a_migration_replacement_reclaimed_without_a_warning_takes_its_target_groups_from_its_record(p):
+    original = serving(p, 1, (WEB, API))[0]
+    plan(p, [original])
+    replacement = managed(p, groups=(), **{MIGRATION_ID_TAG: MID, REPLACES_TAG: original.instance_id})[0]
+    record = records(p)[original.instance_id]
+    record.launched(replacement.instance_id, pools()[0], "launched")
+    record.status = "migrated"
+    p.plans.put_record(MID, record)
+    p.fleet.reclaim(replacement.instance_id)
+
+    outcome = service(p).handle(notice(p, replacement, "state-change"))
+
+    new = outcome.replacement_id
+    assert {d for op, d in p.world.log if op == "register"} == {(WEB, new), (API, new)}
+    assert records(p)[original.instance_id].replacement_id == new
+
+
+def test_both_state_changes_of_a_reclaim_and_a_late_warning_launch_one_replacement(p):
+    victim = managed(p)[0]
+    p.fleet.reclaim(victim.instance_id)
+    handler = service(p)
+
+    first = handler.handle(notice(p, victim, "state-change", "shutting-down"))
+    settle(p)  # terminated now
+    second = handler.handle(notice(p, victim, "state-change", "terminated"))
+    warning = handler.handle(notice(p, victim, "interruption"))
+
+    assert first.action == "replaced"
+    assert [(o.action, o.replacement_id) for o in (second, warning)] == [("already_replaced", first.replacement_id)] * 2
+    assert launched_ids(p) == [first.replacement_id] and len(p.pool_memory.interrupted) == 1
+
+
+def test_the_reclaim_after_a_warning_changes_nothing(p):
+    victim = managed(p)[0]
+    handler = service(p)
+    replaced = handler.handle(notice(p, victim))
+    p.fleet.reclaim(victim.instance_id)
+    calls = dict(p.world.calls)
+
+    outcome = handler.handle(notice(p, victim, "state-change"))
+
+    assert (outcome.action, outcome.replacement_id) == ("already_replaced", replaced.replacement_id)
+    assert launched_ids(p) == [replaced.replacement_id] and len(p.notifier.sent) == 1
+    assert {k: v - calls.get(k, 0) for k, v in p.world.calls.items() if v != calls.get(k, 0)} == {"fleet.describe": 1}
+
+
+def test_a_reclaim_without_a_warning_after_a_prewarm_moves_the_traffic_to_the_prewarmed_replacement(p):
+    victim = managed(p)[0]
+    prewarmed = service(p).handle(notice(p, victim, "rebalance"))
+    p.fleet.reclaim(victim.instance_id)
+
+    outcome = service(p).handle(notice(p, victim, "state-change"))
+
+    assert (outcome.action, outcome.replacement_id) == ("swapped_prewarmed", prewarmed.replacement_id)
+    assert launched_ids(p) == [prewarmed.replacement_id]
+
+
+@pytest.mark.parametrize("how", ["api-terminate", "api-stop", "from-the-os", "still-running"])
+def test_a_managed_instance_stopped_or_terminated_by_anyone_but_ec2_is_not_replaced(p, how):
+    """The product's own rollbacks and sweeps, an operator, a shutdown from inside: one describe."""
+    victim = managed(p)[0]
+    vid = victim.instance_id
+    if how == "api-terminate":
+        p.fleet.terminate([vid])
+    elif how == "api-stop":
+        p.fleet.stop([vid])
+    elif how == "from-the-os":
+        p.fleet._set_state(vid, "stopping", "Client.InstanceInitiatedShutdown")
+    calls = dict(p.world.calls)
+
+    outcome = service(p).handle(notice(p, victim, "state-change"))
+
+    assert outcome.action == "ignored" and "not a Spot reclaim" in (outcome.reason or "")
+    assert launches(p) == [] and p.claims.all() == [] and p.once.done == {} and p.pool_memory.interrupted == []
+    assert {k: v - calls.get(k, 0) for k, v in p.world.calls.items() if v != calls.get(k, 0)} == {"fleet.describe": 1}
+
+
+def test_an_instance_the_product_retired_is_not_replaced_even_when_ec2_reclaims_it(p):
+    victim = managed(p)[0]
+    p.registry.register(victim.instance_id, "migration m-1", status="retired")  # a rollback let it go
+    p.fleet.reclaim(victim.instance_id)
+
+    outcome = service(p).handle(notice(p, victim, "state-change"))
+
+    assert (outcome.action, outcome.reason) == ("ignored", "retired by the product")
+    assert launches(p) == [] and p.claims.all() == []
+
+
+def test_a_state_change_of_an_instance_the_product_does_not_manage_costs_one_describe(p):
+    other = serving(p, 1, (WEB,), lifecycle="spot")[0]
+    p.fleet.reclaim(other.instance_id)
+
+    outcome = service(p).handle(notice(p, other, "state-change"))
+
+    assert outcome.action == "ignored" and p.world.calls == {"fleet.describe": 1}
+    assert launches(p) == [] and p.once.done == {}
 
 
 # --- a storm ----------------------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from builders import (
     Timeline,
     count_calls,
     crash_points,
+    finalize,
     index,
+    interruptions,
     migrate_wave,
     new_world,
     plan,
@@ -29,6 +31,7 @@ from fakes import Crash, Ports
 
 from spot_core.domain.errors import RollbackIncomplete
 from spot_core.domain.instances import Instance
+from spot_core.domain.interruptions import Notice
 from spot_core.services import rollback as rollback_module
 
 FAILURE = {"Error": "QualityGateFailed", "Cause": '{"errorMessage": "latency rose 40 % during the bake"}'}
@@ -102,7 +105,7 @@ def test_rollback_records_its_progress_the_outcome_and_notifies(p):
 
     item = p.migrations.get(MID)
     assert item["status"] == "rolled_back" and item["finished_at"]
-    assert item["rollback"] == {"done": True, "restored": 3, "kept": 0, "by_wave": {"0": 3}}
+    assert item["rollback"] == {"done": True, "restored": 3, "kept": 0, "by_wave": {"0": 3}, "kept_instances": []}
     assert item["failure"] == FAILURE and item["outcome_detail"] == FAILURE
     [sent] = p.notifier.sent
     assert (sent["subject_id"], sent["event"], sent["data"]["status"]) == (MID, "rolled-back", "rolled_back")
@@ -155,7 +158,11 @@ def test_an_original_that_cannot_come_back_keeps_its_replacement_serving(p, cann
     assert p.fleet.state(kept) == "running" and kept not in p.world.changes("terminate")
     assert all(kept in p.load_balancer.serving(arn) for arn in (WEB, API))
     item = p.migrations.get(MID)
-    assert item["rollback"] == {"done": True, "restored": 2, "kept": 1, "by_wave": {"0": 2}}
+    progress = {k: v for k, v in item["rollback"].items() if k != "kept_instances"}
+    assert progress == {"done": True, "restored": 2, "kept": 1, "by_wave": {"0": 2}}
+    [named] = item["rollback"]["kept_instances"]
+    assert (named["instance_id"], named["replacement_id"]) == (lost.instance_id, kept)
+    assert "not restored" in named["reason"] and kept in named["reason"]
     assert item["status"] == "rolling_back"  # the state machine ends it as rollback_failed, not as rolled back
     assert p.notifier.sent == []
 
@@ -235,3 +242,95 @@ def test_an_original_still_booting_when_the_budget_runs_out_is_restored_by_the_n
 
     assert all(r.status == "rolled_back" for r in records(p).values())
     assert snapshot(p) == before
+
+
+# --- partial failure: EC2 refusing some originals ---------------------------------------------------------------
+def test_an_original_ec2_refuses_to_start_does_not_keep_the_others_stopped(p):
+    originals, _ = migrated_fleet(p)
+    refused = originals[0].instance_id
+    kept = replacements(p)[refused]
+    p.fleet.start_refusals[refused] = "UnauthorizedOperation"  # its tags changed: the role may not start it
+
+    with pytest.raises(RollbackIncomplete, match=f"{refused}.*UnauthorizedOperation"):
+        roll_back(p)
+
+    stored = records(p)
+    assert stored[refused].status == "rollback_failed" and "UnauthorizedOperation" in stored[refused].attempts[-1]
+    assert all(stored[o.instance_id].status == "rolled_back" for o in originals[1:])
+    assert all(p.fleet.state(o.instance_id) == "running" for o in originals[1:])
+    assert p.fleet.state(kept) == "running" and all(kept in p.load_balancer.serving(a) for a in (WEB, API))
+    [named] = p.migrations.get(MID)["rollback"]["kept_instances"]
+    assert named["instance_id"] == refused and "UnauthorizedOperation" in named["reason"]
+
+    finalize(p).finish(MID, "rollback_failed", None)  # the state machine's RecordRollbackFailure
+    [sent] = p.notifier.sent
+    [line] = [line for line in sent["lines"] if refused in line]
+    assert "UnauthorizedOperation" in line and kept in line
+
+
+def test_a_capacity_refusal_to_start_an_original_is_tried_again_until_capacity_returns(p):
+    originals, before = migrated_fleet(p)
+    short = originals[0].instance_id
+    p.fleet.start_refusals[short] = "InsufficientInstanceCapacity"
+
+    first = roll_back(p)
+
+    assert not first.done and first.restored == 2
+    assert records(p)[short].status == "migrated" and records(p)[short].restore_refused_since
+    assert p.notifier.sent == []
+    p.clock.sleep(600)
+    del p.fleet.start_refusals[short]  # on-demand capacity is back
+
+    assert roll_back(p).done
+    assert snapshot(p) == before
+    assert all(r.status == "rolled_back" for r in records(p).values())
+
+
+def test_an_original_without_capacity_for_too_long_keeps_its_replacement_and_says_why(p):
+    originals, _ = migrated_fleet(p)
+    short = originals[0].instance_id
+    kept = replacements(p)[short]
+    p.fleet.start_refusals[short] = "InsufficientInstanceCapacity"
+
+    with pytest.raises(RollbackIncomplete, match="no on-demand capacity"):
+        for _ in range(200):  # the state machine's loop: WaitForRestore, then Rollback again
+            roll_back(p)
+            p.clock.sleep(20)
+
+    record = records(p)[short]
+    assert record.status == "rollback_failed" and record.replacement_id == kept
+    assert p.fleet.state(kept) == "running"
+    assert p.clock.monotonic() >= rollback_module.RESTORE_RETRY_SECONDS
+
+
+# --- every instance launched for the migration -----------------------------------------------------------------
+@pytest.mark.parametrize("policy", ["prewarm", "replace"])
+def test_a_rebalance_replacement_of_a_replacement_is_terminated_by_the_rollback(p, policy):
+    originals, before = migrated_fleet(p)
+    replaced = replacements(p)[originals[0].instance_id]
+    notice = Notice(event_id="evt-1", instance_id=replaced, kind="rebalance", time=p.clock.now())
+    outcome = interruptions(p, default_policy=policy).handle(notice)
+    assert outcome.launched
+    settle(p)
+
+    list(until_done(lambda: roll_back(p)))
+
+    assert snapshot(p) == before
+    assert p.fleet.launched_for(MID) == []
+    assert p.registry.statuses([outcome.replacement_id]) == {outcome.replacement_id: "retired"}
+
+
+def test_a_launch_no_record_knows_yet_is_terminated_by_the_rollback(p):
+    originals = serving(p, 2, (WEB, API))
+    before = snapshot(p)
+    wave = plan(p, originals)
+    p.world.crash_on("plans.put_record")  # launched, died before the record said so
+    with pytest.raises(Crash):
+        migrate_wave(p).run(MID, wave, p.clock.budget())
+    assert p.fleet.launched_for(MID)
+
+    list(until_done(lambda: roll_back(p)))
+    settle(p)
+
+    assert snapshot(p) == before
+    assert p.fleet.launched_for(MID) == []

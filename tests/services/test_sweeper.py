@@ -5,13 +5,13 @@ whose wait is over swapped; instances swapped out after a rebalance retired once
 from __future__ import annotations
 
 import pytest
-from builders import API, WEB, ZONES, interruptions, serving, settle, sweeper
-from fakes import Ports
+from builders import API, WEB, ZONES, interruptions, launches, serving, settle, sweeper
+from fakes import Crash, Ports
 
 from spot_core.domain.instances import Instance
-from spot_core.domain.interruptions import Notice, NoticeKind
+from spot_core.domain.interruptions import CLAIM_STALE_SECONDS, Notice, NoticeKind
 from spot_core.domain.orphans import DRAIN_SECONDS
-from spot_core.domain.tags import MANAGED_TAG, ON_REBALANCE_TAG
+from spot_core.domain.tags import MANAGED_TAG, ON_REBALANCE_TAG, SUCCEEDS_TAG
 
 GRACE = 600
 PREWARM = 900
@@ -25,12 +25,12 @@ def managed(p: Ports, groups: tuple[str, ...] = (), **tags: str) -> Instance:
 def fleet(p: Ports) -> dict[str, Instance]:
     """One managed instance of each kind the sweeper tells apart, all past the grace period but `young`."""
     instances = {
-        "retired": managed(p), "unknown": managed(p), "active": managed(p), "pending": managed(p),
+        "retired": managed(p), "unknown": managed(p), "active": managed(p), "claimed": managed(p),
         "prewarmed": managed(p), "serving": managed(p, (WEB,)), "unmanaged": serving(p, 1, ())[0],
     }
     p.registry.register(instances["retired"].instance_id, "migration m-0", status="retired")
     p.registry.register(instances["active"].instance_id, "migration m-1")
-    p.claims.update("i-0000000000000aaaa", status="launching", replacement_id=instances["pending"].instance_id)
+    p.claims.update("i-0000000000000aaaa", status="swapped", replacement_id=instances["claimed"].instance_id)
     p.claims.update("i-0000000000000bbbb", status="prewarmed", replacement_id=instances["prewarmed"].instance_id,
                     prewarm_until=int(p.clock.now().timestamp()) + 10 * GRACE)
     p.clock.sleep(GRACE + 1)
@@ -81,6 +81,75 @@ def test_a_sweep_without_orphans_changes_nothing_and_notifies_no_one(p):
 
     assert report.orphans == [] and report.terminated == 0
     assert p.world.log == [] and p.notifier.sent == []
+
+
+# --- replacements that claims account for -----------------------------------------------------------------------------
+@pytest.mark.parametrize("status", ["launching", "launched", "prewarmed", "swapped", "retired"])
+def test_a_replacement_a_claim_names_is_never_swept_unless_the_registry_retired_it(p, status):
+    named, retired = managed(p), managed(p)
+    p.claims.update("i-0000000000000aaaa", status=status, replacement_id=named.instance_id,
+                    claimed_at=int(p.clock.now().timestamp()))
+    p.claims.update("i-0000000000000bbbb", status=status, replacement_id=retired.instance_id,
+                    claimed_at=int(p.clock.now().timestamp()))
+    p.registry.register(retired.instance_id, "rolled back", status="retired")
+    p.clock.sleep(10 * GRACE)
+
+    report = sweeper(p, mode="terminate", grace_seconds=GRACE).sweep()
+
+    assert [o.instance_id for o in report.orphans] == [retired.instance_id]
+    assert p.world.changes("terminate") == [retired.instance_id]
+
+
+def test_a_replacement_launched_but_not_yet_on_its_claim_is_not_swept_while_the_claim_is_unfinished(p):
+    """The handler died between RunInstances and recording the id: the instance that succeeds
+    the claimed one is the replacement the next attempt resumes with."""
+    unrecorded = managed(p, **{SUCCEEDS_TAG: "i-0000000000000aaaa"})
+    duplicate = managed(p, **{SUCCEEDS_TAG: "i-0000000000000bbbb"})  # its predecessor's claim is done
+    p.claims.claim("i-0000000000000aaaa", "e-1")
+    p.claims.claim("i-0000000000000bbbb", "e-2")
+    p.claims.update("i-0000000000000bbbb", status="swapped", replacement_id="i-0000000000000cccc")
+    p.clock.sleep(10 * GRACE)
+
+    report = sweeper(p, mode="terminate", grace_seconds=GRACE).sweep()
+
+    assert [o.instance_id for o in report.orphans] == [duplicate.instance_id]
+    assert p.fleet.state(unrecorded.instance_id) == "running"
+
+
+def test_replacements_left_unfinished_are_reported_once_stale(p):
+    new = managed(p).instance_id
+    p.claims.claim("i-0000000000000aaaa", "e-1")
+    p.claims.update("i-0000000000000aaaa", status="launched", replacement_id=new)
+    sweep = sweeper(p, grace_seconds=GRACE).sweep
+
+    assert sweep().unfinished_replacements == [] and p.notifier.sent == []
+    p.clock.sleep(CLAIM_STALE_SECONDS + 1)
+    report = sweep()
+
+    assert report.unfinished_replacements == ["i-0000000000000aaaa"] and report.orphans == []
+    [sent] = p.notifier.sent
+    assert sent["event"] == "unfinished-replacements"
+    assert sent["lines"] == [f"i-0000000000000aaaa: replacement {new} (launched)"]
+
+
+def test_a_replacement_whose_handling_failed_for_good_survives_a_terminating_sweep(p):
+    """Every attempt dies after the launch (the target group refuses it): the failure goes to the
+    on-failure destination, and the replacement stays, registered, for the next event to resume."""
+    p.spot_prices.prices = {("m5.large", zone): 0.03 for zone in ZONES}
+    victim = managed(p, (WEB,))
+    notice = Notice("e-1", victim.instance_id, "interruption", p.clock.now())
+    for _ in range(3):  # the first delivery and Lambda's two retries
+        p.world.crash_on("lb.register")
+        with pytest.raises(Crash):
+            interruptions(p).handle(notice)
+    p.clock.sleep(10 * GRACE)
+
+    report = sweeper(p, mode="terminate", grace_seconds=GRACE).sweep()
+
+    [launch] = launches(p)
+    assert report.orphans == [] and p.world.changes("terminate") == []
+    assert report.unfinished_replacements == [victim.instance_id]
+    assert p.registry.statuses([launch["instance_id"]]) == {launch["instance_id"]: "active"}
 
 
 # --- replacements the sweeper finishes --------------------------------------------------------------------------------

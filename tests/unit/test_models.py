@@ -40,8 +40,46 @@ def test_empty_request_gets_the_documented_defaults():
     assert request.dry_run is False
 
 
-def test_none_request_is_the_default_request():
-    assert parse_request(None) == parse_request({})
+# --- any JSON value: a request object, or InvalidMigrationRequest ------------------------------
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+FIELDS = sorted(MigrationRequest.model_fields) + sorted(QualityConfig.model_fields)
+# objects shaped like a request (its field names, nested), with any values
+REQUEST_LIKE = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                            | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=4),
+                            max_leaves=25)
+
+
+@pytest.mark.parametrize("payload, kind", [
+    (None, "null"), (True, "a boolean"), (False, "a boolean"), (0, "a number"), (-1.5, "a number"),
+    ("", "a string"), ('{"dry_run": true}', "a string"), ([], "an array"), ([{}], "an array"),
+    ([[[[[]]]]], "an array"),
+], ids=["null", "true", "false", "zero", "float", "empty-string", "json-string", "empty-array", "array-of-object",
+        "nested-arrays"])
+def test_a_request_that_is_not_an_object_is_invalid_and_says_what_it_is(payload, kind):
+    """Not even the falsy ones (null, 0, "", [], false) are taken for the default request."""
+    expected = f"invalid migration request: input: must be a JSON object (the migration request), not {kind}"
+    assert invalid(payload) == expected
+
+
+@given(JSON_VALUES.filter(lambda v: not isinstance(v, dict)))
+@settings(deadline=None, max_examples=200)
+def test_every_json_value_but_an_object_is_an_invalid_request(payload):
+    assert "must be a JSON object" in invalid(payload)
+
+
+@given(REQUEST_LIKE.filter(lambda v: isinstance(v, dict)))
+@settings(deadline=None, max_examples=300)
+def test_every_json_object_is_a_request_or_an_invalid_request_naming_its_fields(payload):
+    try:
+        request = parse_request(payload)
+    except InvalidMigrationRequest as exc:
+        message = str(exc)
+        assert message.startswith("invalid migration request: ")
+        return
+    assert isinstance(request, MigrationRequest) and request.waves[-1] == 100  # a valid one is whole
 
 
 def test_documented_state_machine_input_is_valid():

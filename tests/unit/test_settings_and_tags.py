@@ -19,7 +19,8 @@ REQUIRED = {"TABLE_NAME": "t", "TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
 
 def test_defaults_come_from_the_settings_model():
     assert tunable_defaults() == {"PRICING_SOURCE": "api", "REBALANCE_POLICY": "prewarm", "PREWARM_SECONDS": "900",
-                                  "SWEEPER_MODE": "report", "SWEEPER_GRACE_SECONDS": "600"}
+                                  "SWEEPER_MODE": "report", "SWEEPER_GRACE_SECONDS": "600",
+                                  "ROLLBACK_COOLDOWN_SECONDS": "86400"}
     settings = load_settings(REQUIRED)
     assert settings == Settings(table_name="t", topic_arn=REQUIRED["TOPIC_ARN"])
 

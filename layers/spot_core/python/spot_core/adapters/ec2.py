@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..domain.batching import chunks
-from ..domain.errors import CapacityRefused, LaunchRefused
+from ..domain.errors import CapacityRefused, LaunchRefused, StartRefused
 from ..domain.instances import CAPACITY_ERRORS, LIVE_STATES, Instance, LaunchSettings, LaunchSpec, TypeTraits
 from ..domain.pricing import SpotPriceStat, spot_price_statistics
 from ..domain.request import Selector
-from ..domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
+from ..domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from .aws import error_code, transient_errors
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DESCRIBE_BATCH = 200  # instance ids per describe filter
 STATE_CHANGE_BATCH = 500  # instance ids per start/stop/terminate call
+VOLUME_FILTER_VALUES = 200  # values one DescribeVolumes filter takes
 TYPES_BATCH = 100  # DescribeInstanceTypes and DescribeSpotPriceHistory take 100 types a call
 PRODUCT = "Linux/UNIX"
 
@@ -57,7 +58,12 @@ def to_instance(raw: InstanceTypeDef) -> Instance:
             metadata_http_tokens=metadata.get("HttpTokens"),
             metadata_http_endpoint=metadata.get("HttpEndpoint", "enabled"),
         ),
+        state_reason=(raw.get("StateReason") or {}).get("Code") or None,
     )
+
+
+def _launched_first(instance: Instance) -> tuple[float, str]:
+    return (instance.launch_time.timestamp() if instance.launch_time else 0.0, instance.instance_id)
 
 
 def run_instances_request(spec: LaunchSpec, client_token: str) -> RunInstancesRequestTypeDef:
@@ -130,6 +136,20 @@ class Ec2Fleet:
                 found[instance.tags[REPLACES_TAG]] = instance
         return found
 
+    def find_successors(self, instance_ids: list[str]) -> dict[str, Instance]:
+        """interrupted id -> the replacement an interruption launched for it (pending or running),
+        by its succeeds tag: a retried invocation finds what it launched but did not record.
+        Should there be more than one, the earliest launched."""
+        found: dict[str, Instance] = {}
+        for chunk in chunks(sorted(set(instance_ids)), DESCRIBE_BATCH):
+            successors = self._describe([
+                {"Name": f"tag:{SUCCEEDS_TAG}", "Values": chunk},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ])
+            for instance in sorted(successors, key=_launched_first):
+                found.setdefault(instance.tags[SUCCEEDS_TAG], instance)
+        return found
+
     def managed(self) -> list[Instance]:
         """Every pending or running instance the product launched."""
         return list(self._describe([
@@ -191,10 +211,53 @@ class Ec2Fleet:
             raise LaunchRefused(f"{error_code(exc)}: {exc}") from exc
         return response["Instances"][0]["InstanceId"]
 
-    def start(self, instance_ids: list[str]) -> None:
+    def start(self, instance_ids: list[str]) -> dict[str, CapacityRefused | StartRefused]:
+        """Start the instances; those EC2 refuses -> why. One refused instance fails a whole
+        StartInstances call, so a refused batch is started again one instance at a time."""
+        refused: dict[str, CapacityRefused | StartRefused] = {}
+        for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
+            why = self._start(chunk)
+            if why is None:
+                continue
+            if len(chunk) == 1:
+                refused[chunk[0]] = why
+                continue
+            refused.update({i: w for i in chunk if (w := self._start([i])) is not None})
+        return refused
+
+    def _start(self, instance_ids: list[str]) -> CapacityRefused | StartRefused | None:
+        try:
+            with transient_errors():
+                try:
+                    self.ec2.start_instances(InstanceIds=instance_ids)
+                except ClientError as exc:  # capacity first: EC2 answers it as HTTP 500, not a transient error
+                    if error_code(exc) in CAPACITY_ERRORS:
+                        return CapacityRefused(error_code(exc) or "", str(exc))
+                    raise
+        except ClientError as exc:  # a definite answer (transient ones are TransientAwsError by now)
+            return StartRefused(f"{error_code(exc)}: {exc}")
+        return None
+
+    def volumes(self, instance_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
+        """Instance id -> its attached EBS volumes as (type, GiB): DescribeVolumes, 200 instances a filter."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        paginator = self.ec2.get_paginator("describe_volumes")
         with transient_errors():
-            for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
-                self.ec2.start_instances(InstanceIds=chunk)
+            for chunk in chunks(sorted(set(instance_ids)), VOLUME_FILTER_VALUES):
+                for page in paginator.paginate(Filters=[{"Name": "attachment.instance-id", "Values": chunk}]):
+                    for volume in page.get("Volumes", []):
+                        for attachment in volume.get("Attachments", []):
+                            found.setdefault(attachment.get("InstanceId", ""), []).append(
+                                (volume.get("VolumeType", ""), volume.get("Size", 0)))
+        return found
+
+    def launched_for(self, migration_id: str) -> list[Instance]:
+        """Every pending or running instance launched for the migration: its replacements, and
+        their own interruption or rebalance replacements (which keep the migration's tags)."""
+        return list(self._describe([
+            {"Name": f"tag:{MIGRATION_ID_TAG}", "Values": [migration_id]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]))
 
     def stop(self, instance_ids: list[str]) -> None:
         with transient_errors():

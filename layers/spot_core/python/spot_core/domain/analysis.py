@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from .instances import Instance, TypeTraits
 from .plan import InstanceRecord, PlanSummary, Pool, Risk, TargetRef, Workload
-from .pricing import HOURS_PER_MONTH
-from .tags import OPT_IN_TAG, STATEFUL_TAG
+from .pricing import HOURS_PER_MONTH, storage_monthly
+from .tags import OPT_IN_TAG, STATEFUL_TAG, is_opted_in
 
 MIN_CPU_SAMPLES = 6
 
@@ -33,13 +33,15 @@ class InstanceFacts:
     tags: dict[str, str] = field(default_factory=dict)
     instance_storage: bool = False
     burstable: bool = False
+    volumes: tuple[tuple[str, int], ...] = ()  # attached EBS volumes: (type, GiB)
 
     @property
     def name(self) -> str | None:
         return self.tags.get("Name")
 
     @classmethod
-    def of(cls, instance: Instance, traits: TypeTraits | None) -> InstanceFacts:
+    def of(cls, instance: Instance, traits: TypeTraits | None,
+           volumes: tuple[tuple[str, int], ...] = ()) -> InstanceFacts:
         """Types DescribeInstanceTypes did not answer for count as burstable when their family is t."""
         return cls(
             instance_id=instance.instance_id, instance_type=instance.instance_type,
@@ -47,6 +49,7 @@ class InstanceFacts:
             lifecycle=instance.lifecycle, platform=instance.platform, tags=dict(instance.tags),
             instance_storage=traits.instance_storage if traits else False,
             burstable=traits.burstable if traits else instance.instance_type.startswith("t"),
+            volumes=volumes,
         )
 
 
@@ -67,6 +70,14 @@ def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
     if facts.platform == "windows":
         return "unsupported_platform", "Windows pricing and licensing are not supported yet"
     return None
+
+
+def no_longer_eligible(instance: Instance) -> tuple[str, str] | None:
+    """Checked again right before a launch, days after the plan maybe: the owner may have
+    opted out or marked the instance stateful since (the instance's type has not changed)."""
+    if not is_opted_in(instance.tags):
+        return "opted_out", f"no longer tagged {OPT_IN_TAG}=true"
+    return exclusion_reason(InstanceFacts.of(instance, None))
 
 
 def cpu_statistics(values: list[float]) -> tuple[float, float, float] | None:
@@ -145,7 +156,7 @@ def build_record(
         record.exclude(*excluded)
         return record
     assert on_demand_hourly is not None  # _unpriced said so
-    _price(record, on_demand_hourly, pools[0].spot_hourly)
+    _price(record, on_demand_hourly, pools[0].spot_hourly, storage_monthly(facts.volumes))
     if record.savings_pct < min_savings_pct:
         record.exclude("insufficient_savings",
                        f"Spot saves {record.savings_pct:.1f} %, below the {min_savings_pct:g} % minimum")
@@ -160,27 +171,31 @@ def _unpriced(facts: InstanceFacts, on_demand_hourly: float | None, pools: list[
     return None
 
 
-def _price(record: InstanceRecord, on_demand_hourly: float, spot_hourly: float) -> None:
-    record.spot_hourly = spot_hourly
+def _price(record: InstanceRecord, on_demand_hourly: float, spot_hourly: float, stopped_storage: float) -> None:
+    """Savings net of what the migration leaves behind: the stopped original's volumes."""
+    record.spot_hourly, record.stopped_storage_monthly = spot_hourly, stopped_storage
     record.monthly_on_demand = round(on_demand_hourly * HOURS_PER_MONTH, 2)
-    record.monthly_savings = round((on_demand_hourly - spot_hourly) * HOURS_PER_MONTH, 2)
-    # decide on the reported value
-    record.savings_pct = round(100.0 * (on_demand_hourly - spot_hourly) / on_demand_hourly, 1)
+    record.monthly_savings = round((on_demand_hourly - spot_hourly) * HOURS_PER_MONTH - stopped_storage, 2)
+    record.savings_pct = round(100.0 * record.monthly_savings / record.monthly_on_demand, 1)
+
+
+def _total(records: list[InstanceRecord], field: str) -> float:
+    return round(float(sum(getattr(r, field) for r in records)), 2)
 
 
 def summarize(records: list[InstanceRecord], pricing_source: str) -> PlanSummary:
     """What the plan promises, in the few numbers the payload carries."""
     eligible = [r for r in records if r.eligible]
-    monthly_od = sum(r.monthly_on_demand for r in eligible)
-    savings = sum(r.monthly_savings for r in eligible)
+    monthly_od, savings = _total(eligible, "monthly_on_demand"), _total(eligible, "monthly_savings")
     return PlanSummary(
         analysed=len(records),
         candidates=len(eligible),
         excluded=len(records) - len(eligible),
         excluded_by_reason=dict(Counter(r.exclusion_reason for r in records if not r.eligible)),
-        monthly_on_demand=round(monthly_od, 2),
-        monthly_savings=round(savings, 2),
+        monthly_on_demand=monthly_od,
+        monthly_savings=savings,
         savings_pct=round(100.0 * savings / monthly_od, 1) if monthly_od else 0.0,
+        monthly_stopped_storage=_total(eligible, "stopped_storage_monthly"),
         by_workload=dict(Counter(r.workload for r in eligible)),
         by_risk=dict(Counter(r.risk for r in eligible)),
         pricing_source=pricing_source,

@@ -68,6 +68,11 @@ class LaunchRefused(SpotMigrationError):
     the subnet, an invalid parameter): that instance cannot move now."""
 
 
+class StartRefused(SpotMigrationError):
+    """EC2 refused to start a stopped instance for a reason waiting will not fix (not
+    authorised, for example because its tags changed; an instance in a state that cannot start)."""
+
+
 class TaskNoLongerWaiting(SpotMigrationError):
     """Step Functions no longer waits for the task token (timed out, or already completed)."""
 

@@ -51,6 +51,7 @@ class Instance:
     tags: Mapping[str, str] = field(default_factory=dict)
     launch_time: datetime | None = None
     settings: LaunchSettings = field(default_factory=LaunchSettings)
+    state_reason: str | None = None  # the code of the last state change, e.g. "Server.SpotInstanceTermination"
 
     @property
     def name(self) -> str | None:

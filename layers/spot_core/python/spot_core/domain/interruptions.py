@@ -1,19 +1,24 @@
-"""What EC2 tells about a managed instance (an interruption warning or a rebalance
-recommendation), the owner's policy for rebalance recommendations, and what the product did."""
+"""What EC2 tells about a managed instance (an interruption warning, a rebalance
+recommendation, or a state change: a reclaim that came without a warning), the owner's policy
+for rebalance recommendations, the rules of the one replacement claim per instance, and what
+the product did."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel
 
-from .instances import Market
-from .tags import ON_REBALANCE_TAG
+from .errors import SpotMigrationError
+from .instances import Instance, Market
+from .tags import ON_REBALANCE_TAG, is_managed
 
-NoticeKind = Literal["interruption", "rebalance"]
+NoticeKind = Literal["interruption", "rebalance", "state-change"]
+KIND_LABELS: dict[str, str] = {"interruption": "interruption warning", "rebalance": "rebalance recommendation",
+                               "state-change": "reclaimed without a warning"}
 RebalancePolicy = Literal["ignore", "prewarm", "replace"]
 REBALANCE_POLICIES: tuple[str, ...] = get_args(RebalancePolicy)
 Action = Literal[
@@ -21,11 +26,29 @@ Action = Literal[
     "duplicate",  # this event was handled (or is being handled) already
     "ignored_by_policy",  # a rebalance recommendation the owner asked to ignore
     "already_replaced",  # the instance has its one replacement already
+    "in_progress",  # another event's handling is replacing the instance right now
     "swapped_prewarmed",  # the warning found a prewarmed replacement: traffic moved to it
     "replaced",  # a replacement was launched and took over the traffic
     "prewarmed",  # a replacement was launched next to the instance, which keeps serving
 ]
-ReplacementStatus = Literal["launching", "prewarmed", "swapped", "retired"]
+# A claim is "launching" from the conditional write until the replacement exists, "launched"
+# once its id is recorded (right after RunInstances answered), then "prewarmed" or "swapped"
+# when the takeover is complete; "retired" once the swapped-out instance is gone.
+ReplacementStatus = Literal["launching", "launched", "prewarmed", "swapped", "retired"]
+UNFINISHED: tuple[str, ...] = ("launching", "launched")  # a takeover that is still going on, or died
+# A claim whose holder has not finished after this long is taken over (and resumed) by another event;
+# far beyond the replacement function's timeout (90 s), so the holder is surely dead by then.
+CLAIM_STALE_SECONDS = 300
+# The reasons EC2 gives when it takes a Spot instance back (DescribeInstances StateReason.Code);
+# anything else (Client.UserInitiatedShutdown: the API, the product itself; Client.InstanceInitiatedShutdown:
+# from the OS) is someone's decision, not a reclaim.
+RECLAIM_REASONS = frozenset({"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"})
+RECLAIMED_STATES = ("stopping", "stopped", "shutting-down", "terminated")
+
+
+class ReplacementInProgress(SpotMigrationError):
+    """A warning came while a prewarm of the instance was still being launched by another event:
+    raised so that the warning is retried, and then moves the traffic to the prewarmed replacement."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +59,34 @@ class Notice:
     instance_id: str
     kind: NoticeKind
     time: datetime
+    state: str | None = None  # a state change's new state
 
     @property
     def is_interruption(self) -> bool:
-        return self.kind == "interruption"
+        """EC2 takes the instance back: a warning, or a reclaim that came without one."""
+        return self.kind != "rebalance"
+
+
+def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
+    """Why the event concerns nothing the product should replace (None: it does). A state
+    change is a reclaim only when EC2 says so; stopping or terminating an instance through
+    the API (the product's rollbacks and sweeps, an operator) or from its OS is not."""
+    if instance is None or not is_managed(instance.tags):
+        return "not managed by spot-migration"
+    if notice.kind != "state-change":
+        return None
+    if instance.state not in RECLAIMED_STATES or instance.state_reason not in RECLAIM_REASONS:
+        return f"{instance.state} ({instance.state_reason or 'no reason given'}): not a Spot reclaim"
+    return None
+
+
+def is_unfinished(claim: Mapping[str, Any]) -> bool:
+    return claim.get("status") in UNFINISHED
+
+
+def is_stale(claim: Mapping[str, Any], now: datetime, stale_seconds: int = CLAIM_STALE_SECONDS) -> bool:
+    """An unfinished claim whose holder cannot be working on it any more."""
+    return now.timestamp() - float(claim.get("claimed_at") or 0) > stale_seconds
 
 
 def rebalance_policy(tags: Mapping[str, str], default: RebalancePolicy) -> RebalancePolicy:
@@ -63,3 +110,4 @@ class InterruptionOutcome(BaseModel):
     launched: bool | None = None
     refused_pools: list[str] | None = None
     seconds_from_event_to_launch: float | None = None
+    resumed: bool | None = None  # the takeover was finished after an earlier attempt died past the launch

@@ -13,19 +13,30 @@ from .pricing import HOURS_PER_MONTH, SpotPriceStat
 # How a migration ends (the Finalize states of the state machine, and the rollback).
 Outcome = Literal[
     "completed", "vetoed", "rejected", "approval_timed_out", "nothing_to_migrate", "planned", "rollback_failed",
-    "rolled_back",
+    "rolled_back", "stopped", "timed_out", "failed",
 ]
+# The outcomes of an execution that ended without its own last step, by its Step Functions status.
+UNFINISHED: dict[str, Outcome] = {"ABORTED": "stopped", "TIMED_OUT": "timed_out", "FAILED": "failed"}
 # Every status the migration item goes through; an outcome is also the final status.
 MigrationStatus = Literal[
     "analysing", "planned", "reviewed", "awaiting_approval", "approved", "migrating", "rolling_back", "completed",
     "rolled_back", "rollback_failed", "rejected", "vetoed", "approval_timed_out", "nothing_to_migrate",
+    "stopped", "timed_out", "failed",
 ]
 MIGRATION_STATUSES: tuple[str, ...] = get_args(MigrationStatus)
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+
+def has_ended(item: Mapping[str, object]) -> bool:
+    """Whether a migration item records its end. Not its status alone: a dry run ends as
+    "planned", a status every migration passes through."""
+    return bool(item.get("finished_at"))
 # Step Functions execution statuses (ListExecutions' filter)
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 # Outcomes whose records say what happened to each instance
-WITH_RECORDS: tuple[Outcome, ...] = ("completed", "rolled_back", "rollback_failed")
+WITH_RECORDS: tuple[Outcome, ...] = ("completed", "rolled_back", "rollback_failed", "stopped", "timed_out", "failed")
+# Outcomes after which the instances a rollback touched stay out of new plans for the cooldown
+COOLED_DOWN: tuple[Outcome, ...] = ("rolled_back", "rollback_failed")
 
 HEADLINES: dict[Outcome, str] = {
     "completed": "Migration {mid} completed: {migrated} instance(s) now run on Spot.",
@@ -36,31 +47,44 @@ HEADLINES: dict[Outcome, str] = {
     "planned": "Dry run {mid}: the plan is ready; nothing was changed.",
     "rollback_failed": "Migration {mid}: ROLLBACK INCOMPLETE, some instances need attention.",
     "rolled_back": "Migration {mid} was rolled back: the fleet is back on on-demand.",
+    "stopped": "Migration {mid} was stopped before it finished; its instances are as the records say.",
+    "timed_out": "Migration {mid} timed out before it finished; its instances are as the records say.",
+    "failed": "Migration {mid} failed before it finished; its instances are as the records say.",
 }
 
 
 class Realised(BaseModel):
-    """Monthly savings at today's Spot prices of the pools the replacements actually run in."""
+    """Monthly savings as the fleet runs now: each replacement priced by the market it runs in
+    (today's Spot price of its pool, or the on-demand price of a fallback), less what the
+    stopped originals' volumes cost on."""
 
     instances: int = 0
-    monthly_on_demand: float = 0.0
-    monthly_spot: float = 0.0
+    on_spot: int = 0
+    on_demand_fallbacks: int = 0
+    monthly_on_demand: float = 0.0  # what the originals cost before
+    monthly_spot: float = 0.0  # what the replacements cost now (a fallback at its on-demand price)
+    monthly_stopped_storage: float = 0.0
     monthly_savings: float = 0.0
     savings_pct: float = 0.0
 
     @classmethod
     def of(cls, migrated: list[InstanceRecord], prices: Mapping[tuple[str, str], SpotPriceStat]) -> Realised:
         """``prices``: today's statistics per pool; a pool without any keeps the price it was launched at."""
-        on_demand = sum(r.on_demand_hourly or 0.0 for r in migrated) * HOURS_PER_MONTH
-        spot = sum(_spot_hourly(r, prices) * HOURS_PER_MONTH for r in migrated)
+        before = sum(r.on_demand_hourly or 0.0 for r in migrated) * HOURS_PER_MONTH
+        now = sum(_hourly_now(r, prices) * HOURS_PER_MONTH for r in migrated)
+        storage = sum(r.stopped_storage_monthly for r in migrated)
+        savings = before - now - storage
+        fallbacks = sum(1 for r in migrated if r.replacement_market == "on-demand")
         return cls(
-            instances=len(migrated), monthly_on_demand=round(on_demand, 2), monthly_spot=round(spot, 2),
-            monthly_savings=round(on_demand - spot, 2),
-            savings_pct=round(100 * (on_demand - spot) / on_demand, 1) if on_demand else 0.0,
+            instances=len(migrated), on_spot=len(migrated) - fallbacks, on_demand_fallbacks=fallbacks,
+            monthly_on_demand=round(before, 2), monthly_spot=round(now, 2), monthly_stopped_storage=round(storage, 2),
+            monthly_savings=round(savings, 2), savings_pct=round(100 * savings / before, 1) if before else 0.0,
         )
 
 
-def _spot_hourly(record: InstanceRecord, prices: Mapping[tuple[str, str], SpotPriceStat]) -> float:
+def _hourly_now(record: InstanceRecord, prices: Mapping[tuple[str, str], SpotPriceStat]) -> float:
+    if record.replacement_market == "on-demand":  # a fallback: its own on-demand price (same type as the original)
+        return record.replacement_spot_hourly or record.on_demand_hourly or 0.0
     stat = prices.get((record.replacement_type or "", record.replacement_az or ""))
     return stat.median if stat else record.replacement_spot_hourly or 0.0
 
@@ -68,3 +92,4 @@ def _spot_hourly(record: InstanceRecord, prices: Mapping[tuple[str, str], SpotPr
 class FinalOutcome(BaseModel):
     status: Outcome
     realised: Realised | None = None
+    locks_released: int = 0

@@ -4,7 +4,8 @@ run in, the agents' verdicts and the waves.
 A record moves through its statuses one step at a time, each step stored before the
 next AWS call, so a retried invocation resumes where the last one stopped:
 planned -> launching (replacement launched) -> migrated (replacement serving, original
-stopped) | failed (original untouched); on rollback, launching/migrated/failed ->
+stopped) | failed (original untouched) | skipped (no longer eligible when its turn came:
+nothing launched, and it does not count against the wave); on rollback, launching/migrated/failed ->
 rolled_back (original serving, replacement terminated) | rollback_failed (replacement kept).
 """
 
@@ -18,7 +19,8 @@ from pydantic import BaseModel, Field
 
 Risk = Literal["low", "medium", "high"]
 Workload = Literal["stable", "variable", "burst", "unknown"]
-RecordStatus = Literal["planned", "excluded", "launching", "migrated", "failed", "rolled_back", "rollback_failed"]
+RecordStatus = Literal["planned", "excluded", "skipped", "launching", "migrated", "failed", "rolled_back",
+                       "rollback_failed"]
 IN_FLIGHT: tuple[RecordStatus, ...] = ("planned", "launching")  # a wave is done when none of its records is
 ROLLBACK_SCOPE: tuple[RecordStatus, ...] = ("launching", "migrated", "failed")  # records with a replacement to undo
 AGENTS = ("performance", "capacity", "application")
@@ -92,8 +94,11 @@ class InstanceRecord(BaseModel):
     replacement_id: str | None = None
     replacement_type: str | None = None
     replacement_az: str | None = None
-    replacement_spot_hourly: float | None = None
+    replacement_spot_hourly: float | None = None  # what the replacement costs an hour (on-demand price if a fallback)
+    replacement_market: Literal["spot", "on-demand"] = "spot"  # an interruption may fall back to on-demand
+    stopped_storage_monthly: float = 0.0  # the original's EBS volumes, which cost on while it is stopped
     attempts: list[str] = Field(default_factory=list)
+    restore_refused_since: str | None = None  # rollback: when EC2 first refused to start the original (capacity)
     updated_at: str | None = None
 
     @property
@@ -108,27 +113,43 @@ class InstanceRecord(BaseModel):
         self.eligible, self.status = False, "excluded"
         self.exclusion_reason, self.exclusion_detail = reason, detail
 
+    def skip(self, reason: str, detail: str) -> None:
+        """No longer eligible right before its launch (opted out, marked stateful, another holder)."""
+        self.status, self.exclusion_reason, self.exclusion_detail = "skipped", reason, detail
+        self.attempts.append(f"skipped: {detail}")
+
     def launched(self, replacement_id: str, pool: Pool, note: str) -> None:
         self.status, self.replacement_id = "launching", replacement_id
         self.follow(replacement_id, pool, pool.spot_hourly, note)
 
-    def follow(self, replacement_id: str, pool: Pool, hourly: float | None, note: str) -> None:
+    def follow(self, replacement_id: str, pool: Pool, hourly: float | None, note: str,
+               market: Literal["spot", "on-demand"] = "spot") -> None:
         """The replacement is now `replacement_id` in `pool` (an interruption replaced the last one)."""
         self.replacement_id, self.replacement_type = replacement_id, pool.instance_type
         self.replacement_az, self.replacement_spot_hourly = pool.availability_zone, hourly
+        self.replacement_market = market
         self.attempts.append(note)
 
     def fail(self, why: str) -> None:
         self.status = "failed"
         self.attempts.append(why)
 
-    def rolled_back(self) -> None:
-        self.status = "rolled_back"
-        self.attempts.append(f"rolled back: {self.instance_id} restored, {self.replacement_id} terminated")
+    def rolled_back(self, terminated: list[str]) -> None:
+        self.status, self.restore_refused_since = "rolled_back", None
+        gone = ", ".join(terminated) or "no replacement running"
+        self.attempts.append(f"rolled back: {self.instance_id} restored; terminated {gone}")
 
-    def rollback_failed(self) -> None:
+    def restore_waits(self, why: str, since: str) -> None:
+        """EC2 has no on-demand capacity to start the original now: the rollback tries again."""
+        self.restore_refused_since = self.restore_refused_since or since
+        self.attempts.append(f"rollback: starting {self.instance_id} refused ({why}); trying again")
+
+    def rollback_failed(self, why: str, kept: str | None) -> None:
         self.status = "rollback_failed"
-        self.attempts.append(f"rollback: {self.instance_id} did not return to service; {self.replacement_id} kept")
+        if kept:
+            self.replacement_id = kept
+        self.attempts.append(f"rollback: {self.instance_id} not restored ({why}); "
+                             + (f"Spot {kept} kept serving" if kept else "no replacement running"))
 
 
 class PlanSummary(BaseModel):
@@ -139,8 +160,9 @@ class PlanSummary(BaseModel):
     excluded: int
     excluded_by_reason: dict[str, int]
     monthly_on_demand: float
-    monthly_savings: float
+    monthly_savings: float  # net of the stopped originals' volumes
     savings_pct: float
+    monthly_stopped_storage: float = 0.0  # what the stopped originals' EBS volumes cost on
     by_workload: dict[str, int]
     by_risk: dict[str, int]
     pricing_source: str

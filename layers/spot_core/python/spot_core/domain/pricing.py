@@ -25,6 +25,19 @@ def monthly(hourly: float) -> float:
     return hourly * HOURS_PER_MONTH
 
 
+# --- EBS: what a stopped original still costs ------------------------------------------
+# USD per GiB-month (us-east-1 list prices; other regions differ by a few per cent). Provisioned
+# IOPS and throughput are not counted: the estimate errs on the side of smaller savings only
+# through the volume sizes it knows.
+EBS_GIB_MONTH = {"gp3": 0.08, "gp2": 0.10, "io1": 0.125, "io2": 0.125, "st1": 0.045, "sc1": 0.015, "standard": 0.05}
+EBS_UNKNOWN_TYPE_GIB_MONTH = 0.10
+
+
+def storage_monthly(volumes: Iterable[tuple[str, int]]) -> float:
+    """Monthly cost of EBS volumes, as (volume type, size in GiB)."""
+    return round(sum(EBS_GIB_MONTH.get(kind, EBS_UNKNOWN_TYPE_GIB_MONTH) * size for kind, size in volumes), 2)
+
+
 # --- on-demand -----------------------------------------------------------------------
 
 

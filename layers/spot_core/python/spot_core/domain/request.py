@@ -136,10 +136,24 @@ def describe_errors(exc: ValidationError, where: str) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or where}: {err['msg']}" for err in exc.errors())
 
 
+JSON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (list, "an array"),
+)
+
+
+def json_type(value: object) -> str:
+    """What kind of JSON value ``value`` is, in words ("an array", "null", ...)."""
+    return next((name for kinds, name in JSON_TYPES if isinstance(value, kinds)), type(value).__name__)
+
+
 def parse_request(payload: object) -> MigrationRequest:
-    """Validate the user's input; raises InvalidMigrationRequest with every problem listed."""
+    """Validate the user's input, which may be any JSON value; raises InvalidMigrationRequest
+    with every problem listed. Only an object is a request (an empty one takes every default)."""
+    if not isinstance(payload, dict):
+        raise InvalidMigrationRequest("invalid migration request: input: must be a JSON object (the migration "
+                                      f"request), not {json_type(payload)}")
     try:
-        return MigrationRequest.model_validate(payload or {})
+        return MigrationRequest.model_validate(payload)
     except ValidationError as exc:
         raise InvalidMigrationRequest(f"invalid migration request: {describe_errors(exc, 'input')}") from None
 

@@ -40,6 +40,7 @@ class WaveResult(BaseModel):
     migrated: int
     failed: int
     launching: int
+    skipped: int = 0  # no longer eligible when their turn came: not counted against the wave
     done: bool
     completed_at: str | None = None
     failures: list[str] = Field(default_factory=list)
@@ -50,15 +51,16 @@ class WaveResult(BaseModel):
         done = not any(counts[s] for s in IN_FLIGHT)
         return cls(
             wave=wave.index, percent=wave.percent, total=len(records), migrated=counts["migrated"],
-            failed=counts["failed"], launching=counts["launching"], done=done,
+            failed=counts["failed"], launching=counts["launching"], skipped=counts["skipped"], done=done,
             completed_at=now_iso if done else None,
             failures=[f"{r.instance_id}: {r.attempts[-1] if r.attempts else 'failed'}"
                       for r in records if r.status == "failed"][:FAILURES_SHOWN],
         )
 
     def below(self, success_ratio: float) -> bool:
-        """A finished wave fails when too few of its instances moved."""
-        return self.done and self.total > 0 and self.migrated / self.total < success_ratio
+        """A finished wave fails when too few of the instances it could move moved."""
+        movable = self.total - self.skipped
+        return self.done and movable > 0 and self.migrated / movable < success_ratio
 
 
 class RollbackResult(BaseModel):

@@ -3,15 +3,18 @@
 Served by functions/api behind API Gateway (REST, IAM authorisation); tools/build_openapi.py
 writes docs/openapi.json from these routes and the CDK stack creates one API Gateway method
 per operation of that document. Every error is JSON ``{"message": ...}``; request
-validation errors are 400 (not Powertools' default 422) and name each bad field.
+validation errors are 400 (not Powertools' default 422) and name each bad field, and so is
+every body the API cannot read (not JSON, not UTF-8, nested too deeply, not application/json).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ForbiddenError, ServiceError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
@@ -28,7 +31,7 @@ from ..domain.errors import (
 from ..domain.outcomes import EXECUTION_STATUSES, MIGRATION_STATUSES
 from ..domain.request import MIGRATION_ID_SCHEMA, StartMigration
 from ..domain.views import Decision, DecisionResult, MigrationDetail, MigrationPage, PlanPage, Started
-from ..services.migrations import MAX_PAGE, Migrations
+from ..services.migrations import MAX_PAGE, Migrations, NotAwaitingApproval
 from .observability import logger
 from .wiring import wiring
 
@@ -60,30 +63,88 @@ class ErrorBody(BaseModel):
     errors: list[FieldError] | None = Field(None, description="request validation errors, one per bad field")
 
 
+class DecisionConflict(ErrorBody):
+    status: str | None = Field(None, description="the migration's status now (absent until the analysis records it)")
+    retry: bool = Field(description="true while the migration is on its way to its approval step: send the decision "
+                                    "again after the Retry-After seconds; false: it is past it (decided, ended, or "
+                                    "it needs no decision)")
+
+
 class Rejection(Decision):
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S", description="why the migration is rejected")
 
+
+RETRY_AFTER_SECONDS = 5  # a migration on its way to approval: when to send the decision again
 
 ERROR_DESCRIPTIONS = {
     400: "The request is not valid; nothing was started or changed",
     403: "Not signed, not allowed execute-api:Invoke on this route, or no IAM identity in the request",
     404: "No migration with this id",
-    409: "Conflict: the id is used by another request, or no decision is pending",
+    409: "Conflict: the migration id is used by another request",
     500: "Internal error (logged; no detail is returned)",
     503: "AWS throttled or failed transiently; retry with backoff",
 }
 
 
-def responses(success: dict[int, str], *errors: int) -> dict[int, OpenAPIResponse]:
-    """Success codes (schema from the return annotation) and the error codes of a route."""
+NOT_PENDING = ("No decision is pending: not yet (retry is true: send it again after Retry-After seconds), or no "
+               "longer (decided, timed out, ended) or never (auto_approve, dry run)")
+
+
+def responses(success: dict[int, str], *errors: int, decision: bool = False) -> dict[int, OpenAPIResponse]:
+    """Success codes (schema from the return annotation) and the error codes of a route
+    (``decision``: its 409 is a DecisionConflict)."""
     out: dict[int, OpenAPIResponse] = {code: {"description": text} for code, text in success.items()}
     for code in (*errors, 500, 503):
-        out[code] = {"description": ERROR_DESCRIPTIONS[code],
-                     "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}}}
+        model: type[ErrorBody] = ErrorBody
+        text = ERROR_DESCRIPTIONS[code]
+        if decision and code == 409:
+            model, text = DecisionConflict, NOT_PENDING
+        out[code] = {"description": text, "content": {content_types.APPLICATION_JSON: {"model": model}}}
     return out
 
 
+class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, reading every body as one JSON object (or none): a body
+    it cannot read (not application/json, not UTF-8, not JSON, nested too deeply, a number too
+    long) or another JSON value is a request validation error that says why (a 400), never an
+    internal error. (Powertools alone would validate an array's first item as the body.)"""
+
+    def _get_body(self, app: Any) -> Any:
+        event = app.current_event
+        media_type = event.headers.get("content-type", "").split(";")[0].strip()
+        if media_type.lower() not in ("", content_types.APPLICATION_JSON):
+            raise _unreadable(f"send JSON (Content-Type: {content_types.APPLICATION_JSON}), not {media_type[:100]}")
+        try:
+            body = event.json_body  # base64 (if encoded), UTF-8, then JSON
+        except UnicodeDecodeError:
+            raise _unreadable("not valid JSON: not UTF-8") from None
+        except RecursionError:
+            raise _unreadable("not valid JSON: nested too deeply") from None
+        except ValueError:  # not JSON, not base64, NaN or Infinity, a number too long to read
+            raise _unreadable("not valid JSON") from None
+        if body is not None and not isinstance(body, dict):
+            raise _unreadable("must be a JSON object")
+        return body  # None: no body (or null), which only an optional body may be
+
+
+def _unreadable(problem: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "body_unreadable", "loc": ("body",), "msg": problem, "input": None}])
+
+
+def _strict_json(text: str) -> Any:
+    """json.loads without NaN and Infinity, which JSON does not have."""
+    return json.loads(text, parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 class MigrationsResolver(APIGatewayRestResolver):
+    def __init__(self) -> None:
+        super().__init__(enable_validation=True, json_body_deserializer=_strict_json)
+        self._request_validation_middleware = JsonBodyValidation()  # type: ignore[no-untyped-call]  # Powertools'
+
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         """Powertools documents request validation errors as 422; this API answers them with 400."""
         schema = super().get_openapi_schema(**kwargs)
@@ -108,7 +169,7 @@ OPENAPI: dict[str, Any] = {
     "security": [{SIGV4: []}],
 }
 
-app = MigrationsResolver(enable_validation=True)
+app = MigrationsResolver()
 app.enable_swagger(path=SWAGGER_PATH, **OPENAPI)
 
 
@@ -170,14 +231,14 @@ def get_plan(
 
 @app.post("/migrations/<migration_id>/approve", summary="Approve a migration waiting for approval",
           operation_id="approveMigration", tags=["decisions"],
-          responses=responses({200: "Approved; the rollout continues"}, 400, 403, 404, 409))
+          responses=responses({200: "Approved; the rollout continues"}, 400, 403, 404, 409, decision=True))
 def approve(migration_id: MigrationId, body: Annotated[Decision | None, Body()] = None) -> DecisionResult:
     return _decide(migration_id, True, body.reason if body else None)
 
 
 @app.post("/migrations/<migration_id>/reject", summary="Reject a migration waiting for approval (a reason is required)",
           operation_id="rejectMigration", tags=["decisions"],
-          responses=responses({200: "Rejected; nothing is changed"}, 400, 403, 404, 409))
+          responses=responses({200: "Rejected; nothing is changed"}, 400, 403, 404, 409, decision=True))
 def reject(migration_id: MigrationId, body: Annotated[Rejection, Body()]) -> DecisionResult:
     return _decide(migration_id, False, body.reason)
 
@@ -201,6 +262,8 @@ def _field_error(error: dict[str, Any]) -> FieldError:
     # Only the location and pydantic's message: never the input value.
     if error["type"] == "json_invalid":  # its loc ends in the character offset
         return FieldError(field="body", message="not valid JSON")
+    if tuple(error["loc"]) == ("body",) and error["type"] == "missing":  # no body (or null)
+        return FieldError(field="body", message="must be a JSON object")
     return FieldError(field=".".join(str(p) for p in error["loc"]), message=error.get("msg") or error["type"])
 
 
@@ -224,9 +287,20 @@ def _not_found(exc: MigrationNotFound) -> ErrorResponse:
     return _error(404, str(exc))
 
 
-@app.exception_handler([ApprovalNotPending, MigrationConflict])
-def _conflict(exc: Exception) -> ErrorResponse:
+@app.exception_handler(MigrationConflict)
+def _conflict(exc: MigrationConflict) -> ErrorResponse:
     return _error(409, str(exc))
+
+
+@app.exception_handler(ApprovalNotPending)
+def _not_pending(exc: ApprovalNotPending) -> ErrorResponse:
+    """409, and whether the same decision can be sent again later (Retry-After)."""
+    state = exc.state if isinstance(exc, NotAwaitingApproval) else None
+    retry = state is not None and state.retry
+    body = DecisionConflict(message=str(exc), status=state.status if state else None, retry=retry)
+    return Response(status_code=409, content_type=content_types.APPLICATION_JSON,
+                    body=body.model_dump(exclude_none=True),
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None)
 
 
 @app.exception_handler(ServiceError)

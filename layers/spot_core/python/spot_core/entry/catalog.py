@@ -110,6 +110,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "RollbackFunctionArn",
         timeout_seconds=900,
         memory_mb=1024,
+        environment=("ROLLBACK_COOLDOWN_SECONDS",),
         permissions=(*SWAPS_INSTANCES, "sns:publish"),
     ),
     FunctionSpec(
@@ -140,10 +141,20 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         permissions=("table:write", "workflow:start", "workflow:read", "workflow:decide"),
     ),
     FunctionSpec(
+        "end_execution",
+        "Ends a migration whose execution stopped, failed or timed out before its own last step: terminal "
+        "status, instance locks released, notification",
+        None,  # not a workflow task: EventBridge delivers the execution's status change
+        timeout_seconds=120,
+        environment=("ROLLBACK_COOLDOWN_SECONDS",),
+        permissions=("table:write", "sns:publish"),
+    ),
+    FunctionSpec(
         "finalize",
         "Records the outcome and realised savings, notifies, emits metrics",
         "FinalizeFunctionArn",
         timeout_seconds=300,
+        environment=("ROLLBACK_COOLDOWN_SECONDS",),
         permissions=("table:write", "sns:publish", "ec2:read"),
     ),
 )

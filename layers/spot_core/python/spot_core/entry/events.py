@@ -10,11 +10,11 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..domain.errors import InvalidEvent
-from ..domain.interruptions import Notice
+from ..domain.interruptions import Notice, NoticeKind
 from ..domain.outcomes import Outcome
 from ..domain.plan import WaveSpec
 from ..domain.request import INSTANCE_ID, MIGRATION_ID, MIGRATION_ID_RULE, describe_errors
-from .event_rules import INTERRUPTION_WARNING
+from .event_rules import INSTANCE_STATE_CHANGE, INTERRUPTION_WARNING
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,7 +32,7 @@ class MigrationEvent(BaseModel):
 
 
 class AnalyzeEvent(MigrationEvent):
-    request: dict[str, Any] | None = None
+    request: Any = None  # any JSON value: parse_request says what is wrong with a non-object
 
 
 class ConsolidateEvent(MigrationEvent):
@@ -64,6 +64,7 @@ class FinalizeEvent(MigrationEvent):
 class InstanceDetail(BaseModel):
     instance_id: str = Field(alias="instance-id")
     instance_action: str | None = Field(default=None, alias="instance-action")
+    state: str | None = None  # a state change's new state
 
     @field_validator("instance_id")
     @classmethod
@@ -74,11 +75,12 @@ class InstanceDetail(BaseModel):
 
 
 class Ec2InstanceEvent(EventBridgeModel):
-    """A Spot interruption warning or a rebalance recommendation, as EventBridge delivers it."""
+    """A Spot interruption warning, a rebalance recommendation or an instance state change (a
+    reclaim that may have come without a warning), as EventBridge delivers it."""
 
     source: Literal["aws.ec2"]
-    detail_type: Literal["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"] = Field(
-        alias="detail-type")
+    detail_type: Literal["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation",
+                         "EC2 Instance State-change Notification"] = Field(alias="detail-type")
     detail: InstanceDetail
 
     @property
@@ -90,8 +92,10 @@ class Ec2InstanceEvent(EventBridgeModel):
         return self.detail_type == INTERRUPTION_WARNING
 
     def notice(self) -> Notice:
-        return Notice(event_id=self.id, instance_id=self.instance_id, time=self.time,
-                      kind="interruption" if self.is_interruption else "rebalance")
+        kind: NoticeKind = ("interruption" if self.is_interruption
+                            else "state-change" if self.detail_type == INSTANCE_STATE_CHANGE else "rebalance")
+        return Notice(event_id=self.id, instance_id=self.instance_id, time=self.time, kind=kind,
+                      state=self.detail.state)
 
 
 def parse_event(event: Any, model: type[M]) -> M:
@@ -101,3 +105,22 @@ def parse_event(event: Any, model: type[M]) -> M:
         raise InvalidEvent(f"invalid {model.__name__}: {describe_errors(exc, 'event')}") from None
     except (InvalidModelTypeError, InvalidEnvelopeError, TypeError, ValueError) as exc:  # not even an object
         raise InvalidEvent(f"invalid {model.__name__}: {exc}") from None
+
+
+class ExecutionDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str  # the execution's name: the migration id
+    status: Literal["FAILED", "TIMED_OUT", "ABORTED"]
+    cause: str | None = None
+    error: str | None = None
+
+
+class ExecutionEndedEvent(EventBridgeModel):
+    """A migration's execution that ended without its own last step (Step Functions' status change)."""
+
+    source: Literal["aws.states"]
+    detail: ExecutionDetail
+
+    @property
+    def migration_id(self) -> str:
+        return self.detail.name

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..adapters.pricing import PricingSource
 from ..domain.errors import ConfigurationError
 from ..domain.interruptions import RebalancePolicy
+from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 from ..domain.orphans import SweeperMode
 
 REQUIRED = ("TABLE_NAME", "TOPIC_ARN")  # every function gets these: resources the stack creates
@@ -34,9 +35,11 @@ class Settings(BaseModel):
     prewarm_seconds: int = 900
     sweeper_mode: SweeperMode = "report"
     sweeper_grace_seconds: int = 600
+    rollback_cooldown_seconds: int = Field(default=DEFAULT_ROLLBACK_COOLDOWN_SECONDS, ge=0)
 
 
-TUNABLE = ("pricing_source", "rebalance_policy", "prewarm_seconds", "sweeper_mode", "sweeper_grace_seconds")
+TUNABLE = ("pricing_source", "rebalance_policy", "prewarm_seconds", "sweeper_mode", "sweeper_grace_seconds",
+           "rollback_cooldown_seconds")
 
 
 def variable(field: str) -> str:

@@ -15,6 +15,7 @@ from ..adapters import aws
 from ..adapters.cloudwatch import CloudWatchMetrics
 from ..adapters.dynamodb.approvals import DynamoApprovalTokens
 from ..adapters.dynamodb.events import IdempotentEvents
+from ..adapters.dynamodb.locks import DynamoInstanceLocks
 from ..adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
 from ..adapters.dynamodb.pools import DynamoPoolMemory
 from ..adapters.dynamodb.registry import DynamoManagedRegistry
@@ -28,6 +29,7 @@ from ..domain.clock import SystemClock
 from ..domain.errors import ConfigurationError
 from ..services.analyze import Analyze
 from ..services.approval import Approval
+from ..services.end_execution import EndExecution
 from ..services.finalize import Finalize
 from ..services.interruptions import Interruptions
 from ..services.migrate_wave import MigrateWave
@@ -110,13 +112,17 @@ class Wiring:
         return DynamoManagedRegistry(self.table)
 
     @cached_property
+    def locks(self) -> DynamoInstanceLocks:
+        return DynamoInstanceLocks(self.table)
+
+    @cached_property
     def events_once(self) -> IdempotentEvents:
         return IdempotentEvents(self.settings.table_name)
 
     # --- services -------------------------------------------------------------------------------
     def analyze(self) -> Analyze:
         return Analyze(self.fleet, self.load_balancer, self.metrics, self.on_demand_prices(), self.spot_prices,
-                       self.migrations, self.plans, self.pool_memory, self.clock)
+                       self.migrations, self.plans, self.pool_memory, self.locks, self.clock)
 
     @cached_property
     def review(self) -> Review:
@@ -132,11 +138,17 @@ class Wiring:
 
     @cached_property
     def migrate_wave(self) -> MigrateWave:
-        return MigrateWave(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.clock)
+        return MigrateWave(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.locks,
+                           self.clock)
 
     @cached_property
     def finalize(self) -> Finalize:
-        return Finalize(self.migrations, self.plans, self.notifier, self.spot_prices, self.clock)
+        return Finalize(self.migrations, self.plans, self.notifier, self.spot_prices, self.locks, self.clock,
+                        cooldown_seconds=self.settings.rollback_cooldown_seconds)
+
+    @cached_property
+    def end_execution(self) -> EndExecution:
+        return EndExecution(self.migrations, self.finalize)
 
     @cached_property
     def rollback(self) -> Rollback:
@@ -148,6 +160,7 @@ class Wiring:
             self.fleet, self.load_balancer, self._interruption_prices, self.claims, self.pool_memory, self.registry,
             self.plans, self.notifier, self.events_once.bind(context), self.clock,
             default_policy=self.settings.rebalance_policy, prewarm_seconds=self.settings.prewarm_seconds,
+            migrations=self.migrations,
         )
 
     @cached_property

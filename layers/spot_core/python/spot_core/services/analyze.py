@@ -7,11 +7,14 @@ instances (CPU history is read 500 instances a call).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..domain.analysis import InstanceFacts, build_record, not_opted_in, summarize
 from ..domain.clock import Clock
 from ..domain.errors import InvalidMigrationRequest
 from ..domain.instances import Instance
+from ..domain.locks import InstanceLock
+from ..domain.outcomes import has_ended
 from ..domain.plan import InstanceRecord, PlanSummary, TargetRef
 from ..domain.pools import candidate_types, migration_pools
 from ..domain.pricing import SpotPriceStat
@@ -19,6 +22,7 @@ from ..domain.request import MigrationRequest
 from ..domain.tags import is_opted_in
 from ..ports import (
     Fleet,
+    InstanceLocks,
     LoadBalancer,
     Metrics,
     MigrationRepository,
@@ -41,6 +45,7 @@ class Analyze:
     migrations: MigrationRepository
     plans: PlanRepository
     pool_memory: PoolMemory
+    locks: InstanceLocks
     clock: Clock
 
     def run(self, migration_id: str, request: MigrationRequest) -> PlanSummary:
@@ -48,6 +53,7 @@ class Analyze:
         self._check_selected(request, instances)  # before anything is written
         self.migrations.create(migration_id, request.model_dump())
         records = self._records(instances, request.min_savings_pct)
+        self._hold(migration_id, records)
         self.plans.put_records(migration_id, records)
         summary = summarize(records, self.on_demand.source_used)
         self.migrations.update(migration_id, status="planned", summary=summary.model_dump())
@@ -60,9 +66,38 @@ class Analyze:
             raise InvalidMigrationRequest("invalid migration request: selector.instance_ids: no such (live) instance: "
                                           + ", ".join(missing[:UNKNOWN_IDS_SHOWN]))
 
+    def _hold(self, migration_id: str, records: list[InstanceRecord]) -> None:
+        """Lock every candidate for this migration; one that another live migration holds, or
+        that cools down after a rollback, is excluded with that reason."""
+        candidates = {r.instance_id: r for r in records if r.eligible}
+        if not candidates:
+            return
+        now = self.clock.now()
+        refused = self._take_over_ended(migration_id, self.locks.acquire(migration_id, list(candidates), now), now)
+        for instance_id, lock in refused.items():
+            why = lock.refusal(migration_id, now)
+            if why:
+                candidates[instance_id].exclude(*why)
+
+    def _take_over_ended(self, migration_id: str, refused: dict[str, InstanceLock],
+                         now: datetime) -> dict[str, InstanceLock]:
+        """Locks still held by a migration that has ended (it died before releasing them) are taken over."""
+        ended = self._ended(sorted({lock.migration_id for lock in refused.values() if lock.migration_id}))
+        taken = {i for i, lock in refused.items()
+                 if lock.migration_id in ended and self.locks.take_over(migration_id, i, lock.migration_id, now)}
+        return {i: lock for i, lock in refused.items() if i not in taken}
+
+    def _ended(self, migration_ids: list[str]) -> set[str]:
+        """Those of the migrations that have ended (or never wrote an item: refused before writing)."""
+        items = self.migrations.get_many(migration_ids) if migration_ids else {}
+        return {m for m in migration_ids if m not in items or has_ended(items[m])}
+
     def _records(self, instances: list[Instance], min_savings_pct: float) -> list[InstanceRecord]:
         traits = self.fleet.type_traits({i.instance_type for i in instances})
-        facts = [InstanceFacts.of(i, traits.get(i.instance_type)) for i in instances]
+        opted_in = [i.instance_id for i in instances if is_opted_in(i.tags)]
+        volumes = self.fleet.volumes(opted_in) if opted_in else {}
+        facts = [InstanceFacts.of(i, traits.get(i.instance_type), tuple(volumes.get(i.instance_id, ())))
+                 for i in instances]
         evidence = self._evidence([f for f in facts if is_opted_in(f.tags)])
         return [evidence.record(f, min_savings_pct) if f.instance_id in evidence.opted_in else not_opted_in(f)
                 for f in facts]

@@ -5,16 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from ..domain.clock import Clock, iso
-from ..domain.outcomes import HEADLINES, WITH_RECORDS, FinalOutcome, Outcome, Realised
-from ..domain.plan import InstanceRecord
-from ..ports import MigrationRepository, Notifier, PlanRepository, SpotPrices
+from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
+from ..domain.outcomes import COOLED_DOWN, HEADLINES, UNFINISHED, WITH_RECORDS, FinalOutcome, Outcome, Realised
+from ..domain.plan import IN_FLIGHT, InstanceRecord
+from ..ports import InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
 NEEDS_ATTENTION_SHOWN = 50
 DETAIL_KEPT = ("approved", "decided_by", "decided_at", "reason", "vetoed_by", "Error", "Cause")
+
+
+def _unfinished_lines(records: list[InstanceRecord]) -> list[str]:
+    """Where each instance was left when the execution ended without its own last step."""
+    migrated = [r for r in records if r.status == "migrated"]
+    in_flight = [r for r in records if r.status in IN_FLIGHT and r.replacement_id]
+    lines = [f"{len(migrated)} instance(s) run on Spot (their replacements are recorded and managed)"]
+    lines += [f"In flight: {r.instance_id} still serves; its replacement {r.replacement_id} was launched "
+              f"but not swapped in" for r in in_flight][:NEEDS_ATTENTION_SHOWN]
+    return lines
 
 
 def money(value: float) -> str:
@@ -32,7 +44,9 @@ class Finalize:
     plans: PlanRepository
     notifier: Notifier
     spot_prices: SpotPrices
+    locks: InstanceLocks
     clock: Clock
+    cooldown_seconds: int = DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 
     def finish(self, migration_id: str, outcome: Outcome, detail: Mapping[str, Any] | None) -> FinalOutcome:
         item = self.migrations.get(migration_id)
@@ -44,8 +58,19 @@ class Finalize:
         if detail:
             fields["outcome_detail"] = safe_detail(detail)
         self.migrations.update(migration_id, **fields)
+        released = self.release(migration_id, outcome, records)
         self._notify(migration_id, outcome, item, records, realised)
-        return FinalOutcome(status=outcome, realised=realised)
+        return FinalOutcome(status=outcome, realised=realised, locks_released=released)
+
+    def release(self, migration_id: str, outcome: str, records: list[InstanceRecord] | None = None) -> int:
+        """Give back the migration's instance locks; after a rollback, the instances it touched
+        cool down before a new plan may take them."""
+        if outcome not in COOLED_DOWN:
+            return self.locks.release(migration_id)
+        records = self.plans.records(migration_id) if records is None else records
+        touched = [r.instance_id for r in records if r.status in ("rolled_back", "rollback_failed")]
+        until = self.clock.now() + timedelta(seconds=self.cooldown_seconds)
+        return self.locks.release(migration_id, until, touched)
 
     def realised_savings(self, records: list[InstanceRecord]) -> Realised:
         """Monthly savings at today's Spot prices of the pools the replacements actually run in."""
@@ -63,10 +88,14 @@ class Finalize:
                  f"estimated {money(summary.get('monthly_savings', 0))}/month"]
         if realised:
             lines.append(f"Realised: {money(realised.monthly_savings)}/month ({realised.savings_pct} %) "
-                         f"on {migrated} instance(s)")
+                         f"on {migrated} instance(s), net of {money(realised.monthly_stopped_storage)}/month for "
+                         f"the stopped originals' volumes")
         if outcome == "rollback_failed":
-            lines += [f"Needs attention: {r.instance_id} (Spot {r.replacement_id} kept serving)"
+            lines += [f"Needs attention: {r.instance_id} ({r.attempts[-1] if r.attempts else 'not restored'}); "
+                      f"Spot {r.replacement_id} kept serving"
                       for r in records if r.status == "rollback_failed"][:NEEDS_ATTENTION_SHOWN]
+        if outcome in UNFINISHED.values():
+            lines += _unfinished_lines(records)
         self.notifier.publish(
             migration_id, outcome.replace("_", "-"), HEADLINES[outcome].format(mid=migration_id, migrated=migrated),
             lines, {"status": outcome, "realised": realised.model_dump() if realised else None,

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..domain.analysis import no_longer_eligible
 from ..domain.batching import chunks
 from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import WaveFailed
 from ..domain.instances import Instance, LaunchSpec
+from ..domain.locks import InstanceLock
 from ..domain.plan import IN_FLIGHT, InstanceRecord, WaveSpec, group_by_target_group
 from ..domain.request import MigrationRequest
 from ..domain.tags import migration_replacement_tags
 from ..domain.waves import WaveResult
-from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
+from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .launching import launch_in_first_pool
 from .traffic import Traffic
 
@@ -33,6 +35,7 @@ class MigrateWave:
     migrations: MigrationRepository
     plans: PlanRepository
     registry: ManagedRegistry
+    locks: InstanceLocks
     clock: Clock
 
     def run(self, migration_id: str, wave: WaveSpec, budget: Budget) -> WaveResult:
@@ -77,8 +80,27 @@ class _WaveStep:
         ids = [r.instance_id for r in planned]
         originals = self.s.fleet.describe(ids)
         launched = self.s.fleet.find_replacements(self.mid, ids)
+        locks = self.s.locks.locks(ids)
         for record in planned:
-            self._launch(record, originals.get(record.instance_id), launched.get(record.instance_id))
+            original, existing = originals.get(record.instance_id), launched.get(record.instance_id)
+            why = None if existing else self._may_not_move(original, locks.get(record.instance_id))
+            if why:
+                self._skip(record, *why)
+            else:
+                self._launch(record, original, existing)
+
+    def _may_not_move(self, original: Instance | None, lock: InstanceLock | None) -> tuple[str, str] | None:
+        """Why an instance planned for this wave must not move now (checked right before its launch)."""
+        if lock is None or lock.migration_id != self.mid:
+            holder = lock.migration_id if lock and lock.migration_id else "no migration"
+            return "lock_lost", f"this migration no longer holds the instance ({holder} does)"
+        if original is None or original.state != "running":
+            return None  # _launch fails it: the original is gone or stopped
+        return no_longer_eligible(original)
+
+    def _skip(self, record: InstanceRecord, reason: str, detail: str) -> None:
+        record.skip(reason, detail)
+        self.s.plans.put_record(self.mid, record)
 
     def _running(self, launching: list[InstanceRecord]) -> list[InstanceRecord]:
         """The replacements that reach running in time; the others are given up."""

@@ -32,6 +32,7 @@ from ..domain.views import (
     MigrationPage,
     PlanPage,
     Started,
+    execution_input,
     iso_or_none,
     migration_detail,
     migration_summary,
@@ -43,6 +44,56 @@ from .approval import TOKEN_GRACE_SECONDS
 MAX_PAGE = 100
 Events = list[HistoryEvent]
 RECENT_EVENTS = 50  # enough history to find the state an execution is in
+MAX_EXECUTION_INPUT = 262_144  # bytes (UTF-8): the most Step Functions accepts as an execution's input
+BEFORE_APPROVAL = (None, "analysing", "planned", "reviewed")  # None: the analysis has not recorded it yet
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """Where a migration is with respect to its approval step."""
+
+    status: str | None  # the migration status; None until the analysis records the migration
+    execution_status: str | None
+    pending: bool  # waiting for a decision now
+    ahead: bool  # on its way to the approval step: a decision sent a little later can be taken
+    asks: bool = True  # False: it has no approval step (auto_approve, dry run)
+
+    @property
+    def retry(self) -> bool:
+        """Sending the decision again later may succeed (it is not past its approval step)."""
+        return self.pending or self.ahead
+
+    def conflict(self, migration_id: str) -> str:
+        """Why a decision is not taken now."""
+        if self.ahead:
+            return (f"migration {migration_id!r} is {self.status or 'starting'}, not awaiting approval yet: "
+                    "its approval step is ahead, send the decision again shortly")
+        if not self.asks:
+            return (f"migration {migration_id!r} is {self.status or 'starting'}, not awaiting approval: it needs no "
+                    "decision (auto_approve or dry run)")
+        if self.status is None:
+            return f"migration {migration_id!r} ended {self.execution_status} before its approval step"
+        return f"migration {migration_id!r} is {self.status}, not awaiting approval"
+
+
+class NotAwaitingApproval(ApprovalNotPending):
+    """A decision for a migration that does not wait for one, with where it is (``state.ahead``:
+    it has not reached its approval step yet)."""
+
+    def __init__(self, migration_id: str, state: ApprovalState):
+        super().__init__(state.conflict(migration_id))
+        self.state = state
+
+
+def approval_state(item: dict[str, Any], execution: dict[str, Any] | None) -> ApprovalState:
+    """A migration's item and execution, seen from its approval step: a running migration that
+    has not reached the step is ahead of it, unless it never asks (auto_approve, dry run)."""
+    status, execution_status = item.get("status"), (execution or {}).get("status")
+    request = item.get("request") or execution_input(execution) or {}
+    approval = request.get("approval")
+    asks = not request.get("dry_run") and not (isinstance(approval, dict) and approval.get("auto_approve"))
+    ahead = asks and execution_status == "RUNNING" and status in BEFORE_APPROVAL
+    return ApprovalState(status, execution_status, pending=status == "awaiting_approval", ahead=ahead, asks=asks)
 
 
 @dataclass
@@ -60,6 +111,10 @@ class Migrations:
         is a MigrationConflict."""
         migration_id = check_migration_id(body.migration_id or new_migration_id())
         execution_input_json = json.dumps(body.model_dump(mode="json", exclude={"migration_id"}), sort_keys=True)
+        size = len(execution_input_json.encode())
+        if size > MAX_EXECUTION_INPUT:
+            raise InvalidMigrationRequest(f"invalid migration request: input: {size} bytes as JSON; Step Functions "
+                                          f"accepts at most {MAX_EXECUTION_INPUT} (select fewer instances by id)")
         existing = self.executions.describe(migration_id)
         if existing is None:
             started = self.executions.start(migration_id, execution_input_json)
@@ -103,6 +158,13 @@ class Migrations:
         )
 
     def get(self, migration_id: str) -> MigrationDetail:
+        item, execution = self._lookup(migration_id)
+        running = execution is not None and execution["status"] == "RUNNING"
+        return migration_detail(migration_id, item, execution, self.current_state(migration_id) if running else None)
+
+    def _lookup(self, migration_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The migration item ({} until the analysis records it) and its execution; MigrationNotFound
+        when neither exists."""
         check_migration_id(migration_id)
         execution = self.executions.describe(migration_id)
         try:
@@ -111,8 +173,7 @@ class Migrations:
             if execution is None:
                 raise
             item = {}
-        running = execution is not None and execution["status"] == "RUNNING"
-        return migration_detail(migration_id, item, execution, self.current_state(migration_id) if running else None)
+        return item, execution
 
     def plan(self, migration_id: str, limit: int = MAX_PAGE, next_token: str | None = None) -> PlanPage:
         check_migration_id(migration_id)
@@ -144,13 +205,15 @@ class Migrations:
 
     # --- decide -------------------------------------------------------------------------
     def decide(self, migration_id: str, approved: bool, *, principal: str, reason: str | None = None) -> DecisionResult:
-        """Approve or reject a migration waiting for approval (ApprovalNotPending otherwise)."""
+        """Approve or reject a migration waiting for approval: NotAwaitingApproval (with where it
+        is) when it does not, ApprovalNotPending when another decision or the timeout came first."""
         check_migration_id(migration_id)
         if not approved and not (reason or "").strip():
             raise InvalidMigrationRequest("a rejection needs a reason")
-        item = self.migrations.get(migration_id)
-        if item.get("status") != "awaiting_approval":
-            raise ApprovalNotPending(f"migration {migration_id!r} is {item.get('status')}, not awaiting approval")
+        item, execution = self._lookup(migration_id)
+        state = approval_state(item, execution)
+        if not state.pending:
+            raise NotAwaitingApproval(migration_id, state)
         decision = DecisionResult(migration_id=migration_id, approved=approved, decided_by=principal,
                                   decided_at=iso(self.clock.now()), reason=reason)
         recorded = decision.model_dump(exclude={"migration_id"})

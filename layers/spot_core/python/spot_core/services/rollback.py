@@ -1,29 +1,38 @@
-"""Rollback: every original back in service, then its Spot replacement terminated.
+"""Rollback: every original back in service, then every instance launched for it terminated.
 
 Never loses capacity: a replacement is terminated only after its original runs and is
-healthy again in every target group; an original that cannot come back keeps its
-replacement serving, and the record says so. Loops (the state machine calls again) until
-every record is handled.
+healthy again in every target group; an original that cannot come back keeps one Spot
+replacement serving, and its record, the migration item and the notification say why.
+EC2 may refuse to start an original: a capacity refusal is tried again for a while
+(on-demand capacity comes back), any other refusal ends that instance's rollback at once;
+the others are restored either way. Every instance launched for the migration counts,
+not only the recorded replacement: an interruption or rebalance replacement of a
+replacement keeps the migration's tags, and a launch a crash left unrecorded has them too.
+Loops (the state machine calls again) until every record is handled.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..domain.batching import chunks
-from ..domain.clock import Budget, Clock
-from ..domain.errors import RollbackIncomplete
+from ..domain.clock import Budget, Clock, iso
+from ..domain.errors import CapacityRefused, RollbackIncomplete, StartRefused
+from ..domain.instances import Instance
 from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
+from ..domain.tags import REPLACES_TAG
 from ..domain.waves import RollbackResult
 from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .finalize import Finalize
 from .traffic import Traffic
 
 CHUNK = 50
-NAMED_IN_ERROR = 20
+NAMED = 20  # instances named in the error and the migration item
+RESTORE_RETRY_SECONDS = 1800  # how long a capacity refusal to start an original is tried again
 
 
 def failure_detail(failure: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -42,18 +51,21 @@ class Rollback:
     registry: ManagedRegistry
     finalize: Finalize
     clock: Clock
+    restore_retry_seconds: int = RESTORE_RETRY_SECONDS
 
     def run(self, migration_id: str, failure: Mapping[str, Any] | None, budget: Budget) -> RollbackResult:
         detail = failure_detail(failure)
         self.migrations.update(migration_id, status="rolling_back", failure=detail)
-        records = [r for r in self.plans.records(migration_id) if r.replacement_id and r.status in ROLLBACK_SCOPE]
+        launched = _by_original(self.fleet.launched_for(migration_id))
+        records = [r for r in self.plans.records(migration_id) if _to_undo(r, launched)]
         handled = 0
         for chunk in chunks(records, CHUNK):
             if budget.exhausted():
                 break
-            _Restore(self, migration_id, budget).restore(chunk)
+            _Restore(self, migration_id, budget, launched).restore(chunk)
             handled += len(chunk)
-        result = self._progress(migration_id, done=handled == len(records))
+        waiting = any(r.status in ROLLBACK_SCOPE for r in records)  # originals EC2 has no capacity for yet
+        result = self._progress(migration_id, done=handled == len(records) and not waiting)
         if result.done:
             self.finalize.finish(migration_id, "rolled_back", detail)
         return result
@@ -62,49 +74,116 @@ class Rollback:
         everything = self.plans.records(migration_id)
         restored = [r for r in everything if r.status == "rolled_back"]
         kept = [r for r in everything if r.status == "rollback_failed"]
-        by_wave = Counter(str(r.wave) for r in restored if r.wave is not None)
-        self.migrations.update(migration_id, rollback={"done": done, "restored": len(restored), "kept": len(kept),
-                                                       "by_wave": dict(by_wave)})
+        self.migrations.update(migration_id, rollback={
+            "done": done, "restored": len(restored), "kept": len(kept), "by_wave": _by_wave(restored),
+            "kept_instances": [_kept_instance(r) for r in kept[:NAMED]],
+        })
         if done and kept:
             raise RollbackIncomplete(
                 f"{len(kept)} original(s) could not be restored and keep their Spot replacement: "
-                + ", ".join(r.instance_id for r in kept[:NAMED_IN_ERROR])
+                + "; ".join(f"{r.instance_id} ({_last_note(r)})" for r in kept[:NAMED])
             )
         return RollbackResult(done=done, restored=len(restored), terminated=len(restored))
 
 
-class _Restore:
-    """One chunk: originals started and healthy again, then replacements drained and terminated."""
+def _by_wave(records: list[InstanceRecord]) -> dict[str, int]:
+    return dict(Counter(str(r.wave) for r in records if r.wave is not None))
 
-    def __init__(self, service: Rollback, migration_id: str, budget: Budget):
-        self.s, self.mid, self.budget = service, migration_id, budget
+
+def _kept_instance(record: InstanceRecord) -> dict[str, str | None]:
+    return {"instance_id": record.instance_id, "replacement_id": record.replacement_id, "reason": _last_note(record)}
+
+
+def _last_note(record: InstanceRecord) -> str:
+    return record.attempts[-1] if record.attempts else "not restored"
+
+
+def _unstartable(ids: list[str], originals: Mapping[str, Instance]) -> dict[str, CapacityRefused | StartRefused]:
+    """Originals that are gone or terminated: no start brings them back."""
+    states = {i: originals[i].state if i in originals else "gone" for i in ids}
+    return {i: StartRefused(f"the original is {state}") for i, state in states.items()
+            if state not in ("stopped", "stopping", "pending", "running")}
+
+
+def _by_original(instances: list[Instance]) -> dict[str, list[Instance]]:
+    found: dict[str, list[Instance]] = defaultdict(list)
+    for instance in instances:
+        found[instance.tags.get(REPLACES_TAG, "")].append(instance)
+    return dict(found)
+
+
+def _to_undo(record: InstanceRecord, launched: Mapping[str, list[Instance]]) -> bool:
+    """A record with a replacement on record, or an instance launched for it that no record knows yet."""
+    if record.status in ROLLBACK_SCOPE:
+        return bool(record.replacement_id) or record.instance_id in launched
+    return record.status in ("planned", "skipped") and record.instance_id in launched
+
+
+class _Restore:
+    """One chunk: originals started and healthy again, then the instances launched for them
+    drained and terminated."""
+
+    def __init__(self, service: Rollback, migration_id: str, budget: Budget, launched: dict[str, list[Instance]]):
+        self.s, self.mid, self.budget, self.launched = service, migration_id, budget, launched
         self.traffic = Traffic(service.fleet, service.load_balancer, service.clock)
 
     def restore(self, chunk: list[InstanceRecord]) -> None:
-        back = self._start_originals(chunk)
+        back, refused = self._start_originals(chunk)
         serving = self._serving_again(back)
-        self._retire_replacements(serving)
+        terminated = self._retire(serving, keep={})
         for r in serving:
-            r.rolled_back()
+            r.rolled_back(terminated.get(r.instance_id, []))
             self.s.plans.put_record(self.mid, r)
-        for r in chunk:
-            if r not in serving:
-                r.rollback_failed()
-                self.s.plans.put_record(self.mid, r)
+        now = self.s.clock.now()
+        unrestored = [r for r in chunk if r not in serving]
+        kept = {r.instance_id: self._kept(r) for r in unrestored}
+        self._retire(unrestored, keep=kept)
+        for r in unrestored:
+            why = refused.get(r.instance_id)
+            if isinstance(why, CapacityRefused) and self._may_wait(r, now):
+                r.restore_waits(why.code, iso(now))
+            else:
+                r.rollback_failed(self._reason(why), kept[r.instance_id])
+            self.s.plans.put_record(self.mid, r)
 
-    def _start_originals(self, chunk: list[InstanceRecord]) -> list[InstanceRecord]:
+    def _reason(self, why: CapacityRefused | StartRefused | None) -> str:
+        if isinstance(why, CapacityRefused):
+            return f"no on-demand capacity to start it ({why.code}) for {self.s.restore_retry_seconds // 60} min"
+        if why is not None:
+            return f"EC2 refused to start it: {str(why)[:200]}"
+        return "not running and healthy in every target group in time"
+
+    def _may_wait(self, record: InstanceRecord, now: datetime) -> bool:
+        since = datetime.fromisoformat(record.restore_refused_since) if record.restore_refused_since else now
+        return now - since < timedelta(seconds=self.s.restore_retry_seconds)
+
+    def _kept(self, record: InstanceRecord) -> str | None:
+        """The one replacement an original that is not back keeps: the recorded one if it runs, else the newest."""
+        live = self.launched.get(record.instance_id, [])
+        if any(i.instance_id == record.replacement_id for i in live):
+            return record.replacement_id
+        newest = sorted(live, key=lambda i: iso(i.launch_time) if i.launch_time else "")
+        return newest[-1].instance_id if newest else None
+
+    def _start_originals(self, chunk: list[InstanceRecord]
+                         ) -> tuple[list[InstanceRecord], dict[str, CapacityRefused | StartRefused]]:
         """Start the stopped originals (waiting for any still stopping); those running come back."""
         ids = [r.instance_id for r in chunk]
+        originals = self._stopped_or_running(ids)
+        to_start = [i for i, o in originals.items() if o.state == "stopped"]
+        refused = {**_unstartable(ids, originals), **(self.s.fleet.start(to_start) if to_start else {})}
+        waiting = [i for i in ids if i not in refused]
+        states = self.traffic.wait_for_states(waiting, "running", self.budget.step_deadline()) if waiting else {}
+        return [r for r in chunk if states.get(r.instance_id) == "running"], refused
+
+    def _stopped_or_running(self, ids: list[str]) -> dict[str, Instance]:
+        """The originals, after waiting for any still stopping (a stopping instance cannot start)."""
         originals = self.s.fleet.describe(ids)
         stopping = [i for i, o in originals.items() if o.state == "stopping"]
-        if stopping:
-            self.traffic.wait_for_states(stopping, "stopped", self.budget.step_deadline())
-            originals = self.s.fleet.describe(ids)
-        to_start = [i for i, o in originals.items() if o.state == "stopped"]
-        if to_start:
-            self.s.fleet.start(to_start)
-        states = self.traffic.wait_for_states(ids, "running", self.budget.step_deadline())
-        return [r for r in chunk if states.get(r.instance_id) == "running"]
+        if not stopping:
+            return originals
+        self.traffic.wait_for_states(stopping, "stopped", self.budget.step_deadline())
+        return self.s.fleet.describe(ids)
 
     def _serving_again(self, back: list[InstanceRecord]) -> list[InstanceRecord]:
         """Register the originals again; those healthy in every target group serve again."""
@@ -113,14 +192,19 @@ class _Restore:
         health = self.traffic.wait_for_targets(old_groups, {"healthy"}, self.budget.step_deadline())
         return [r for r in back if all(health.get((ref.arn, r.instance_id)) == "healthy" for ref in r.target_groups)]
 
-    def _retire_replacements(self, serving: list[InstanceRecord]) -> None:
-        """Drain and terminate the replacements of originals serving again (a "launching" one
-        may never have been registered: only registered targets are deregistered)."""
-        new_groups = self.traffic.registered_only(group_by_target_group(
-            (r.replacement, ref) for r in serving for ref in r.target_groups))
+    def _retire(self, records: list[InstanceRecord], keep: Mapping[str, str | None]) -> dict[str, list[str]]:
+        """Drain and terminate every instance launched for these originals but the one each keeps
+        (only registered targets are deregistered: a launched one may never have been)."""
+        retired = {r.instance_id: sorted({i.instance_id for i in self.launched.get(r.instance_id, [])}
+                                         - {keep.get(r.instance_id)}) for r in records}
+        pairs = [(iid, ref) for r in records for iid in retired[r.instance_id] for ref in r.target_groups]
+        new_groups = self.traffic.registered_only(group_by_target_group(pairs))
         self.s.load_balancer.deregister(new_groups)
         self.traffic.wait_for_targets(new_groups, {"unused"}, self.budget.step_deadline())
-        if serving:
-            self.s.fleet.terminate([r.replacement for r in serving])
-        for r in serving:
-            self.s.registry.register(r.replacement, f"migration {self.mid}", status="retired")
+        doomed = [iid for ids in retired.values() for iid in ids]
+        if doomed:
+            self.s.fleet.terminate(doomed)
+        for iid in doomed:
+            self.s.registry.register(iid, f"migration {self.mid}", status="retired")
+        return retired
+

@@ -1,11 +1,13 @@
 """The orphan sweeper: finds instances this product launched that nothing accounts for.
 
 An instance tagged spot-migration:managed=true is accounted for when the registry says
-it is active (a migration or an interruption launched it and still uses it), when it is
-a pending replacement, or when it serves in a target group. Anything else older than
-the grace period is an orphan: reported (default) or terminated, and notified. The
-sweeper also finishes prewarmed replacements whose wait has expired, and retires
-instances that a rebalance 'replace' swapped out once they have drained.
+it is active (a migration or an interruption launched it and still uses it), when it
+serves in a target group, or (unless the registry retired it) when a replacement claim
+names it or it succeeds an instance whose replacement is still unfinished. Anything else
+older than the grace period is an orphan: reported (default) or terminated, and notified.
+The sweeper also finishes prewarmed replacements whose wait has expired, retires instances
+that a rebalance 'replace' swapped out once they have drained, and reports replacements
+left unfinished (their handling failed for good; the next event for the instance resumes it).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from ..domain.clock import Clock
-from ..domain.orphans import DRAIN_SECONDS, SweeperMode, SweepReport, find_orphans
+from ..domain.instances import Instance
+from ..domain.interruptions import is_stale, is_unfinished
+from ..domain.orphans import DRAIN_SECONDS, Accounted, SweeperMode, SweepReport, find_orphans
 from ..domain.plan import TargetRef, group_by_target_group
 from ..ports import Fleet, LoadBalancer, ManagedRegistry, Notifier, ReplacementClaims
-
-PENDING = ("launching", "prewarmed")  # replacement statuses whose instance is accounted for
 
 
 @dataclass
@@ -38,15 +40,30 @@ class Sweeper:
         now = self.clock.now()
         finished, retired = self._finish_replacements(now)
         instances = self.fleet.managed()
-        pending = {r.get("replacement_id") for r in self.claims.all() if r.get("status") in PENDING}
-        serving = set(self.load_balancer.membership()) if instances else set()
+        claims = self.claims.all()
         registry = self.registry.statuses([i.instance_id for i in instances])
-        orphans = find_orphans(instances, now, self.grace_seconds, registry, {i for i in pending | serving if i})
-        report = SweepReport(mode=self.mode, managed=len(instances), orphans=orphans,
-                             prewarms_finished=finished, swapped_out_retired=retired)
+        orphans = find_orphans(instances, now, self.grace_seconds, registry, self._accounted(instances, claims))
+        stale = sorted((c for c in claims if is_unfinished(c) and is_stale(c, now)), key=lambda c: c["instance_id"])
+        report = SweepReport(mode=self.mode, managed=len(instances), orphans=orphans, prewarms_finished=finished,
+                             swapped_out_retired=retired, unfinished_replacements=[c["instance_id"] for c in stale])
         if orphans:
             self._handle_orphans(report)
+        if stale:
+            lines = [f"{c['instance_id']}: replacement {c.get('replacement_id') or 'not recorded'} ({c['status']})"
+                     for c in stale]
+            self.notifier.publish("sweeper", "unfinished-replacements",
+                                  f"{len(stale)} replacement(s) left unfinished: the replacement function failed on "
+                                  "them (see its dead-letter queue); the next event for the instance resumes it",
+                                  lines, report.model_dump())
         return report
+
+    def _accounted(self, instances: list[Instance], claims: list[dict[str, Any]]) -> Accounted:
+        """Serving in a target group, named by a replacement claim, or succeeding an unfinished one."""
+        return Accounted(
+            serving=set(self.load_balancer.membership()) if instances else set(),
+            claimed={c["replacement_id"] for c in claims if c.get("replacement_id")},
+            resuming={c["instance_id"] for c in claims if is_unfinished(c)},
+        )
 
     def _finish_replacements(self, now: datetime) -> tuple[list[str], list[str]]:
         """Prewarms whose wait is over become swaps; instances swapped out after a rebalance

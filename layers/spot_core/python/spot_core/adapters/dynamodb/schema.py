@@ -8,6 +8,8 @@ Items, by partition key (pk) and sort key (sk):
                       VERDICT#<agent>       one agent verdict
                       APPROVAL_TOKEN        the task token, while an approval is pending
     INSTANCE#<id>     REPLACEMENT           the one replacement of an interrupted instance (by_status index)
+                      LOCK                  the migration holding the instance, or its cooldown after a
+                                            rollback (by_status index under LOCK#<migration> while held)
     POOLS             <type>#<az>#<when>#<instance>   a Spot interruption, remembered for a week
     MANAGED#<id>      META                  an instance the product launched (the sweeper's registry)
     EVENTS            <hash of the event id>   an EC2 event being or already handled (Powertools Idempotency)
@@ -60,3 +62,9 @@ POOLS = "POOLS"
 EVENTS = "EVENTS"
 MIGRATIONS_INDEX_PK = "MIGRATION"  # gsi1pk of migration items
 REPLACEMENTS_INDEX_PK = "REPLACEMENT"  # gsi1pk of replacement items
+LOCK = "LOCK"
+
+
+def locks_index_pk(migration_id: str) -> str:
+    """gsi1pk of the locks a migration holds."""
+    return f"LOCK#{migration_id}"

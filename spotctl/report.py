@@ -109,9 +109,11 @@ def _analysis(report: dict) -> list[str]:
     headers = ["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"]
     out += _table(headers, [_instance_row(i) for i in report["instances"]])
     on_demand, savings = s.get("monthly_on_demand"), s.get("monthly_savings")
-    spot = (on_demand or 0) - (savings or 0)
-    out.append(f"  Total: {_money(on_demand)}/month on-demand -> {_money(spot)} on Spot: saves {_money(savings)}/month "
-               f"({s.get('savings_pct', 0)} %)  [prices: {s.get('pricing_source')}]")
+    storage = s.get("monthly_stopped_storage", 0)
+    spot = (on_demand or 0) - (savings or 0) - storage
+    out.append(f"  Total: {_money(on_demand)}/month on-demand -> {_money(spot)} on Spot + {_money(storage)} for the "
+               f"stopped originals' volumes: saves {_money(savings)}/month ({s.get('savings_pct', 0)} %)  "
+               f"[prices: {s.get('pricing_source')}]")
     return out
 
 

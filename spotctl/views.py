@@ -34,6 +34,8 @@ def wave_line(w: WaveProgress) -> str:
             f"{w.migrated}/{w.target_count} migrated  {WAVE_STATE[w.state]:<10}")
     if w.failed:
         line += f"  {w.failed} failed"
+    if w.skipped:
+        line += f"  {w.skipped} skipped (no longer eligible)"
     if w.launching:
         line += f"  {w.launching} launching"
     g = w.gate

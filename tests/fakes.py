@@ -213,6 +213,9 @@ class FakeFleet:
         """`attached_volumes` (instance id -> [(type, GiB)]); every instance has a root volume unless set."""
         return {i: list(self.attached_volumes.get(i, [("gp3", 8)])) for i in instance_ids if i in self._instances}
 
+    def live_replacements(self) -> list[Instance]:
+        return [i for i in self.live() if REPLACES_TAG in i.tags]
+
     def launched_for(self, migration_id: str) -> list[Instance]:
         self.world.enter("fleet.launched_for")
         return [i for i in self.live() if i.tags.get(MIGRATION_ID_TAG) == migration_id]
@@ -462,7 +465,7 @@ class FakeMigrations:
         items = [copy.deepcopy(i) for i in self.items.values() if status is None or i["status"] == status]
         return items[:limit], None
 
-    def get_many(self, migration_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, migration_ids: list[str], consistent: bool = False) -> dict[str, dict[str, Any]]:
         return {m: copy.deepcopy(self.items[m]) for m in migration_ids if m in self.items}
 
 

@@ -18,8 +18,9 @@ RETRY = [
     },
     # The function died mid-way (its timeout, out of memory, the runtime exiting): every handler
     # records each step before the next AWS call, so running it again resumes where it stopped.
+    # Not States.Timeout: that is the approval's own timeout, which its Catch handles.
     {
-        "ErrorEquals": ["Sandbox.Timedout", "States.Timeout", "Runtime.ExitError", "Runtime.OutOfMemory"],
+        "ErrorEquals": ["Sandbox.Timedout", "Runtime.ExitError", "Runtime.OutOfMemory"],
         "IntervalSeconds": 5, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL",
     },
 ]

@@ -5,6 +5,11 @@ Replaces `moto.awslambda.models.LambdaFunction._invoke_lambda`, which returns
 their configuration from os.environ, like in Lambda, and each gets it to itself.
 Everything a handler prints (Powertools JSON logs, EMF metrics) is captured per
 invocation, as CloudWatch Logs would, instead of reaching the terminal.
+
+Crash injection: `crash_after(function, k)` kills an invocation right after its k-th
+mutating AWS call (any operation but Describe*/Get*/List*/BatchGet*/Query/Scan, counted by
+a botocore after-call hook on every session), as a Lambda killed at its timeout
+(Sandbox.Timedout); `mutating_calls()` tells how many mutating calls each handler run made.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from builders import MID, WEB, finalize, migrate_wave, plan, records, serving
-from fakes import FakeOnDemandPrices, FakeSpotPrices, Ports
+from fakes import Crash, FakeOnDemandPrices, FakeSpotPrices, Ports
 
 from spot_core.domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 from spot_core.domain.request import MigrationRequest
@@ -167,3 +167,35 @@ def test_the_cooldown_is_configurable(p):
 
     lock = p.locks.items[instance.instance_id]
     assert lock.cooldown_until == p.clock.now() + timedelta(seconds=60)
+
+
+def test_an_original_whose_replacement_still_runs_gets_no_second_one(p):
+    originals = serving(p, 2, tags=OPTED_IN)
+    wave = plan(p, originals[:1], mid="mig-a")
+    p.world.crash_on("lb.register")  # launched, never swapped in: the original still serves
+    with pytest.raises(Crash):
+        migrate_wave(p).run("mig-a", wave, p.clock.budget())
+    finalize(p).finish("mig-a", "stopped", None)  # the execution was stopped there, its locks released
+
+    reasons = analyze(p, "mig-b")
+
+    assert reasons[originals[0].instance_id] == "has_live_replacement"
+    assert reasons[originals[1].instance_id] is None
+    assert "mig-a" in records(p, "mig-b")[originals[0].instance_id].exclusion_detail
+
+
+def test_a_replacement_the_product_launched_is_not_planned_again(p):
+    [instance] = serving(p, 1, tags={**OPTED_IN, "spot-migration:managed": "true"})
+    assert analyze(p, "mig-a") == {instance.instance_id: "launched_by_product"}
+
+
+def test_a_wave_invocation_still_running_when_the_execution_was_stopped_changes_nothing(p):
+    originals = serving(p, 2)
+    wave = plan(p, originals)
+    end_execution(p).run(MID, "ABORTED", "stopped from the console")
+    before = list(p.world.log)
+
+    result = migrate_wave(p).run(MID, wave, p.clock.budget())
+
+    assert p.world.log == before and result.migrated == 0
+    assert p.migrations.get(MID)["status"] == "stopped"

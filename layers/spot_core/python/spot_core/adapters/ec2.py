@@ -251,6 +251,13 @@ class Ec2Fleet:
                                 (volume.get("VolumeType", ""), volume.get("Size", 0)))
         return found
 
+    def live_replacements(self) -> list[Instance]:
+        """Every pending or running replacement any migration launched (they name their original)."""
+        return list(self._describe([
+            {"Name": "tag-key", "Values": [REPLACES_TAG]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]))
+
     def launched_for(self, migration_id: str) -> list[Instance]:
         """Every pending or running instance launched for the migration: its replacements, and
         their own interruption or rebalance replacements (which keep the migration's tags)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .instances import Instance, TypeTraits
 from .plan import InstanceRecord, PlanSummary, Pool, Risk, TargetRef, Workload
 from .pricing import HOURS_PER_MONTH, storage_monthly
-from .tags import OPT_IN_TAG, STATEFUL_TAG, is_opted_in
+from .tags import OPT_IN_TAG, STATEFUL_TAG, is_managed, is_opted_in
 
 MIN_CPU_SAMPLES = 6
 
@@ -61,6 +61,9 @@ def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
         return "already_spot", "instance already runs on Spot"
     if facts.lifecycle == "scheduled":
         return "scheduled_instance", "scheduled reserved instance"
+    if is_managed(facts.tags):
+        return "launched_by_product", "a replacement the product launched (an on-demand fallback returns to Spot " \
+                                      "through the interruption handling, not a migration)"
     if facts.tags.get(STATEFUL_TAG, "").lower() == "true":
         return "stateful", f"tagged {STATEFUL_TAG}=true"
     if facts.instance_storage:

@@ -31,6 +31,12 @@ def has_ended(item: Mapping[str, object]) -> bool:
     """Whether a migration item records its end. Not its status alone: a dry run ends as
     "planned", a status every migration passes through."""
     return bool(item.get("finished_at"))
+
+
+def ended_early(item: Mapping[str, object]) -> bool:
+    """Ended by its execution stopping, failing or timing out, not by its own last step: a
+    Lambda still running for it (Step Functions does not stop one) must change nothing more."""
+    return has_ended(item) and item.get("status") in UNFINISHED.values()
 # Step Functions execution statuses (ListExecutions' filter)
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 # Outcomes whose records say what happened to each instance

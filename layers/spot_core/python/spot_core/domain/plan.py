@@ -145,9 +145,7 @@ class InstanceRecord(BaseModel):
         self.attempts.append(f"rollback: starting {self.instance_id} refused ({why}); trying again")
 
     def rollback_failed(self, why: str, kept: str | None) -> None:
-        self.status = "rollback_failed"
-        if kept:
-            self.replacement_id = kept
+        self.status, self.replacement_id = "rollback_failed", kept
         self.attempts.append(f"rollback: {self.instance_id} not restored ({why}); "
                              + (f"Spot {kept} kept serving" if kept else "no replacement running"))
 

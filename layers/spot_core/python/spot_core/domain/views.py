@@ -29,6 +29,7 @@ class WaveProgress(BaseModel):
     migrated: int = 0
     launching: int = 0
     failed: int = 0
+    skipped: int = 0  # no longer eligible when their turn came (opted out, stateful, held by another migration)
     rolled_back: int = 0
     state: WaveState = "pending"
     gate: dict[str, Any] | None = None
@@ -118,7 +119,7 @@ def wave_progress(item: dict[str, Any]) -> list[WaveProgress]:
     for wave in item.get("waves", []):
         result = results.get(str(wave["index"]), {})
         progress, gate = result.get("migration") or {}, result.get("gate")
-        counts = {k: progress.get(k, 0) for k in ("migrated", "launching", "failed")}
+        counts = {k: progress.get(k, 0) for k in ("migrated", "launching", "failed", "skipped")}
         counts["rolled_back"] = rolled_back.get(str(wave["index"]), 0)
         out.append(WaveProgress(index=wave["index"], percent=wave["percent"], bake_seconds=wave["bake_seconds"],
                                 target_count=wave["target_count"], state=_wave_state(progress, gate, counts),

@@ -19,7 +19,7 @@ from ..domain.plan import InstanceRecord, PlanSummary, TargetRef
 from ..domain.pools import candidate_types, migration_pools
 from ..domain.pricing import SpotPriceStat
 from ..domain.request import MigrationRequest
-from ..domain.tags import is_opted_in
+from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, is_opted_in
 from ..ports import (
     Fleet,
     InstanceLocks,
@@ -53,6 +53,7 @@ class Analyze:
         self._check_selected(request, instances)  # before anything is written
         self.migrations.create(migration_id, request.model_dump())
         records = self._records(instances, request.min_savings_pct)
+        self._exclude_replaced(records)
         self._hold(migration_id, records)
         self.plans.put_records(migration_id, records)
         summary = summarize(records, self.on_demand.source_used)
@@ -65,6 +66,19 @@ class Analyze:
         if missing:
             raise InvalidMigrationRequest("invalid migration request: selector.instance_ids: no such (live) instance: "
                                           + ", ".join(missing[:UNKNOWN_IDS_SHOWN]))
+
+    def _exclude_replaced(self, records: list[InstanceRecord]) -> None:
+        """An original whose replacement still runs (a migration that ended half-way, a rollback
+        that kept it) must not get a second one."""
+        candidates = {r.instance_id: r for r in records if r.eligible}
+        if not candidates:
+            return
+        for replacement in self.fleet.live_replacements():
+            record = candidates.get(replacement.tags.get(REPLACES_TAG, ""))
+            if record is not None and record.eligible:
+                record.exclude("has_live_replacement",
+                               f"{replacement.instance_id}, launched for it by migration "
+                               f"{replacement.tags.get(MIGRATION_ID_TAG)}, still runs")
 
     def _hold(self, migration_id: str, records: list[InstanceRecord]) -> None:
         """Lock every candidate for this migration; one that another live migration holds, or
@@ -89,7 +103,7 @@ class Analyze:
 
     def _ended(self, migration_ids: list[str]) -> set[str]:
         """Those of the migrations that have ended (or never wrote an item: refused before writing)."""
-        items = self.migrations.get_many(migration_ids) if migration_ids else {}
+        items = self.migrations.get_many(migration_ids, consistent=True) if migration_ids else {}
         return {m for m in migration_ids if m not in items or has_ended(items[m])}
 
     def _records(self, instances: list[Instance], min_savings_pct: float) -> list[InstanceRecord]:

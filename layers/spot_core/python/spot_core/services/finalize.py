@@ -11,12 +11,31 @@ from typing import Any
 from ..domain.clock import Clock, iso
 from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 from ..domain.outcomes import COOLED_DOWN, HEADLINES, UNFINISHED, WITH_RECORDS, FinalOutcome, Outcome, Realised
-from ..domain.plan import IN_FLIGHT, InstanceRecord
+from ..domain.plan import IN_FLIGHT, ROLLBACK_SCOPE, InstanceRecord
 from ..ports import InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
 NEEDS_ATTENTION_SHOWN = 50
 DETAIL_KEPT = ("approved", "decided_by", "decided_at", "reason", "vetoed_by", "Error", "Cause")
+
+
+def _touched_by_rollback(record: InstanceRecord, outcome: str) -> bool:
+    """Restored or not, an instance a rollback dealt with cools down; so does one a failed
+    rollback never reached (its replacement may still run)."""
+    if record.status in ("rolled_back", "rollback_failed"):
+        return True
+    return outcome in COOLED_DOWN and record.status in ROLLBACK_SCOPE and bool(record.replacement_id)
+
+
+def _needs_attention(records: list[InstanceRecord]) -> list[str]:
+    """Every instance a failed rollback did not restore: those it gave up on, with the reason,
+    and those it never reached (the rollback itself failed)."""
+    kept = [f"Needs attention: {r.instance_id}: {r.attempts[-1] if r.attempts else 'not restored'}"
+            for r in records if r.status == "rollback_failed"]
+    unreached = [f"Needs attention: {r.instance_id} was not rolled back ({r.status}); its replacement "
+                 f"{r.replacement_id} may still run" for r in records
+                 if r.status in ROLLBACK_SCOPE and r.replacement_id]
+    return (kept + unreached)[:NEEDS_ATTENTION_SHOWN]
 
 
 def _unfinished_lines(records: list[InstanceRecord]) -> list[str]:
@@ -57,18 +76,21 @@ class Finalize:
             fields["realised"] = realised.model_dump()
         if detail:
             fields["outcome_detail"] = safe_detail(detail)
-        self.migrations.update(migration_id, **fields)
+        # Locks first: once the item says the migration ended, another analysis may take over
+        # what it still holds, and would skip the cooldown.
         released = self.release(migration_id, outcome, records)
+        self.migrations.update(migration_id, **fields)
         self._notify(migration_id, outcome, item, records, realised)
         return FinalOutcome(status=outcome, realised=realised, locks_released=released)
 
     def release(self, migration_id: str, outcome: str, records: list[InstanceRecord] | None = None) -> int:
         """Give back the migration's instance locks; after a rollback, the instances it touched
         cool down before a new plan may take them."""
-        if outcome not in COOLED_DOWN:
+        if records is None:
+            records = self.plans.records(migration_id) if outcome in WITH_RECORDS else []
+        touched = [r.instance_id for r in records if _touched_by_rollback(r, outcome)]
+        if not touched:
             return self.locks.release(migration_id)
-        records = self.plans.records(migration_id) if records is None else records
-        touched = [r.instance_id for r in records if r.status in ("rolled_back", "rollback_failed")]
         until = self.clock.now() + timedelta(seconds=self.cooldown_seconds)
         return self.locks.release(migration_id, until, touched)
 
@@ -91,9 +113,7 @@ class Finalize:
                          f"on {migrated} instance(s), net of {money(realised.monthly_stopped_storage)}/month for "
                          f"the stopped originals' volumes")
         if outcome == "rollback_failed":
-            lines += [f"Needs attention: {r.instance_id} ({r.attempts[-1] if r.attempts else 'not restored'}); "
-                      f"Spot {r.replacement_id} kept serving"
-                      for r in records if r.status == "rollback_failed"][:NEEDS_ATTENTION_SHOWN]
+            lines += _needs_attention(records)
         if outcome in UNFINISHED.values():
             lines += _unfinished_lines(records)
         self.notifier.publish(

@@ -134,7 +134,7 @@ class Interruptions:
         if not groups and notice.kind == "state-change":  # reclaimed: the load balancer let it go already
             groups = self._groups_on_record(instance)
         fields = {"kind": notice.kind, "swap": swap, "target_groups": [g.model_dump() for g in groups],
-                  "event_time": notice.time.isoformat(), "launch_token": f"intr-{notice.event_id}"}
+                  "event_time": notice.time.isoformat(), "launch_token": f"intr-{iid}"}
         if not self.claims.claim(iid, notice.event_id, **fields):  # another event claimed it a moment ago
             return _in_progress(iid, self.claims.get(iid) or {})
         claim = {**fields, "instance_id": iid, "status": "launching", "event_id": notice.event_id}

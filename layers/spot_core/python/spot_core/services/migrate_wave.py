@@ -17,6 +17,7 @@ from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import WaveFailed
 from ..domain.instances import Instance, LaunchSpec
 from ..domain.locks import InstanceLock
+from ..domain.outcomes import ended_early
 from ..domain.plan import IN_FLIGHT, InstanceRecord, WaveSpec, group_by_target_group
 from ..domain.request import MigrationRequest
 from ..domain.tags import migration_replacement_tags
@@ -41,14 +42,13 @@ class MigrateWave:
     def run(self, migration_id: str, wave: WaveSpec, budget: Budget) -> WaveResult:
         """Advance the wave as far as the invocation's budget allows; WaveFailed when it is
         done with too few instances moved."""
-        self.migrations.update(migration_id, status="migrating", current_wave=wave.index)
-        request = MigrationRequest.model_validate(self.migrations.get(migration_id)["request"])
+        item = self.migrations.get(migration_id)
         records = [r for r in self.plans.records(migration_id) if r.eligible and r.wave == wave.index]
-        step = _WaveStep(self, migration_id, wave.index, budget)
-        for chunk in chunks([r for r in records if r.status in IN_FLIGHT], CHUNK):
-            if budget.exhausted():
-                break
-            step.advance(chunk)
+        if ended_early(item):  # the execution was stopped while this invocation was on its way: change nothing
+            return WaveResult.of(wave, records, iso(self.clock.now()))
+        self.migrations.update(migration_id, status="migrating", current_wave=wave.index)
+        request = MigrationRequest.model_validate(item["request"])
+        self._advance(migration_id, wave, records, budget)
         result = WaveResult.of(wave, records, iso(self.clock.now()))
         # Progress after every invocation, so status and watch read one item, not the plan.
         self.migrations.set_wave_result(migration_id, wave.index, "migration", result.model_dump())
@@ -58,6 +58,16 @@ class MigrateWave:
                 f"below the required {request.wave_success_ratio:.0%}"
             )
         return result
+
+
+    def _advance(self, migration_id: str, wave: WaveSpec, records: list[InstanceRecord], budget: Budget) -> None:
+        """Chunk after chunk while the budget lasts and the execution was not stopped meanwhile
+        (Step Functions does not stop a running Lambda)."""
+        step = _WaveStep(self, migration_id, wave.index, budget)
+        for chunk in chunks([r for r in records if r.status in IN_FLIGHT], CHUNK):
+            if budget.exhausted() or ended_early(self.migrations.get(migration_id)):
+                return
+            step.advance(chunk)
 
 
 class _WaveStep:

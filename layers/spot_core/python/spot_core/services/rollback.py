@@ -23,6 +23,7 @@ from ..domain.batching import chunks
 from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import CapacityRefused, RollbackIncomplete, StartRefused
 from ..domain.instances import Instance
+from ..domain.outcomes import ended_early
 from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
 from ..domain.tags import REPLACES_TAG
 from ..domain.waves import RollbackResult
@@ -55,7 +56,19 @@ class Rollback:
 
     def run(self, migration_id: str, failure: Mapping[str, Any] | None, budget: Budget) -> RollbackResult:
         detail = failure_detail(failure)
+        if ended_early(self.migrations.get(migration_id)):  # stopped meanwhile: the operator decides now
+            return RollbackResult(done=True, restored=0, terminated=0)
         self.migrations.update(migration_id, status="rolling_back", failure=detail)
+        done = self._restore_all(migration_id, budget)
+        if done:
+            self._late_launches(migration_id, budget)
+        result = self._progress(migration_id, done=done)
+        if result.done:
+            self.finalize.finish(migration_id, "rolled_back", detail)
+        return result
+
+    def _restore_all(self, migration_id: str, budget: Budget) -> bool:
+        """Restore chunk after chunk while the budget lasts; whether every record is handled."""
         launched = _by_original(self.fleet.launched_for(migration_id))
         records = [r for r in self.plans.records(migration_id) if _to_undo(r, launched)]
         handled = 0
@@ -65,10 +78,17 @@ class Rollback:
             _Restore(self, migration_id, budget, launched).restore(chunk)
             handled += len(chunk)
         waiting = any(r.status in ROLLBACK_SCOPE for r in records)  # originals EC2 has no capacity for yet
-        result = self._progress(migration_id, done=handled == len(records) and not waiting)
-        if result.done:
-            self.finalize.finish(migration_id, "rolled_back", detail)
-        return result
+        return handled == len(records) and not waiting
+
+    def _late_launches(self, migration_id: str, budget: Budget) -> None:
+        """Instances launched for the migration after this invocation looked (an interruption
+        replacement of a replacement, launched meanwhile): none stays but the one an original
+        that is not back keeps."""
+        launched = _by_original(self.fleet.launched_for(migration_id))
+        late = [r for r in self.plans.records(migration_id)
+                if r.instance_id in launched and r.status in ("rolled_back", "rollback_failed")]
+        if late:
+            _Restore(self, migration_id, budget, launched).retire_late(late)
 
     def _progress(self, migration_id: str, done: bool) -> RollbackResult:
         everything = self.plans.records(migration_id)
@@ -130,18 +150,18 @@ class _Restore:
     def restore(self, chunk: list[InstanceRecord]) -> None:
         back, refused = self._start_originals(chunk)
         serving = self._serving_again(back)
-        terminated = self._retire(serving, keep={})
+        terminated = self.retire(serving, keep={})
         for r in serving:
             r.rolled_back(terminated.get(r.instance_id, []))
             self.s.plans.put_record(self.mid, r)
         now = self.s.clock.now()
         unrestored = [r for r in chunk if r not in serving]
-        kept = {r.instance_id: self._kept(r) for r in unrestored}
-        self._retire(unrestored, keep=kept)
+        kept = {r.instance_id: self.kept(r) for r in unrestored}
+        self.retire(unrestored, keep=kept)
         for r in unrestored:
             why = refused.get(r.instance_id)
-            if isinstance(why, CapacityRefused) and self._may_wait(r, now):
-                r.restore_waits(why.code, iso(now))
+            if not isinstance(why, StartRefused) and self._may_wait(r, now):  # no capacity yet, or not back in time
+                r.restore_waits(why.code if why else "not running and healthy yet", iso(now))
             else:
                 r.rollback_failed(self._reason(why), kept[r.instance_id])
             self.s.plans.put_record(self.mid, r)
@@ -151,19 +171,29 @@ class _Restore:
             return f"no on-demand capacity to start it ({why.code}) for {self.s.restore_retry_seconds // 60} min"
         if why is not None:
             return f"EC2 refused to start it: {str(why)[:200]}"
-        return "not running and healthy in every target group in time"
+        return f"not running and healthy in every target group within {self.s.restore_retry_seconds // 60} min"
+
+    def retire_late(self, late: list[InstanceRecord]) -> None:
+        kept = {r.instance_id: self.kept(r) for r in late if r.status == "rollback_failed"}
+        self.retire(late, kept)
+        for r in late:
+            if r.instance_id in kept and kept[r.instance_id] != r.replacement_id:
+                r.rollback_failed("its replacement was interrupted during the rollback", kept[r.instance_id])
+                self.s.plans.put_record(self.mid, r)
 
     def _may_wait(self, record: InstanceRecord, now: datetime) -> bool:
         since = datetime.fromisoformat(record.restore_refused_since) if record.restore_refused_since else now
         return now - since < timedelta(seconds=self.s.restore_retry_seconds)
 
-    def _kept(self, record: InstanceRecord) -> str | None:
-        """The one replacement an original that is not back keeps: the recorded one if it runs, else the newest."""
-        live = self.launched.get(record.instance_id, [])
-        if any(i.instance_id == record.replacement_id for i in live):
-            return record.replacement_id
-        newest = sorted(live, key=lambda i: iso(i.launch_time) if i.launch_time else "")
-        return newest[-1].instance_id if newest else None
+    def kept(self, record: InstanceRecord) -> str | None:
+        """The one replacement an original that is not back keeps: the newest live one (an
+        interruption or rebalance replacement succeeds the one on record; the older one is being
+        reclaimed, or serves next to it)."""
+        def age(i: Instance) -> tuple[str, bool]:
+            return iso(i.launch_time) if i.launch_time else "", i.instance_id == record.replacement_id
+
+        live = sorted(self.launched.get(record.instance_id, []), key=age)
+        return live[-1].instance_id if live else None
 
     def _start_originals(self, chunk: list[InstanceRecord]
                          ) -> tuple[list[InstanceRecord], dict[str, CapacityRefused | StartRefused]]:
@@ -192,7 +222,7 @@ class _Restore:
         health = self.traffic.wait_for_targets(old_groups, {"healthy"}, self.budget.step_deadline())
         return [r for r in back if all(health.get((ref.arn, r.instance_id)) == "healthy" for ref in r.target_groups)]
 
-    def _retire(self, records: list[InstanceRecord], keep: Mapping[str, str | None]) -> dict[str, list[str]]:
+    def retire(self, records: list[InstanceRecord], keep: Mapping[str, str | None]) -> dict[str, list[str]]:
         """Drain and terminate every instance launched for these originals but the one each keeps
         (only registered targets are deregistered: a launched one may never have been)."""
         retired = {r.instance_id: sorted({i.instance_id for i in self.launched.get(r.instance_id, [])}

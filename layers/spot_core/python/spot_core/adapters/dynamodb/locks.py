@@ -57,8 +57,10 @@ class DynamoInstanceLocks:
     def __init__(self, table: Table):
         self.table = table
 
-    def acquire(self, migration_id: str, instance_ids: list[str], now: datetime) -> dict[str, InstanceLock]:
-        """Hold every instance that is free; the others -> the lock that keeps them."""
+    def acquire(self, migration_id: str, instance_ids: list[str], now: datetime,
+                attempts: int = 3) -> dict[str, InstanceLock]:
+        """Hold every instance that is free; the others -> the lock that keeps them. A lock freed
+        between the refusal and its read is tried again."""
         refused: set[str] = set()
         for batch in chunks(sorted(set(instance_ids)), TRANSACTION_ITEMS):
             while batch:
@@ -67,7 +69,11 @@ class DynamoInstanceLocks:
                     break
                 refused.update(failed)
                 batch = [i for i in batch if i not in failed]
-        return self.locks(sorted(refused))
+        holding = {i: lock for i, lock in self.locks(sorted(refused)).items() if lock.refusal(migration_id, now)}
+        freed = sorted(refused - holding.keys())
+        if freed and attempts > 1:
+            holding.update(self.acquire(migration_id, freed, now, attempts - 1))
+        return holding
 
     def take_over(self, migration_id: str, instance_id: str, ended_holder: str, now: datetime) -> bool:
         """Hold an instance whose holder ended without releasing it (checked by the caller)."""

@@ -111,10 +111,10 @@ class DynamoMigrations:
             kwargs["ExclusiveStartKey"] = _check_start_key(start_key, ours)
         return query_page(self.table, **kwargs)
 
-    def get_many(self, migration_ids: list[str]) -> dict[str, Item]:
+    def get_many(self, migration_ids: list[str], consistent: bool = False) -> dict[str, Item]:
         """migration id -> migration item, for the ids that have one."""
         keys = [_key(mid) for mid in dict.fromkeys(migration_ids)]
-        return {item["migration_id"]: item for item in batch_get(self.table, keys, consistent=False)}
+        return {item["migration_id"]: item for item in batch_get(self.table, keys, consistent=consistent)}
 
 
 class DynamoPlans:

@@ -547,7 +547,6 @@ def _malformed() -> list[tuple[str, object]]:
         ("review_capacity", {"migration_id": 42}),
         ("review_capacity", {"migration_id": "x" * 81}),
         ("review_performance", {"migration_id": MID + "\n"}),
-        ("analyze", {"migration_id": MID, "request": [50, 10]}),
         ("consolidate_reviews", {"migration_id": MID}),
         ("consolidate_reviews", {"migration_id": MID, "verdicts": "all good"}),
         ("request_approval", {"migration_id": MID}),
@@ -577,6 +576,13 @@ def test_malformed_event_is_rejected_and_changes_nothing(runtime, planned, case)
     before = world(runtime)
     with pytest.raises(InvalidEvent):
         invoke(runtime, name, event)
+    assert world(runtime) == before
+
+
+def test_a_request_that_is_not_an_object_is_the_documented_error_and_changes_nothing(runtime, planned):
+    before = world(runtime)
+    with pytest.raises(InvalidMigrationRequest, match="must be a JSON object"):
+        invoke(runtime, "analyze", {"migration_id": MID, "request": [50, 10]})
     assert world(runtime) == before
 
 

@@ -24,6 +24,7 @@ from spot_core.domain.clock import Budget
 from spot_core.domain.errors import (
     ApprovalNotPending,
     CapacityRefused,
+    EventInProgress,
     InvalidMigrationRequest,
     LaunchRefused,
     MigrationNotFound,
@@ -592,7 +593,9 @@ class FakeEventOnce:
         self.in_progress: set[str] = set()
 
     def run(self, event_id: str, work: Callable[[], M], on_duplicate: Callable[[], M]) -> M:
-        if event_id in self.done or event_id in self.in_progress:
+        if event_id in self.in_progress:
+            raise EventInProgress(event_id)
+        if event_id in self.done:
             return on_duplicate()
         self.in_progress.add(event_id)
         try:

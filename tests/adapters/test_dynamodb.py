@@ -13,7 +13,7 @@ from spot_core.adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
 from spot_core.adapters.dynamodb.pools import DynamoPoolMemory
 from spot_core.adapters.dynamodb.registry import DynamoManagedRegistry
 from spot_core.adapters.dynamodb.replacements import DynamoReplacementClaims
-from spot_core.domain.errors import ApprovalNotPending, InvalidMigrationRequest, MigrationNotFound
+from spot_core.domain.errors import ApprovalNotPending, EventInProgress, InvalidMigrationRequest, MigrationNotFound
 from spot_core.domain.plan import AgentVerdict, InstanceRecord, Pool
 from spotctl.local.lambdas import FakeContext
 
@@ -160,7 +160,7 @@ def test_an_event_is_handled_once_and_a_failure_lets_the_retry_do_it(table):
     assert item[schema.TTL_ATTRIBUTE] > 0, "the record expires (TTL)"
 
 
-def test_an_event_being_handled_elsewhere_is_a_duplicate(table):
+def test_an_event_being_handled_elsewhere_is_retried_later(table):
     events = events_once()
     started, release = threading.Event(), threading.Event()
 
@@ -173,7 +173,9 @@ def test_an_event_being_handled_elsewhere_is_a_duplicate(table):
     thread = threading.Thread(target=lambda: first.append(events.run("e-3", slow, lambda: Outcome(action="dup"))))
     thread.start()
     started.wait(5)
-    assert events_once().run("e-3", slow, lambda: Outcome(action="dup")).action == "dup"
+    with pytest.raises(EventInProgress):  # not a success: Lambda retries it, and then finds it done
+        events_once().run("e-3", slow, lambda: Outcome(action="dup"))
     release.set()
     thread.join(5)
     assert first[0].action == "replaced"
+    assert events_once().run("e-3", slow, lambda: Outcome(action="dup")).action == "dup"

@@ -199,3 +199,18 @@ def test_a_wave_invocation_still_running_when_the_execution_was_stopped_changes_
 
     assert p.world.log == before and result.migrated == 0
     assert p.migrations.get(MID)["status"] == "stopped"
+
+
+def test_an_execution_that_ended_during_its_rollback_ends_rollback_failed_naming_each_instance(p):
+    originals = serving(p, 2, (WEB,))
+    wave = plan(p, originals)
+    migrate_wave(p).run(MID, wave, p.clock.budget())
+    p.migrations.update(MID, status="rolling_back")  # the Rollback task failed for good, then its record step too
+
+    outcome = end_execution(p).run(MID, "FAILED", "Lambda.TooManyRequestsException")
+
+    assert outcome.status == "rollback_failed"
+    named = {n["instance_id"] for n in p.migrations.get(MID)["needs_attention"]}
+    assert named == {o.instance_id for o in originals}
+    [sent] = p.notifier.sent
+    assert all(any(o.instance_id in line for line in sent["lines"]) for o in originals)

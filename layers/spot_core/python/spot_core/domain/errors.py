@@ -68,6 +68,12 @@ class LaunchRefused(SpotMigrationError):
     the subnet, an invalid parameter): that instance cannot move now."""
 
 
+class EventInProgress(SpotMigrationError):
+    """Another invocation is handling the same event, or died handling it before its timeout:
+    the delivery is retried later (Lambda's asynchronous retries), and then finds it done or
+    resumes it."""
+
+
 class StartRefused(SpotMigrationError):
     """EC2 refused to start a stopped instance for a reason waiting will not fix (not
     authorised, for example because its tags changed; an instance in a state that cannot start)."""

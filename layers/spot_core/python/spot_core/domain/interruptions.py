@@ -36,9 +36,10 @@ Action = Literal[
 # when the takeover is complete; "retired" once the swapped-out instance is gone.
 ReplacementStatus = Literal["launching", "launched", "prewarmed", "swapped", "retired"]
 UNFINISHED: tuple[str, ...] = ("launching", "launched")  # a takeover that is still going on, or died
-# A claim whose holder has not finished after this long is taken over (and resumed) by another event;
-# far beyond the replacement function's timeout (90 s), so the holder is surely dead by then.
-CLAIM_STALE_SECONDS = 300
+# A claim whose holder has not finished after this long is taken over (and resumed) by another event:
+# the replacement function's timeout (90 s) and a margin, so the holder is surely dead by then, and
+# before the reclaim (two minutes after the warning) leaves the capacity short for long.
+CLAIM_STALE_SECONDS = 120
 # The reasons EC2 gives when it takes a Spot instance back (DescribeInstances StateReason.Code);
 # anything else (Client.UserInitiatedShutdown: the API, the product itself; Client.InstanceInitiatedShutdown:
 # from the OS) is someone's decision, not a reclaim.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..domain.errors import MigrationNotFound
-from ..domain.outcomes import UNFINISHED, FinalOutcome, has_ended
+from ..domain.outcomes import UNFINISHED, FinalOutcome, Outcome, has_ended
 from ..ports import MigrationRepository
 from .finalize import Finalize
 
@@ -23,11 +23,13 @@ class EndExecution:
     finalize: Finalize
 
     def run(self, migration_id: str, execution_status: str, cause: str | None) -> FinalOutcome:
-        outcome = UNFINISHED[execution_status]
+        outcome: Outcome = UNFINISHED[execution_status]
         try:
             item = self.migrations.get(migration_id)
         except MigrationNotFound:  # refused before anything was written (an invalid request)
             return FinalOutcome(status=outcome)
+        if item.get("status") == "rolling_back":  # it ended before its rollback did: not restored
+            outcome = "rollback_failed"
         if has_ended(item):
             status = item["status"]
             return FinalOutcome(status=status, locks_released=self.finalize.release(migration_id, status))

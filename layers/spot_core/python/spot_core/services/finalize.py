@@ -27,6 +27,14 @@ def _touched_by_rollback(record: InstanceRecord, outcome: str) -> bool:
     return outcome in COOLED_DOWN and record.status in ROLLBACK_SCOPE and bool(record.replacement_id)
 
 
+def _attention_items(records: list[InstanceRecord]) -> list[dict[str, Any]]:
+    """Each instance not back as it was, for the migration item: original, replacement, why."""
+    return [{"instance_id": r.instance_id, "replacement_id": r.replacement_id, "status": r.status,
+             "reason": r.attempts[-1] if r.attempts else None}
+            for r in records if r.replacement_id and r.status in (*ROLLBACK_SCOPE, "rollback_failed")
+            ][:NEEDS_ATTENTION_SHOWN]
+
+
 def _needs_attention(records: list[InstanceRecord]) -> list[str]:
     """Every instance a failed rollback did not restore: those it gave up on, with the reason,
     and those it never reached (the rollback itself failed)."""
@@ -76,6 +84,8 @@ class Finalize:
             fields["realised"] = realised.model_dump()
         if detail:
             fields["outcome_detail"] = safe_detail(detail)
+        if outcome == "rollback_failed" or outcome in UNFINISHED.values():
+            fields["needs_attention"] = _attention_items(records)
         # Locks first: once the item says the migration ended, another analysis may take over
         # what it still holds, and would skip the cooldown.
         released = self.release(migration_id, outcome, records)

@@ -147,9 +147,10 @@ class _WaveStep:
         self._recorded(record)
 
     def _recorded(self, record: InstanceRecord) -> None:
-        """A launched replacement is on its record, then in the registry (the sweeper leaves it alone)."""
-        self.s.plans.put_record(self.mid, record)
+        """A launched replacement is in the registry (the sweeper leaves it alone), then on its
+        record: a retry after a crash between the two finds it by its tags and registers it again."""
         self.s.registry.register(record.replacement, f"migration {self.mid} wave {self.wave}")
+        self.s.plans.put_record(self.mid, record)
 
     def _switch_traffic(self, running: list[InstanceRecord]) -> None:
         """Register replacements, wait healthy, deregister originals, wait drained, stop originals."""

@@ -3,8 +3,9 @@ Powertools Idempotency on the event id, in the product's table.
 
 The first delivery writes an in-progress record (conditional put), does the work and
 stores its outcome; a later delivery finds the record and does nothing; a delivery while
-the first still runs is told so. If the work fails, the record is deleted, so the retry
-does the work. A crashed invocation's in-progress record expires with its Lambda timeout.
+the first still runs raises EventInProgress, so Lambda retries it later. If the work
+fails, the record is deleted, so the retry does the work. A crashed invocation's
+in-progress record expires with its Lambda timeout, and the retry after it resumes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
+from ...domain.errors import EventInProgress
 from ..aws import CLIENT_CONFIG
 from .schema import EVENTS, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
@@ -52,5 +54,5 @@ class IdempotentEvents:
         try:
             once(event={"event_id": event_id})
         except IdempotencyAlreadyInProgressError:
-            return on_duplicate()
+            raise EventInProgress(f"event {event_id} is being handled by another invocation; retried later") from None
         return done[0] if done else on_duplicate()

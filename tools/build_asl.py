@@ -46,11 +46,11 @@ def task(placeholder, payload, result_path, next_state=None, result_selector=Non
 MID = {"migration_id.$": "$.migration_id"}
 
 
-def finalize(outcome, next_state, detail_path=None):
+def finalize(outcome, next_state, detail_path=None, **extra):
     payload = {**MID, "outcome": outcome}
     if detail_path:
         payload["detail.$"] = detail_path
-    return task("FinalizeFunctionArn", payload, "$.final", next_state)
+    return task("FinalizeFunctionArn", payload, "$.final", next_state, **extra)
 
 
 def review_branch(name, placeholder):
@@ -186,7 +186,11 @@ definition = {
         "RolledBack": {"Type": "Fail", "Error": "MigrationRolledBack",
                        "Cause": "A wave or quality gate failed; every migrated instance is back on on-demand "
                                 "and the Spot replacements are terminated."},
-        "RecordRollbackFailure": finalize("rollback_failed", "RollbackFailed", "$.rollback_error"),
+        # Recording it must not turn a failed rollback into a plain Lambda error: the execution ends
+        # RollbackFailed either way (end_execution then records the migration as rollback_failed).
+        "RecordRollbackFailure": finalize("rollback_failed", "RollbackFailed", "$.rollback_error",
+                                          Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_error",
+                                                  "Next": "RollbackFailed"}]),
         "RollbackFailed": {"Type": "Fail", "Error": "RollbackFailed",
                            "Cause": "Rollback could not restore every instance; the migration record lists them. "
                                     "Spot replacements of unrestored instances were kept serving."},

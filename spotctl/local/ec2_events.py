@@ -24,6 +24,10 @@ from moto.events.models import EventPattern
 from spot_core.entry.event_rules import INSTANCE_STATE_CHANGE, INTERRUPTION_WARNING, REBALANCE_RECOMMENDATION, RULES
 
 REPLACER = "spot-migration-replace_interrupted"
+# Lambda retries an asynchronous invocation after about one minute, then two more: by the third
+# attempt the first one's deadline (the replacer's 90 s timeout) has passed, so what a crashed first
+# attempt marked in progress (Powertools Idempotency) has expired and the attempt resumes its work.
+LATE_ATTEMPT = 3
 # How EC2 takes a Spot instance back: the states it goes through and the reason it gives.
 RECLAIMS = {
     "terminate": (("shutting-down", "terminated"), "Server.SpotInstanceTermination"),
@@ -42,6 +46,7 @@ class Ec2Events:
     client: Callable[[str], Any]
     region: str
     dlq_url: str
+    lambdas: Any  # InProcessLambdas
 
     def matching_rules(self, event: dict) -> list[str]:
         """The deployed rules (same patterns as the CDK stack) that match `event`."""
@@ -57,6 +62,8 @@ class Ec2Events:
     def _deliver(self, rule: str, event: dict, attempts: int) -> dict:
         last: dict = {}
         for attempt in range(1, attempts + 1):
+            if attempt == LATE_ATTEMPT:
+                self.lambdas.expire_in_progress()
             try:
                 response = self.client("lambda").invoke(FunctionName=REPLACER, Payload=json.dumps(event))
                 last = json.loads(response["Payload"].read() or b"null")

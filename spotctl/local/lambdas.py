@@ -316,7 +316,7 @@ class InProcessLambdas:
             state.killed = False
             crash = log.crash
             if crash is not None and crash.error in TIMEOUT_ERRORS:
-                lambdas._time_ran_out(name)
+                lambdas.expire_in_progress()
             error = crash.error if crash is not None else TIMEOUT_ERROR
             raise type(error, (Exception,), {})(
                 f"injected crash after mutating call {crash.after if crash else '?'} ({log.actions[-1:]}): "
@@ -324,7 +324,7 @@ class InProcessLambdas:
 
         return run
 
-    def _time_ran_out(self, name: str) -> None:
+    def expire_in_progress(self) -> None:
         """A timed-out invocation ran until its deadline: what it marked in progress until then
         (Powertools Idempotency records, whose in-progress expiry is the Lambda deadline)
         has expired by the time anything retries it."""

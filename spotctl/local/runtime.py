@@ -42,6 +42,7 @@ from spot_core.entry.settings import load_settings, tunable_defaults
 from spot_core.entry.wiring import Wiring
 from spot_core.services.migrations import Migrations
 
+from . import dynamodb as local_dynamodb
 from .ec2_events import Ec2Events
 from .lambdas import InProcessLambdas, lambda_payload
 from .market import SpotMarket
@@ -148,9 +149,11 @@ class LocalRuntime(Ec2Events):
             WaitFunction._wait_interval = lambda wait, env, wait_seconds: runtime._wait(wait_seconds)
             retrier_decl.time = _VirtualTime(self)
         self.market.install()
+        local_dynamodb.install()  # TransactWriteItems without moto's table copy per item
 
     def _unpatch(self) -> None:
         self.market.uninstall()
+        local_dynamodb.uninstall()
         LambdaFunction._invoke_lambda = self._saved["invoke"]
         LambdaResponse.invoke = self._saved["response_invoke"]
         WaitFunction._wait_interval = self._saved["wait"]

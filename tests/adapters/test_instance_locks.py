@@ -7,13 +7,18 @@ import pytest
 
 from spot_core.adapters.dynamodb import schema
 from spot_core.adapters.dynamodb.locks import DynamoInstanceLocks
+from spotctl.local import dynamodb as local_dynamodb
 
 TABLE = "spot-migration-locks"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def locks(moto):
+@pytest.fixture(params=["moto", "embedded-runtime"])
+def locks(moto, request):
+    """On moto's TransactWriteItems, and on the embedded runtime's (same semantics, no table copy per item)."""
+    if request.param == "embedded-runtime":
+        local_dynamodb.install()
+        request.addfinalizer(local_dynamodb.uninstall)
     boto3.client("dynamodb").create_table(TableName=TABLE, **schema.key_schema())
     return DynamoInstanceLocks(boto3.resource("dynamodb").Table(TABLE))
 

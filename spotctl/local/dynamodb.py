@@ -52,22 +52,28 @@ def _apply(backend: DynamoDBBackend, operation: str, op: dict[str, Any], key: di
                             expression_attribute_names=names, expression_attribute_values=values)
 
 
+def _supported(transact_items: list[dict[str, Any]]) -> bool:
+    """What this version handles; anything else goes to moto's, with its validation errors."""
+    return len(transact_items) <= 100 and all(len(item) == 1 and next(iter(item)) in OPERATIONS
+                                              for item in transact_items)
+
+
 def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    steps = [next(iter(item.items())) for item in transact_items]
-    if len(transact_items) > 100 or any(len(item) != 1 or kind not in OPERATIONS
-                                        for item, (kind, _) in zip(transact_items, steps, strict=True)):
-        return _ORIGINAL(backend, transact_items)  # moto's own validation errors
-    keys = [_key(backend, kind, op) for kind, op in steps]
-    seen = {(op["TableName"], str(sorted(key.items()))) for (_, op), key in zip(steps, keys, strict=True)}
-    if len(seen) < len(steps):
+    if not _supported(transact_items):
+        return _ORIGINAL(backend, transact_items)
+    steps = [(kind, op, _key(backend, kind, op)) for kind, op in (next(iter(i.items())) for i in transact_items)]
+    if len({(op["TableName"], str(sorted(key.items()))) for _, op, key in steps}) < len(steps):
         raise MultipleTransactionsException()
-    failed = [_failed(backend, op, key) for (_, op), key in zip(steps, keys, strict=True)]
+    failed = [_failed(backend, op, key) for _, op, key in steps]
     if any(failed):
-        raise TransactionCanceledException([("ConditionalCheckFailed", "The conditional request failed", None)
-                                            if f else (None, None, None) for f in failed])
-    for (kind, op), key in zip(steps, keys, strict=True):
+        raise TransactionCanceledException([_reason(f) for f in failed])
+    for kind, op, key in steps:
         _apply(backend, kind, op, key)
     return None
+
+
+def _reason(failed: bool) -> tuple[str | None, str | None, None]:
+    return ("ConditionalCheckFailed", "The conditional request failed", None) if failed else (None, None, None)
 
 
 def install() -> None:

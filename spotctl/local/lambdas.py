@@ -43,10 +43,14 @@ class _RoutedStdout(io.TextIOBase):
 
     def write(self, text: str) -> int:
         buffer = getattr(self.local, "buffer", None)
-        return (buffer or self.real).write(text)
+        return (buffer or self._open()).write(text)
 
     def flush(self) -> None:
-        self.real.flush()
+        self._open().flush()
+
+    def _open(self) -> Any:
+        """The stream to write through; a test harness may have closed the one saved earlier."""
+        return sys.__stdout__ if getattr(self.real, "closed", False) else self.real
 
 
 _ROUTER: _RoutedStdout | None = None

@@ -60,24 +60,29 @@ class Ec2Events:
         return [self._deliver(rule, event, attempts) for rule in self.matching_rules(event)]
 
     def _deliver(self, rule: str, event: dict, attempts: int) -> dict:
+        return {"rule": rule, **self.invoke_async(REPLACER, event, attempts)}
+
+    def invoke_async(self, function: str, event: dict, attempts: int = 3) -> dict:
+        """An asynchronous invocation as Lambda makes it: tried `attempts` times, then the
+        dead-letter queue (the on-failure destination) with the reason."""
         last: dict = {}
         for attempt in range(1, attempts + 1):
             if attempt == LATE_ATTEMPT:
                 self.lambdas.expire_in_progress()
             try:
-                response = self.client("lambda").invoke(FunctionName=REPLACER, Payload=json.dumps(event))
+                response = self.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
                 last = json.loads(response["Payload"].read() or b"null")
                 if "FunctionError" not in response:
-                    return {"rule": rule, "attempts": attempt, "result": last}
+                    return {"attempts": attempt, "result": last}
             except ClientError as exc:
                 last = {"errorType": exc.response["Error"]["Code"], "errorMessage": str(exc)}
         self.client("sqs").send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps({
             "requestContext": {
-                "condition": "RetriesExhausted", "approximateInvokeCount": attempts, "functionArn": REPLACER,
+                "condition": "RetriesExhausted", "approximateInvokeCount": attempts, "functionArn": function,
             },
             "requestPayload": event, "responsePayload": last,
         }))
-        return {"rule": rule, "attempts": attempts, "error": last}
+        return {"attempts": attempts, "error": last}
 
     def ec2_event(self, instance_id: str, kind: str = "interruption", state: str | None = None) -> dict:
         """The event EC2 sends for one of the fleet's instances: a Spot interruption warning, a

@@ -201,20 +201,7 @@ class LocalRuntime(Ec2Events):
         }
         pattern = EventPattern.load(json.dumps(execution_ended_pattern(self.state_machine_arn)))
         if pattern.matches_event(event):
-            self.execution_events.append(self._deliver_to(END_EXECUTION, event))
-
-    def _deliver_to(self, function: str, event: dict, attempts: int = 3) -> dict:
-        """An asynchronous invocation: tried `attempts` times, then the dead-letter queue with the reason."""
-        answer: Any = None
-        for attempt in range(1, attempts + 1):
-            response = self.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event))
-            answer = json.loads(response["Payload"].read() or b"null")
-            if "FunctionError" not in response:
-                return {"function": function, "attempts": attempt, "result": answer}
-        self.client("sqs").send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps({
-            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": attempts},
-            "requestPayload": event, "responsePayload": answer}))
-        return {"function": function, "attempts": attempts, "error": answer}
+            self.execution_events.append({"function": END_EXECUTION, **self.invoke_async(END_EXECUTION, event)})
 
     def _wait(self, seconds: float) -> None:
         """A fast-forwarded Wait state: the service plays `seconds` of traffic at once."""

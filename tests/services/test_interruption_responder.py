@@ -46,6 +46,14 @@ def launched_ids(p: Ports) -> list[str]:
     return [d["instance_id"] for d in launches(p)]
 
 
+def dies_at(p: Ports, operation: str, event: Notice, after: int = 0) -> None:
+    """The handling of `event` dies at `operation` (after `after` successful calls of it), as a
+    Lambda invocation killed there would."""
+    p.world.crash_on(operation, after)
+    with pytest.raises(Crash):
+        service(p).handle(event)
+
+
 # --- what is not ours --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("tags", [{}, {MANAGED_TAG: "false"}, {"Name": "someone-elses"}])
 def test_an_unmanaged_instance_is_ignored_and_nothing_is_written_or_launched(p, tags):
@@ -225,10 +233,7 @@ def test_no_spot_capacity_anywhere_falls_back_to_on_demand_in_the_original_pool(
 def test_a_crash_while_launching_releases_the_claim_so_the_retry_launches(p):
     victim = managed(p)[0]
     interrupted = notice(p, victim)
-    p.world.crash_on("fleet.launch")
-
-    with pytest.raises(Crash):
-        service(p).handle(interrupted)
+    dies_at(p, "fleet.launch", interrupted)
     assert p.claims.all() == [] and launches(p) == []
 
     outcome = service(p).handle(interrupted)  # the event's retry
@@ -247,10 +252,7 @@ EVERY_STEP_AFTER_LAUNCH = [("claims.update", 0), ("lb.register", 0), ("lb.deregi
 def test_a_retry_after_a_crash_after_the_launch_launches_no_second_replacement(p, operation):
     victim = managed(p)[0]
     interrupted = notice(p, victim)
-    p.world.crash_on(operation)
-
-    with pytest.raises(Crash):
-        service(p).handle(interrupted)
+    dies_at(p, operation, interrupted)
     service(p).handle(interrupted)
     service(p).handle(notice(p, victim, "rebalance"))
 
@@ -261,10 +263,7 @@ def test_a_retry_after_a_crash_after_the_launch_launches_no_second_replacement(p
 def test_a_retry_after_a_crash_after_the_launch_completes_the_takeover(p, operation):
     victim = managed(p)[0]
     interrupted = notice(p, victim)
-    p.world.crash_on(operation)
-
-    with pytest.raises(Crash):
-        service(p).handle(interrupted)
+    dies_at(p, operation, interrupted)
     outcome = service(p).handle(interrupted)
     settle(p)
 
@@ -280,10 +279,7 @@ def test_the_retry_of_an_event_that_died_after_the_launch_resumes_it_to_the_end(
     victim = managed(p)[0]
     vid = victim.instance_id
     interrupted = notice(p, victim)
-    p.world.crash_on(operation, after)
-
-    with pytest.raises(Crash):
-        service(p).handle(interrupted)
+    dies_at(p, operation, interrupted, after)
     outcome = service(p).handle(interrupted)  # Lambda's retry of the same event
     settle(p)
 
@@ -324,9 +320,7 @@ def test_an_event_that_died_before_recording_its_launch_is_resumed_with_the_inst
     succeeds tag, even with prices that would now order the pools differently."""
     victim = managed(p)[0]
     interrupted = notice(p, victim)
-    p.world.crash_on("claims.update")
-    with pytest.raises(Crash):
-        service(p).handle(interrupted)
+    dies_at(p, "claims.update", interrupted)
     [first] = launched_ids(p)
     assert p.registry.statuses([first]) == {}
     p.spot_prices.prices = {pool: 0.5 if pool == p.fleet.instance(first).pool_key else price
@@ -341,9 +335,7 @@ def test_an_event_that_died_before_recording_its_launch_is_resumed_with_the_inst
 
 def test_while_the_holder_may_still_work_another_event_is_told_it_is_in_progress_then_resumes_once_stale(p):
     victim = managed(p)[0]
-    p.world.crash_on("lb.register")
-    with pytest.raises(Crash):
-        service(p).handle(notice(p, victim, "interruption", "warning"))
+    dies_at(p, "lb.register", notice(p, victim, "interruption", "warning"))
     [new] = launched_ids(p)
 
     early = service(p).handle(notice(p, victim, "rebalance", "rebalance-1"))
@@ -362,9 +354,7 @@ def test_while_the_holder_may_still_work_another_event_is_told_it_is_in_progress
 
 def test_a_claim_resumed_by_another_event_at_the_same_moment_is_resumed_once(p):
     victim = managed(p)[0]
-    p.world.crash_on("lb.register")
-    with pytest.raises(Crash):
-        service(p).handle(notice(p, victim, "interruption", "warning"))
+    dies_at(p, "lb.register", notice(p, victim, "interruption", "warning"))
     p.clock.sleep(CLAIM_STALE_SECONDS + 1)
     held = p.claims.get(victim.instance_id) or {}
     assert p.claims.take_over(victim.instance_id, held, "someone-else")  # wins the race
@@ -377,9 +367,7 @@ def test_a_claim_resumed_by_another_event_at_the_same_moment_is_resumed_once(p):
 def test_a_replacement_gone_before_the_resumption_is_launched_again_and_recorded(p):
     victim = managed(p)[0]
     interrupted = notice(p, victim)
-    p.world.crash_on("lb.register")
-    with pytest.raises(Crash):
-        service(p).handle(interrupted)
+    dies_at(p, "lb.register", interrupted)
     [gone] = launched_ids(p)
     p.fleet.reclaim(gone)
 

@@ -37,7 +37,6 @@ SPOT_CRASH_REPORT=<file> writes every crash point's outcome as JSON.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,8 @@ REPORT = os.environ.get("SPOT_CRASH_REPORT")
 SEED = 11
 RUN_TIMEOUT = 60.0  # real seconds; Wait states and retry backoff take no real time
 FN = "spot-migration-{}".format
+
+pytestmark = pytest.mark.usefixtures("quiet_moto")
 
 
 def lambda_tasks(states: dict) -> dict[str, dict]:
@@ -212,15 +213,6 @@ def _report(runs: list[Run]) -> None:
 
 
 # --- the tests -------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def quiet_moto():
-    """moto logs every failed state with the whole state's repr: keep failure reports readable."""
-    logger = logging.getLogger("moto.stepfunctions")
-    level, logger.level = logger.level, logging.CRITICAL
-    yield
-    logger.setLevel(level)
-
-
 def test_the_asl_retries_a_lambda_killed_at_its_timeout():
     """Step Functions reports a Lambda killed at its timeout as Sandbox.Timedout: every Lambda
     task retries it (the handlers resume where a killed invocation stopped)."""

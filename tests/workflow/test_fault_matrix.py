@@ -34,7 +34,6 @@ fault kind; SPOT_FAULT_MATRIX=full runs every cell (several minutes single-proce
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -69,6 +68,8 @@ IN_MAKE_TEST = {("QualityGate", 1, "throttle"), ("MigrateWave", 2, "capacity"), 
                 ("MigrateWave", 1, "timeout-last")}  # all four on the happy path: one baseline run
 FUNCTION_OF = {spec.asl_placeholder: f"spot-migration-{spec.name}" for spec in FUNCTIONS if spec.asl_placeholder}
 LAUNCHES = {f"spot-migration-{spec.name}" for spec in FUNCTIONS if "ec2:migrate" in spec.permissions}
+
+pytestmark = pytest.mark.usefixtures("quiet_moto")
 
 
 # --- the matrix, from the ASL ---------------------------------------------------------------------
@@ -311,15 +312,6 @@ def settled(rt: LocalRuntime, fleet: SmallFleet, result: ExecutionResult, item: 
     return [f"settled: ended {result.status} {result.error or ''} (item '{(item or {}).get('status')}') with the "
             f"fleet neither completed nor restored, and not RollbackFailed (records {', '.join(open_records)}{named}; "
             f"spot {sorted(after['spot'])}, stopped {sorted(after['stopped'])})"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def quiet_moto():
-    """moto logs every failed state with the whole state's repr: keep failure reports readable."""
-    logger = logging.getLogger("moto.stepfunctions")
-    level, logger.level = logger.level, logging.CRITICAL
-    yield
-    logger.setLevel(level)
 
 
 @pytest.mark.parametrize("cell", [

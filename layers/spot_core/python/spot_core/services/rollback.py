@@ -85,6 +85,8 @@ class Rollback:
         replacement of a replacement, launched meanwhile): none stays but the one an original
         that is not back keeps."""
         launched = _by_original(self.fleet.launched_for(migration_id))
+        if not launched:  # the common case: nothing launched for it runs any more, no plan to read again
+            return
         late = [r for r in self.plans.records(migration_id)
                 if r.instance_id in launched and r.status in ("rolled_back", "rollback_failed")]
         if late:

@@ -27,6 +27,7 @@ from spot_core.domain.errors import (
     EventInProgress,
     InvalidMigrationRequest,
     LaunchRefused,
+    LaunchThrottled,
     MigrationNotFound,
     StartRefused,
 )
@@ -36,7 +37,7 @@ from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, Ta
 from spot_core.domain.pricing import SpotPriceStat
 from spot_core.domain.quality import QualitySample
 from spot_core.domain.request import MetricQuery, Selector
-from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
+from spot_core.domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 
 M = TypeVar("M", bound=BaseModel)
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -123,6 +124,9 @@ class FakeFleet:
         self.attached_volumes: dict[str, list[tuple[str, int]]] = {}  # instance id -> EBS volumes (type, GiB)
         self.start_refusals: dict[str, str] = {}  # instance id -> error code StartInstances answers for it
         self.traits: dict[str, TypeTraits] = {}
+        self.capacity: dict[tuple[str, str], int] = {}  # (type, zone) -> instances a pool still has (default: plenty)
+        self.launch_bucket: tuple[float, float] | None = None  # (burst, per second): RunInstances' resource bucket
+        self._bucket: tuple[float, float] | None = None  # (tokens, at)
 
     # --- building the fleet ------------------------------------------------------------------------
     def add_subnet(self, subnet_id: str, zone: str, vpc: str = "vpc-1") -> None:
@@ -247,6 +251,39 @@ class FakeFleet:
         for entry in self._instances.values():
             if entry.token == client_token:
                 return entry.instance.instance_id  # EC2's idempotency: the same token, the same instance
+        return self._launch_one(spec, client_token, 0)
+
+    def launch_many(self, spec: LaunchSpec, count: int, client_token: str) -> list[str]:
+        """Up to `count` instances in one call (as many as the pool's `capacity` allows); throttled
+        when `launch_bucket` is set and has fewer tokens than `count`."""
+        self.world.enter("fleet.launch_many")
+        again = [e.instance for e in self._instances.values() if e.token == client_token]
+        if again:  # EC2's idempotency: the same token, the same instances
+            return [i.instance_id for i in sorted(again, key=lambda i: i.launch_index)]
+        self._take_tokens(count)
+        zone = self.subnets[spec.subnet_id][1]
+        room = self.capacity.get((spec.instance_type, zone), count) if spec.market == "spot" else count
+        if room < 1:
+            raise CapacityRefused("InsufficientInstanceCapacity", f"no capacity left for {spec.instance_type}")
+        ids = [self._launch_one(spec, client_token, index) for index in range(min(count, room))]
+        if (spec.instance_type, zone) in self.capacity:
+            self.capacity[(spec.instance_type, zone)] -= len(ids)
+        return ids
+
+    def _take_tokens(self, count: int) -> None:
+        if self.launch_bucket is None:
+            return
+        burst, rate = self.launch_bucket
+        tokens, at = self._bucket or (burst, self.world.clock.monotonic())
+        tokens = min(burst, tokens + (self.world.clock.monotonic() - at) * rate)
+        if tokens < count:
+            self._bucket = (tokens, self.world.clock.monotonic())
+            self.world.record("throttled", count)
+            raise LaunchThrottled("RequestLimitExceeded")
+        self._bucket = (tokens - count, self.world.clock.monotonic())
+
+    def _launch_one(self, spec: LaunchSpec, client_token: str, index: int) -> str:
+        """One instance of a launch (the checks of `launch`, then the instance, pending)."""
         zone = self.subnets[spec.subnet_id][1]
         if self.refuse_everything:
             raise LaunchRefused(f"{self.refuse_everything}: refused")
@@ -259,13 +296,23 @@ class FakeFleet:
             instance_id=next(self._ids), instance_type=spec.instance_type, availability_zone=zone, state="pending",
             subnet_id=spec.subnet_id, vpc_id=self.subnets[spec.subnet_id][0], image_id=spec.image_id,
             lifecycle="spot" if spec.market == "spot" else None, tags=dict(spec.tags),
-            launch_time=self.world.clock.now(), settings=spec.settings,
+            launch_time=self.world.clock.now(), settings=spec.settings, launch_index=index,
         )
         self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic(), client_token)
         if spec.user_data:
             self.user_datas[instance.instance_id] = spec.user_data
         self.world.record("launch", {"instance_id": instance.instance_id, "spec": spec})
         return instance.instance_id
+
+    def launched_in_batch(self, migration_id: str, batch: str) -> list[Instance]:
+        self.world.enter("fleet.launched_in_batch")
+        return sorted((i for i in self.live() if i.tags.get(MIGRATION_ID_TAG) == migration_id
+                       and i.tags.get(LAUNCH_BATCH_TAG) == batch), key=lambda i: i.launch_index)
+
+    def tag(self, instance_id: str, tags: Mapping[str, str]) -> None:
+        self.world.enter("fleet.tag")
+        self.set_tags(instance_id, **tags)
+        self.world.record("tag", (instance_id, dict(tags)))
 
     def start(self, instance_ids: list[str]) -> dict[str, CapacityRefused | StartRefused]:
         """`start_refusals` (instance id -> error code) are refused: capacity codes as CapacityRefused."""
@@ -373,6 +420,9 @@ class FakeLoadBalancer:
                     self.groups[arn][target.instance_id] = ("draining", self.world.clock.monotonic(), port)
                     self.world.record("deregister", (arn, target.instance_id))
 
+    def deregistration_delays(self, target_group_arns: Iterable[str]) -> dict[str, int]:
+        return {arn: int(self.drain_seconds) for arn in target_group_arns}
+
     def target_states(self, groups: TargetGroups) -> dict[tuple[str, str], str]:
         self.world.enter("lb.target_states")
         return {(arn, t.instance_id): self._state(arn, t.instance_id) for arn, targets in groups.items()
@@ -477,6 +527,8 @@ class FakePlans:
         self.verdict_items: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
 
     def put_records(self, migration_id: str, records: Iterable[InstanceRecord]) -> int:
+        """A batch write: every record or (a crash) none."""
+        self.world.enter("plans.put_records")
         count = 0
         for record in records:
             self.stored[migration_id][record.instance_id] = record.model_dump()

@@ -69,13 +69,16 @@ wave_iteration = {
         "MigrateWave": task("MigrateWaveFunctionArn", {**MID, "wave.$": "$.wave"}, "$.progress", "WaveComplete",
                             result_selector={"done.$": "$.Payload.done", "completed_at.$": "$.Payload.completed_at",
                                              "migrated.$": "$.Payload.migrated", "failed.$": "$.Payload.failed",
-                                             "total.$": "$.Payload.total"}),
+                                             "total.$": "$.Payload.total",
+                                             "wait_seconds.$": "$.Payload.wait_seconds"}),
         "WaveComplete": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.progress.done", "BooleanEquals": True, "Next": "Bake"}],
             "Default": "WaitForReplacements",
         },
-        "WaitForReplacements": {"Type": "Wait", "Seconds": 20, "Next": "MigrateWave"},
+        # Boots, health checks and draining are waited for here, not in a Lambda: MigrateWave
+        # says how long until its next step is due.
+        "WaitForReplacements": {"Type": "Wait", "SecondsPath": "$.progress.wait_seconds", "Next": "MigrateWave"},
         "Bake": {"Type": "Wait", "SecondsPath": "$.wave.bake_seconds", "Next": "QualityGate"},
         "QualityGate": task("QualityGateFunctionArn",
                             {**MID, "wave.$": "$.wave", "since.$": "$.progress.completed_at"}, "$.gate",

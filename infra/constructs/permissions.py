@@ -8,8 +8,9 @@ Mutating EC2 calls are scoped by tags, as the product's code is:
 * replacements are launched with ``spot-migration:managed=true`` (RunInstances on the
   instance and its volumes requires that request tag);
 * start/stop only instances tagged opt-in or managed; terminate only managed ones;
-* tags can be added at launch, or on opted-in originals - but never the managed tag,
-  which is what makes an instance terminable.
+* tags can be added at launch, on opted-in originals, or on managed replacements (their
+  own tags after a launch of several) - but never the managed tag, which is what makes
+  an instance terminable.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
         iam.PolicyStatement(sid="TagOptedInOriginals", actions=["ec2:CreateTags"], resources=[instance],
                             conditions={**opted_in,
                                         "ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}),
+        # A replacement launched with others in one RunInstances gets its own tags (the original it
+        # replaces, its name) right after: only on instances the product launched.
+        iam.PolicyStatement(sid="TagManagedReplacements", actions=["ec2:CreateTags"], resources=[instance],
+                            conditions={**managed,
+                                        "ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}),
         iam.PolicyStatement(sid="StartStopOptedIn", actions=["ec2:StartInstances", "ec2:StopInstances"],
                             resources=[instance], conditions=opted_in),
         iam.PolicyStatement(sid="StartStopManaged", actions=["ec2:StartInstances", "ec2:StopInstances"],
@@ -108,8 +114,8 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
     return {
         f("instance/*"): (
             f"Instance IDs are not known at deploy time. Every statement on instance/* is tag-conditioned: "
-            f"launch only with aws:RequestTag/{MANAGED_TAG}=true; tag at launch or opted-in originals "
-            f"(never adding {MANAGED_TAG}); start/stop only {OPT_IN_TAG} or {MANAGED_TAG}."
+            f"launch only with aws:RequestTag/{MANAGED_TAG}=true; tag at launch, opted-in originals or "
+            f"managed replacements (never adding {MANAGED_TAG}); start/stop only {OPT_IN_TAG} or {MANAGED_TAG}."
         ),
         f("volume/*"): f"Volumes are created by RunInstances with aws:RequestTag/{MANAGED_TAG}=true required; "
                        "tagging is limited to ec2:CreateAction=RunInstances.",

@@ -248,14 +248,16 @@ def test_start_stop_require_opt_in_or_managed_tag(statements):
         assert OPTED_IN in conditions and MANAGED in conditions
 
 
-def test_tags_only_at_launch_or_on_opted_in_originals_never_the_managed_tag(statements):
+def test_tags_only_at_launch_or_on_opted_in_originals_or_managed_replacements_never_the_managed_tag(statements):
     create_tags = with_action(statements, "ec2:CreateTags")
     assert create_tags
+    never_managed = {"ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}
     for statement in create_tags:
         condition = statement.get("Condition")
         at_launch = condition == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
-        on_original = condition == {**OPTED_IN, "ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}
-        assert at_launch or on_original, statement
+        on_original = condition == {**OPTED_IN, **never_managed}
+        on_replacement = condition == {**MANAGED, **never_managed}
+        assert at_launch or on_original or on_replacement, statement
 
 
 def test_pass_role_only_to_ec2(statements):

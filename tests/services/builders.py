@@ -106,6 +106,17 @@ def migrate_wave(p: Ports) -> MigrateWave:
     return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.locks, p.clock)
 
 
+def migrate(p: Ports, wave: WaveSpec, mid: str = MID, invocations: int = 200) -> Any:
+    """MigrateWave as the state machine runs it: invocations, each followed by the Wait it asks
+    for, until the wave is done; the last result."""
+    for _ in range(invocations):
+        result = migrate_wave(p).run(mid, wave, p.clock.budget())
+        if result.done:
+            return result
+        p.clock.sleep(result.wait_seconds)
+    raise AssertionError(f"wave not done after {invocations} invocations")
+
+
 def finalize(p: Ports) -> Finalize:
     return Finalize(p.migrations, p.plans, p.notifier, p.spot_prices, p.locks, p.clock)
 
@@ -126,7 +137,7 @@ def sweeper(p: Ports, **options: Any) -> Sweeper:
     return Sweeper(p.fleet, p.load_balancer, p.claims, p.registry, p.notifier, p.clock, **options)
 
 
-def until_done(run: Callable[[], Any], invocations: int = 10) -> Iterator[Any]:
+def until_done(run: Callable[[], Any], invocations: int = 200) -> Iterator[Any]:
     """Call `run` again (the state machine's loop) until its result says done."""
     for _ in range(invocations):
         result = run()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from builders import MID, WEB, finalize, migrate_wave, plan, records, serving
+from builders import MID, WEB, finalize, migrate, migrate_wave, plan, records, serving
 from fakes import Crash, FakeOnDemandPrices, FakeSpotPrices, Ports
 
 from spot_core.domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
@@ -94,7 +94,7 @@ def test_an_instance_that_became_ineligible_after_approval_is_skipped_not_failed
     wave = plan(p, originals, ratio=1.0)
     p.fleet.set_tags(originals[0].instance_id, **change)
 
-    result = migrate_wave(p).run(MID, wave, p.clock.budget())
+    result = migrate(p, wave)
 
     skipped = records(p)[originals[0].instance_id]
     assert (skipped.status, skipped.exclusion_reason, skipped.replacement_id) == ("skipped", reason, None)
@@ -110,7 +110,7 @@ def test_an_instance_whose_lock_another_migration_holds_is_skipped(p):
     p.locks.release(MID)
     p.locks.acquire("mig-other", [originals[0].instance_id], p.clock.now())
 
-    result = migrate_wave(p).run(MID, wave, p.clock.budget())
+    result = migrate(p, wave)
 
     record = records(p)[originals[0].instance_id]
     assert (record.status, record.exclusion_reason) == ("skipped", "lock_lost")
@@ -174,7 +174,7 @@ def test_an_original_whose_replacement_still_runs_gets_no_second_one(p):
     wave = plan(p, originals[:1], mid="mig-a")
     p.world.crash_on("lb.register")  # launched, never swapped in: the original still serves
     with pytest.raises(Crash):
-        migrate_wave(p).run("mig-a", wave, p.clock.budget())
+        migrate(p, wave, "mig-a")
     finalize(p).finish("mig-a", "stopped", None)  # the execution was stopped there, its locks released
 
     reasons = analyze(p, "mig-b")
@@ -204,7 +204,7 @@ def test_a_wave_invocation_still_running_when_the_execution_was_stopped_changes_
 def test_an_execution_that_ended_during_its_rollback_ends_rollback_failed_naming_each_instance(p):
     originals = serving(p, 2, (WEB,))
     wave = plan(p, originals)
-    migrate_wave(p).run(MID, wave, p.clock.budget())
+    migrate(p, wave)
     p.migrations.update(MID, status="rolling_back")  # the Rollback task failed for good, then its record step too
 
     outcome = end_execution(p).run(MID, "FAILED", "Lambda.TooManyRequestsException")

@@ -32,7 +32,6 @@ from spot_core.domain.errors import WaveFailed
 from spot_core.domain.instances import Instance, LaunchSettings
 from spot_core.domain.plan import WaveSpec
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, WAVE_TAG
-from spot_core.services import migrate_wave as migrate_wave_module
 
 ICE = "InsufficientInstanceCapacity"
 # One chunk takes 55 s of virtual time (boot 30 + healthy 15 + drained 10). A 150 s budget keeps the
@@ -41,8 +40,32 @@ ICE = "InsufficientInstanceCapacity"
 BUDGET_FOR_ONE_CHUNK = 150
 
 
+class NoSleep:
+    """A clock a service must not sleep on (waits belong to the state machine)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def now(self):
+        return self.clock.now()
+
+    def monotonic(self):
+        return self.clock.monotonic()
+
+    def sleep(self, seconds):
+        raise AssertionError(f"the service slept {seconds} s")
+
+
+def invoke(p: Ports, wave: WaveSpec, seconds: float = 900):
+    """One invocation, then the state machine's Wait for as long as it asked."""
+    result = migrate_wave(p).run(MID, wave, p.clock.budget(seconds))
+    p.clock.sleep(result.wait_seconds)
+    return result
+
+
 def run(p: Ports, wave: WaveSpec, seconds: float = 900):
-    return migrate_wave(p).run(MID, wave, p.clock.budget(seconds))
+    """The state machine's loop: invocations and waits until the wave is done; the last result."""
+    return list(until_done(lambda: invoke(p, wave, seconds)))[-1]
 
 
 def replacement_of(p: Ports, original: Instance) -> str:
@@ -92,17 +115,19 @@ def test_the_replacement_is_launched_from_its_originals_settings_with_the_migrat
 
     run(p, wave)
 
-    specs = {d["spec"].tags[REPLACES_TAG]: d["spec"] for d in launches(p)}
-    assert set(specs) == {first.instance_id, second.instance_id}
+    specs = {d["instance_id"]: d["spec"] for d in launches(p)}
+    assert set(specs) == {replacement_of(p, first), replacement_of(p, second)}
     for original, user_data in ((first, "#!/bin/sh\necho one"), (second, "#!/bin/sh\necho two")):
-        spec = specs[original.instance_id]
+        spec, replacement = specs[replacement_of(p, original)], p.fleet.instance(replacement_of(p, original))
         assert (spec.image_id, spec.subnet_id, spec.settings, spec.user_data) == (
             original.image_id, original.subnet_id, original.settings, user_data)
         assert (spec.instance_type, spec.market) == ("m5.large", "spot")
-        assert spec.tags[MANAGED_TAG] == "true" and spec.tags[MIGRATION_ID_TAG] == MID and spec.tags[WAVE_TAG] == "1"
-        assert spec.tags["Name"] == original.tags["Name"]
-    assert specs[first.instance_id].tags["team"] == "shop"
-    assert not any(k.startswith("aws:") for spec in specs.values() for k in spec.tags)
+        tags = replacement.tags
+        assert tags[MANAGED_TAG] == "true" and tags[MIGRATION_ID_TAG] == MID and tags[WAVE_TAG] == "1"
+        assert spec.tags[MANAGED_TAG] == "true"  # terminable by the product from its launch on
+        assert tags["Name"] == original.tags["Name"] and tags[REPLACES_TAG] == original.instance_id
+    assert p.fleet.instance(replacement_of(p, first)).tags["team"] == "shop"
+    assert not any(k.startswith("aws:") for i in specs for k in p.fleet.instance(i).tags)
 
 
 def test_a_launched_replacement_is_registered_active_in_the_managed_registry(p):
@@ -133,7 +158,7 @@ def test_every_pool_refused_fails_the_record_and_leaves_the_original_serving(p):
     record = records(p)[refused.instance_id]
     assert record.status == "failed" and record.replacement_id is None
     assert record.attempts == [f"{t}/us-east-1b: {ICE}" for t in POOL_TYPES] + ["Spot capacity refused in all 3 pools"]
-    assert [d["spec"].tags[REPLACES_TAG] for d in launches(p)] == [movable.instance_id]
+    assert [p.fleet.instance(d["instance_id"]).tags[REPLACES_TAG] for d in launches(p)] == [movable.instance_id]
     assert p.fleet.state(refused.instance_id) == "running" and refused.instance_id in p.load_balancer.serving(WEB)
     assert (result.migrated, result.failed) == (1, 1)
 
@@ -146,7 +171,7 @@ def test_a_launch_refused_for_another_reason_fails_that_instance_only_without_tr
     record = records(p)[no_address.instance_id]
     assert record.status == "failed"
     assert record.attempts[-1].startswith("launch refused: InsufficientFreeAddressesInSubnet")
-    assert p.world.calls["fleet.launch"] == 2  # one for each instance: the other pools were not tried
+    assert p.world.calls["fleet.launch_many"] == 2  # one for each instance: the other pools were not tried
     assert records(p)[movable.instance_id].status == "migrated"
     assert p.fleet.state(no_address.instance_id) == "running" and no_address.instance_id in p.load_balancer.serving(WEB)
     assert (result.done, result.migrated, result.failed) == (True, 1, 1)
@@ -175,17 +200,17 @@ def test_a_finished_wave_at_the_success_ratio_is_done(p):
     assert p.migrations.get(MID)["status"] == "migrating" and p.migrations.get(MID)["current_wave"] == 0
 
 
-def test_an_unfinished_wave_is_not_judged_however_few_moved_so_far(p, monkeypatch):
-    monkeypatch.setattr(migrate_wave_module, "CHUNK", 1)
-    stuck, *rest = serving(p, 3)
-    p.fleet.never_boots.add("m5a.large")
-    wave = plan(p, [stuck, *rest], ratio=0.95,
-                pools_of=lambda o: pools(types=("m5a.large",)) if o is stuck else pools())
+def test_an_unfinished_wave_is_not_judged_however_few_moved_so_far(p):
+    refused = serving(p, 1, zone="us-east-1b")[0]
+    booting = serving(p, 2)
+    for instance_type in POOL_TYPES:
+        p.fleet.refusals[(instance_type, "us-east-1b")] = ICE
+    wave = plan(p, [refused, *booting], ratio=0.95)
 
-    result = run(p, wave, seconds=400)  # the first chunk waits 300 s for a boot that never comes
+    result = invoke(p, wave)  # 0 of 3 moved so far, one failed: the others are still booting
 
-    assert (result.done, result.migrated, result.failed) == (False, 0, 1)
-    assert [r.status for r in records(p).values()] == ["failed", "planned", "planned"]
+    assert (result.done, result.migrated, result.failed, result.launching) == (False, 0, 1, 2)
+    assert result.wait_seconds > 0
     assert p.migrations.get(MID)["wave_results"]["0"]["migration"]["done"] is False
 
 
@@ -231,7 +256,7 @@ def test_a_replacement_that_never_becomes_healthy_is_terminated_and_its_original
 
 
 # --- resuming after a crash ---------------------------------------------------------------------------------------
-WAVE_OPERATIONS = ("fleet.describe", "fleet.find_replacements", "fleet.launch", "plans.put_record", "lb.register",
+WAVE_OPERATIONS = ("fleet.describe", "fleet.launch_many", "plans.put_records", "fleet.tag", "lb.register",
                    "lb.target_states", "lb.deregister", "fleet.stop", "migrations.update")
 
 
@@ -248,7 +273,7 @@ def crash_scenario() -> tuple[Ports, WaveSpec, list[Instance], list[Instance]]:
 
 def _crash_free_run() -> Ports:
     p, wave, _, _ = crash_scenario()
-    list(until_done(lambda: run(p, wave)))
+    run(p, wave)
     return p
 
 
@@ -296,7 +321,7 @@ def test_a_wave_resumed_after_a_crash_ends_as_without_it(operation, after):
 
     with pytest.raises(Crash):
         run(p, wave)
-    final = list(until_done(lambda: run(p, wave)))[-1]
+    final = run(p, wave)
 
     assert (final.migrated, final.failed) == (3, 1)
     settle(p)
@@ -311,10 +336,10 @@ def test_the_crash_points_cover_every_step_of_the_wave():
 def test_a_replacement_found_after_a_crash_is_active_in_the_registry_and_never_swept(p):
     original = serving(p, 1, groups=())[0]  # not behind a load balancer: only the registry accounts for it
     wave = plan(p, [original])
-    p.world.crash_on("plans.put_record")  # the launch happened; recording it did not
+    p.world.crash_on("plans.put_records", after=1)  # the launch happened (written ahead); recording it did not
     with pytest.raises(Crash):
         run(p, wave)
-    list(until_done(lambda: run(p, wave)))
+    run(p, wave)
     replacement = replacement_of(p, original)
     assert records(p)[original.instance_id].status == "migrated"
 
@@ -326,42 +351,80 @@ def test_a_replacement_found_after_a_crash_is_active_in_the_registry_and_never_s
     assert p.fleet.state(replacement) == "running"
 
 
-# --- chunks and budgets ----------------------------------------------------------------------------------------------
-def test_work_left_when_the_budget_runs_out_between_chunks_carries_over(p, monkeypatch):
-    monkeypatch.setattr(migrate_wave_module, "CHUNK", 2)
+# --- the pace: EC2's launch rate, waits in the state machine, budgets ----------------------------------------------
+def test_originals_sharing_a_configuration_are_launched_by_one_call_and_each_replacement_names_its_own(p):
+    originals = serving(p, 5, tags={"team": "shop"})
+    for n, original in enumerate(originals):
+        p.fleet.set_tags(original.instance_id, Name=f"web-{n}")
+
+    run(p, plan(p, originals))
+
+    assert p.world.calls["fleet.launch_many"] == 1
+    for n, original in enumerate(originals):
+        replacement = p.fleet.instance(replacement_of(p, original))
+        assert replacement.tags[REPLACES_TAG] == original.instance_id and replacement.tags["Name"] == f"web-{n}"
+        assert replacement.tags["team"] == "shop"
+    assert all(r.status == "migrated" for r in records(p).values())
+
+
+def test_a_pool_short_of_capacity_takes_what_it_can_and_the_rest_go_to_the_next_pool(p):
     originals = serving(p, 5)
+    p.fleet.capacity[("m5.large", "us-east-1a")] = 2
+
+    run(p, plan(p, originals))
+
+    types = sorted(r.replacement_type or "" for r in records(p).values())
+    assert types == ["m5.large"] * 2 + ["m5a.large"] * 3
+    assert all(r.status == "migrated" for r in records(p).values())
+    assert len(launches(p)) == 5
+
+
+def test_launches_follow_ec2s_rate_and_a_throttle_waits_instead_of_failing(p):
+    originals = serving(p, 6)
+    p.fleet.launch_bucket = (2, 0.5)  # EC2 lets this account launch 2 at once, then one every 2 s
+
+    run(p, plan(p, originals))
+
+    assert p.world.changes("throttled")  # the engine learnt EC2's rate from its answer...
+    assert all(r.status == "migrated" for r in records(p).values())  # ...and failed nothing for it
+    assert len(launches(p)) == 6  # each original replaced once
+
+
+def test_the_state_machine_waits_for_the_drain_not_a_lambda(p):
+    p.load_balancer.drain_seconds = 300
+    original = serving(p, 1)[0]
+    wave = plan(p, [original])
+
+    service, waits = migrate_wave(p), []
+    service.clock = NoSleep(p.clock)  # a Lambda that sleeps fails the test
+    while not (result := service.run(MID, wave, p.clock.budget())).done:
+        waits.append(result.wait_seconds)
+        p.clock.sleep(result.wait_seconds)
+        if records(p)[original.instance_id].phase == "draining":
+            assert p.fleet.state(original.instance_id) == "running"  # not stopped while it drains
+
+    assert max(waits) == 60 and sum(waits) >= 300  # draining: long waits, up to the delay
+    assert records(p)[original.instance_id].status == "migrated"
+
+
+def test_an_invocation_out_of_budget_changes_nothing_and_the_next_one_carries_on(p):
+    originals = serving(p, 3)
     wave = plan(p, originals)
 
-    progress = [(r.migrated, r.done) for r in until_done(lambda: run(p, wave, BUDGET_FOR_ONE_CHUNK))]
+    result = invoke(p, wave, seconds=60)  # less than the margin a step needs
 
-    assert progress == [(2, False), (4, False), (5, True)]
-    assert len(launches(p)) == 5  # each original replaced once, whatever invocation moved it
-    assert all(r.status == "migrated" for r in records(p).values())
-    assert p.migrations.get(MID)["wave_results"]["0"]["migration"]["migrated"] == 5
-
-
-def test_an_invocation_moves_only_the_chunks_its_budget_allows(p, monkeypatch):
-    monkeypatch.setattr(migrate_wave_module, "CHUNK", 2)
-    originals = serving(p, 5)
-    result = run(p, plan(p, originals), BUDGET_FOR_ONE_CHUNK)
-
-    assert (result.done, result.migrated, result.launching) == (False, 2, 0)
-    assert [r.status for r in records(p).values()] == ["migrated"] * 2 + ["planned"] * 3
-    assert len(launches(p)) == 2
-    assert all(p.fleet.state(o.instance_id) == "running" for o in originals[2:])
+    assert (result.done, result.launching) == (False, 0)
+    assert launches(p) == []
+    final = run(p, wave)
+    assert final.migrated == 3 and len(launches(p)) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="the budget's end is used as the step deadline: a replacement still booting "
-                                       "when the invocation runs short of time is abandoned (terminated, record "
-                                       "failed) instead of left launching for the next invocation")
-def test_a_replacement_still_booting_when_the_budget_runs_out_is_carried_over_not_abandoned(monkeypatch):
-    p = new_world(boot_seconds=120)
-    monkeypatch.setattr(migrate_wave_module, "CHUNK", 1)
+def test_a_replacement_still_booting_when_the_invocation_ends_is_carried_over_not_abandoned():
+    p = new_world(boot_seconds=400)  # boots slower than the invocation lasts
     originals = serving(p, 2)
     wave = plan(p, originals, ratio=0.5)
 
-    # The first chunk ends at 145 s; the second starts with 155 s left and its replacement boots at 265 s.
-    final = list(until_done(lambda: run(p, wave, 300)))[-1]
+    final = run(p, wave, 300)
 
     assert final.migrated == 2
     assert p.world.changes("terminate") == []

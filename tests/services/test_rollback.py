@@ -17,7 +17,7 @@ from builders import (
     finalize,
     index,
     interruptions,
-    migrate_wave,
+    migrate,
     new_world,
     plan,
     records,
@@ -46,7 +46,7 @@ def migrated_fleet(p: Ports, count_in_both: int = 2, count_in_web: int = 1) -> t
     originals = serving(p, count_in_both, (WEB, API)) + serving(p, count_in_web, (WEB,))
     before = snapshot(p)
     wave = plan(p, originals, ratio=1.0)
-    list(until_done(lambda: migrate_wave(p).run(MID, wave, p.clock.budget())))
+    migrate(p, wave)
     settle(p)
     assert all(r.status == "migrated" for r in records(p).values())
     p.world.calls.clear()
@@ -118,7 +118,7 @@ def test_records_still_launching_are_rolled_back_without_waiting_for_a_deregistr
     wave = plan(p, originals)
     p.world.crash_on("lb.register")  # launched and recorded, never registered
     with pytest.raises(Crash):
-        migrate_wave(p).run(MID, wave, p.clock.budget())
+        migrate(p, wave)
     assert [r.status for r in records(p).values()] == ["launching", "launching"]
     replaced = replacements(p)
     started_at = p.clock.monotonic()
@@ -322,9 +322,9 @@ def test_a_launch_no_record_knows_yet_is_terminated_by_the_rollback(p):
     originals = serving(p, 2, (WEB, API))
     before = snapshot(p)
     wave = plan(p, originals)
-    p.world.crash_on("plans.put_record")  # launched, died before the record said so
+    p.world.crash_on("plans.put_records", after=1)  # launched (written ahead), died before the record said so
     with pytest.raises(Crash):
-        migrate_wave(p).run(MID, wave, p.clock.budget())
+        migrate(p, wave)
     assert p.fleet.launched_for(MID)
 
     list(until_done(lambda: roll_back(p)))

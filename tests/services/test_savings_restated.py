@@ -1,6 +1,6 @@
 """A completed migration's realised savings follow its replacements to an on-demand fallback."""
 
-from builders import MID, WEB, finalize, interruptions, migrate_wave, plan, records, serving, settle, until_done
+from builders import MID, WEB, finalize, interruptions, migrate, plan, records, serving, settle
 
 from spot_core.domain.interruptions import Notice
 
@@ -8,7 +8,7 @@ from spot_core.domain.interruptions import Notice
 def test_a_replacement_that_falls_back_to_on_demand_is_priced_on_demand_in_the_realised_savings(p):
     originals = serving(p, 2, (WEB,))
     wave = plan(p, originals)
-    list(until_done(lambda: migrate_wave(p).run(MID, wave, p.clock.budget())))
+    migrate(p, wave)
     settle(p)
     finalize(p).finish(MID, "completed", None)
     before = p.migrations.get(MID)["realised"]

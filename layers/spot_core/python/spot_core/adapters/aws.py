@@ -25,10 +25,14 @@ TRANSIENT_CODES = {
 }
 
 
-def client(service: str, region: str | None = None) -> Any:
+# For calls whose caller paces itself (the wave engine's launches): a throttle is its answer at once.
+NO_RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=30)
+
+
+def client(service: str, region: str | None = None, retries: bool = True) -> Any:
     """A client of `service`; the adapter that takes it declares its type (mypy_boto3_*)."""
     factory: Any = boto3.client  # one factory for every service name, not one overload each
-    return factory(service, region_name=region, config=CLIENT_CONFIG)
+    return factory(service, region_name=region, config=CLIENT_CONFIG if retries else NO_RETRY_CONFIG)
 
 
 def table(name: str, region: str | None = None) -> Any:

@@ -1,27 +1,30 @@
 """EC2: the fleet (read, launch, start, stop, terminate) and Spot price history.
 
 Calls are batched wherever the API allows (describe, stop, start, terminate), so the
-number of calls grows with pages, not with instances. RunInstances is the exception:
-every replacement copies the configuration of a different original.
+number of calls grows with pages, not with instances. RunInstances launches several
+replacements at once where their originals share a configuration (`launch_many`); what
+differs per replacement (the original it replaces, its name) is tagged on each afterwards.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ..domain.batching import chunks
-from ..domain.errors import CapacityRefused, LaunchRefused, StartRefused
+from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, StartRefused
 from ..domain.instances import CAPACITY_ERRORS, LIVE_STATES, Instance, LaunchSettings, LaunchSpec, TypeTraits
 from ..domain.pricing import SpotPriceStat, spot_price_statistics
 from ..domain.request import Selector
-from ..domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
+from ..domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from .aws import error_code, transient_errors
+
+THROTTLED = "RequestLimitExceeded"
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -59,6 +62,7 @@ def to_instance(raw: InstanceTypeDef) -> Instance:
             metadata_http_endpoint=metadata.get("HttpEndpoint", "enabled"),
         ),
         state_reason=(raw.get("StateReason") or {}).get("Code") or None,
+        launch_index=int(raw.get("AmiLaunchIndex") or 0),
     )
 
 
@@ -66,15 +70,16 @@ def _launched_first(instance: Instance) -> tuple[float, str]:
     return (instance.launch_time.timestamp() if instance.launch_time else 0.0, instance.instance_id)
 
 
-def run_instances_request(spec: LaunchSpec, client_token: str) -> RunInstancesRequestTypeDef:
-    """RunInstances arguments that copy the original's configuration into the pool."""
+def run_instances_request(spec: LaunchSpec, client_token: str, count: int = 1) -> RunInstancesRequestTypeDef:
+    """RunInstances arguments that copy the original's configuration into the pool: up to
+    `count` instances (as many as EC2 has capacity for, at least one)."""
     tags = [{"Key": k, "Value": v} for k, v in spec.tags.items()]
     settings = spec.settings
     request: dict[str, Any] = {
         "ImageId": spec.image_id,
         "InstanceType": spec.instance_type,
         "MinCount": 1,
-        "MaxCount": 1,
+        "MaxCount": count,
         "SubnetId": spec.subnet_id,
         "SecurityGroupIds": list(settings.security_group_ids),
         "TagSpecifications": [
@@ -103,8 +108,18 @@ def run_instances_request(spec: LaunchSpec, client_token: str) -> RunInstancesRe
 
 
 class Ec2Fleet:
-    def __init__(self, ec2: EC2Client):
-        self.ec2 = ec2
+    def __init__(self, ec2: EC2Client, launcher: Callable[[], EC2Client] | None = None):
+        """`launcher` makes the client of `launch_many`'s RunInstances calls (when first needed):
+        one that does not retry throttling itself, so the wave engine learns at once that EC2's
+        bucket is empty."""
+        self.ec2, self._launcher_factory = ec2, launcher
+        self._launcher: EC2Client | None = None
+
+    @property
+    def launcher(self) -> EC2Client:
+        if self._launcher is None:
+            self._launcher = self._launcher_factory() if self._launcher_factory else self.ec2
+        return self._launcher
 
     # --- reading --------------------------------------------------------------------------
     def find(self, selector: Selector) -> list[Instance]:
@@ -149,6 +164,15 @@ class Ec2Fleet:
             for instance in sorted(successors, key=_launched_first):
                 found.setdefault(instance.tags[SUCCEEDS_TAG], instance)
         return found
+
+    def launched_in_batch(self, migration_id: str, batch: str) -> list[Instance]:
+        """The live instances one `launch_many` call launched, in launch order."""
+        found = self._describe([
+            {"Name": f"tag:{MIGRATION_ID_TAG}", "Values": [migration_id]},
+            {"Name": f"tag:{LAUNCH_BATCH_TAG}", "Values": [batch]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ])
+        return sorted(found, key=lambda i: i.launch_index)
 
     def managed(self) -> list[Instance]:
         """Every pending or running instance the product launched."""
@@ -210,6 +234,29 @@ class Ec2Fleet:
         except ClientError as exc:  # a definite answer from EC2 (transient ones are TransientAwsError by now)
             raise LaunchRefused(f"{error_code(exc)}: {exc}") from exc
         return response["Instances"][0]["InstanceId"]
+
+    def launch_many(self, spec: LaunchSpec, count: int, client_token: str) -> list[str]:
+        """Launch up to `count` instances of one configuration in one call; their ids in launch
+        order (AmiLaunchIndex). Fewer than asked means the pool had no capacity for more.
+        CapacityRefused: none at all in this pool; LaunchThrottled: EC2's bucket is empty."""
+        try:
+            with transient_errors():
+                try:
+                    response = self.launcher.run_instances(**run_instances_request(spec, client_token, count))
+                except ClientError as exc:
+                    if error_code(exc) in CAPACITY_ERRORS:
+                        raise CapacityRefused(error_code(exc) or "", str(exc)) from exc
+                    if error_code(exc) == THROTTLED:
+                        raise LaunchThrottled(str(exc)) from exc
+                    raise
+        except ClientError as exc:  # a definite answer from EC2 (transient ones are TransientAwsError by now)
+            raise LaunchRefused(f"{error_code(exc)}: {exc}") from exc
+        launched = sorted(response["Instances"], key=lambda i: i.get("AmiLaunchIndex", 0))
+        return [i["InstanceId"] for i in launched]
+
+    def tag(self, instance_id: str, tags: Mapping[str, str]) -> None:
+        with transient_errors():
+            self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
     def start(self, instance_ids: list[str]) -> dict[str, CapacityRefused | StartRefused]:
         """Start the instances; those EC2 refuses -> why. One refused instance fails a whole

@@ -4,7 +4,7 @@ and reading target health (batched per target group)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..domain.batching import chunks
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 REGISTER_BATCH = 500
 HEALTH_BATCH = 100
+DEFAULT_DEREGISTRATION_DELAY = 300  # ELB's default when the attribute is absent
 NOT_SERVING = ("Target.NotRegistered", "Target.DeregistrationInProgress")  # health reasons of a target on its way out
 
 
@@ -84,13 +85,31 @@ class ElbTargets:
                         if error_code(exc) not in ("InvalidTarget", "TargetGroupNotFound"):
                             raise
 
+    def deregistration_delays(self, target_group_arns: Iterable[str]) -> dict[str, int]:
+        """Target group arn -> how long a deregistered target drains (seconds; 300 when unset)."""
+        delays: dict[str, int] = {}
+        with transient_errors():
+            for arn in sorted(set(target_group_arns)):
+                attributes = self.elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+                values = {a.get("Key"): a.get("Value") for a in attributes}
+                delays[arn] = int(values.get("deregistration_delay.timeout_seconds") or DEFAULT_DEREGISTRATION_DELAY)
+        return delays
+
     def target_states(self, groups: TargetGroups) -> dict[tuple[str, str], str]:
-        """(target group arn, instance id) -> health state."""
+        """(target group arn, instance id) -> health state. A group asked about many targets
+        is described whole, in one call, instead of a call per hundred targets."""
         out: dict[tuple[str, str], str] = {}
         with transient_errors():
             for arn, targets in groups.items():
+                if len(targets) > HEALTH_BATCH:
+                    wanted = {t.instance_id for t in targets}
+                    response: Any = self.elbv2.describe_target_health(TargetGroupArn=arn)
+                    for desc in response["TargetHealthDescriptions"]:
+                        if desc["Target"]["Id"] in wanted:
+                            out[(arn, desc["Target"]["Id"])] = desc["TargetHealth"]["State"]
+                    continue
                 for chunk in chunks(targets, HEALTH_BATCH):
-                    response: Any = self.elbv2.describe_target_health(TargetGroupArn=arn, Targets=_targets(chunk))
+                    response = self.elbv2.describe_target_health(TargetGroupArn=arn, Targets=_targets(chunk))
                     for desc in response["TargetHealthDescriptions"]:
                         out[(arn, desc["Target"]["Id"])] = desc["TargetHealth"]["State"]
         return out

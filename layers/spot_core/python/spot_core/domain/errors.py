@@ -68,6 +68,10 @@ class LaunchRefused(SpotMigrationError):
     the subnet, an invalid parameter): that instance cannot move now."""
 
 
+class LaunchThrottled(SpotMigrationError):
+    """EC2 throttled a launch (RequestLimitExceeded): its bucket is empty; launch later, not elsewhere."""
+
+
 class EventInProgress(SpotMigrationError):
     """Another invocation is handling the same event, or died handling it before its timeout:
     the delivery is retried later (Lambda's asynchronous retries), and then finds it done or

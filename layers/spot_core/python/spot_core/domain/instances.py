@@ -52,6 +52,7 @@ class Instance:
     launch_time: datetime | None = None
     settings: LaunchSettings = field(default_factory=LaunchSettings)
     state_reason: str | None = None  # the code of the last state change, e.g. "Server.SpotInstanceTermination"
+    launch_index: int = 0  # AmiLaunchIndex: its place among the instances one RunInstances launched
 
     @property
     def name(self) -> str | None:

@@ -3,8 +3,9 @@ run in, the agents' verdicts and the waves.
 
 A record moves through its statuses one step at a time, each step stored before the
 next AWS call, so a retried invocation resumes where the last one stopped:
-planned -> launching (replacement launched) -> migrated (replacement serving, original
-stopped) | failed (original untouched) | skipped (no longer eligible when its turn came:
+planned -> launching (replacement launched; its phase: booting -> registering -> draining, the
+original's deregistration) -> migrated (replacement serving, original stopped) | failed
+(original untouched) | skipped (no longer eligible when its turn came:
 nothing launched, and it does not count against the wave); on rollback, launching/migrated/failed ->
 rolled_back (original serving, replacement terminated) | rollback_failed (replacement kept).
 """
@@ -21,6 +22,7 @@ Risk = Literal["low", "medium", "high"]
 Workload = Literal["stable", "variable", "burst", "unknown"]
 RecordStatus = Literal["planned", "excluded", "skipped", "launching", "migrated", "failed", "rolled_back",
                        "rollback_failed"]
+Phase = Literal["booting", "registering", "draining"]  # where a launching record's swap stands
 IN_FLIGHT: tuple[RecordStatus, ...] = ("planned", "launching")  # a wave is done when none of its records is
 ROLLBACK_SCOPE: tuple[RecordStatus, ...] = ("launching", "migrated", "failed")  # records with a replacement to undo
 AGENTS = ("performance", "capacity", "application")
@@ -99,6 +101,9 @@ class InstanceRecord(BaseModel):
     stopped_storage_monthly: float = 0.0  # the original's EBS volumes, which cost on while it is stopped
     attempts: list[str] = Field(default_factory=list)
     restore_refused_since: str | None = None  # rollback: when EC2 first refused to start the original (capacity)
+    phase: Phase | None = None  # launching: the step of the swap it waits for
+    phase_since: str | None = None  # when that step began
+    launch_batch: str | None = None  # planned: the RunInstances call (client token) launching it right now
     updated_at: str | None = None
 
     @property
@@ -118,9 +123,16 @@ class InstanceRecord(BaseModel):
         self.status, self.exclusion_reason, self.exclusion_detail = "skipped", reason, detail
         self.attempts.append(f"skipped: {detail}")
 
-    def launched(self, replacement_id: str, pool: Pool, note: str) -> None:
-        self.status, self.replacement_id = "launching", replacement_id
+    def launched(self, replacement_id: str, pool: Pool, note: str, now: str | None = None) -> None:
+        self.status, self.replacement_id, self.launch_batch = "launching", replacement_id, None
+        self.enter("booting", now)
         self.follow(replacement_id, pool, pool.spot_hourly, note)
+
+    def enter(self, phase: Phase, now: str | None) -> None:
+        self.phase, self.phase_since = phase, now
+
+    def migrated(self) -> None:
+        self.status, self.phase, self.phase_since = "migrated", None, None
 
     def follow(self, replacement_id: str, pool: Pool, hourly: float | None, note: str,
                market: Literal["spot", "on-demand"] = "spot") -> None:
@@ -131,7 +143,7 @@ class InstanceRecord(BaseModel):
         self.attempts.append(note)
 
     def fail(self, why: str) -> None:
-        self.status = "failed"
+        self.status, self.phase, self.phase_since, self.launch_batch = "failed", None, None, None
         self.attempts.append(why)
 
     def rolled_back(self, terminated: list[str]) -> None:

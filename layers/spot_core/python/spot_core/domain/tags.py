@@ -11,6 +11,7 @@ STATEFUL_TAG = "spot-migration:stateful"
 MIGRATION_ID_TAG = "spot-migration:migration-id"
 REPLACES_TAG = "spot-migration:replaces"  # on a migration's replacement: the original it replaces
 WAVE_TAG = "spot-migration:wave"
+LAUNCH_BATCH_TAG = "spot-migration:launch-batch"  # on a migration's replacement: the RunInstances call that launched it
 ON_REBALANCE_TAG = "spot-migration:on-rebalance"
 SUCCEEDS_TAG = "spot-migration:succeeds"  # on an interruption replacement: the instance it took over from
 AWS_RESERVED_PREFIX = "aws:"  # tags EC2 and other services own; they cannot be set by anyone else

@@ -44,15 +44,16 @@ class WaveResult(BaseModel):
     done: bool
     completed_at: str | None = None
     failures: list[str] = Field(default_factory=list)
+    wait_seconds: int = 0  # how long the state machine waits before the next invocation (not done)
 
     @classmethod
-    def of(cls, wave: WaveSpec, records: list[InstanceRecord], now_iso: str) -> WaveResult:
+    def of(cls, wave: WaveSpec, records: list[InstanceRecord], now_iso: str, wait_seconds: int = 0) -> WaveResult:
         counts = Counter(r.status for r in records)
         done = not any(counts[s] for s in IN_FLIGHT)
         return cls(
             wave=wave.index, percent=wave.percent, total=len(records), migrated=counts["migrated"],
             failed=counts["failed"], launching=counts["launching"], skipped=counts["skipped"], done=done,
-            completed_at=now_iso if done else None,
+            completed_at=now_iso if done else None, wait_seconds=0 if done else wait_seconds,
             failures=[f"{r.instance_id}: {r.attempts[-1] if r.attempts else 'failed'}"
                       for r in records if r.status == "failed"][:FAILURES_SHOWN],
         )

@@ -56,7 +56,7 @@ class Wiring:
 
     @cached_property
     def fleet(self) -> Ec2Fleet:
-        return Ec2Fleet(self.client("ec2"))
+        return Ec2Fleet(self.client("ec2"), launcher=lambda: aws.client("ec2", self.settings.region, retries=False))
 
     @cached_property
     def spot_prices(self) -> Ec2SpotPrices:

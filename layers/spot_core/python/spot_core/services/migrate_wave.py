@@ -1,32 +1,45 @@
 """MigrateWave: replace a wave's on-demand instances with Spot, make-before-break.
 
-Every step is recorded per instance before the next one starts, so an invocation that
-times out or is retried resumes where the last one stopped. A replacement takes traffic
-before its original stops: it must be running and healthy in every target group of the
-original first; only then is the original deregistered, drained and stopped (never
-terminated).
+One invocation is one short pass over the wave; it never waits. It launches what EC2's
+launch rate allows now (several replacements per RunInstances where their originals share
+a configuration), then moves every launched replacement one step on, as far as EC2 and the
+load balancer already are: booted -> registered in every target group of its original ->
+healthy there -> original deregistered -> original drained (the target group's
+deregistration delay) -> original stopped (never terminated). It returns how long the state
+machine should wait before the next pass (a Wait state: boot, health checks and draining
+cost no Lambda time), so no replacement is ever given up because an invocation ran out of
+time. Every step is recorded per instance before the next one starts, and a launch is
+written ahead (its batch on the records, then RunInstances with that batch as client
+token and tag), so a pass that crashes or is retried resumes where the last one stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from ..domain.analysis import no_longer_eligible
-from ..domain.batching import chunks
 from ..domain.clock import Budget, Clock, iso
-from ..domain.errors import WaveFailed
-from ..domain.instances import Instance, LaunchSpec
+from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, TransientAwsError, WaveFailed
+from ..domain.instances import GONE_STATES, Instance, LaunchSpec
+from ..domain.launch_rate import LaunchRate
 from ..domain.locks import InstanceLock
 from ..domain.outcomes import ended_early
-from ..domain.plan import IN_FLIGHT, InstanceRecord, WaveSpec, group_by_target_group
+from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpec, group_by_target_group
 from ..domain.request import MigrationRequest
-from ..domain.tags import migration_replacement_tags
+from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
 from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
-from .launching import launch_in_first_pool
-from .traffic import Traffic
 
-CHUNK = 50  # instances moved together: launched, then swapped in one batch per target group
+BOOT_TIMEOUT = 600  # seconds for a replacement to reach running before it is given up
+HEALTH_TIMEOUT = 900  # seconds for a registered replacement to be healthy in every group of its original
+DRAIN_MARGIN = 120  # seconds past the deregistration delay after which a deregistration is sent again
+POLL_SECONDS = 15  # the wait while replacements boot or health checks run
+MIN_WAIT, MAX_WAIT = 2, 60
+NOT_SWAPPED = ("initial", "healthy", "unhealthy", "draining", "unavailable")  # an original still in its group
 
 
 @dataclass
@@ -40,16 +53,19 @@ class MigrateWave:
     clock: Clock
 
     def run(self, migration_id: str, wave: WaveSpec, budget: Budget) -> WaveResult:
-        """Advance the wave as far as the invocation's budget allows; WaveFailed when it is
-        done with too few instances moved."""
+        """Move the wave on as far as EC2 and the load balancer are; WaveFailed when it is done
+        with too few instances moved."""
         item = self.migrations.get(migration_id)
         records = [r for r in self.plans.records(migration_id) if r.eligible and r.wave == wave.index]
         if ended_early(item):  # the execution was stopped while this invocation was on its way: change nothing
             return WaveResult.of(wave, records, iso(self.clock.now()))
         self.migrations.update(migration_id, status="migrating", current_wave=wave.index)
         request = MigrationRequest.model_validate(item["request"])
-        self._advance(migration_id, wave, records, budget)
-        result = WaveResult.of(wave, records, iso(self.clock.now()))
+        rate = LaunchRate.model_validate(item.get("launch_rate") or {})
+        step = _WaveStep(self, migration_id, wave.index, budget, rate)
+        step.advance(records)
+        self.migrations.update(migration_id, launch_rate=rate.model_dump())
+        result = WaveResult.of(wave, records, iso(self.clock.now()), step.wait_seconds(records))
         # Progress after every invocation, so status and watch read one item, not the plan.
         self.migrations.set_wave_result(migration_id, wave.index, "migration", result.model_dump())
         if result.below(request.wave_success_ratio):
@@ -60,44 +76,77 @@ class MigrateWave:
         return result
 
 
-    def _advance(self, migration_id: str, wave: WaveSpec, records: list[InstanceRecord], budget: Budget) -> None:
-        """Chunk after chunk while the budget lasts and the execution was not stopped meanwhile
-        (Step Functions does not stop a running Lambda)."""
-        step = _WaveStep(self, migration_id, wave.index, budget)
-        for chunk in chunks([r for r in records if r.status in IN_FLIGHT], CHUNK):
-            if budget.exhausted() or ended_early(self.migrations.get(migration_id)):
-                return
-            step.advance(chunk)
+@dataclass
+class _Group:
+    """Planned records whose replacements one RunInstances can launch: the same pools and the
+    same launch configuration; what differs per replacement is tagged on it afterwards."""
+
+    records: list[InstanceRecord]
+    spec_for: dict[str, LaunchSpec]  # original id -> its replacement's full spec in the first pool
+    tried: dict[str, list[str]] = field(default_factory=dict)  # original id -> refusals so far
 
 
 class _WaveStep:
-    """One chunk of a wave, launched and swapped; each record is stored after each of its steps."""
+    """One pass over the wave; each record is stored after each of its steps."""
 
-    def __init__(self, service: MigrateWave, migration_id: str, wave: int, budget: Budget):
-        self.s, self.mid, self.wave, self.budget = service, migration_id, wave, budget
-        self.traffic = Traffic(service.fleet, service.load_balancer, service.clock)
+    def __init__(self, service: MigrateWave, migration_id: str, wave: int, budget: Budget, rate: LaunchRate):
+        self.s, self.mid, self.wave, self.budget, self.rate = service, migration_id, wave, budget, rate
+        self.delays: dict[str, int] = {}
 
-    def advance(self, chunk: list[InstanceRecord]) -> None:
-        """Launch what is planned, then swap what runs: replacement in, original out."""
-        planned = [r for r in chunk if r.status == "planned"]
-        if planned:
-            self._launch_all(planned)
-        launching = [r for r in chunk if r.status == "launching"]
-        if launching:
-            self._switch_traffic(self._running(launching))
+    # --- the pass -------------------------------------------------------------------------
+    def advance(self, records: list[InstanceRecord]) -> None:
+        """Launch, then move each launched replacement on, in the order of its steps (so a step
+        EC2 and the load balancer finish at once is followed by the next one in the same pass)."""
+        self._resume_launches([r for r in _in(records, "planned") if r.launch_batch])
+        self._launch(_in(records, "planned"))
+        for phase, step in (("booting", self._booted), ("registering", self._healthy), ("draining", self._drained)):
+            due = [r for r in _in(records, "launching") if (r.phase or "booting") == phase]
+            if self.budget.exhausted():
+                return
+            if due:
+                step(due)
 
-    def _launch_all(self, planned: list[InstanceRecord]) -> None:
-        ids = [r.instance_id for r in planned]
-        originals = self.s.fleet.describe(ids)
-        launched = self.s.fleet.find_replacements(self.mid, ids)
-        locks = self.s.locks.locks(ids)
-        for record in planned:
-            original, existing = originals.get(record.instance_id), launched.get(record.instance_id)
-            why = None if existing else self._may_not_move(original, locks.get(record.instance_id))
+    def wait_seconds(self, records: list[InstanceRecord]) -> int:
+        """Until the next thing worth a pass: a launch the rate allows, a boot or health check,
+        the end of a drain."""
+        now = self._now()
+        planned = _in(records, "planned")
+        waits = [self.rate.seconds_until(min(len(planned), 50), now.timestamp())] if planned else []
+        waits += [self._drain_left(r, now) if r.phase == "draining" else POLL_SECONDS
+                  for r in _in(records, "launching")]
+        return int(max(MIN_WAIT, min([MAX_WAIT, *waits])))
+
+    def _drain_left(self, record: InstanceRecord, now: datetime) -> float:
+        return max((self._delay(ref.arn) for ref in record.target_groups), default=0) - _age(record, now)
+
+    # --- launching --------------------------------------------------------------------------
+    def _launch(self, planned: list[InstanceRecord]) -> None:
+        allowed = self.rate.available(self._now().timestamp())
+        if not planned or allowed < 1 or self.budget.exhausted():
+            return
+        if ended_early(self.s.migrations.get(self.mid)):  # stopped meanwhile: launch nothing more
+            return
+        for group in self._groups(self._movable(planned[:allowed])):
+            if not self._launch_group(group):
+                return
+
+    def _movable(self, todo: list[InstanceRecord]) -> list[tuple[InstanceRecord, Instance]]:
+        """The records that may move now, with their originals as they are now; the others are
+        skipped (no longer eligible, or held by another migration) or failed (original gone)."""
+        ids = [r.instance_id for r in todo]
+        originals, locks = self.s.fleet.describe(ids), self.s.locks.locks(ids)
+        movable: list[tuple[InstanceRecord, Instance]] = []
+        for record in todo:
+            original = originals.get(record.instance_id)
+            why = self._may_not_move(original, locks.get(record.instance_id))
             if why:
-                self._skip(record, *why)
+                record.skip(*why)
+            elif original is None or original.state != "running":
+                record.fail(f"original is {original.state if original else 'gone'}; left as it is")
             else:
-                self._launch(record, original, existing)
+                movable.append((record, original))
+        self._store([r for r in todo if r.status != "planned"])
+        return movable
 
     def _may_not_move(self, original: Instance | None, lock: InstanceLock | None) -> tuple[str, str] | None:
         """Why an instance planned for this wave must not move now (checked right before its launch)."""
@@ -108,82 +157,278 @@ class _WaveStep:
             return None  # _launch fails it: the original is gone or stopped
         return no_longer_eligible(original)
 
-    def _skip(self, record: InstanceRecord, reason: str, detail: str) -> None:
-        record.skip(reason, detail)
-        self.s.plans.put_record(self.mid, record)
+    def _groups(self, movable: list[tuple[InstanceRecord, Instance]]) -> list[_Group]:
+        """The records one launch configuration serves, each with its full spec."""
+        groups: dict[tuple[object, ...], _Group] = {}
+        for record, original in movable:
+            tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
+            spec = LaunchSpec.replacing(original, record.pools[0], tags, self.s.fleet.user_data(record.instance_id))
+            key = (tuple(p.key for p in record.pools), spec.image_id, spec.subnet_id, spec.settings, spec.user_data)
+            group = groups.setdefault(key, _Group([], {}))
+            group.records.append(record)
+            group.spec_for[record.instance_id] = spec
+        return list(groups.values())
 
-    def _running(self, launching: list[InstanceRecord]) -> list[InstanceRecord]:
-        """The replacements that reach running in time; the others are given up."""
-        deadline = self.budget.step_deadline()
-        states = self.traffic.wait_for_states([r.replacement for r in launching], "running", deadline)
-        for r in launching:
-            if states.get(r.replacement) != "running":
-                self._abandon(r, f"replacement {r.replacement} did not reach running ({states.get(r.replacement)})")
-        return [r for r in launching if states.get(r.replacement) == "running"]
+    def _launch_group(self, group: _Group) -> bool:
+        """Try the group's pools in order; False when launching must stop for this pass (the
+        rate is spent, EC2 throttled, or an answer that may yet be a launch)."""
+        waiting = sorted(group.records, key=lambda r: r.instance_id)
+        pools = waiting[0].pools
+        for attempt, pool in enumerate(pools):
+            waiting, go_on = self._launch_in_pool(group, waiting, pool, attempt)
+            if not go_on:
+                return False
+            if not waiting:
+                return True
+        for record in waiting:  # every pool was offered them and had no capacity
+            record.attempts += group.tried.pop(record.instance_id, [])
+            record.fail(f"Spot capacity refused in all {len(pools)} pools")
+        self._store(waiting)
+        return True
 
-    def _launch(self, record: InstanceRecord, original: Instance | None, existing: Instance | None) -> None:
-        if original is None or original.state != "running":
-            self._fail(record, f"original is {original.state if original else 'gone'}; left as it is")
+    def _launch_in_pool(self, group: _Group, waiting: list[InstanceRecord], pool: Pool,
+                        attempt: int) -> tuple[list[InstanceRecord], bool]:
+        """Launch `waiting` in `pool`, as many at once as the rate allows: those left for the
+        next pool, and whether launching may go on."""
+        left: list[InstanceRecord] = []
+        while waiting:
+            count = min(len(waiting), self.rate.available(self._now().timestamp()))
+            if count < 1 or self.budget.exhausted():
+                return left + waiting, False
+            batch, waiting = waiting[:count], waiting[count:]
+            launched = self._launch_batch(group, batch, pool, attempt)
+            if launched is None:
+                return left + [r for r in batch + waiting if r.status == "planned"], False
+            left += [r for r in batch if r.status == "planned"]
+            if len(launched) < len(batch):  # the pool ran short: the others try the next one
+                return left + waiting, True
+        return left, True
+
+    def _launch_batch(self, group: _Group, batch: list[InstanceRecord], pool: Pool,
+                      attempt: int) -> list[str] | None:
+        """One RunInstances for `batch` in `pool`, written ahead on the records: the launched
+        ids (fewer when capacity ran short, none when refused), or None to stop launching."""
+        token = _batch_token(self.mid, batch, pool, attempt)
+        for record in batch:
+            record.launch_batch = token
+        self._store(batch)
+        now = self._now().timestamp()
+        try:
+            launched = self.s.fleet.launch_many(_shared_spec(group, batch, pool, token), len(batch), token)
+        except CapacityRefused as refused:
+            self._refused(group, batch, f"{pool}: {refused.code}")
+            return []
+        except LaunchThrottled:
+            self.rate.throttled(len(batch), now)
+            self._refused(group, batch, None)
+            return None
+        except LaunchRefused as refused:  # not about the pool (no free address, bad parameter)
+            for record in batch:
+                record.attempts += group.tried.pop(record.instance_id, [])
+                record.fail(f"launch refused: {refused}"[:300])
+            self._store(batch)
+            return []
+        except TransientAwsError:  # it may have launched: the next pass looks for the batch first
+            return None
+        self.rate.spend(len(launched), now)
+        self._launched(group, list(zip(batch, launched, strict=False)), pool)
+        short = batch[len(launched):]
+        self._refused(group, short, f"{pool}: capacity for {len(launched)} of {len(batch)}")
+        return launched
+
+    def _refused(self, group: _Group, batch: list[InstanceRecord], note: str | None) -> None:
+        if not batch:
             return
-        if existing:  # a previous invocation launched it but died before recording it
-            pool = next((p for p in record.pools if p.instance_type == existing.instance_type), record.pools[0])
-            where = pool.model_copy(update={"availability_zone": existing.availability_zone})
-            record.launched(existing.instance_id, where, f"found {existing.instance_id} launched by an earlier attempt")
-            self._recorded(record)
-            return
-        tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
-        user_data = self.s.fleet.user_data(record.instance_id)
-        launch = launch_in_first_pool(self.s.fleet, record.pools,
-                                      lambda pool: LaunchSpec.replacing(original, pool, tags, user_data),
-                                      f"{self.mid}-{record.instance_id}")
-        record.attempts += launch.refused
-        if launch.failure is not None:  # not about the pool (no free address, bad parameter)
-            self._fail(record, f"launch refused: {launch.failure}"[:300])
-            return
-        if launch.instance_id is None or launch.pool is None:
-            self._fail(record, f"Spot capacity refused in all {len(record.pools)} pools")
-            return
-        record.launched(launch.instance_id, launch.pool, f"{launch.pool}: launched {launch.instance_id}")
-        self._recorded(record)
+        for record in batch:
+            record.launch_batch = None
+            if note:
+                group.tried.setdefault(record.instance_id, []).append(note)
+        self._store(batch)
 
-    def _recorded(self, record: InstanceRecord) -> None:
-        """A launched replacement is in the registry (the sweeper leaves it alone), then on its
-        record: a retry after a crash between the two finds it by its tags and registers it again."""
-        self.s.registry.register(record.replacement, f"migration {self.mid} wave {self.wave}")
-        self.s.plans.put_record(self.mid, record)
+    def _launched(self, group: _Group, pairs: list[tuple[InstanceRecord, str]], pool: Pool) -> None:
+        """Registry, then records, then each replacement's own tags: a crash in between leaves
+        instances the next pass finds by their batch, or by the record that names them."""
+        for _, instance_id in pairs:
+            self.s.registry.register(instance_id, f"migration {self.mid} wave {self.wave}")
+        now = iso(self._now())
+        for record, instance_id in pairs:
+            record.attempts += group.tried.pop(record.instance_id, [])
+            record.launched(instance_id, pool, f"{pool}: launched {instance_id}", now)
+        self._store([r for r, _ in pairs])
+        for record, instance_id in pairs:
+            self.s.fleet.tag(instance_id, _own_tags(group.spec_for[record.instance_id], group, [r for r, _ in pairs]))
 
-    def _switch_traffic(self, running: list[InstanceRecord]) -> None:
-        """Register replacements, wait healthy, deregister originals, wait drained, stop originals."""
-        healthy = self._healthy(running)
-        old_groups = group_by_target_group((r.instance_id, ref) for r in healthy for ref in r.target_groups)
-        self.s.load_balancer.deregister(old_groups)
-        self.traffic.wait_for_targets(old_groups, {"unused"}, self.budget.step_deadline())
-        if healthy:
-            self.s.fleet.stop([r.instance_id for r in healthy])
-        for r in healthy:
-            r.status = "migrated"
-            self.s.plans.put_record(self.mid, r)
+    def _resume_launches(self, written_ahead: list[InstanceRecord]) -> None:
+        """Launches a crash interrupted between RunInstances and the records: the instances
+        carry the batch's tag; the records without one launch again (same client token)."""
+        by_batch: dict[str, list[InstanceRecord]] = defaultdict(list)
+        for record in written_ahead:
+            by_batch[record.launch_batch or ""].append(record)
+        for token, batch in by_batch.items():
+            found = self.s.fleet.launched_in_batch(self.mid, token)
+            batch.sort(key=lambda r: r.instance_id)
+            for record, instance in zip(batch, found, strict=False):
+                self.s.registry.register(instance.instance_id, f"migration {self.mid} wave {self.wave}")
+                pool = next((p for p in record.pools if p.key == instance.pool_key), record.pools[0])
+                record.launched(instance.instance_id, pool, f"{pool}: found {instance.instance_id} launched by an "
+                                "earlier attempt", iso(self._now()))
+            for record in batch[len(found):]:
+                record.launch_batch = None
+            self._store(batch)
 
-    def _healthy(self, running: list[InstanceRecord]) -> list[InstanceRecord]:
-        """Register the replacements; those not healthy in every target group of their original are given up."""
-        new_groups = group_by_target_group((r.replacement, ref) for r in running for ref in r.target_groups)
-        self.s.load_balancer.register(new_groups)
-        health = self.traffic.wait_for_targets(new_groups, {"healthy"}, self.budget.step_deadline())
-        healthy = []
-        for r in running:
-            bad = [ref.arn for ref in r.target_groups if health.get((ref.arn, r.replacement)) != "healthy"]
-            if bad:
-                self.s.load_balancer.deregister(group_by_target_group((r.replacement, ref) for ref in r.target_groups))
-                self._abandon(r, f"replacement {r.replacement_id} not healthy in {len(bad)} target group(s)")
-            else:
-                healthy.append(r)
-        return healthy
+    # --- swapping ---------------------------------------------------------------------------
+    def _booted(self, booting: list[InstanceRecord]) -> None:
+        """Replacements that run are registered in every target group of their original; those
+        gone, or still pending after BOOT_TIMEOUT, are given up."""
+        now = self._now()
+        replacements = self.s.fleet.describe([r.replacement for r in booting])
+        self._tag_untagged(booting, replacements)
+        states = {r.instance_id: getattr(replacements.get(r.replacement), "state", "gone") for r in booting}
+        running = [r for r in booting if states[r.instance_id] == "running"]
+        for record in booting:
+            why = _not_booting(record, states[record.instance_id], now)
+            if why:
+                self._abandon(record, why)
+        self.s.load_balancer.register(_targets(running, of_replacement=True))
+        for record in running:
+            record.enter("registering", iso(now))
+        self._store(running)
+
+    def _tag_untagged(self, booting: list[InstanceRecord], replacements: dict[str, Instance]) -> None:
+        """Replacements a crash left without their own tags (set right after the launch): their
+        original's id, name and other tags, as the original has them now."""
+        records = [r for r in booting if REPLACES_TAG not in getattr(replacements.get(r.replacement), "tags", {
+            REPLACES_TAG: "gone"})]
+        if not records:
+            return
+        originals = self.s.fleet.describe([r.instance_id for r in records])
+        for record in records:
+            original, replacement = originals.get(record.instance_id), replacements[record.replacement]
+            tags = migration_replacement_tags(original.tags if original else {}, record.instance_id, self.mid,
+                                              self.wave)
+            self.s.fleet.tag(record.replacement, {k: v for k, v in tags.items() if replacement.tags.get(k) != v})
+
+    def _healthy(self, registering: list[InstanceRecord]) -> None:
+        """Replacements healthy in every group of their original take its place: the original
+        is deregistered and drains. Those not healthy after HEALTH_TIMEOUT are given up."""
+        now = self._now()
+        health = self.s.load_balancer.target_states(_targets(registering, of_replacement=True))
+        unhealthy = {r.instance_id: _unhealthy_in(r, health) for r in registering}
+        healthy = [r for r in registering if not unhealthy[r.instance_id]]
+        sick = [r for r in registering if unhealthy[r.instance_id] and _age(r, now) > HEALTH_TIMEOUT]
+        if sick:
+            self.s.load_balancer.deregister(_targets(sick, of_replacement=True))
+        for record in sick:
+            self._abandon(record, f"replacement {record.replacement_id} not healthy in "
+                                  f"{len(unhealthy[record.instance_id])} target group(s) in {HEALTH_TIMEOUT} s")
+        self.s.load_balancer.deregister(_targets(healthy, of_replacement=False))
+        for record in healthy:
+            record.enter("draining", iso(now))
+        self._store(healthy)
+
+    def _drained(self, draining: list[InstanceRecord]) -> None:
+        """Originals out of every group (drained) are stopped: the record is migrated. One still
+        registered well past its delay is deregistered again (the first one did not hold)."""
+        now = self._now()
+        states = self.s.load_balancer.target_states(_targets(draining, of_replacement=False))
+        left = {r.instance_id: _still_in(r, states) for r in draining}
+        done = [r for r in draining if not left[r.instance_id]]
+        self._deregister_again(draining, left, states, now)
+        if done:
+            self.s.fleet.stop([r.instance_id for r in done])
+        for record in done:
+            record.migrated()
+        self._store(done)
+
+    def _deregister_again(self, draining: list[InstanceRecord], left: dict[str, list[TargetRef]],
+                          states: dict[tuple[str, str], str], now: datetime) -> None:
+        """Originals still registered (not draining) well past the delay: the deregistration did
+        not hold (someone registered them again); send it again rather than stop a serving one."""
+        again = [(r.instance_id, ref) for r in draining for ref in left[r.instance_id]
+                 if states.get((ref.arn, r.instance_id)) != "draining"
+                 and _age(r, now) > self._delay(ref.arn) + DRAIN_MARGIN]
+        if again:
+            self.s.load_balancer.deregister(group_by_target_group(again))
+
+    def _delay(self, arn: str) -> int:
+        """The target group's deregistration delay, read once a pass."""
+        if arn not in self.delays:
+            self.delays.update(self.s.load_balancer.deregistration_delays([arn]))
+        return self.delays.get(arn, 0)
 
     def _abandon(self, record: InstanceRecord, why: str) -> None:
         self.s.fleet.terminate([record.replacement])
         self.s.registry.register(record.replacement, f"migration {self.mid}", status="retired")
-        self._fail(record, why)
-
-    def _fail(self, record: InstanceRecord, why: str) -> None:
         record.fail(why)
-        self.s.plans.put_record(self.mid, record)
+        self._store([record])
+
+    def _store(self, records: Iterable[InstanceRecord]) -> None:
+        records = list(records)
+        if records:
+            self.s.plans.put_records(self.mid, records)
+
+    def _now(self) -> datetime:
+        return self.s.clock.now()
+
+
+def _in(records: list[InstanceRecord], status: str) -> list[InstanceRecord]:
+    return [r for r in records if r.status == status]
+
+
+def _not_booting(record: InstanceRecord, state: str, now: datetime) -> str | None:
+    """Why a replacement that does not run yet is given up: gone, or pending too long."""
+    if state in GONE_STATES or state in ("stopping", "stopped", "gone"):
+        return f"replacement {record.replacement_id} is {state}"
+    if state != "running" and _age(record, now) > BOOT_TIMEOUT:
+        return f"replacement {record.replacement_id} did not reach running ({state}) in {BOOT_TIMEOUT} s"
+    return None
+
+
+def _targets(records: list[InstanceRecord], of_replacement: bool) -> TargetGroups:
+    """The targets of the records' replacements (or originals) in every group of the original."""
+    return group_by_target_group((r.replacement if of_replacement else r.instance_id, ref)
+                                 for r in records for ref in r.target_groups)
+
+
+def _still_in(record: InstanceRecord, states: dict[tuple[str, str], str]) -> list[TargetRef]:
+    """The groups an original is still in (registered, or draining)."""
+    return [ref for ref in record.target_groups if states.get((ref.arn, record.instance_id)) in NOT_SWAPPED]
+
+
+def _unhealthy_in(record: InstanceRecord, health: dict[tuple[str, str], str]) -> list[str]:
+    """The target groups of its original in which a replacement is not healthy (yet)."""
+    return [ref.arn for ref in record.target_groups if health.get((ref.arn, record.replacement)) != "healthy"]
+
+
+def _age(record: InstanceRecord, now: datetime) -> float:
+    """Seconds since the record entered its phase."""
+    if not record.phase_since:
+        return 0.0
+    return (now - datetime.fromisoformat(record.phase_since)).total_seconds()
+
+
+def _batch_token(migration_id: str, batch: list[InstanceRecord], pool: Pool, attempt: int) -> str:
+    """The client token of one launch: the same records in the same pool give the same token,
+    so a launch repeated after a crash returns what EC2 launched the first time."""
+    digest = hashlib.sha256("|".join([migration_id, str(pool), *(r.instance_id for r in batch)]).encode())
+    return f"{migration_id[-20:]}-{attempt}-{digest.hexdigest()[:32]}"
+
+
+def _shared_spec(group: _Group, batch: list[InstanceRecord], pool: Pool, token: str) -> LaunchSpec:
+    """The batch's launch: the configuration its originals share, in `pool`, with the tags they
+    all have and the batch's own."""
+    specs = [group.spec_for[r.instance_id] for r in batch]
+    common = dict(set.intersection(*(set(s.tags.items()) for s in specs)))
+    common[LAUNCH_BATCH_TAG] = token
+    first = specs[0]
+    return LaunchSpec(image_id=first.image_id, instance_type=pool.instance_type, subnet_id=first.subnet_id,
+                      settings=first.settings, tags=dict(sorted(common.items())), user_data=first.user_data,
+                      market=first.market)
+
+
+def _own_tags(spec: LaunchSpec, group: _Group, batch: list[InstanceRecord]) -> dict[str, str]:
+    """The tags of one replacement that its batch's launch did not set (its original's id, name...)."""
+    shared = set.intersection(*(set(group.spec_for[r.instance_id].tags.items()) for r in batch))
+    return {k: v for k, v in spec.tags.items() if (k, v) not in shared}
+
+

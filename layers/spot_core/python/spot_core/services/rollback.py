@@ -25,7 +25,7 @@ from ..domain.errors import CapacityRefused, RollbackIncomplete, StartRefused
 from ..domain.instances import Instance
 from ..domain.outcomes import ended_early
 from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
-from ..domain.tags import REPLACES_TAG
+from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG
 from ..domain.waves import RollbackResult
 from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .finalize import Finalize
@@ -69,8 +69,9 @@ class Rollback:
 
     def _restore_all(self, migration_id: str, budget: Budget) -> bool:
         """Restore chunk after chunk while the budget lasts; whether every record is handled."""
-        launched = _by_original(self.fleet.launched_for(migration_id))
-        records = [r for r in self.plans.records(migration_id) if _to_undo(r, launched)]
+        everything = self.plans.records(migration_id)
+        launched = _by_original(self.fleet.launched_for(migration_id), everything)
+        records = [r for r in everything if _to_undo(r, launched)]
         handled = 0
         for chunk in chunks(records, CHUNK):
             if budget.exhausted():
@@ -84,11 +85,12 @@ class Rollback:
         """Instances launched for the migration after this invocation looked (an interruption
         replacement of a replacement, launched meanwhile): none stays but the one an original
         that is not back keeps."""
-        launched = _by_original(self.fleet.launched_for(migration_id))
-        if not launched:  # the common case: nothing launched for it runs any more, no plan to read again
+        instances = self.fleet.launched_for(migration_id)
+        if not instances:  # the common case: nothing launched for it runs any more, no plan to read again
             return
-        late = [r for r in self.plans.records(migration_id)
-                if r.instance_id in launched and r.status in ("rolled_back", "rollback_failed")]
+        everything = self.plans.records(migration_id)
+        launched = _by_original(instances, everything)
+        late = [r for r in everything if r.instance_id in launched and r.status in ("rolled_back", "rollback_failed")]
         if late:
             _Restore(self, migration_id, budget, launched).retire_late(late)
 
@@ -127,10 +129,20 @@ def _unstartable(ids: list[str], originals: Mapping[str, Instance]) -> dict[str,
             if state not in ("stopped", "stopping", "pending", "running")}
 
 
-def _by_original(instances: list[Instance]) -> dict[str, list[Instance]]:
+def _by_original(instances: list[Instance], records: list[InstanceRecord]) -> dict[str, list[Instance]]:
+    """Original id -> the live instances launched for it: by the tag that names the original or,
+    for a launch a crash left without its own tags, by the record that names the instance, or
+    by the launch batch written ahead on the records (in launch order)."""
+    by_replacement = {r.replacement_id: r.instance_id for r in records if r.replacement_id}
+    batches: dict[str, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.instance_id):
+        if record.launch_batch:
+            batches[record.launch_batch].append(record.instance_id)
     found: dict[str, list[Instance]] = defaultdict(list)
     for instance in instances:
-        found[instance.tags.get(REPLACES_TAG, "")].append(instance)
+        batch = batches.get(instance.tags.get(LAUNCH_BATCH_TAG, ""), [])
+        in_batch = batch[instance.launch_index] if instance.launch_index < len(batch) else ""
+        found[instance.tags.get(REPLACES_TAG) or by_replacement.get(instance.instance_id) or in_batch].append(instance)
     return dict(found)
 
 

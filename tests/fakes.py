@@ -546,6 +546,15 @@ class FakePlans:
     def record(self, migration_id: str, instance_id: str) -> InstanceRecord:
         return InstanceRecord.model_validate(self.stored[migration_id][instance_id])
 
+    def records_and_migrations(self, keys: Iterable[tuple[str, str]]
+                               ) -> dict[tuple[str, str], tuple[InstanceRecord | None, dict[str, Any] | None]]:
+        """By key, as one batched read: the record and its migration's item (`migrations`: linked by ports())."""
+        self.world.enter("plans.records_and_migrations")
+        items = getattr(self, "migrations", None)
+        return {(mid, iid): (InstanceRecord.model_validate(self.stored[mid][iid]) if iid in self.stored[mid] else None,
+                             copy.deepcopy(items.items.get(mid)) if items is not None else None)
+                for mid, iid in keys}
+
     def records_page(self, migration_id: str, limit: int,
                      start_key: dict[str, Any] | None = None) -> tuple[list[InstanceRecord], dict[str, Any] | None]:
         return self.records(migration_id)[:limit], None
@@ -588,6 +597,7 @@ class FakeClaims:
     def __init__(self, world: World):
         self.world = world
         self.items: dict[str, dict[str, Any]] = {}
+        self.linked: dict[str, Any] = {}  # registry, pool_memory, plans, migrations (ports() links them)
 
     def claim(self, instance_id: str, event_id: str, **fields: Any) -> bool:
         self.world.enter("claims.claim")
@@ -597,17 +607,66 @@ class FakeClaims:
                                    "event_id": event_id, "claimed_at": int(self.world.clock.now().timestamp())}
         return True
 
+    def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> dict[str, Any] | None:
+        """The conditional write that returns the claim it was refused by."""
+        self.world.enter("claims.claim")
+        if instance_id in self.items:
+            return copy.deepcopy(self.items[instance_id])
+        self.items[instance_id] = {**copy.deepcopy(fields), "instance_id": instance_id, "status": "launching",
+                                   "event_id": event_id, "claimed_at": int(self.world.clock.now().timestamp())}
+        return None
+
     def get(self, instance_id: str) -> dict[str, Any] | None:
         item = self.items.get(instance_id)
         return copy.deepcopy(item) if item else None
 
-    def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str) -> bool:
+    def get_many(self, instance_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {i: copy.deepcopy(self.items[i]) for i in instance_ids if i in self.items}
+
+    def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str, **fields: Any) -> bool:
         self.world.enter("claims.take_over")
         item = self.items.get(instance_id)
         if item is None or item.get("status") not in ("launching", "launched") \
                 or (item.get("event_id"), item.get("claimed_at")) != (held.get("event_id"), held.get("claimed_at")):
             return False
-        item.update(event_id=event_id, claimed_at=int(self.world.clock.now().timestamp()))
+        item.update(event_id=event_id, claimed_at=int(self.world.clock.now().timestamp()), **copy.deepcopy(fields))
+        return True
+
+    def abandon(self, instance_id: str, event_id: str) -> None:
+        item = self.items.get(instance_id)
+        if item is not None and item.get("event_id") == event_id and item.get("status") in ("launching", "launched"):
+            item["in_progress_expiration"] = 0
+
+    # The writes the DynamoDB adapter makes as one transaction: the registry, pool memory, plan and
+    # migrations they also write are the fakes ports() links (linked=).
+    def record_launch(self, instance_id: str, owner: str, interrupted_pool: tuple[str, str] | None = None,
+                      **fields: Any) -> None:
+        self.world.enter("claims.update")
+        self.items.setdefault(instance_id, {"instance_id": instance_id}).update(copy.deepcopy(fields))
+        self.linked["registry"].register(fields["replacement_id"], owner)
+        if interrupted_pool:
+            self.linked["pool_memory"].record_interruption(*interrupted_pool, instance_id)
+
+    def finish(self, instance_id: str, follow: Any = None, interrupted_pool: tuple[str, str] | None = None,
+               **fields: Any) -> bool:
+        self.world.enter("claims.update")
+        self.items.setdefault(instance_id, {"instance_id": instance_id}).update(copy.deepcopy(fields))
+        if interrupted_pool:
+            self.linked["pool_memory"].record_interruption(*interrupted_pool, instance_id)
+        return follow is not None and self._follow(follow)
+
+    def _follow(self, follow: Any) -> bool:
+        stored = self.linked["plans"].stored[follow.migration_id].get(follow.original_id)
+        if stored is None or stored.get("replacement_id") != follow.interrupted_id:
+            return False
+        stored.update(copy.deepcopy(follow.fields))
+        stored["attempts"] = [*stored.get("attempts", []), follow.note]
+        migration = self.linked["migrations"].items.get(follow.migration_id) or {}
+        if follow.realised and migration.get("status") == "completed":
+            realised = migration["realised"]
+            for key, delta in follow.realised.items():
+                realised[key] = round(realised.get(key, 0) + delta, 2)
+            realised["savings_pct"] = follow.savings_pct
         return True
 
     def release(self, instance_id: str) -> None:
@@ -632,6 +691,10 @@ class FakeRegistry:
 
     def register(self, instance_id: str, owner: str, status: str = "active") -> None:
         self.items[instance_id] = {"owner": owner, "status": status}
+
+    def register_all(self, instance_ids: list[str], owner: str) -> None:
+        for instance_id in instance_ids:
+            self.register(instance_id, owner)
 
     def statuses(self, instance_ids: list[str]) -> dict[str, str]:
         return {i: self.items[i]["status"] for i in instance_ids if i in self.items}
@@ -728,7 +791,11 @@ def ports(**fleet_timing: float) -> Ports:
     fleet = FakeFleet(world, **{k: v for k, v in fleet_timing.items() if k in ("boot_seconds", "stop_seconds")})
     lb = FakeLoadBalancer(world, fleet, **{k: v for k, v in fleet_timing.items()
                                            if k in ("health_seconds", "drain_seconds")})
-    return Ports(world, fleet, lb, FakeSpotPrices(), FakeOnDemandPrices(), FakeMetrics(), FakeNotifier(world),
+    made = Ports(world, fleet, lb, FakeSpotPrices(), FakeOnDemandPrices(), FakeMetrics(), FakeNotifier(world),
                  FakeMigrations(world), FakePlans(world), FakeTokens(), FakePoolMemory(), FakeClaims(world),
                  FakeRegistry(), FakeEventOnce(), FakeLocks(world))
+    made.plans.migrations = made.migrations  # type: ignore[attr-defined]
+    made.claims.linked.update(registry=made.registry, pool_memory=made.pool_memory, plans=made.plans,
+                              migrations=made.migrations)
+    return made
 

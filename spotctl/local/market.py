@@ -4,6 +4,7 @@ Prices: per pool (instance type, AZ), a discount from the on-demand price with a
 hourly movement over the last day, served by DescribeSpotPriceHistory with its real
 time filter and pagination. Capacity: pools can refuse launches with the errors EC2
 really returns (InsufficientInstanceCapacity, ...), for a number of times or for ever.
+Launches of several: EC2 launches up to MaxCount (moto launches MinCount).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.instances import InstanceBackend
+from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.spot_instances import SpotInstances
 
 from spot_core.domain.pricing import catalog_on_demand_price
@@ -93,7 +95,9 @@ class SpotMarket:
         self._originals = {
             "history": SpotInstances.describe_spot_price_history,
             "run": InstanceBackend.run_instances,
+            "run_response": InstanceResponse.run_instances,
         }
+        original_response = self._originals["run_response"]
         original_run = self._originals["run"]
 
         def describe_spot_price_history(response: SpotInstances) -> Any:
@@ -124,13 +128,28 @@ class SpotMarket:
                 market.check_launch(kwargs.get("instance_type", "m1.small"), az)
             return original_run(backend, image_id, count, user_data, security_group_names, **kwargs)
 
+        def run_instances_up_to_max_count(response: InstanceResponse) -> Any:
+            """EC2 launches as many as MaxCount when it has the capacity; moto launches MinCount."""
+            get = response._get_param
+
+            def get_param(name: str, if_none: Any = None) -> Any:
+                return get("MaxCount", if_none=get(name, if_none)) if name == "MinCount" else get(name, if_none)
+
+            response._get_param = get_param  # type: ignore[method-assign]  # this request only
+            try:
+                return original_response(response)
+            finally:
+                del response._get_param
+
         SpotInstances.describe_spot_price_history = describe_spot_price_history
         InstanceBackend.run_instances = run_instances
+        InstanceResponse.run_instances = run_instances_up_to_max_count  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
         if self._originals:
             SpotInstances.describe_spot_price_history = self._originals["history"]
             InstanceBackend.run_instances = self._originals["run"]
+            InstanceResponse.run_instances = self._originals["run_response"]  # type: ignore[method-assign]
             self._originals = {}
 
 

@@ -248,8 +248,7 @@ class _WaveStep:
     def _launched(self, group: _Group, pairs: list[tuple[InstanceRecord, str]], pool: Pool) -> None:
         """Registry, then records, then each replacement's own tags: a crash in between leaves
         instances the next pass finds by their batch, or by the record that names them."""
-        for _, instance_id in pairs:
-            self.s.registry.register(instance_id, f"migration {self.mid} wave {self.wave}")
+        self.s.registry.register_all([i for _, i in pairs], f"migration {self.mid} wave {self.wave}")
         now = iso(self._now())
         for record, instance_id in pairs:
             record.attempts += group.tried.pop(record.instance_id, [])
@@ -267,8 +266,8 @@ class _WaveStep:
         for token, batch in by_batch.items():
             found = self.s.fleet.launched_in_batch(self.mid, token)
             batch.sort(key=lambda r: r.instance_id)
+            self.s.registry.register_all([i.instance_id for i in found], f"migration {self.mid} wave {self.wave}")
             for record, instance in zip(batch, found, strict=False):
-                self.s.registry.register(instance.instance_id, f"migration {self.mid} wave {self.wave}")
                 pool = next((p for p in record.pools if p.key == instance.pool_key), record.pools[0])
                 record.launched(instance.instance_id, pool, f"{pool}: found {instance.instance_id} launched by an "
                                 "earlier attempt", iso(self._now()))

@@ -37,8 +37,9 @@ test: $(STAMP) browser lint ## the gates, then unit, service, adapter, handler, 
 
 bench: $(STAMP)             ## API calls, CPU time, transitions and payload sizes at 10 / 1,000 / 10,000 instances
 	$(PY) -m bench $(ARGS)
-	$(PY) bench/interruption_bench.py   ## calls per event and per 200-event storm, cold import, warm handling
+	$(PY) bench/interruption_bench.py   ## calls of one warning and of a 200-warning storm (queue vs direct), handler time, latency, simulated storm
 	$(PY) bench/operator_bench.py       ## status/list/plan calls and latency, graph rendering, local service start, API cold import
+	$(PY) -m bench.scale_bench          ## timing simulator: 1,000 / 10,000 instances x cases A B C, 28 timing combinations
 
 synth: $(STAMP)             ## CloudFormation template into cdk.out/ (no AWS credentials needed)
 	$(PY) app.py

@@ -33,7 +33,7 @@ from spot_core.domain.errors import (
 )
 from spot_core.domain.instances import CAPACITY_ERRORS, Instance, LaunchSettings, LaunchSpec, TypeTraits
 from spot_core.domain.locks import InstanceLock
-from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef
+from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef, unfinished
 from spot_core.domain.pricing import SpotPriceStat
 from spot_core.domain.quality import QualitySample
 from spot_core.domain.request import MetricQuery, Selector
@@ -309,10 +309,14 @@ class FakeFleet:
         return sorted((i for i in self.live() if i.tags.get(MIGRATION_ID_TAG) == migration_id
                        and i.tags.get(LAUNCH_BATCH_TAG) == batch), key=lambda i: i.launch_index)
 
-    def tag(self, instance_id: str, tags: Mapping[str, str]) -> None:
-        self.world.enter("fleet.tag")
-        self.set_tags(instance_id, **tags)
-        self.world.record("tag", (instance_id, dict(tags)))
+    def tag_each(self, tags: Mapping[str, Mapping[str, str]]) -> None:
+        for instance_id, own in tags.items():
+            self.world.enter("fleet.tag")
+            self.set_tags(instance_id, **own)
+            self.world.record("tag", (instance_id, dict(own)))
+
+    def user_data_of(self, instance_ids: list[str]) -> dict[str, str | None]:
+        return {i: self.user_datas.get(i) for i in instance_ids}
 
     def start(self, instance_ids: list[str]) -> dict[str, CapacityRefused | StartRefused]:
         """`start_refusals` (instance id -> error code) are refused: capacity codes as CapacityRefused."""
@@ -401,6 +405,15 @@ class FakeLoadBalancer:
 
     def load_balancer_of(self, target_group_arn: str) -> str | None:
         return self.balancers.get(target_group_arn)
+
+    def register_if_running(self, groups: TargetGroups) -> bool:
+        """Like moto's, this load balancer takes instances that are still booting (refuse_booting: like ELB's)."""
+        if getattr(self, "refuse_booting", False) and any(
+                self.fleet.state(t.instance_id) != "running" for targets in groups.values() for t in targets):
+            self.world.enter("lb.register")
+            return False
+        self.register(groups)
+        return True
 
     def register(self, groups: TargetGroups) -> None:
         self.world.enter("lb.register")
@@ -542,6 +555,9 @@ class FakePlans:
 
     def records(self, migration_id: str) -> list[InstanceRecord]:
         return [InstanceRecord.model_validate(r) for _, r in sorted(self.stored[migration_id].items())]
+
+    def in_flight(self, migration_id: str, wave: int) -> list[InstanceRecord]:
+        return [r for r in self.records(migration_id) if r.eligible and r.wave == wave and unfinished(r)]
 
     def record(self, migration_id: str, instance_id: str) -> InstanceRecord:
         return InstanceRecord.model_validate(self.stored[migration_id][instance_id])

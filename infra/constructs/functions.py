@@ -14,7 +14,7 @@ from constructs import Construct
 from infra import FUNCTIONS_DIR
 from spot_core.domain.errors import ConfigurationError
 from spot_core.entry.catalog import COMMON_ENVIRONMENT, FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME, FunctionSpec
-from spot_core.entry.settings import load_settings, tunable_defaults
+from spot_core.entry.settings import DEAD_LETTER_QUEUE_URL, load_settings, tunable_defaults
 
 from . import nag
 from .layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME, Layers
@@ -34,6 +34,9 @@ BASE_FINDINGS = {
 
 
 WORKFLOW_ENVIRONMENT = "STATE_MACHINE_ARN"
+# Variables of resources created after the functions, which the construct creating them sets
+# (infra/constructs/interruptions.py: the dead-letter queue the replacement function keeps failures in).
+SET_LATER = (DEAD_LETTER_QUEUE_URL,)
 
 
 def drives_workflow(spec: FunctionSpec) -> bool:
@@ -101,10 +104,11 @@ class Functions(Construct):
             **self.settings,
             **resources,
         }
-        missing = [n for n in (*COMMON_ENVIRONMENT, *spec.environment) if n not in values]
+        names = [n for n in (*COMMON_ENVIRONMENT, *spec.environment) if n not in SET_LATER]
+        missing = [n for n in names if n not in values]
         if missing:
             raise ValueError(f"function {spec.name!r}: no value known for environment variable(s) {missing}")
-        env = {name: values[name] for name in (*COMMON_ENVIRONMENT, *spec.environment)}
+        env = {name: values[name] for name in names}
         env.update({"POWERTOOLS_SERVICE_NAME": SERVICE_NAME, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE})
         return env
 

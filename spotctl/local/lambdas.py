@@ -319,19 +319,20 @@ class InProcessLambdas:
                     watch(log)
             state.killed = False
             crash = log.crash
-            if crash is not None and crash.error in TIMEOUT_ERRORS:
+            if crash is None or crash.error in TIMEOUT_ERRORS:  # no crash: the timing simulator's deadline
                 lambdas.expire_in_progress()
             error = crash.error if crash is not None else TIMEOUT_ERROR
+            why = f"injected crash after mutating call {crash.after} ({log.actions[-1:]})" if crash else \
+                "the invocation reached its deadline on the virtual clock"
             raise type(error, (Exception,), {})(
-                f"injected crash after mutating call {crash.after if crash else '?'} ({log.actions[-1:]}): "
-                f"Task timed out after {lambdas.specs[name].timeout_seconds:.2f} seconds")
+                f"{why}: Task timed out after {lambdas.specs[name].timeout_seconds:.2f} seconds")
 
         return run
 
     def expire_in_progress(self) -> None:
         """A timed-out invocation ran until its deadline: what it marked in progress until then
-        (Powertools Idempotency records, whose in-progress expiry is the Lambda deadline)
-        has expired by the time anything retries it."""
+        (Powertools Idempotency records and unfinished replacement claims, whose in-progress
+        expiry is the Lambda deadline) has expired by the time anything retries it."""
         table = self.environment.get("TABLE_NAME")
         if not table:
             return
@@ -342,8 +343,10 @@ class InProcessLambdas:
             ddb = boto3.client("dynamodb", region_name=self.environment.get("AWS_REGION"))
             now_ms = int(time.time() * 1000)
             for page in ddb.get_paginator("scan").paginate(
-                    TableName=table, FilterExpression="#s = :p AND attribute_exists(in_progress_expiration)",
-                    ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":p": {"S": "INPROGRESS"}}):
+                    TableName=table,
+                    FilterExpression="#s IN (:p, :l1, :l2) AND attribute_exists(in_progress_expiration)",
+                    ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={
+                        ":p": {"S": "INPROGRESS"}, ":l1": {"S": "launching"}, ":l2": {"S": "launched"}}):
                 for item in page["Items"]:
                     key = {k: item[k] for k in ("pk", "sk") if k in item}
                     ddb.update_item(TableName=table, Key=key, UpdateExpression="SET in_progress_expiration = :t",

@@ -9,6 +9,10 @@ same catalog and ASL file), runs the ASL in moto's Step Functions interpreter an
 handlers in-process, and simulates what moto cannot: the Spot market, capacity errors,
 the service's quality metrics, Lambda faults, and the passing of Wait states
 (fast-forwarded: a 900 s bake takes no real time).
+
+`LocalRuntime(timing=TimingModel(...))` (spotctl/local/timing.py, off by default) runs the
+same on a virtual clock on which EC2 and ELB keep realistic timings and API limits;
+`rt.timing.report()` tells the simulated duration of the last execution.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from . import dynamodb as local_dynamodb
 from .ec2_events import Ec2Events
 from .lambdas import InProcessLambdas, lambda_payload
 from .market import SpotMarket
+from .timing import TimingModel, TimingSimulator
 from .workload import FleetSimulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +89,7 @@ class _VirtualTime:
         self.runtime = runtime
 
     def sleep(self, seconds: float) -> None:
-        self.runtime.virtual_seconds += seconds
+        self.runtime.advance(seconds)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
@@ -93,12 +98,18 @@ class _VirtualTime:
 class LocalRuntime(Ec2Events):
     """The product on moto (see the module docstring); EC2's own events come from Ec2Events."""
 
-    def __init__(self, region: str = "us-east-1", seed: int = 7, fast_forward: bool = True):
-        self.region, self.seed, self.fast_forward = region, seed, fast_forward
+    def __init__(self, region: str = "us-east-1", seed: int = 7, fast_forward: bool = True,
+                 timing: TimingModel | None = None):
+        self.region, self.seed = region, seed
+        self.fast_forward = fast_forward or timing is not None  # the timing simulator's Waits are virtual
         self.virtual_seconds = 0.0
         self.waits: list[float] = []
         self.market = SpotMarket(region, seed=seed)
         self.fleet = FleetSimulator(self.client, region, seed=seed)
+        # Opt-in timing simulator (spotctl/local/timing.py): EC2 and ELB on a virtual clock.
+        self.timing = TimingSimulator(timing) if timing is not None else None
+        if self.timing is not None:
+            self.fleet.now = self.timing.fleet_now
         self._clients: dict[str, Any] = {}
         self._saved: dict[str, Any] = {}
         self._inbox: list[dict] = []
@@ -149,9 +160,13 @@ class LocalRuntime(Ec2Events):
             WaitFunction._wait_interval = lambda wait, env, wait_seconds: runtime._wait(wait_seconds)
             retrier_decl.time = _VirtualTime(self)
         self.market.install()
+        if self.timing is not None:
+            self.timing.install(self.lambdas)
         local_dynamodb.install()  # TransactWriteItems without moto's table copy per item
 
     def _unpatch(self) -> None:
+        if self.timing is not None:
+            self.timing.uninstall()
         self.market.uninstall()
         local_dynamodb.uninstall()
         LambdaFunction._invoke_lambda = self._saved["invoke"]
@@ -169,6 +184,8 @@ class LocalRuntime(Ec2Events):
         self._ending.add(arn)
         try:
             self._saved["terminated"](comm)
+            if self.timing is not None:
+                self.timing.end()
             self._execution_ended(comm.execution)
         finally:
             self._ending.discard(arn)
@@ -205,11 +222,19 @@ class LocalRuntime(Ec2Events):
 
     def _wait(self, seconds: float) -> None:
         """A fast-forwarded Wait state: the service plays `seconds` of traffic at once."""
-        self.virtual_seconds += seconds
+        self.advance(seconds)
         self.waits.append(seconds)
         self.fleet.emit_quality(seconds)
-        # Metrics are stamped `now`; the gate's window ends at a later whole second.
-        time.sleep(1.0 - (time.time() % 1.0) + 0.01)
+        if self.timing is None:
+            # Metrics are stamped `now`; the gate's window ends at a later whole second.
+            # (The timing simulator stamps them on its clock, to the second.)
+            time.sleep(1.0 - (time.time() % 1.0) + 0.01)
+
+    def advance(self, seconds: float) -> None:
+        """Fast-forwarded time: a Wait state or a retry's back-off (on the virtual clock in timing mode)."""
+        self.virtual_seconds += seconds
+        if self.timing is not None:
+            self.timing.clock.advance(seconds)
 
     # --- resources (the same ones the CDK stack creates) ------------------------------------
     def client(self, service: str) -> Any:
@@ -228,6 +253,7 @@ class LocalRuntime(Ec2Events):
         queue_arn = queue["Attributes"]["QueueArn"]
         self.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
         self.dlq_url = self.client("sqs").create_queue(QueueName="spot-migration-interruptions-dlq")["QueueUrl"]
+        self.create_interruption_queue()
 
         self.lambdas.environment.update({
             **tunable_defaults(), "TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn,
@@ -277,6 +303,8 @@ class LocalRuntime(Ec2Events):
     def start_migration(self, request: dict | None = None, migration_id: str | None = None) -> str:
         """Start an execution; the migration id is the execution name."""
         name = migration_id or f"mig-{uuid.uuid4().hex[:12]}"
+        if self.timing is not None:
+            self.timing.begin()
         self.client("stepfunctions").start_execution(stateMachineArn=self.state_machine_arn, name=name,
                                                      input=json.dumps(request or {}))
         return name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ class FleetSimulator:
     target_group_arn: str | None = None
     degradation: Degradation | None = None
     emitted: list[dict] = field(default_factory=list)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the timing simulator's is virtual
 
     # --- the network and the load balancer ---------------------------------------------
     def setup_network(self) -> None:
@@ -149,7 +150,7 @@ class FleetSimulator:
 
     # --- CloudWatch ------------------------------------------------------------------------
     def write_cpu_history(self, profiles: dict[str, str], days: int = 7) -> None:
-        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        now = self.now().replace(minute=0, second=0, microsecond=0)
         data = []
         for iid, profile in profiles.items():
             rng = random.Random(f"{self.seed}:{iid}")
@@ -165,7 +166,7 @@ class FleetSimulator:
                 {"Name": "TargetGroup", "Value": self.target_group_arn.split(":")[-1]}]
 
     def write_quality_history(self, minutes: int = 90) -> None:
-        now = datetime.now(UTC)
+        now = self.now()
         rng = random.Random(self.seed)
         data = []
         for m in range(1, minutes + 1):
@@ -224,7 +225,7 @@ class FleetSimulator:
             return
         latency, error_rate = self.current_quality()
         rng = random.Random(f"{self.seed}:{len(self.emitted)}")
-        now = datetime.now(UTC)
+        now = self.now()
         points = []
         for k in range(max(1, min(15, math.ceil(seconds / 60)))):
             points += self._quality_points(now - timedelta(milliseconds=10 * k), latency, error_rate, rng)

@@ -15,7 +15,6 @@ from html.parser import HTMLParser
 
 import pytest
 
-from spot_core.domain.clock import Budget
 from spot_core.services import migrate_wave
 from spotctl.graph import render_graph
 from spotctl.graph.asl import all_states
@@ -25,13 +24,6 @@ from spotctl.local.runtime import LocalRuntime
 from spotctl.local.workload import Degradation
 
 PLANTED = "PLANTED-taskToken-7f3a9c"
-
-
-def _one_chunk_per_invocation(budget) -> bool:
-    """Every MigrateWave invocation handles one chunk, so waves loop through WaitForReplacements."""
-    spent = getattr(budget, "chunk_spent", False)
-    budget.chunk_spent = True
-    return spent
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +71,7 @@ def _run_every_path() -> dict[str, dict]:
         rt.fleet.degradation = None
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(migrate_wave, "CHUNK", 1)
-            mp.setattr(Budget, "exhausted", _one_chunk_per_invocation)
+            mp.setattr(migrate_wave, "LAUNCHES_PER_PASS", 1)  # waves loop through WaitForReplacements
             result = rt.run_migration({**gated, "approval": {"auto_approve": True}})
         keep("succeeded", result.migration_id, result.status)
     return out

@@ -214,7 +214,7 @@ def invoke_config(stack, resources, function: str) -> dict:
     return config
 
 
-@pytest.mark.parametrize("function", ["replace_interrupted", "sweep_orphans", "end_execution"])
+@pytest.mark.parametrize("function", ["sweep_orphans", "end_execution"])  # replace_interrupted: a queue consumer
 def test_failed_invocations_are_retried_then_kept_in_the_dead_letter_queue(function, stack, resources,
                                                                             statements_by_role):
     config = invoke_config(stack, resources, function)
@@ -228,6 +228,20 @@ def test_failed_invocations_are_retried_then_kept_in_the_dead_letter_queue(funct
     key = {"Fn::GetAtt": [logical_id(stack, stack.interruptions.key), "Arn"]}
     assert [sorted(listify(s["Action"])) for s in own if s["Resource"] == key] == [["kms:Decrypt",
                                                                                     "kms:GenerateDataKey"]]
+
+
+def test_the_replacement_function_consumes_its_queue_and_sends_only_to_the_dead_letter_queue(stack,
+                                                                                            statements_by_role):
+    own = statements_by_role[logical_id(stack, stack.functions.functions["replace_interrupted"].role)]
+    queue = {"Fn::GetAtt": [logical_id(stack, stack.interruptions.queue), "Arn"]}
+    dlq = {"Fn::GetAtt": [logical_id(stack, stack.interruptions.dead_letters), "Arn"]}
+    sqs = {(a, json.dumps(s["Resource"])) for s in own for a in listify(s["Action"]) if a.startswith("sqs:")}
+    assert sqs == {("sqs:SendMessage", json.dumps(dlq))} | {
+        (a, json.dumps(queue)) for a in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl",
+                                         "sqs:DeleteMessage", "sqs:GetQueueAttributes")}
+    key = {"Fn::GetAtt": [logical_id(stack, stack.interruptions.key), "Arn"]}
+    assert {a for s in own if s["Resource"] == key for a in listify(s["Action"])} == {"kms:Decrypt",
+                                                                                       "kms:GenerateDataKey"}
 
 
 def test_sweeper_schedule_target_retries_into_the_dead_letter_queue(stack, resources):

@@ -371,35 +371,65 @@ def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources)
 
     from spot_core.entry.event_rules import RULES
 
-    replacer = logical_id(stack, stack.functions.functions["replace_interrupted"])
+    queue = logical_id(stack, stack.interruptions.queue)  # the replacement function consumes it
     ender = logical_id(stack, stack.functions.functions["end_execution"])  # tests/infra/test_operations.py
     deployed = {}
     for rule in of_type(resources, "AWS::Events::Rule").values():
         props = rule["Properties"]
         if "EventPattern" in props:
             [target] = props["Targets"]
-            assert target["Arn"] in ({"Fn::GetAtt": [replacer, "Arn"]}, {"Fn::GetAtt": [ender, "Arn"]})
+            assert target["Arn"] in ({"Fn::GetAtt": [queue, "Arn"]}, {"Fn::GetAtt": [ender, "Arn"]})
             assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
             assert "DeadLetterConfig" in target
-            if target["Arn"] == {"Fn::GetAtt": [replacer, "Arn"]}:
+            if target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}:
                 deployed[json.dumps(props["EventPattern"], sort_keys=True)] = props["EventPattern"]
     assert sorted(deployed) == sorted(json.dumps(p, sort_keys=True) for p in RULES.values())
     sample = json.loads((STATE_MACHINE_FILE.parents[1] / "events" / "ec2_spot_interruption_warning.json").read_text())
     assert sum(EventPattern.load(json.dumps(p)).matches_event(sample) for p in deployed.values()) == 1
 
 
-def test_replacement_failures_reach_an_encrypted_dead_letter_queue_with_the_reason(stack, resources):
+def test_the_replacement_function_consumes_the_interruption_queue_in_short_batches(stack, resources):
+    from spot_core.entry.interruption_queue import BATCH_SIZE, BATCHING_WINDOW_SECONDS
+
     replacer_id = logical_id(stack, stack.functions.functions["replace_interrupted"])
-    [config] = [c for c in of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
-                if c["Properties"]["FunctionName"] == {"Ref": replacer_id}]
-    props = config["Properties"]
-    assert props["MaximumRetryAttempts"] == 2
-    dlq = logical_id(stack, stack.interruptions.dead_letters)
-    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [dlq, "Arn"]}
-    queue = resources[dlq]["Properties"]
-    assert "KmsMasterKeyId" in queue
-    replacer = resources[logical_id(stack, stack.functions.functions["replace_interrupted"])]["Properties"]
+    queue_id = logical_id(stack, stack.interruptions.queue)
+    [mapping] = [m["Properties"] for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+                 if m["Properties"]["FunctionName"] == {"Ref": replacer_id}]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (BATCH_SIZE, BATCHING_WINDOW_SECONDS)
+    assert BATCHING_WINDOW_SECONDS <= 2  # what a lone warning waits for more to come
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    replacer = resources[replacer_id]["Properties"]
     assert replacer["ReservedConcurrentExecutions"] == 20
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 20}  # never throttled into a premature retry
+    # no asynchronous invocation any more: nothing else to retry or dead-letter
+    assert not [c for c in of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+                if c["Properties"]["FunctionName"] == {"Ref": replacer_id}]
+
+
+def test_the_interruption_queue_is_encrypted_and_redrives_to_the_dead_letter_queue(stack, resources):
+    from spot_core.entry.interruption_queue import MAX_RECEIVES
+
+    queue_id, dlq = logical_id(stack, stack.interruptions.queue), logical_id(stack, stack.interruptions.dead_letters)
+    queue = resources[queue_id]["Properties"]
+    assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(stack, stack.interruptions.key), "Arn"]}
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                                      "maxReceiveCount": MAX_RECEIVES}
+    assert queue["VisibilityTimeout"] == 6 * 90 and queue["MessageRetentionPeriod"] == 3600
+    assert "KmsMasterKeyId" in resources[dlq]["Properties"]
+    policies = [q["Properties"] for q in of_type(resources, "AWS::SQS::QueuePolicy").values()]
+    statements = [s for p in policies if {"Ref": queue_id} in p["Queues"] for s in p["PolicyDocument"]["Statement"]]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in statements)
+    [sender] = [s for s in statements if s["Effect"] == "Allow"]  # the rules, of this account only
+    assert sender["Principal"] == {"Service": "events.amazonaws.com"} and "sqs:SendMessage" in sender["Action"]
+    assert sender["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_the_replacement_function_keeps_its_failures_with_the_reason_in_the_dead_letter_queue(stack, resources):
+    replacer = resources[logical_id(stack, stack.functions.functions["replace_interrupted"])]["Properties"]
+    dlq = logical_id(stack, stack.interruptions.dead_letters)
+    assert replacer["Environment"]["Variables"]["DEAD_LETTER_QUEUE_URL"] == {"Ref": dlq}
 
 
 def test_orphan_sweep_runs_on_a_schedule(stack, resources):

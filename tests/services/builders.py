@@ -128,9 +128,8 @@ def rollback(p: Ports) -> Rollback:
 def interruptions(p: Ports, spot_prices: Any = None, **options: Any) -> Interruptions:
     options.setdefault("default_policy", "prewarm")
     options.setdefault("prewarm_seconds", 900)
-    options.setdefault("migrations", p.migrations)
     return Interruptions(p.fleet, p.load_balancer, spot_prices or p.spot_prices, p.claims, p.pool_memory,
-                         p.registry, p.plans, p.notifier, p.once, p.clock, **options)
+                         p.registry, p.plans, p.notifier, p.clock, **options)
 
 
 def sweeper(p: Ports, **options: Any) -> Sweeper:

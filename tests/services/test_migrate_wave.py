@@ -34,10 +34,6 @@ from spot_core.domain.plan import WaveSpec
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, WAVE_TAG
 
 ICE = "InsufficientInstanceCapacity"
-# One chunk takes 55 s of virtual time (boot 30 + healthy 15 + drained 10). A 150 s budget keeps the
-# 120 s margin at the start of the first chunk, not at the start of the second, and its steps' deadline
-# (90 s) lets the first one finish.
-BUDGET_FOR_ONE_CHUNK = 150
 
 
 class NoSleep:

@@ -1,5 +1,8 @@
+from collections import Counter
+
 import pytest
 
+from spot_core.domain import instance_types
 from spot_core.domain.instance_types import equivalent_types, known_types, spec
 
 
@@ -71,3 +74,23 @@ def test_equivalents_never_break_the_replacement_rules(original):
 def test_instance_store_types_are_only_offered_to_instance_store_originals():
     assert not any(spec(t).has_instance_storage for t in equivalent_types("m5.large", limit=50))
     assert "r5d.large" in equivalent_types("m5d.large", limit=50)
+
+
+def test_equivalents_scan_the_catalog_once_per_type_however_many_instances_ask(monkeypatch):
+    scanned = Counter()
+    can_replace = instance_types._can_replace
+
+    def counted(original, candidate):
+        scanned[original.name] += 1
+        return can_replace(original, candidate)
+
+    monkeypatch.setattr(instance_types, "_can_replace", counted)
+    instance_types._equivalents.cache_clear()
+    try:
+        fleet = [("m5.large", "c5.xlarge", "m6g.large")[n % 3] for n in range(3000)]
+        answers = [equivalent_types(t) for t in fleet]
+    finally:
+        instance_types._equivalents.cache_clear()
+
+    assert scanned == {t: len(known_types()) for t in ("m5.large", "c5.xlarge", "m6g.large")}
+    assert answers[0] == equivalent_types("m5.large") and answers[0] is not answers[3]  # a list of its own

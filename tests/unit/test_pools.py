@@ -2,9 +2,16 @@
 
 from datetime import UTC, datetime
 
+from spot_core.domain import pools as pools_module
 from spot_core.domain.instance_types import equivalent_types
 from spot_core.domain.plan import Pool
-from spot_core.domain.pools import MIGRATION_POOLS, interruption_pools, migration_pools, order_pools
+from spot_core.domain.pools import (
+    MIGRATION_POOLS,
+    MigrationPoolBook,
+    interruption_pools,
+    migration_pools,
+    order_pools,
+)
 from spot_core.domain.pricing import SpotPriceStat
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -67,3 +74,27 @@ def test_an_interruption_puts_recently_interrupted_pools_last():
     ordered = interruption_pools("m5.large", "us-east-1a", ["us-east-1a", "us-east-1b"], prices(table),
                                  avoid={("m5.large", "us-east-1b")})
     assert [p.instance_type for p in ordered] == ["m5a.large", "m5.large"]
+
+
+def test_a_pool_book_works_out_each_type_and_zone_once_for_a_whole_fleet(monkeypatch):
+    """1,000 instances of 2 types in 3 AZs: 6 pool lists, not 1,000 (each priced, ordered, validated)."""
+    zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
+    table = prices({(t, z): round(0.03 + 0.001 * i + 0.0001 * j, 5)
+                    for i, t in enumerate(TYPES) for j, z in enumerate(zones)})
+    worked_out = []
+
+    def counted(instance_type, zone, *args, **kwargs):
+        worked_out.append((instance_type, zone))
+        return migration_pools(instance_type, zone, *args, **kwargs)
+
+    monkeypatch.setattr(pools_module, "migration_pools", counted)
+    book = MigrationPoolBook(table, avoid={("m5a.large", "us-east-1b")})
+    fleet = [(TYPES[n % 2], zones[n % 3]) for n in range(1000)]
+
+    answers = [book.pools(t, z) for t, z in fleet]
+
+    assert sorted(worked_out) == sorted(set(fleet))
+    assert all(got == migration_pools(t, z, table, {("m5a.large", "us-east-1b")})
+               for got, (t, z) in zip(answers, fleet, strict=True))
+    answers[0].clear()  # each caller gets a list of its own
+    assert book.pools(*fleet[0]) == answers[6]

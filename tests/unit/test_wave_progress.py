@@ -36,3 +36,23 @@ def test_rolled_back_waves_show_how_many_instances_came_back():
 
 def test_a_plan_without_waves_has_no_progress():
     assert wave_progress({"status": "vetoed"}) == []
+
+
+def test_an_unfinished_waves_progress_adds_what_this_pass_moved_to_what_the_last_one_stored():
+    from spot_core.domain.plan import InstanceRecord, WaveSpec
+    from spot_core.domain.waves import WaveResult
+
+    wave = WaveSpec(index=1, percent=50, bake_seconds=60, target_count=6, cumulative=8)
+
+    def record(iid, status, note=None):
+        return InstanceRecord(instance_id=iid, instance_type="m5.large", availability_zone="us-east-1a",
+                              eligible=True, wave=1, status=status, attempts=[note] if note else [])
+
+    first = WaveResult.so_far(wave, [record("i-1", "migrated"), record("i-2", "launching")],
+                              [record("i-2", "launching")], None, 15)
+    assert (first.total, first.migrated, first.launching, first.done, first.wait_seconds) == (6, 1, 1, False, 15)
+
+    second = WaveResult.so_far(wave, [record("i-2", "migrated"), record("i-3", "failed", "no capacity"),
+                                      record("i-4", "skipped")], [], first.model_dump(), 30)
+    assert (second.migrated, second.failed, second.skipped, second.launching) == (2, 1, 1, 0)
+    assert second.failures == ["i-3: no capacity"] and second.completed_at is None and second.wait_seconds == 30

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -25,6 +26,20 @@ from ..domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLA
 from .aws import error_code, transient_errors
 
 THROTTLED = "RequestLimitExceeded"
+PER_INSTANCE_CONCURRENCY = 8  # calls in flight for APIs that take one instance a call
+
+
+def _concurrently(call: Callable[[T], R], items: list[T]) -> list[R]:
+    """`call` on each item, PER_INSTANCE_CONCURRENCY at a time; the results in order. The first
+    error is raised once every call has ended (what succeeded stays done: each call is
+    idempotent, and the caller records progress only for what it knows succeeded)."""
+    if len(items) <= 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=PER_INSTANCE_CONCURRENCY) as pool:
+        return list(pool.map(call, items))
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -208,6 +223,12 @@ class Ec2Fleet:
             attribute = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
         return attribute.get("UserData", {}).get("Value")
 
+    def user_data_of(self, instance_ids: list[str]) -> dict[str, str | None]:
+        """Instance id -> its user data. EC2 answers one instance a call: the calls run
+        PER_INSTANCE_CONCURRENCY at a time (the client is thread-safe; its adaptive retries pace
+        them to EC2's bucket)."""
+        return dict(zip(instance_ids, _concurrently(self.user_data, instance_ids), strict=True))
+
     def subnets_by_zone(self, vpc_id: str) -> dict[str, str]:
         """One subnet per AZ of the VPC (the lowest id, so the choice is stable)."""
         with transient_errors():
@@ -257,6 +278,10 @@ class Ec2Fleet:
     def tag(self, instance_id: str, tags: Mapping[str, str]) -> None:
         with transient_errors():
             self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def tag_each(self, tags: Mapping[str, Mapping[str, str]]) -> None:
+        """Instance id -> its own tags: one CreateTags each, PER_INSTANCE_CONCURRENCY at a time."""
+        _concurrently(lambda item: self.tag(*item), list(tags.items()))
 
     def start(self, instance_ids: list[str]) -> dict[str, CapacityRefused | StartRefused]:
         """Start the instances; those EC2 refuses -> why. One refused instance fails a whole

@@ -19,6 +19,7 @@ REGISTER_BATCH = 500
 HEALTH_BATCH = 100
 DEFAULT_DEREGISTRATION_DELAY = 300  # ELB's default when the attribute is absent
 NOT_SERVING = ("Target.NotRegistered", "Target.DeregistrationInProgress")  # health reasons of a target on its way out
+NOT_RUNNING = "not in a running state"  # ELB's InvalidTarget message for an instance that is not running (yet)
 
 
 def _targets(targets: list[Target]) -> list[TargetDescriptionTypeDef]:
@@ -73,6 +74,17 @@ class ElbTargets:
             for arn, targets in groups.items():
                 for chunk in chunks(targets, REGISTER_BATCH):
                     self.elbv2.register_targets(TargetGroupArn=arn, Targets=_targets(chunk))
+
+    def register_if_running(self, groups: TargetGroups) -> bool:
+        """Register, unless a target is an instance not running yet (ELB refuses one still
+        pending, and the whole call with it): False then, and nothing was registered."""
+        try:
+            self.register(groups)
+        except Exception as exc:
+            if error_code(exc) == "InvalidTarget" and NOT_RUNNING in str(exc):
+                return False
+            raise
+        return True
 
     def deregister(self, groups: TargetGroups) -> None:
         """Targets or groups that are gone already are not an error."""

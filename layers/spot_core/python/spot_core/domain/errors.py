@@ -74,8 +74,8 @@ class LaunchThrottled(SpotMigrationError):
 
 class EventInProgress(SpotMigrationError):
     """Another invocation is handling the same event, or died handling it before its timeout:
-    the delivery is retried later (Lambda's asynchronous retries), and then finds it done or
-    resumes it."""
+    the delivery is retried later (the interruption queue delivers it again), and then finds it
+    done or resumes it."""
 
 
 class StartRefused(SpotMigrationError):

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 
 from .errors import SpotMigrationError
 from .instances import Instance, Market
+from .plan import InstanceRecord
+from .pricing import HOURS_PER_MONTH
 from .tags import ON_REBALANCE_TAG, is_managed
 
 NoticeKind = Literal["interruption", "rebalance", "state-change"]
@@ -36,6 +38,11 @@ Action = Literal[
 # when the takeover is complete; "retired" once the swapped-out instance is gone.
 ReplacementStatus = Literal["launching", "launched", "prewarmed", "swapped", "retired"]
 UNFINISHED: tuple[str, ...] = ("launching", "launched")  # a takeover that is still going on, or died
+# The invocation holding a claim (its event) may still be at work until this moment (epoch
+# milliseconds, the invocation's deadline; the attribute name Powertools Idempotency gives it):
+# a delivery of the same event before then is a duplicate running concurrently, after it (or
+# once the holder abandoned the claim on an error) the retry of a holder that is gone.
+HOLDER_EXPIRY = "in_progress_expiration"
 # A claim whose holder has not finished after this long is taken over (and resumed) by another event:
 # the replacement function's timeout (90 s) and a margin, so the holder is surely dead by then, and
 # before the reclaim (two minutes after the warning) leaves the capacity short for long.
@@ -50,6 +57,11 @@ RECLAIMED_STATES = ("stopping", "stopped", "shutting-down", "terminated")
 class ReplacementInProgress(SpotMigrationError):
     """A warning came while a prewarm of the instance was still being launched by another event:
     raised so that the warning is retried, and then moves the traffic to the prewarmed replacement."""
+
+
+class ReplacementBooting(SpotMigrationError):
+    """The replacement launched is not running yet and this invocation's time is nearly out:
+    retried, the takeover resumes with it (ELB registers only running instances)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,16 @@ def is_stale(claim: Mapping[str, Any], now: datetime, stale_seconds: int = CLAIM
     return now.timestamp() - float(claim.get("claimed_at") or 0) > stale_seconds
 
 
+def holder_alive(claim: Mapping[str, Any], now: datetime) -> bool:
+    """The invocation holding an unfinished claim may still be at work (its deadline has not passed)."""
+    return float(claim.get(HOLDER_EXPIRY) or 0) > now.timestamp() * 1000
+
+
+def handled_by(claim: Mapping[str, Any], event_id: str) -> bool:
+    """`event_id` is the event that holds the claim, or the one that swapped its prewarmed replacement in."""
+    return event_id in (claim.get("event_id"), claim.get("swapped_by"))
+
+
 def rebalance_policy(tags: Mapping[str, str], default: RebalancePolicy) -> RebalancePolicy:
     """The instance's own tag, when it names a policy; the deployment's default otherwise."""
     wanted = tags.get(ON_REBALANCE_TAG)
@@ -112,3 +134,54 @@ class InterruptionOutcome(BaseModel):
     refused_pools: list[str] | None = None
     seconds_from_event_to_launch: float | None = None
     resumed: bool | None = None  # the takeover was finished after an earlier attempt died past the launch
+
+
+@dataclass(frozen=True)
+class RecordFollow:
+    """A migration's record follows its interrupted replacement to the new one: the record of
+    `original_id` changes only if it still names `interrupted_id`; a completed migration's
+    realised savings change by `realised` (additive, per field) and take `savings_pct`."""
+
+    migration_id: str
+    original_id: str
+    interrupted_id: str
+    fields: dict[str, Any]
+    note: str
+    realised: dict[str, float] | None = None
+    savings_pct: float | None = None
+
+
+def _hourly(record: InstanceRecord) -> float:
+    if record.replacement_market == "on-demand":
+        return record.replacement_spot_hourly or record.on_demand_hourly or 0.0
+    return record.replacement_spot_hourly or 0.0
+
+
+def follow_record(migration_id: str, before: InstanceRecord, after: InstanceRecord, interrupted_id: str,
+                  migration: Mapping[str, Any] | None) -> RecordFollow:
+    """What changes when `before` (the record naming the interrupted replacement) becomes `after`
+    (record.follow applied). A completed migration's realised savings change by the difference
+    the one record makes (its market and hourly price), without reading the rest of the plan;
+    the percentage is recomputed from the realised savings as read."""
+    fields = {k: getattr(after, k) for k in ("replacement_id", "replacement_type", "replacement_az",
+                                            "replacement_spot_hourly", "replacement_market")}
+    note = after.attempts[-1] if after.attempts else ""
+    completed = migration is not None and migration.get("status") == "completed"
+    realised = migration.get("realised") if completed and migration is not None else None
+    if not realised or before.status != "migrated":
+        return RecordFollow(migration_id, before.instance_id, interrupted_id, fields, note)
+    delta, pct = _restated(realised, before, after)
+    return RecordFollow(migration_id, before.instance_id, interrupted_id, fields, note, delta, pct)
+
+
+def _restated(realised: Mapping[str, Any], before: InstanceRecord, after: InstanceRecord
+              ) -> tuple[dict[str, float], float]:
+    """What one record changes in the realised savings (additive, per field), and the percentage."""
+    monthly = round((_hourly(after) - _hourly(before)) * HOURS_PER_MONTH, 2)
+    fallbacks = int(after.replacement_market == "on-demand") - int(before.replacement_market == "on-demand")
+    delta = {"monthly_spot": monthly, "monthly_savings": -monthly, "on_demand_fallbacks": fallbacks,
+             "on_spot": -fallbacks}
+    before_total = float(realised.get("monthly_on_demand") or 0.0)
+    savings = float(realised.get("monthly_savings") or 0.0) - monthly
+    pct = round(100 * savings / before_total, 1) if before_total else 0.0
+    return {k: v for k, v in delta.items() if v}, pct

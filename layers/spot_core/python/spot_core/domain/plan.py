@@ -29,6 +29,12 @@ AGENTS = ("performance", "capacity", "application")
 Agent = Literal["performance", "capacity", "application"]
 
 
+def unfinished(record: InstanceRecord) -> bool:
+    """Still to move, or moved with a replacement that lacks its own tags yet: what a pass of the
+    wave engine works on (a wave is done when none of its records is)."""
+    return record.status in IN_FLIGHT or (record.status == "migrated" and not record.replacement_tagged)
+
+
 class TargetRef(BaseModel):
     """A target group an instance is registered in, with its port when the registration names one."""
 
@@ -104,6 +110,7 @@ class InstanceRecord(BaseModel):
     phase: Phase | None = None  # launching: the step of the swap it waits for
     phase_since: str | None = None  # when that step began
     launch_batch: str | None = None  # planned: the RunInstances call (client token) launching it right now
+    replacement_tagged: bool = True  # False while a replacement launched with others lacks its own tags
     updated_at: str | None = None
 
     @property
@@ -127,6 +134,7 @@ class InstanceRecord(BaseModel):
         self.status, self.replacement_id, self.launch_batch = "launching", replacement_id, None
         self.enter("booting", now)
         self.follow(replacement_id, pool, pool.spot_hourly, note)
+        self.replacement_tagged = False  # launched with the tags its batch shares; its own come next
 
     def enter(self, phase: Phase, now: str | None) -> None:
         self.phase, self.phase_since = phase, now

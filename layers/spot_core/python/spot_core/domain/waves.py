@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -57,6 +59,26 @@ class WaveResult(BaseModel):
             failures=[f"{r.instance_id}: {r.attempts[-1] if r.attempts else 'failed'}"
                       for r in records if r.status == "failed"][:FAILURES_SHOWN],
         )
+
+    @classmethod
+    def so_far(cls, wave: WaveSpec, moved: list[InstanceRecord], launching: list[InstanceRecord],
+               previous: Mapping[str, Any] | None, wait_seconds: int) -> WaveResult:
+        """Progress of an unfinished wave from the records this pass moved (`moved`: those whose
+        status it changed), those launching now, and the progress stored by the last pass: no
+        need to read the wave's other records.
+        (A crash between a record and this progress leaves it behind by that record until the
+        wave is done, when WaveResult.of counts every record.)"""
+        last = cls.model_validate(previous) if previous else cls(
+            wave=wave.index, percent=wave.percent, total=wave.target_count, migrated=0, failed=0, launching=0,
+            done=False)
+        now = Counter(r.status for r in moved)
+        failures = [f"{r.instance_id}: {r.attempts[-1] if r.attempts else 'failed'}"
+                    for r in moved if r.status == "failed"]
+        return last.model_copy(update={
+            "migrated": last.migrated + now["migrated"], "failed": last.failed + now["failed"],
+            "skipped": last.skipped + now["skipped"], "launching": len(launching), "done": False,
+            "completed_at": None, "wait_seconds": wait_seconds, "failures": (last.failures + failures)[:FAILURES_SHOWN],
+        })
 
     def below(self, success_ratio: float) -> bool:
         """A finished wave fails when too few of the instances it could move moved."""

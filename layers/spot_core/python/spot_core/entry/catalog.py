@@ -115,11 +115,12 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
     FunctionSpec(
         "replace_interrupted",
-        "Replaces managed Spot instances on interruption warnings and rebalance recommendations",
+        "Replaces managed Spot instances on interruption warnings, rebalance recommendations and reclaims "
+        "(batches from the interruption queue)",
         None,
         timeout_seconds=90,
         memory_mb=512,
-        environment=("REBALANCE_POLICY", "PREWARM_SECONDS"),
+        environment=("REBALANCE_POLICY", "PREWARM_SECONDS", "DEAD_LETTER_QUEUE_URL"),
         permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass"),
     ),
     FunctionSpec(

@@ -19,6 +19,8 @@ from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 from ..domain.orphans import SweeperMode
 
 REQUIRED = ("TABLE_NAME", "TOPIC_ARN")  # every function gets these: resources the stack creates
+# Set on the replacement function by the stack's interruption construct (the queue is created after the functions).
+DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 DEFAULT_REGION = "us-east-1"
 
 
@@ -29,6 +31,8 @@ class Settings(BaseModel):
     topic_arn: str
     region: str = DEFAULT_REGION
     state_machine_arn: str | None = None  # the migrations API starts executions of it
+    # the replacement function keeps the EC2 events it failed on for good there, with the reason
+    dead_letter_queue_url: str | None = None
     # Tunable per deployment (CDK context of the same name in lower case, e.g. -c sweeper_mode=terminate):
     pricing_source: PricingSource = "api"
     rebalance_policy: RebalancePolicy = "prewarm"
@@ -64,6 +68,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     tuned = {name: env[variable(name)] for name in TUNABLE if env.get(variable(name))}
     try:
         return Settings(table_name=env["TABLE_NAME"], topic_arn=env["TOPIC_ARN"], region=_region(env),
-                        state_machine_arn=env.get("STATE_MACHINE_ARN") or None, **tuned)
+                        state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
+                        dead_letter_queue_url=env.get(DEAD_LETTER_QUEUE_URL) or None, **tuned)
     except ValidationError as exc:
         raise ConfigurationError(str(exc)) from exc

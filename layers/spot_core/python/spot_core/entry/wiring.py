@@ -14,7 +14,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ..adapters import aws
 from ..adapters.cloudwatch import CloudWatchMetrics
 from ..adapters.dynamodb.approvals import DynamoApprovalTokens
-from ..adapters.dynamodb.events import IdempotentEvents
 from ..adapters.dynamodb.locks import DynamoInstanceLocks
 from ..adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
 from ..adapters.dynamodb.pools import DynamoPoolMemory
@@ -24,6 +23,7 @@ from ..adapters.ec2 import CachedSpotPrices, Ec2Fleet, Ec2SpotPrices
 from ..adapters.elbv2 import ElbTargets
 from ..adapters.pricing import PRICING_API_REGION, OnDemandPricer
 from ..adapters.sns import SnsNotifier
+from ..adapters.sqs import SqsQueues
 from ..adapters.stepfunctions import SfnExecutions
 from ..domain.clock import SystemClock
 from ..domain.errors import ConfigurationError
@@ -31,7 +31,7 @@ from ..services.analyze import Analyze
 from ..services.approval import Approval
 from ..services.end_execution import EndExecution
 from ..services.finalize import Finalize
-from ..services.interruptions import Interruptions
+from ..services.interruptions import HOLDER_SECONDS, Interruptions, WarmCache
 from ..services.migrate_wave import MigrateWave
 from ..services.migrations import Migrations
 from ..services.quality_gate import QualityGate
@@ -69,6 +69,10 @@ class Wiring:
     @cached_property
     def metrics(self) -> CloudWatchMetrics:
         return CloudWatchMetrics(self.client("cloudwatch"))
+
+    @cached_property
+    def queues(self) -> SqsQueues:
+        return SqsQueues(self.client("sqs"))
 
     @cached_property
     def notifier(self) -> SnsNotifier:
@@ -115,10 +119,6 @@ class Wiring:
     def locks(self) -> DynamoInstanceLocks:
         return DynamoInstanceLocks(self.table)
 
-    @cached_property
-    def events_once(self) -> IdempotentEvents:
-        return IdempotentEvents(self.settings.table_name)
-
     # --- services -------------------------------------------------------------------------------
     def analyze(self) -> Analyze:
         return Analyze(self.fleet, self.load_balancer, self.metrics, self.on_demand_prices(), self.spot_prices,
@@ -156,17 +156,25 @@ class Wiring:
                         self.clock)
 
     def interruptions(self, context: LambdaContext | None) -> Interruptions:
+        """A service per invocation (it holds what it claims until the invocation's deadline),
+        with what the warm environment keeps across invocations (prices, subnets, recent pools)."""
+        remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else HOLDER_SECONDS
         return Interruptions(
             self.fleet, self.load_balancer, self._interruption_prices, self.claims, self.pool_memory, self.registry,
-            self.plans, self.notifier, self.events_once.bind(context), self.clock,
+            self.plans, self.notifier, self.clock,
             default_policy=self.settings.rebalance_policy, prewarm_seconds=self.settings.prewarm_seconds,
-            migrations=self.migrations,
+            holder_seconds=remaining, warm=self._interruption_warm,
         )
 
     @cached_property
     def _interruption_prices(self) -> CachedSpotPrices:
         """Kept warm across invocations: a storm of warnings reads the prices once."""
         return CachedSpotPrices(self.spot_prices)
+
+    @cached_property
+    def _interruption_warm(self) -> WarmCache:
+        """Kept warm across invocations for a minute: the VPC's subnets, the recently interrupted pools."""
+        return WarmCache()
 
     @cached_property
     def sweeper(self) -> Sweeper:

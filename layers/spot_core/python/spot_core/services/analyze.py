@@ -16,8 +16,7 @@ from ..domain.instances import Instance
 from ..domain.locks import InstanceLock
 from ..domain.outcomes import has_ended
 from ..domain.plan import InstanceRecord, PlanSummary, TargetRef
-from ..domain.pools import candidate_types, migration_pools
-from ..domain.pricing import SpotPriceStat
+from ..domain.pools import MigrationPoolBook, candidate_types
 from ..domain.request import MigrationRequest
 from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, is_opted_in
 from ..ports import (
@@ -119,31 +118,30 @@ class Analyze:
     def _evidence(self, opted_in: list[InstanceFacts]) -> _Evidence:
         """Everything the analysis needs of AWS, read in calls that grow with types, not instances."""
         now = self.clock.now()
-        movable = sorted({t for f in opted_in for t in candidate_types(f.instance_type)})
-        return _Evidence(
-            opted_in={f.instance_id for f in opted_in},
-            on_demand=self.on_demand.prices({f.instance_type for f in opted_in}, strict=False),
-            spot=self.spot_prices.statistics(movable, now),
-            cpu=self.metrics.cpu_utilisation([f.instance_id for f in opted_in], now),
-            membership=self.load_balancer.membership() if opted_in else {},
-            avoid=self.pool_memory.recent_interruptions(),
-        )
+        types = {f.instance_type for f in opted_in}
+        movable = sorted({t for instance_type in types for t in candidate_types(instance_type)})
+        on_demand = self.on_demand.prices(types, strict=False)
+        spot = self.spot_prices.statistics(movable, now)
+        cpu = self.metrics.cpu_utilisation([f.instance_id for f in opted_in], now)
+        membership = self.load_balancer.membership() if opted_in else {}
+        pools = MigrationPoolBook(spot, avoid=self.pool_memory.recent_interruptions())
+        return _Evidence(opted_in={f.instance_id for f in opted_in}, on_demand=on_demand, pools=pools, cpu=cpu,
+                         membership=membership)
 
 
 @dataclass
 class _Evidence:
     opted_in: set[str]
     on_demand: dict[str, float]
-    spot: dict[tuple[str, str], SpotPriceStat]
+    pools: MigrationPoolBook  # per (type, AZ), once
     cpu: dict[str, list[float]]
     membership: dict[str, list[TargetRef]]
-    avoid: set[tuple[str, str]]
 
     def record(self, facts: InstanceFacts, min_savings_pct: float) -> InstanceRecord:
         return build_record(
             facts,
             on_demand_hourly=self.on_demand.get(facts.instance_type),
-            pools=migration_pools(facts.instance_type, facts.availability_zone, self.spot, self.avoid),
+            pools=self.pools.pools(facts.instance_type, facts.availability_zone),
             cpu_values=self.cpu.get(facts.instance_id, []),
             target_groups=self.membership.get(facts.instance_id, []),
             min_savings_pct=min_savings_pct,

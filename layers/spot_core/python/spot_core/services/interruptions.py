@@ -2,54 +2,69 @@
 rebalance recommendations and reclaims that came without a warning.
 
 Exactly one replacement per interrupted instance, however often or concurrently events
-arrive: each event is handled once (EventOnce, on its id), and the instance's one
-replacement is claimed with a conditional write before anything is launched; a claim is
-released again if launching fails, so the retry can do the work. The replacement goes to
-a *different* pool (type and/or AZ of the diversified set, avoiding pools interrupted
-recently), falls back to on-demand when no Spot capacity is left, and takes over the
-interrupted instance's target-group registrations.
+arrive: the instance's one replacement is claimed with a conditional write before anything
+is launched, and the claim names the event that holds it, so the claim is also what handles
+each event once: a delivery of the holder's event while the holder may still be at work
+(before its invocation's deadline) is retried later, one after it resumes the work, one
+after the work is done is a duplicate. A claim is released again if launching fails, so
+the retry can do the work. The replacement goes to a *different* pool (type and/or AZ of the
+diversified set, avoiding pools interrupted recently), falls back to on-demand when no Spot
+capacity is left, and takes over the interrupted instance's target-group registrations.
 
 Nothing launched is ever lost: the replacement's id goes onto the claim (status "launched")
-and into the managed registry the moment RunInstances answers, and every later step
-(registration, swap, migration record, notification) can be repeated. When anything fails
-after the launch, the invocation fails (Lambda retries it, then hands it to the on-failure
-destination); the retry, or any later event once the claim is stale, finds the claim
-unfinished and resumes it: with the recorded replacement, or the one tagged as succeeding
-the instance (if the holder died before recording it), or else by launching again with the
-holder's client tokens.
+and into the managed registry the moment RunInstances answers (one write), and every later
+step (registration, swap, notification, the end of the claim with the migration record that
+follows the replacement) can be repeated. When anything fails after the launch, the
+invocation fails (and is retried; its holder gives the claim up at once to its own retry);
+the retry, or any later event once the claim is stale, finds the claim unfinished and resumes
+it: with the recorded replacement, or the one tagged as succeeding the instance (if the
+holder died before recording it), or else by launching again with the holder's client tokens.
+
+One event costs a fixed number of AWS calls whatever the size of the migration that launched
+the instance: its target groups come from the one record that launched it (the migration's
+record of the original it replaces, read by key, or the claim of the instance it succeeds),
+never from a read of the whole plan or of every target group in the account; the conditional
+writes return what they need; a warm execution environment keeps the VPC's subnets and the
+recently interrupted pools for a minute. A batch of events (`prefetch`) shares one describe
+of its instances and one read of their records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..domain.caching import TtlCache
 from ..domain.clock import Clock
+from ..domain.errors import EventInProgress
 from ..domain.instances import Instance, LaunchSpec, Market
 from ..domain.interruptions import (
     CLAIM_STALE_SECONDS,
+    HOLDER_EXPIRY,
     KIND_LABELS,
     InterruptionOutcome,
     Notice,
     RebalancePolicy,
+    RecordFollow,
+    ReplacementBooting,
     ReplacementInProgress,
+    follow_record,
+    handled_by,
+    holder_alive,
     is_stale,
     is_unfinished,
     rebalance_policy,
     why_ignored,
 )
-from ..domain.outcomes import Realised
 from ..domain.plan import InstanceRecord, Pool, TargetRef, group_by_target_group
-from ..domain.pools import candidate_types, interruption_pools
-from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, interruption_replacement_tags
+from ..domain.pools import PoolKey, candidate_types, interruption_pools
+from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, interruption_replacement_tags, is_managed
 from ..ports import (
-    EventOnce,
     Fleet,
     LoadBalancer,
     ManagedRegistry,
-    MigrationRepository,
     Notifier,
     PlanRepository,
     PoolMemory,
@@ -59,7 +74,15 @@ from ..ports import (
 from .launching import launch_in_first_pool
 
 PRICE_LOOKBACK_HOURS = 6
+WARM_SECONDS = 60.0  # how long a warm environment trusts the subnets and the interrupted pools it read
+HOLDER_SECONDS = 90.0  # the replacement function's timeout: how long an invocation may hold a claim
+# A launched replacement runs after 30-40 s: ELB registers it only then. A refused registration looks
+# again after BOOT_WAIT_SECONDS, then every POLL_SECONDS, while the invocation has time to hand over.
+BOOT_WAIT_SECONDS = 20.0
+POLL_SECONDS = 5.0
+HAND_OVER_MARGIN_SECONDS = 15.0
 Claim = Mapping[str, Any]
+Found = tuple[InstanceRecord | None, dict[str, Any] | None]  # a migration's record, and the migration's item
 
 
 @dataclass
@@ -73,6 +96,37 @@ class Replacement:
 
 
 @dataclass
+class Takeover:
+    """A replacement launched (or found) and recorded for an event, whose traffic is still to move."""
+
+    notice: Notice
+    instance: Instance
+    claim: Claim
+    replacement: Replacement
+    groups: list[TargetRef]
+    launched_at: datetime
+    pool: PoolKey | None  # the interrupted pool, still to remember when the takeover ends
+    resumed: bool
+    swap: bool
+    policy: RebalancePolicy | None = None
+
+
+@dataclass
+class WarmCache:
+    """What a warm execution environment keeps between events for a minute: a storm reads the
+    subnets of a VPC and the recently interrupted pools once. A pool this environment saw
+    interrupted is added at once; one another environment saw is known within a minute."""
+
+    subnets: TtlCache[str, dict[str, str]] = field(default_factory=lambda: TtlCache(WARM_SECONDS))
+    pools: TtlCache[str, set[PoolKey]] = field(default_factory=lambda: TtlCache(WARM_SECONDS))
+
+    def interrupted(self, pool: PoolKey) -> None:
+        kept = self.pools.peek("recent")
+        if kept is not None:
+            kept.add(pool)
+
+
+@dataclass
 class Interruptions:
     fleet: Fleet
     load_balancer: LoadBalancer
@@ -82,119 +136,222 @@ class Interruptions:
     registry: ManagedRegistry
     plans: PlanRepository
     notifier: Notifier
-    once: EventOnce
     clock: Clock
     default_policy: RebalancePolicy = "prewarm"
     prewarm_seconds: int = 900
     claim_stale_seconds: int = CLAIM_STALE_SECONDS
-    migrations: MigrationRepository | None = None  # to restate a completed migration's realised savings
+    holder_seconds: float = HOLDER_SECONDS  # the invocation's time left: how long it holds what it claims
+    warm: WarmCache | None = None
+    # what a batch read at once (prefetch); each event reads what is missing
+    _described: dict[str, Instance | None] = field(default_factory=dict, init=False, repr=False)
+    _records: dict[tuple[str, str], Found] = field(default_factory=dict, init=False, repr=False)
+    _predecessors: dict[str, Claim | None] = field(default_factory=dict, init=False, repr=False)
+    _held: bool = field(default=False, init=False, repr=False)
+    _deadline: float = field(default=0.0, init=False, repr=False)  # this invocation's, on the monotonic clock
 
+    def __post_init__(self) -> None:
+        self._deadline = self.clock.monotonic() + self.holder_seconds
+
+    # --- a batch of events --------------------------------------------------------------------------------
+    def prefetch(self, notices: Iterable[Notice]) -> None:
+        """Read at once what the events of a batch need: one describe of their instances, one
+        read of the records (or predecessors' claims) of the managed ones a warning or a
+        rebalance recommendation is about (a reclaim mostly follows a warning: it needs none)."""
+        notices = list(notices)
+        ids = sorted({n.instance_id for n in notices})
+        described = self.fleet.describe(ids)
+        self._described.update({iid: described.get(iid) for iid in ids})
+        first = sorted({n.instance_id for n in notices if n.kind != "state-change"})
+        self._read_records([i for i in (described.get(iid) for iid in first) if i is not None and is_managed(i.tags)])
+
+    def _read_records(self, managed: list[Instance]) -> None:
+        """The records of migration replacements, the predecessors' claims of the others: one read each."""
+        keys = [key for i in managed if (key := _record_key(i))]
+        if keys:
+            self._records.update(self.plans.records_and_migrations(keys))
+        predecessors = [p for i in managed if not _record_key(i) and (p := i.tags.get(SUCCEEDS_TAG))]
+        if predecessors:
+            found = self.claims.get_many(predecessors)
+            self._predecessors.update({p: found.get(p) for p in predecessors})
+
+    # --- events -------------------------------------------------------------------------------------------
     def handle(self, notice: Notice) -> InterruptionOutcome:
+        [result] = self.handle_all([notice])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def handle_all(self, notices: list[Notice]) -> list[InterruptionOutcome | Exception]:
+        """Each event's outcome, or the exception it failed with. Each is claimed, launched for
+        and recorded on its own, one after the other; then the traffic of all the replacements
+        launched moves at once (one registration and one deregistration per target group, one
+        notification), and each takeover ends on its own claim. A failure fails its event only,
+        or, in the common steps, the events that shared them: their holders give their claims up
+        to their retries, which resume them."""
+        results: list[InterruptionOutcome | Exception | Takeover] = []
+        for notice in notices:
+            try:
+                results.append(self._begin(notice))
+            except Exception as exc:  # noqa: BLE001 - the event's failure, reported as its result
+                results.append(exc)
+        started = [r for r in results if isinstance(r, Takeover)]
+        ended = iter(self._complete(started) if started else [])
+        return [next(ended) if isinstance(r, Takeover) else r for r in results]
+
+    def _begin(self, notice: Notice) -> InterruptionOutcome | Takeover:
         iid = notice.instance_id
-        instance = self.fleet.describe([iid]).get(iid)
+        instance = self._described[iid] if iid in self._described else self.fleet.describe([iid]).get(iid)
         why = why_ignored(notice, instance)
         if why or instance is None:
             return InterruptionOutcome(action="ignored", instance_id=iid, reason=why)
-        return self.once.run(
-            notice.event_id, lambda: self._respond(notice, instance),
-            lambda: InterruptionOutcome(action="duplicate", instance_id=iid, event_id=notice.event_id),
-        )
-
-    def _respond(self, notice: Notice, instance: Instance) -> InterruptionOutcome:
-        claim = self.claims.get(notice.instance_id)
+        policy: RebalancePolicy | None = None
         if not notice.is_interruption:
-            return self._rebalance(notice, instance, claim)
-        self._remember_pool(instance, claim)
-        if claim is None:
-            return self._first(notice, instance, swap=True)
-        return self._claimed(notice, instance, claim)
+            policy = rebalance_policy(instance.tags, self.default_policy)
+            if policy == "ignore":
+                return InterruptionOutcome(action="ignored_by_policy", instance_id=iid, policy=policy)
+        self._held = False
+        try:
+            result = self._respond(notice, instance, swap=policy != "prewarm")
+        except Exception:
+            if self._held:  # its own retry may resume at once (other events wait until the claim is stale)
+                self.claims.abandon(iid, notice.event_id)
+            raise
+        if isinstance(result, Takeover):
+            result.policy = policy
+            return result
+        return result.model_copy(update={"policy": policy}) if policy else result
 
-    def _rebalance(self, notice: Notice, instance: Instance, claim: Claim | None) -> InterruptionOutcome:
-        policy = rebalance_policy(instance.tags, self.default_policy)
-        if policy == "ignore":
-            return InterruptionOutcome(action="ignored_by_policy", instance_id=notice.instance_id, policy=policy)
-        if claim is None:
-            outcome = self._first(notice, instance, swap=policy == "replace")
-        else:
-            outcome = self._claimed(notice, instance, claim)
-        return outcome.model_copy(update={"policy": policy})
-
-    def _remember_pool(self, instance: Instance, claim: Claim | None) -> None:
-        """The pool is remembered as interrupted once per instance (the first warning or reclaim)."""
-        if claim is None or claim.get("kind") == "rebalance":
-            self.pool_memory.record_interruption(instance.instance_type, instance.availability_zone,
-                                                 instance.instance_id)
-
-    def _first(self, notice: Notice, instance: Instance, swap: bool) -> InterruptionOutcome:
-        """No claim yet: unless the product retired the instance itself, claim it and replace it."""
+    def _respond(self, notice: Notice, instance: Instance, swap: bool) -> InterruptionOutcome | Takeover:
+        """Claim the instance's replacement, or act on the claim that exists. A reclaim reads
+        the claim first (it mostly follows a warning that claimed it: no write then) and is
+        ignored when the product retired the instance itself."""
         iid = instance.instance_id
-        if notice.kind == "state-change" and self.registry.statuses([iid]).get(iid) == "retired":
-            return InterruptionOutcome(action="ignored", instance_id=iid, reason="retired by the product")
-        groups = self.load_balancer.target_groups_of(iid)
-        if not groups and notice.kind == "state-change":  # reclaimed: the load balancer let it go already
-            groups = self._groups_on_record(instance)
-        fields = {"kind": notice.kind, "swap": swap, "target_groups": [g.model_dump() for g in groups],
-                  "event_time": notice.time.isoformat(), "launch_token": f"intr-{iid}"}
-        if not self.claims.claim(iid, notice.event_id, **fields):  # another event claimed it a moment ago
-            return _in_progress(iid, self.claims.get(iid) or {})
+        if notice.kind == "state-change":
+            claim = self.claims.get(iid)
+            if claim is not None:
+                return self._claimed(notice, instance, claim)
+            if self.registry.statuses([iid]).get(iid) == "retired":
+                return InterruptionOutcome(action="ignored", instance_id=iid, reason="retired by the product")
+        fields = {"kind": notice.kind, "swap": swap, "event_time": notice.time.isoformat(),
+                  "launch_token": f"intr-{iid}", HOLDER_EXPIRY: self._holder_expiry()}
+        existing = self.claims.claim_or_get(iid, notice.event_id, **fields)
+        if existing is not None:  # another event claimed it (or this one, delivered again)
+            return self._claimed(notice, instance, existing)
+        self._held = True
         claim = {**fields, "instance_id": iid, "status": "launching", "event_id": notice.event_id}
         return self._take_over(notice, instance, claim, None, resumed=False)
 
-    def _claimed(self, notice: Notice, instance: Instance, claim: Claim) -> InterruptionOutcome:
+    def _claimed(self, notice: Notice, instance: Instance, claim: Claim) -> InterruptionOutcome | Takeover:
         iid = instance.instance_id
         if is_unfinished(claim):
             return self._unfinished(notice, instance, claim)
+        if handled_by(claim, notice.event_id):
+            return InterruptionOutcome(action="duplicate", instance_id=iid, event_id=notice.event_id)
         if claim["status"] == "prewarmed" and notice.is_interruption:
             return self._swap_prewarmed(notice, instance, claim)
+        if notice.is_interruption and claim.get("kind") == "rebalance":  # replaced after a recommendation
+            self.pool_memory.record_interruption(*_pool(instance), iid)
         return _already_replaced(iid, claim)
 
-    def _unfinished(self, notice: Notice, instance: Instance, claim: Claim) -> InterruptionOutcome:
-        """A claim without its takeover done. Its holder is dead when this is the retry of the
-        holder's own event (EventOnce runs an event once at a time) or when the claim is stale:
-        then this event resumes it. Otherwise the holder is still at work."""
-        iid = instance.instance_id
-        if claim.get("event_id") != notice.event_id and not is_stale(claim, self.clock.now(),
-                                                                      self.claim_stale_seconds):
+    def _unfinished(self, notice: Notice, instance: Instance, claim: Claim) -> InterruptionOutcome | Takeover:
+        """A claim without its takeover done. Its holder may still be at work until its
+        invocation's deadline: a delivery of the same event meanwhile is retried later. Past it
+        (or once the holder gave it up), the holder's own event resumes it at once; any other
+        event once the claim is stale. Otherwise the holder is still at work."""
+        iid, now = instance.instance_id, self.clock.now()
+        own = claim.get("event_id") == notice.event_id
+        if own and holder_alive(claim, now):
+            raise EventInProgress(f"event {notice.event_id} is being handled by another invocation; retried later")
+        if not own and not is_stale(claim, now, self.claim_stale_seconds):
             if notice.is_interruption and claim.get("swap") is False:
                 raise ReplacementInProgress(f"{iid}: the prewarm claimed by event {claim.get('event_id')} is still "
                                             "being launched; retried to move the traffic once it serves")
             return _in_progress(iid, claim)
-        if not self.claims.take_over(iid, claim, notice.event_id):  # another event resumes it right now
-            return _in_progress(iid, claim)
+        if not self.claims.take_over(iid, claim, notice.event_id, **{HOLDER_EXPIRY: self._holder_expiry()}):
+            return _in_progress(iid, claim)  # another event resumes it right now
+        self._held = True
         return self._take_over(notice, instance, claim, self._launched(iid, claim), resumed=True)
 
     def _take_over(self, notice: Notice, instance: Instance, claim: Claim, launched: Replacement | None,
-                   resumed: bool) -> InterruptionOutcome:
-        """Launch (unless an earlier attempt `launched` the replacement already), record the
-        replacement at once, then hand the traffic over; every step after the launch can be repeated."""
+                   resumed: bool) -> Takeover:
+        """Launch (unless an earlier attempt `launched` the replacement already) and record the
+        replacement at once; the traffic moves next (`_complete`). Every step after the launch
+        can be repeated."""
         iid = instance.instance_id
         replacement = launched or self._launch_or_release(instance, claim)
-        launched_at = self._record(iid, claim, replacement)
-        swap = bool(claim.get("swap", True)) or notice.is_interruption
-        self._hand_over(iid, replacement.instance_id, self._groups(iid, claim), swap)
-        self._follow_migration(instance, replacement)
-        self._notify(iid, f"{notice.kind}-replaced",
-                     f"{iid} ({instance.instance_type} in {instance.availability_zone}, {KIND_LABELS[notice.kind]}): "
-                     f"replacement {replacement.instance_id} launched as {replacement.market} "
-                     f"{replacement.pool.instance_type} in {replacement.pool.availability_zone}"
-                     + (" (resumed after an earlier attempt failed)" if resumed else ""))
-        done = self.clock.now().isoformat()
-        self.claims.update(iid, **({"status": "swapped", "swapped_at": done} if swap else {
-            "status": "prewarmed", "prewarm_until": int(launched_at.timestamp()) + self.prewarm_seconds}))
-        event_time = datetime.fromisoformat(claim.get("event_time") or notice.time.isoformat())
-        return InterruptionOutcome(
-            action="replaced" if swap else "prewarmed", instance_id=iid, replacement_id=replacement.instance_id,
-            instance_type=replacement.pool.instance_type, availability_zone=replacement.pool.availability_zone,
-            market=replacement.market, launched=True, refused_pools=replacement.refused,
-            seconds_from_event_to_launch=round((launched_at - event_time).total_seconds(), 3),
-            resumed=resumed or None,
-        )
+        groups = self._groups(instance, claim)
+        pool = _pool(instance) if notice.is_interruption and not claim.get("pool_remembered") else None
+        launched_at, remembered = self._record(iid, claim, replacement, groups, pool)
+        return Takeover(notice, instance, claim, replacement, groups, launched_at, None if remembered else pool,
+                        resumed, swap=bool(claim.get("swap", True)) or notice.is_interruption)
 
-    def _hand_over(self, iid: str, new_id: str, groups: list[TargetRef], swap: bool) -> None:
-        """The replacement joins the target groups; on a swap the interrupted instance drains."""
-        self.load_balancer.register(group_by_target_group((new_id, ref) for ref in groups))
-        if swap:
-            self.load_balancer.deregister(group_by_target_group((iid, ref) for ref in groups))
+    def _complete(self, takeovers: list[Takeover]) -> list[InterruptionOutcome | Exception]:
+        """The replacements join their target groups and the interrupted instances that are
+        swapped drain (one call per target group for them all), one notification tells it, then
+        each takeover ends on its claim (with the migration record that follows it)."""
+        try:
+            self._register(takeovers)
+            self.load_balancer.deregister(group_by_target_group(
+                (t.instance.instance_id, ref) for t in takeovers if t.swap for ref in t.groups))
+            self._notify_replaced(takeovers)
+        except Exception as exc:  # noqa: BLE001 - every takeover that shared the step fails with it
+            for t in takeovers:  # their own retries may resume them at once
+                self.claims.abandon(t.instance.instance_id, t.notice.event_id)
+            return [exc for _ in takeovers]
+        return [self._end(t) for t in takeovers]
+
+    def _register(self, takeovers: list[Takeover]) -> None:
+        """The replacements join their target groups once they run: ELB refuses an instance still
+        booting, so a refused registration waits for them (within this invocation's time; past
+        it, the takeovers are retried and resume)."""
+        joining = group_by_target_group((t.replacement.instance_id, ref) for t in takeovers for ref in t.groups)
+        if not joining or self.load_balancer.register_if_running(joining):
+            return
+        self._await_running(sorted({t.replacement.instance_id for t in takeovers}))
+        self.load_balancer.register(joining)
+
+    def _await_running(self, instance_ids: list[str]) -> None:
+        self.clock.sleep(BOOT_WAIT_SECONDS)
+        while True:
+            found = self.fleet.describe(instance_ids)
+            if all(found[i].state == "running" for i in instance_ids if i in found) and len(found) == len(instance_ids):
+                return
+            if self.clock.monotonic() + POLL_SECONDS >= self._deadline - HAND_OVER_MARGIN_SECONDS:
+                raise ReplacementBooting(f"{', '.join(instance_ids)} not running yet; the takeover resumes on retry")
+            self.clock.sleep(POLL_SECONDS)
+
+    def _end(self, t: Takeover) -> InterruptionOutcome | Exception:
+        iid = t.instance.instance_id
+        done = {"status": "swapped", "swapped_at": self.clock.now().isoformat()} if t.swap else {
+            "status": "prewarmed", "prewarm_until": int(t.launched_at.timestamp()) + self.prewarm_seconds}
+        try:
+            self.claims.finish(iid, self._follow(t.instance, t.replacement), t.pool, **done)
+        except Exception as exc:  # noqa: BLE001 - this takeover's failure only
+            self.claims.abandon(iid, t.notice.event_id)
+            return exc
+        event_time = datetime.fromisoformat(t.claim.get("event_time") or t.notice.time.isoformat())
+        outcome = InterruptionOutcome(
+            action="replaced" if t.swap else "prewarmed", instance_id=iid, replacement_id=t.replacement.instance_id,
+            instance_type=t.replacement.pool.instance_type, availability_zone=t.replacement.pool.availability_zone,
+            market=t.replacement.market, launched=True, refused_pools=t.replacement.refused,
+            seconds_from_event_to_launch=round((t.launched_at - event_time).total_seconds(), 3),
+            resumed=t.resumed or None,
+        )
+        return outcome.model_copy(update={"policy": t.policy}) if t.policy else outcome
+
+    def _notify_replaced(self, takeovers: list[Takeover]) -> None:
+        """One notification: of the one replacement, or of all those of a batch (one line each)."""
+        lines = [f"{t.instance.instance_id} ({t.instance.instance_type} in {t.instance.availability_zone}, "
+                 f"{KIND_LABELS[t.notice.kind]}): replacement {t.replacement.instance_id} launched as "
+                 f"{t.replacement.market} {t.replacement.pool.instance_type} in "
+                 f"{t.replacement.pool.availability_zone}" + (" (resumed after an earlier attempt failed)"
+                                                              if t.resumed else "") for t in takeovers]
+        if len(takeovers) == 1:
+            [t] = takeovers
+            self._notify(t.instance.instance_id, f"{t.notice.kind}-replaced", lines[0])
+            return
+        self.notifier.publish("interruptions", "replaced", f"{len(takeovers)} interrupted instances replaced", lines,
+                              {"replaced": {t.instance.instance_id: t.replacement.instance_id for t in takeovers}})
 
     def _launch_or_release(self, instance: Instance, claim: Claim) -> Replacement:
         """Nothing launched means nothing to lose: a failed launch gives the claim back, so the retry launches."""
@@ -204,21 +361,24 @@ class Interruptions:
             self.claims.release(instance.instance_id)
             raise
 
-    def _record(self, iid: str, claim: Claim, replacement: Replacement) -> datetime:
+    def _record(self, iid: str, claim: Claim, replacement: Replacement, groups: list[TargetRef],
+                pool: PoolKey | None) -> tuple[datetime, bool]:
         """The replacement goes onto the claim ("launched") and into the registry the moment it
-        is known, so that neither a retry nor the sweeper can lose it; when it was launched."""
+        is known, in one write with the interrupted `pool`, so that neither a retry nor the
+        sweeper can lose it; when it was launched, and whether this wrote it."""
         if claim.get("replacement_id") == replacement.instance_id and claim.get("launched_at"):
-            launched_at = datetime.fromisoformat(claim["launched_at"])
-        else:
-            launched_at = self.clock.now()
-            self.claims.update(
-                iid, status="launched", replacement_id=replacement.instance_id,
-                instance_type=replacement.pool.instance_type, availability_zone=replacement.pool.availability_zone,
-                spot_hourly=replacement.pool.spot_hourly, market=replacement.market, refused=replacement.refused,
-                launched_at=launched_at.isoformat(),
-            )
-        self.registry.register(replacement.instance_id, f"replacement of {iid}")
-        return launched_at
+            return datetime.fromisoformat(claim["launched_at"]), False
+        launched_at = self.clock.now()
+        self.claims.record_launch(
+            iid, f"replacement of {iid}", interrupted_pool=pool, status="launched",
+            replacement_id=replacement.instance_id, instance_type=replacement.pool.instance_type,
+            availability_zone=replacement.pool.availability_zone, spot_hourly=replacement.pool.spot_hourly,
+            market=replacement.market, refused=replacement.refused, launched_at=launched_at.isoformat(),
+            target_groups=[g.model_dump() for g in groups], **({"pool_remembered": True} if pool else {}),
+        )
+        if pool and self.warm is not None:
+            self.warm.interrupted(pool)
+        return launched_at, True
 
     def _launched(self, iid: str, claim: Claim) -> Replacement | None:
         """What an earlier attempt launched: the replacement on the claim unless EC2 says it is
@@ -231,9 +391,9 @@ class Interruptions:
                             spot_hourly=float(claim.get("spot_hourly") or 0.0))
                 return Replacement(recorded, pool, claim.get("market") or "spot", list(claim.get("refused", [])))
         found = self.fleet.find_successors([iid]).get(iid)
-        return self._described(found) if found is not None and found.instance_id != recorded else None
+        return self._as_replacement(found) if found is not None and found.instance_id != recorded else None
 
-    def _described(self, found: Instance) -> Replacement:
+    def _as_replacement(self, found: Instance) -> Replacement:
         market: Market = "spot" if found.lifecycle == "spot" else "on-demand"
         stats = self.spot_prices.statistics([found.instance_type], self.clock.now(), PRICE_LOOKBACK_HOURS) \
             if market == "spot" else {}
@@ -249,31 +409,62 @@ class Interruptions:
         token = str(claim.get("launch_token") or f"intr-{claim.get('event_id')}")
         return f"{token}-again" if claim.get("replacement_id") else token
 
-    def _groups(self, iid: str, claim: Claim) -> list[TargetRef]:
-        """The interrupted instance's target groups, as they were when it was claimed."""
+    # --- what the product knows of the instance -------------------------------------------------------------
+    def _groups(self, instance: Instance, claim: Claim) -> list[TargetRef]:
+        """The interrupted instance's target groups: as recorded on its claim (a resumed takeover:
+        the instance may have left them already), else as the product put it in them: on the
+        migration record of the original it replaces, or on the claim of the instance it
+        succeeds. Only an instance no record knows is looked up in the load balancer."""
         if "target_groups" in claim:
             return [TargetRef.model_validate(t) for t in claim["target_groups"]]
+        iid, key = instance.instance_id, _record_key(instance)
+        record = self._record_of(*key)[0] if key else None
+        if record is not None and record.replacement_id == iid:
+            return list(record.target_groups)
+        predecessor = instance.tags.get(SUCCEEDS_TAG)
+        succeeded = self._predecessor(predecessor) if predecessor else None
+        if succeeded is not None and succeeded.get("replacement_id") == iid:
+            return [TargetRef.model_validate(t) for t in succeeded.get("target_groups", [])]
         return self.load_balancer.target_groups_of(iid)
 
-    def _groups_on_record(self, instance: Instance) -> list[TargetRef]:
-        """The target groups the product put `instance` in: on the claim of the instance it
-        succeeds, or on the record of the migration that launched it."""
-        iid, predecessor = instance.instance_id, instance.tags.get(SUCCEEDS_TAG)
-        claim = self.claims.get(predecessor) if predecessor else None
-        if claim and claim.get("replacement_id") == iid:
-            return [TargetRef.model_validate(t) for t in claim.get("target_groups", [])]
-        migration_id, original = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
-        records = self.plans.records(migration_id) if migration_id and original else []
-        return next((list(r.target_groups) for r in records
-                     if r.instance_id == original and r.replacement_id == iid), [])
+    def _record_of(self, migration_id: str, original: str) -> Found:
+        """The migration's record of `original` and the migration's item, read once by key."""
+        key = (migration_id, original)
+        if key not in self._records:
+            self._records.update(self.plans.records_and_migrations([key]))
+        return self._records.get(key, (None, None))
 
+    def _predecessor(self, instance_id: str) -> Claim | None:
+        if instance_id not in self._predecessors:
+            self._predecessors[instance_id] = self.claims.get(instance_id)
+        return self._predecessors[instance_id]
+
+    def _follow(self, interrupted: Instance, replacement: Replacement) -> RecordFollow | None:
+        """If the interrupted instance replaces an original of a migration, the migration's
+        record points at the new instance from now on (so a rollback terminates the right one),
+        and a completed migration's realised savings follow the market it runs in (an on-demand
+        fallback costs on-demand), at the price it was launched at."""
+        key = _record_key(interrupted)
+        record, migration = self._record_of(*key) if key else (None, None)
+        if key is None or record is None or record.replacement_id != interrupted.instance_id:
+            return None
+        after = record.model_copy(deep=True)
+        hourly = replacement.pool.spot_hourly if replacement.market == "spot" else record.on_demand_hourly
+        after.follow(replacement.instance_id, replacement.pool, hourly,
+                     f"{interrupted.instance_id} interrupted; replaced by {replacement.instance_id} "
+                     f"({replacement.market})", market=replacement.market)
+        return follow_record(key[0], record, after, interrupted.instance_id, migration)
+
+    # --- the steps ------------------------------------------------------------------------------------------
     def _swap_prewarmed(self, notice: Notice, instance: Instance, existing: Claim) -> InterruptionOutcome:
         """The warning (or the reclaim) came after a rebalance recommendation: the prewarmed
         replacement serves already, so the interrupted instance only leaves its target groups."""
         iid, new_id = instance.instance_id, existing["replacement_id"]
         refs = [TargetRef.model_validate(t) for t in existing.get("target_groups", [])]
         self.load_balancer.deregister(group_by_target_group((iid, ref) for ref in refs))
-        self.claims.update(iid, status="swapped", swapped_at=self.clock.now().isoformat())
+        pool = None if existing.get("pool_remembered") else _pool(instance)
+        self.claims.finish(iid, None, pool, status="swapped", swapped_at=self.clock.now().isoformat(),
+                           swapped_by=notice.event_id, **({"pool_remembered": True} if pool else {}))
         self._notify(iid, "prewarmed-swap", f"{iid} is being reclaimed ({KIND_LABELS[notice.kind]}); its prewarmed "
                                             f"replacement {new_id} took over")
         return InterruptionOutcome(action="swapped_prewarmed", instance_id=iid, replacement_id=new_id, launched=False)
@@ -281,12 +472,12 @@ class Interruptions:
     def _launch(self, instance: Instance, token: str) -> Replacement:
         """In the first pool that serves; on-demand in the original pool when no Spot pool does."""
         subnets = {instance.availability_zone: instance.subnet_id or "",
-                   **{z: s for z, s in self.fleet.subnets_by_zone(instance.vpc_id or "").items()
+                   **{z: s for z, s in self._subnets(instance.vpc_id or "").items()
                       if z != instance.availability_zone}}
         types = candidate_types(instance.instance_type)
         prices = self.spot_prices.statistics(types, self.clock.now(), PRICE_LOOKBACK_HOURS)
         pools = interruption_pools(instance.instance_type, instance.availability_zone, subnets, prices,
-                                   self.pool_memory.recent_interruptions())
+                                   self._recent_pools())
         tags = interruption_replacement_tags(instance.tags, instance.instance_id)
         user_data = self.fleet.user_data(instance.instance_id)
         def in_pool(pool: Pool) -> LaunchSpec:
@@ -302,32 +493,32 @@ class Interruptions:
         spec = LaunchSpec.replacing(instance, pool, tags, user_data, market="on-demand")
         return Replacement(self.fleet.launch(spec, f"{token}-od"), pool, "on-demand", launch.refused)
 
-    def _follow_migration(self, interrupted: Instance, replacement: Replacement) -> None:
-        """If the interrupted instance replaces an original of a migration, the migration's
-        record now points at the new instance (so a rollback terminates the right one)."""
-        migration_id, original = interrupted.tags.get(MIGRATION_ID_TAG), interrupted.tags.get(REPLACES_TAG)
-        if not migration_id or not original:
-            return
-        records = self.plans.records(migration_id)
-        for record in records:
-            if record.instance_id == original and record.replacement_id == interrupted.instance_id:
-                hourly = replacement.pool.spot_hourly if replacement.market == "spot" else record.on_demand_hourly
-                record.follow(replacement.instance_id, replacement.pool, hourly,
-                              f"{interrupted.instance_id} interrupted; replaced by {replacement.instance_id} "
-                              f"({replacement.market})", market=replacement.market)
-                self.plans.put_record(migration_id, record)
-                self._restate_savings(migration_id, records)
+    def _subnets(self, vpc_id: str) -> dict[str, str]:
+        if self.warm is None:
+            return self.fleet.subnets_by_zone(vpc_id)
+        return self.warm.subnets.get(vpc_id, lambda: self.fleet.subnets_by_zone(vpc_id))
 
-    def _restate_savings(self, migration_id: str, records: list[InstanceRecord]) -> None:
-        """A completed migration's realised savings follow the market its replacements run in now
-        (an on-demand fallback costs on-demand), at the prices they were launched at."""
-        if self.migrations is None or self.migrations.get(migration_id).get("status") != "completed":
-            return
-        migrated = [r for r in records if r.status == "migrated" and r.replacement_type]
-        self.migrations.update(migration_id, realised=Realised.of(migrated, {}).model_dump())
+    def _recent_pools(self) -> set[PoolKey]:
+        if self.warm is None:
+            return self.pool_memory.recent_interruptions()
+        return self.warm.pools.get("recent", self.pool_memory.recent_interruptions)
+
+    def _holder_expiry(self) -> int:
+        """This invocation's deadline (epoch milliseconds): until then it may hold what it claims."""
+        return int((self.clock.now().timestamp() + self.holder_seconds) * 1000)
 
     def _notify(self, instance_id: str, event: str, headline: str) -> None:
         self.notifier.publish(instance_id, event, headline, [], {"instance_id": instance_id})
+
+
+def _record_key(instance: Instance) -> tuple[str, str] | None:
+    """(migration id, original) of a migration's replacement (or of its interruption replacements)."""
+    migration_id, original = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
+    return (migration_id, original) if migration_id and original else None
+
+
+def _pool(instance: Instance) -> PoolKey:
+    return instance.instance_type, instance.availability_zone
 
 
 def _already_replaced(instance_id: str, existing: Claim) -> InterruptionOutcome:

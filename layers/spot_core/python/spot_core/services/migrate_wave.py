@@ -28,9 +28,9 @@ from ..domain.instances import GONE_STATES, Instance, LaunchSpec
 from ..domain.launch_rate import LaunchRate
 from ..domain.locks import InstanceLock
 from ..domain.outcomes import ended_early
-from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpec, group_by_target_group
+from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpec, group_by_target_group, unfinished
 from ..domain.request import MigrationRequest
-from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, migration_replacement_tags
+from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
 from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 
@@ -39,6 +39,9 @@ HEALTH_TIMEOUT = 900  # seconds for a registered replacement to be healthy in ev
 DRAIN_MARGIN = 120  # seconds past the deregistration delay after which a deregistration is sent again
 POLL_SECONDS = 15  # the wait while replacements boot or health checks run
 MIN_WAIT, MAX_WAIT = 2, 60
+LAUNCHES_PER_PASS = 100  # one user-data read each: within EC2's burst for the call; the first ones boot meanwhile
+TAGS_PER_PASS = 50  # CreateTags calls a pass makes at most: EC2's burst for mutating calls (refilled at 5 a second)
+TAG_WAIT = 10  # seconds between passes while replacements wait for their own tags (the bucket refills)
 NOT_SWAPPED = ("initial", "healthy", "unhealthy", "draining", "unavailable")  # an original still in its group
 
 
@@ -56,16 +59,23 @@ class MigrateWave:
         """Move the wave on as far as EC2 and the load balancer are; WaveFailed when it is done
         with too few instances moved."""
         item = self.migrations.get(migration_id)
-        records = [r for r in self.plans.records(migration_id) if r.eligible and r.wave == wave.index]
         if ended_early(item):  # the execution was stopped while this invocation was on its way: change nothing
-            return WaveResult.of(wave, records, iso(self.clock.now()))
+            return WaveResult.of(wave, self._wave(migration_id, wave), iso(self.clock.now()))
         self.migrations.update(migration_id, status="migrating", current_wave=wave.index)
         request = MigrationRequest.model_validate(item["request"])
         rate = LaunchRate.model_validate(item.get("launch_rate") or {})
+        in_flight = self.plans.in_flight(migration_id, wave.index)  # the records done with are not read again
+        before = {r.instance_id: r.status for r in in_flight}
         step = _WaveStep(self, migration_id, wave.index, budget, rate)
-        step.advance(records)
+        step.advance(in_flight)
         self.migrations.update(migration_id, launch_rate=rate.model_dump())
-        result = WaveResult.of(wave, records, iso(self.clock.now()), step.wait_seconds(records))
+        if any(unfinished(r) for r in in_flight):
+            previous = (item.get("wave_results") or {}).get(str(wave.index), {}).get("migration")
+            moved = [r for r in in_flight if r.status != before[r.instance_id]]
+            result = WaveResult.so_far(wave, moved, _in(in_flight, "launching"), previous,
+                                       step.wait_seconds(in_flight))
+        else:  # done: judged on every record of the wave
+            result = WaveResult.of(wave, self._wave(migration_id, wave), iso(self.clock.now()))
         # Progress after every invocation, so status and watch read one item, not the plan.
         self.migrations.set_wave_result(migration_id, wave.index, "migration", result.model_dump())
         if result.below(request.wave_success_ratio):
@@ -74,6 +84,9 @@ class MigrateWave:
                 f"below the required {request.wave_success_ratio:.0%}"
             )
         return result
+
+    def _wave(self, migration_id: str, wave: WaveSpec) -> list[InstanceRecord]:
+        return [r for r in self.plans.records(migration_id) if r.eligible and r.wave == wave.index]
 
 
 @dataclass
@@ -99,11 +112,10 @@ class _WaveStep:
         EC2 and the load balancer finish at once is followed by the next one in the same pass)."""
         self._resume_launches([r for r in _in(records, "planned") if r.launch_batch])
         self._launch(_in(records, "planned"))
+        self._tag([r for r in records if r.status in ("launching", "migrated") and not r.replacement_tagged])
         for phase, step in (("booting", self._booted), ("registering", self._healthy), ("draining", self._drained)):
-            due = [r for r in _in(records, "launching") if (r.phase or "booting") == phase]
-            if self.budget.exhausted():
-                return
-            if due:
+            due = _in_phase(records, phase)
+            if due and not self.budget.exhausted():
                 step(due)
 
     def wait_seconds(self, records: list[InstanceRecord]) -> int:
@@ -114,6 +126,7 @@ class _WaveStep:
         waits = [self.rate.seconds_until(min(len(planned), 50), now.timestamp())] if planned else []
         waits += [self._drain_left(r, now) if r.phase == "draining" else POLL_SECONDS
                   for r in _in(records, "launching")]
+        waits += [TAG_WAIT] if any(not r.replacement_tagged for r in _in(records, "migrated")) else []
         return int(max(MIN_WAIT, min([MAX_WAIT, *waits])))
 
     def _drain_left(self, record: InstanceRecord, now: datetime) -> float:
@@ -126,7 +139,7 @@ class _WaveStep:
             return
         if ended_early(self.s.migrations.get(self.mid)):  # stopped meanwhile: launch nothing more
             return
-        for group in self._groups(self._movable(planned[:allowed])):
+        for group in self._groups(self._movable(planned[:min(allowed, LAUNCHES_PER_PASS)])):
             if not self._launch_group(group):
                 return
 
@@ -160,9 +173,10 @@ class _WaveStep:
     def _groups(self, movable: list[tuple[InstanceRecord, Instance]]) -> list[_Group]:
         """The records one launch configuration serves, each with its full spec."""
         groups: dict[tuple[object, ...], _Group] = {}
+        user_data = self.s.fleet.user_data_of([r.instance_id for r, _ in movable])
         for record, original in movable:
             tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
-            spec = LaunchSpec.replacing(original, record.pools[0], tags, self.s.fleet.user_data(record.instance_id))
+            spec = LaunchSpec.replacing(original, record.pools[0], tags, user_data[record.instance_id])
             key = (tuple(p.key for p in record.pools), spec.image_id, spec.subnet_id, spec.settings, spec.user_data)
             group = groups.setdefault(key, _Group([], {}))
             group.records.append(record)
@@ -246,16 +260,29 @@ class _WaveStep:
         self._store(batch)
 
     def _launched(self, group: _Group, pairs: list[tuple[InstanceRecord, str]], pool: Pool) -> None:
-        """Registry, then records, then each replacement's own tags: a crash in between leaves
-        instances the next pass finds by their batch, or by the record that names them."""
+        """Registry, then records (a crash in between leaves instances the next pass finds by
+        their batch); each replacement's own tags follow (`_tag`)."""
         self.s.registry.register_all([i for _, i in pairs], f"migration {self.mid} wave {self.wave}")
         now = iso(self._now())
         for record, instance_id in pairs:
             record.attempts += group.tried.pop(record.instance_id, [])
             record.launched(instance_id, pool, f"{pool}: launched {instance_id}", now)
         self._store([r for r, _ in pairs])
-        for record, instance_id in pairs:
-            self.s.fleet.tag(instance_id, _own_tags(group.spec_for[record.instance_id], group, [r for r, _ in pairs]))
+
+    def _tag(self, untagged: list[InstanceRecord]) -> None:
+        """Each replacement launched with others gets its own tags (the original it replaces,
+        its name, the original's other tags as they are now), the oldest first, off the path
+        of the swap: one CreateTags per replacement, TAGS_PER_PASS a pass. The wave is done only
+        once every replacement has them (until then, the records name each one)."""
+        if not untagged or self.budget.exhausted():
+            return
+        todo = sorted(untagged, key=lambda r: r.phase_since or "")[:TAGS_PER_PASS]
+        originals = self.s.fleet.describe([r.instance_id for r in todo])
+        self.s.fleet.tag_each({r.replacement: migration_replacement_tags(
+            getattr(originals.get(r.instance_id), "tags", {}), r.instance_id, self.mid, self.wave) for r in todo})
+        for record in todo:
+            record.replacement_tagged = True
+        self._store(todo)
 
     def _resume_launches(self, written_ahead: list[InstanceRecord]) -> None:
         """Launches a crash interrupted between RunInstances and the records: the instances
@@ -281,7 +308,6 @@ class _WaveStep:
         gone, or still pending after BOOT_TIMEOUT, are given up."""
         now = self._now()
         replacements = self.s.fleet.describe([r.replacement for r in booting])
-        self._tag_untagged(booting, replacements)
         states = {r.instance_id: getattr(replacements.get(r.replacement), "state", "gone") for r in booting}
         running = [r for r in booting if states[r.instance_id] == "running"]
         for record in booting:
@@ -292,20 +318,6 @@ class _WaveStep:
         for record in running:
             record.enter("registering", iso(now))
         self._store(running)
-
-    def _tag_untagged(self, booting: list[InstanceRecord], replacements: dict[str, Instance]) -> None:
-        """Replacements a crash left without their own tags (set right after the launch): their
-        original's id, name and other tags, as the original has them now."""
-        records = [r for r in booting if REPLACES_TAG not in getattr(replacements.get(r.replacement), "tags", {
-            REPLACES_TAG: "gone"})]
-        if not records:
-            return
-        originals = self.s.fleet.describe([r.instance_id for r in records])
-        for record in records:
-            original, replacement = originals.get(record.instance_id), replacements[record.replacement]
-            tags = migration_replacement_tags(original.tags if original else {}, record.instance_id, self.mid,
-                                              self.wave)
-            self.s.fleet.tag(record.replacement, {k: v for k, v in tags.items() if replacement.tags.get(k) != v})
 
     def _healthy(self, registering: list[InstanceRecord]) -> None:
         """Replacements healthy in every group of their original take its place: the original
@@ -374,6 +386,10 @@ def _in(records: list[InstanceRecord], status: str) -> list[InstanceRecord]:
     return [r for r in records if r.status == status]
 
 
+def _in_phase(records: list[InstanceRecord], phase: str) -> list[InstanceRecord]:
+    return [r for r in _in(records, "launching") if (r.phase or "booting") == phase]
+
+
 def _not_booting(record: InstanceRecord, state: str, now: datetime) -> str | None:
     """Why a replacement that does not run yet is given up: gone, or pending too long."""
     if state in GONE_STATES or state in ("stopping", "stopped", "gone"):
@@ -423,11 +439,3 @@ def _shared_spec(group: _Group, batch: list[InstanceRecord], pool: Pool, token: 
     return LaunchSpec(image_id=first.image_id, instance_type=pool.instance_type, subnet_id=first.subnet_id,
                       settings=first.settings, tags=dict(sorted(common.items())), user_data=first.user_data,
                       market=first.market)
-
-
-def _own_tags(spec: LaunchSpec, group: _Group, batch: list[InstanceRecord]) -> dict[str, str]:
-    """The tags of one replacement that its batch's launch did not set (its original's id, name...)."""
-    shared = set.intersection(*(set(group.spec_for[r.instance_id].tags.items()) for r in batch))
-    return {k: v for k, v in spec.tags.items() if (k, v) not in shared}
-
-

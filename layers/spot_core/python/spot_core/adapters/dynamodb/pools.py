@@ -4,7 +4,7 @@ analysis and replacements put recently interrupted pools last."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
 
@@ -19,18 +19,23 @@ if TYPE_CHECKING:
 MEMORY_SECONDS = 7 * 86400
 
 
+def pool_item(instance_type: str, availability_zone: str, instance_id: str,
+              memory_seconds: int = MEMORY_SECONDS) -> dict[str, Any]:
+    """The item remembering one interruption (the interruption handler writes it in the same
+    transaction as the claim it records the replacement on)."""
+    when = now_iso()
+    return {PARTITION_KEY: POOLS, SORT_KEY: f"{instance_type}#{availability_zone}#{when}#{instance_id}",
+            "instance_type": instance_type, "availability_zone": availability_zone, "instance_id": instance_id,
+            "interrupted_at": when, TTL_ATTRIBUTE: int(time.time()) + memory_seconds}
+
+
 class DynamoPoolMemory:
     def __init__(self, table: Table, memory_seconds: int = MEMORY_SECONDS):
         self.table, self.memory_seconds = table, memory_seconds
 
     def record_interruption(self, instance_type: str, availability_zone: str, instance_id: str) -> None:
-        when = now_iso()
         with transient_errors():
-            self.table.put_item(Item={
-                PARTITION_KEY: POOLS, SORT_KEY: f"{instance_type}#{availability_zone}#{when}#{instance_id}",
-                "instance_type": instance_type, "availability_zone": availability_zone, "instance_id": instance_id,
-                "interrupted_at": when, TTL_ATTRIBUTE: int(time.time()) + self.memory_seconds,
-            })
+            self.table.put_item(Item=pool_item(instance_type, availability_zone, instance_id, self.memory_seconds))
 
     def recent_interruptions(self) -> set[tuple[str, str]]:
         """Pools interrupted within their memory window (expired items may linger until TTL

@@ -1,35 +1,106 @@
 """The one replacement of an interrupted (or rebalanced) instance: a conditional write per
-instance, so only the first of concurrent or repeated events launches it; a conditional
-take-over, so only one event resumes a claim whose holder died."""
+instance, so only the first of concurrent or repeated events launches it (the refused write
+returns the claim that exists: no read before the write); a conditional take-over, so only
+one event resumes a claim whose holder died.
+
+The handling of one event writes three times, each write one call: the claim; then, the
+moment RunInstances answered, the replacement onto the claim together with its registry
+item and the interrupted pool (one transaction); then the end of the takeover together with
+the migration record that follows the replacement (one transaction)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeDeserializer
 
-from ...domain.interruptions import UNFINISHED
-from ..aws import transient_errors
+from ...domain.interruptions import HOLDER_EXPIRY, UNFINISHED, RecordFollow
+from ..aws import error_code, transient_errors
+from .migrations import now_iso
+from .pools import pool_item
+from .registry import registry_item
 from .schema import (
     INDEX_PARTITION_KEY,
     INDEX_SORT_KEY,
+    META,
     PARTITION_KEY,
+    RECORD_PREFIX,
     REPLACEMENT,
     REPLACEMENTS_INDEX_PK,
     SORT_KEY,
     STATUS_INDEX,
     instance_pk,
+    migration_pk,
 )
-from .table import Item, from_dynamo, is_condition_failure, query, set_fields, to_dynamo
+from .table import Item, batch_get, from_dynamo, is_condition_failure, query, set_fields, to_dynamo
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
+PoolKey = tuple[str, str]
+_DESERIALIZER = TypeDeserializer()
+
+
 def _key(instance_id: str) -> dict[str, str]:
     return {PARTITION_KEY: instance_pk(instance_id), SORT_KEY: REPLACEMENT}
+
+
+def _returned(raw: Mapping[str, Any] | None) -> Item | None:
+    """An item DynamoDB returned with an error (ReturnValuesOnConditionCheckFailure), in its wire format."""
+    return from_dynamo({k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}) if raw else None
+
+
+def _sets(fields: Mapping[str, Any], prefix: str = "f") -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """SET clauses, names and values for `fields` (names as placeholders: some are reserved words)."""
+    clauses = [f"#{prefix}{i} = :{prefix}{i}" for i in range(len(fields))]
+    names = {f"#{prefix}{i}": k for i, k in enumerate(fields)}
+    values = {f":{prefix}{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
+    return clauses, names, values
+
+
+def _update(table: str, key: Mapping[str, str], fields: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    clauses, names, values = _sets(fields)
+    return {"Update": {"TableName": table, "Key": dict(key), "UpdateExpression": "SET " + ", ".join(clauses),
+                       "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, **extra}}
+
+
+def _refused(exc: BaseException, first: int) -> bool:
+    """A cancelled transaction whose items from `first` on failed their condition."""
+    reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+    return error_code(exc) == "TransactionCanceledException" and any(
+        r.get("Code") == "ConditionalCheckFailed" for r in reasons[first:])
+
+
+def _follow(table: str, follow: RecordFollow) -> list[dict[str, Any]]:
+    """The record's replacement fields and one more attempt note, if it still names the interrupted
+    instance; a completed migration's realised savings, by difference."""
+    clauses, names, values = _sets({**follow.fields, "updated_at": now_iso()})
+    record = {"Update": {
+        "TableName": table, "Key": {PARTITION_KEY: migration_pk(follow.migration_id),
+                                    SORT_KEY: f"{RECORD_PREFIX}{follow.original_id}"},
+        "UpdateExpression": "SET " + ", ".join([*clauses, "#att = list_append(if_not_exists(#att, :none), :note)"]),
+        "ConditionExpression": "#rid = :interrupted",
+        "ExpressionAttributeNames": {**names, "#att": "attempts", "#rid": "replacement_id"},
+        "ExpressionAttributeValues": {**values, ":none": [], ":note": [follow.note],
+                                      ":interrupted": follow.interrupted_id},
+    }}
+    if not follow.realised:
+        return [record]
+    sums = [f"realised.#r{i} = realised.#r{i} + :r{i}" for i in range(len(follow.realised))]
+    migration = {"Update": {
+        "TableName": table, "Key": {PARTITION_KEY: migration_pk(follow.migration_id), SORT_KEY: META},
+        "UpdateExpression": "SET " + ", ".join([*sums, "realised.savings_pct = :pct", "updated_at = :now"]),
+        "ConditionExpression": "#s = :completed",
+        "ExpressionAttributeNames": {"#s": "status", **{f"#r{i}": k for i, k in enumerate(follow.realised)}},
+        "ExpressionAttributeValues": {":completed": "completed", ":pct": to_dynamo(follow.savings_pct or 0.0),
+                                      ":now": now_iso(),
+                                      **{f":r{i}": to_dynamo(v) for i, v in enumerate(follow.realised.values())}},
+    }}
+    return [record, migration]
 
 
 class DynamoReplacementClaims:
@@ -54,22 +125,100 @@ class DynamoReplacementClaims:
             raise
         return True
 
+    def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> Item | None:
+        """Claim the instance's replacement (None), or the claim that exists: the refused
+        conditional write returns it, so a claim costs one call either way."""
+        for _ in range(2):  # a claim released between the refused write and its read: claim again
+            now = int(time.time())
+            try:
+                with transient_errors():
+                    self.table.put_item(
+                        Item={**to_dynamo(dict(fields)), **_key(instance_id), "instance_id": instance_id,
+                              "status": "launching", "event_id": event_id, "claimed_at": now,
+                              INDEX_PARTITION_KEY: REPLACEMENTS_INDEX_PK, INDEX_SORT_KEY: f"{now}#{instance_id}"},
+                        ConditionExpression=Attr(PARTITION_KEY).not_exists(),
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+            except Exception as exc:
+                if not is_condition_failure(self.table, exc):
+                    raise
+                existing = _returned(getattr(exc, "response", {}).get("Item")) or self.get(instance_id)
+                if existing:
+                    return existing
+                continue
+            return None
+        return self.get(instance_id) or {}
+
+    def record_launch(self, instance_id: str, owner: str, interrupted_pool: PoolKey | None = None,
+                      **fields: Any) -> None:
+        """The replacement onto the claim, its registry item (`owner`) and the interrupted pool, at once."""
+        items = [_update(self.table.name, _key(instance_id), fields),
+                 {"Put": {"TableName": self.table.name, "Item": registry_item(fields["replacement_id"], owner)}}]
+        if interrupted_pool:
+            items.append({"Put": {"TableName": self.table.name, "Item": pool_item(*interrupted_pool, instance_id)}})
+        self._transact(items)
+
+    def finish(self, instance_id: str, follow: RecordFollow | None = None, interrupted_pool: PoolKey | None = None,
+               **fields: Any) -> bool:
+        """The end of the takeover on the claim, with the migration record following the
+        replacement (and the interrupted pool, if not remembered yet), at once. A record that no
+        longer names the interrupted instance (a rollback or another handling changed it
+        meanwhile) is left as it is: the claim is finished alone. Whether the record followed."""
+        base = [_update(self.table.name, _key(instance_id), fields)]
+        if interrupted_pool:
+            base.append({"Put": {"TableName": self.table.name, "Item": pool_item(*interrupted_pool, instance_id)}})
+        extra = _follow(self.table.name, follow) if follow is not None else []
+        try:
+            self._transact(base + extra)
+        except Exception as exc:
+            if not extra or not _refused(exc, len(base)):
+                raise
+            self._transact(base)
+            return False
+        return bool(extra)
+
+    def _transact(self, items: list[Any]) -> None:
+        with transient_errors():
+            self.table.meta.client.transact_write_items(TransactItems=items)
+
+    def abandon(self, instance_id: str, event_id: str) -> None:
+        """The holder `event_id` gave up on an error: its own retry may resume the claim at once
+        (other events still wait until the claim is stale)."""
+        try:
+            with transient_errors():
+                self.table.update_item(
+                    Key=_key(instance_id), UpdateExpression="SET #h = :gone",
+                    ConditionExpression=Attr("event_id").eq(event_id) & Attr("status").is_in(list(UNFINISHED)),
+                    ExpressionAttributeNames={"#h": HOLDER_EXPIRY}, ExpressionAttributeValues={":gone": 0},
+                )
+        except Exception as exc:
+            if not is_condition_failure(self.table, exc):
+                raise
+
+    def get_many(self, instance_ids: Iterable[str]) -> dict[str, Item]:
+        """instance id -> its claim, for those that have one (one BatchGetItem per 100)."""
+        keys = [_key(iid) for iid in dict.fromkeys(instance_ids)]
+        return {item["instance_id"]: item for item in batch_get(self.table, keys, consistent=True)}
+
     def get(self, instance_id: str) -> Item | None:
         """The claim, whatever its status."""
         with transient_errors():
             item = self.table.get_item(Key=_key(instance_id), ConsistentRead=True).get("Item")
         return from_dynamo(item) if item else None
 
-    def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str) -> bool:
-        """`event_id` holds the unfinished claim from now on, if it is still as `held` read it
-        (same holder, same claim time): of two events resuming it at once, one does."""
+    def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str, **fields: Any) -> bool:
+        """`event_id` holds the unfinished claim from now on (with `fields`), if it is still as
+        `held` read it (same holder, same claim time): of two events resuming it at once, one does."""
+        clauses, names, values = _sets(fields)
+        extra: Any = {"ExpressionAttributeNames": names} if names else {}
         try:
             with transient_errors():
                 self.table.update_item(
-                    Key=_key(instance_id), UpdateExpression="SET event_id = :event, claimed_at = :now",
+                    Key=_key(instance_id), UpdateExpression="SET " + ", ".join(
+                        ["event_id = :event", "claimed_at = :now", *clauses]),
                     ConditionExpression=Attr("status").is_in(list(UNFINISHED))
                     & Attr("event_id").eq(held.get("event_id")) & Attr("claimed_at").eq(held.get("claimed_at")),
-                    ExpressionAttributeValues={":event": event_id, ":now": int(time.time())},
+                    ExpressionAttributeValues={":event": event_id, ":now": int(time.time()), **values}, **extra,
                 )
         except Exception as exc:
             if is_condition_failure(self.table, exc):

@@ -31,7 +31,7 @@ from fakes import Crash, Ports
 from spot_core.domain.errors import WaveFailed
 from spot_core.domain.instances import Instance, LaunchSettings
 from spot_core.domain.plan import WaveSpec
-from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, WAVE_TAG
+from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, WAVE_TAG
 
 ICE = "InsufficientInstanceCapacity"
 
@@ -424,3 +424,21 @@ def test_a_replacement_still_booting_when_the_invocation_ends_is_carried_over_no
 
     assert final.migrated == 2
     assert p.world.changes("terminate") == []
+
+
+def test_a_replacement_taken_back_while_booting_before_its_own_tags_is_followed_to_its_successor(p):
+    original = serving(p, 1)[0]
+    wave = plan(p, [original])
+    first = invoke(p, wave, seconds=900)
+    assert first.launching == 1
+    record = records(p)[original.instance_id]
+    # EC2 reclaims the replacement; the interruption handler launched its successor, which names it
+    p.fleet.reclaim(record.replacement)
+    successor = p.fleet.add(tags={SUCCEEDS_TAG: record.replacement, MIGRATION_ID_TAG: MID, MANAGED_TAG: "true"},
+                            lifecycle="spot", state="pending")
+
+    final = run(p, wave)
+
+    assert final.migrated == 1
+    assert records(p)[original.instance_id].replacement_id == successor.instance_id
+    assert p.fleet.instance(successor.instance_id).tags[REPLACES_TAG] == original.instance_id

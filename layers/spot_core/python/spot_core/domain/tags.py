@@ -47,5 +47,7 @@ def migration_replacement_tags(original: Mapping[str, str], original_id: str, mi
 
 def interruption_replacement_tags(interrupted: Mapping[str, str], interrupted_id: str) -> dict[str, str]:
     """An interruption replacement keeps the interrupted instance's migration tags (so the
-    migration follows it) and names the instance it succeeds."""
-    return replacement_tags(interrupted, **{SUCCEEDS_TAG: interrupted_id})
+    migration follows it) and names the instance it succeeds; not the launch batch, which
+    names the instances of one RunInstances (by their place in it)."""
+    kept = {k: v for k, v in interrupted.items() if k != LAUNCH_BATCH_TAG}
+    return replacement_tags(kept, **{SUCCEEDS_TAG: interrupted_id})

@@ -24,7 +24,7 @@ from datetime import datetime
 from ..domain.analysis import no_longer_eligible
 from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, TransientAwsError, WaveFailed
-from ..domain.instances import GONE_STATES, Instance, LaunchSpec
+from ..domain.instances import GONE_STATES, Instance, LaunchSpec, Market
 from ..domain.launch_rate import LaunchRate
 from ..domain.locks import InstanceLock
 from ..domain.outcomes import ended_early
@@ -42,6 +42,7 @@ MIN_WAIT, MAX_WAIT = 2, 60
 LAUNCHES_PER_PASS = 100  # one user-data read each: within EC2's burst for the call; the first ones boot meanwhile
 TAGS_PER_PASS = 50  # CreateTags calls a pass makes at most: EC2's burst for mutating calls (refilled at 5 a second)
 TAG_WAIT = 10  # seconds between passes while replacements wait for their own tags (the bucket refills)
+LIVE = ("pending", "running")
 NOT_SWAPPED = ("initial", "healthy", "unhealthy", "draining", "unavailable")  # an original still in its group
 
 
@@ -308,6 +309,7 @@ class _WaveStep:
         gone, or still pending after BOOT_TIMEOUT, are given up."""
         now = self._now()
         replacements = self.s.fleet.describe([r.replacement for r in booting])
+        self._follow_successors(booting, replacements)
         states = {r.instance_id: getattr(replacements.get(r.replacement), "state", "gone") for r in booting}
         running = [r for r in booting if states[r.instance_id] == "running"]
         for record in booting:
@@ -318,6 +320,19 @@ class _WaveStep:
         for record in running:
             record.enter("registering", iso(now))
         self._store(running)
+
+    def _follow_successors(self, booting: list[InstanceRecord], replacements: dict[str, Instance]) -> None:
+        """A replacement EC2 took back while booting, before it had its own tags: the interruption
+        handler could not tell which record to follow, so the record follows the instance that
+        succeeds it here (found by the tag naming the instance it succeeds)."""
+        gone = [r for r in booting if getattr(replacements.get(r.replacement), "state", "gone") not in LIVE]
+        successors = self.s.fleet.find_successors([r.replacement for r in gone]) if gone else {}
+        followed = [r for r in gone if r.replacement in successors]
+        for record in followed:
+            successor = successors[record.replacement]
+            _follow(record, successor)
+            replacements[successor.instance_id] = successor
+        self._store(followed)
 
     def _healthy(self, registering: list[InstanceRecord]) -> None:
         """Replacements healthy in every group of their original take its place: the original
@@ -384,6 +399,16 @@ class _WaveStep:
 
 def _in(records: list[InstanceRecord], status: str) -> list[InstanceRecord]:
     return [r for r in records if r.status == status]
+
+
+def _follow(record: InstanceRecord, successor: Instance) -> None:
+    """The record names the instance that succeeded its interrupted replacement."""
+    pool = next((p for p in record.pools if p.key == successor.pool_key), record.pools[0])
+    where = pool.model_copy(update={"availability_zone": successor.availability_zone})
+    market: Market = "spot" if successor.lifecycle == "spot" else "on-demand"
+    note = f"{record.replacement_id} interrupted while booting: follows {successor.instance_id}"
+    record.follow(successor.instance_id, where, pool.spot_hourly, note, market)
+    record.replacement_tagged = False
 
 
 def _in_phase(records: list[InstanceRecord], phase: str) -> list[InstanceRecord]:

@@ -25,7 +25,7 @@ from ..domain.errors import CapacityRefused, RollbackIncomplete, StartRefused
 from ..domain.instances import Instance
 from ..domain.outcomes import ended_early
 from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
-from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG
+from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from ..domain.waves import RollbackResult
 from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .finalize import Finalize
@@ -131,8 +131,9 @@ def _unstartable(ids: list[str], originals: Mapping[str, Instance]) -> dict[str,
 
 def _by_original(instances: list[Instance], records: list[InstanceRecord]) -> dict[str, list[Instance]]:
     """Original id -> the live instances launched for it: by the tag that names the original or,
-    for a launch a crash left without its own tags, by the record that names the instance, or
-    by the launch batch written ahead on the records (in launch order)."""
+    for a launch a crash left without its own tags, by the record that names the instance, by
+    the launch batch written ahead on the records (in launch order), or as the interruption
+    replacement of the instance a record names."""
     by_replacement = {r.replacement_id: r.instance_id for r in records if r.replacement_id}
     batches: dict[str, list[str]] = defaultdict(list)
     for record in sorted(records, key=lambda r: r.instance_id):
@@ -142,7 +143,9 @@ def _by_original(instances: list[Instance], records: list[InstanceRecord]) -> di
     for instance in instances:
         batch = batches.get(instance.tags.get(LAUNCH_BATCH_TAG, ""), [])
         in_batch = batch[instance.launch_index] if instance.launch_index < len(batch) else ""
-        found[instance.tags.get(REPLACES_TAG) or by_replacement.get(instance.instance_id) or in_batch].append(instance)
+        succeeded = by_replacement.get(instance.tags.get(SUCCEEDS_TAG, ""), "")  # replaced a replacement on record
+        original = instance.tags.get(REPLACES_TAG) or by_replacement.get(instance.instance_id) or in_batch or succeeded
+        found[original].append(instance)
     return dict(found)
 
 

@@ -110,20 +110,7 @@ class DynamoReplacementClaims:
     def claim(self, instance_id: str, event_id: str, **fields: Any) -> bool:
         """The one replacement of an instance: only the first claimant launches it. A claim
         whose holder died is never claimed again, it is taken over (take_over) and resumed."""
-        now = int(time.time())
-        try:
-            with transient_errors():
-                self.table.put_item(
-                    Item={**to_dynamo(dict(fields)), **_key(instance_id), "instance_id": instance_id,
-                          "status": "launching", "event_id": event_id, "claimed_at": now,
-                          INDEX_PARTITION_KEY: REPLACEMENTS_INDEX_PK, INDEX_SORT_KEY: f"{now}#{instance_id}"},
-                    ConditionExpression=Attr(PARTITION_KEY).not_exists(),
-                )
-        except Exception as exc:
-            if is_condition_failure(self.table, exc):
-                return False
-            raise
-        return True
+        return self.claim_or_get(instance_id, event_id, **fields) is None
 
     def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> Item | None:
         """Claim the instance's replacement (None), or the claim that exists: the refused

@@ -2,7 +2,7 @@
 timing simulator (spotctl/local/timing.py), against the physical bound of the same timings.
 
     .venv/bin/python -m bench.scale_bench [--sizes 1000,10000] [--cases A,B,C]
-                                          [--combinations | --no-combinations] [--combination-size 1000]
+                                          [--combinations | --no-combinations] [--combination-size 200]
 
 Per fleet size and timing case: the simulated duration of an auto-approved migration with the
 default waves and bakes, the physical bound (README: "Scale"), launch rate, state
@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cases", default="A,B,C", help="timing cases (default: A,B,C; '' for none)")
     p.add_argument("--combinations", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the 28 timing combinations (default: yes)")
-    p.add_argument("--combination-size", type=int, default=1000, help="fleet size of the combinations (default: 1000)")
+    p.add_argument("--combination-size", type=int, default=200,
+                   help="fleet size of the combinations (default: 200, to keep the 28 runs short)")
     p.add_argument("--only", default="",
                    help="only these combinations, by name, comma-separated (e.g. healthy60s-drain0s)")
     p.add_argument("--cpu-days", type=int, default=1,

@@ -32,6 +32,7 @@ from fakes import Crash, Ports
 from spot_core.domain.errors import RollbackIncomplete
 from spot_core.domain.instances import Instance
 from spot_core.domain.interruptions import Notice
+from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, SUCCEEDS_TAG
 from spot_core.services import rollback as rollback_module
 
 FAILURE = {"Error": "QualityGateFailed", "Cause": '{"errorMessage": "latency rose 40 % during the bake"}'}
@@ -365,3 +366,20 @@ def test_a_rollback_that_failed_outright_names_every_instance_it_did_not_reach(p
         [line] = [line for line in sent["lines"] if original.instance_id in line]
         assert "was not rolled back (migrated)" in line and replaced[original.instance_id] in line
     assert {lock.cooldown_after for lock in p.locks.items.values()} == {MID}  # they cool down, not free
+
+
+def test_an_interruption_replacement_no_record_names_is_found_by_the_instance_it_succeeds(p):
+    """EC2 took a replacement back before it had its own tags: its successor (launched by the
+    interruption handler, which could not tell the record) names only the instance it succeeds."""
+    originals, before = migrated_fleet(p, count_in_both=1, count_in_web=0)
+    interrupted = replacements(p)[originals[0].instance_id]
+    p.fleet.reclaim(interrupted)
+    successor = p.fleet.add(tags={SUCCEEDS_TAG: interrupted, MIGRATION_ID_TAG: MID, MANAGED_TAG: "true"},
+                            lifecycle="spot")
+
+    list(until_done(lambda: roll_back(p)))
+    settle(p)
+
+    assert p.fleet.state(successor.instance_id) in ("shutting-down", "terminated")
+    assert p.fleet.launched_for(MID) == []
+    assert snapshot(p) == before

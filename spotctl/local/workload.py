@@ -193,7 +193,7 @@ class FleetSimulator:
         if not serving:
             return BASE_LATENCY * 10, 1.0
         latency = errors = 0.0
-        tags = self._tags(serving)
+        tags = self._tags(serving) if self.degradation is not None else {}  # tags matter only to a degradation
         for iid in serving:
             degraded = self._degraded(tags.get(iid, {}))
             latency += BASE_LATENCY * (self.degradation.latency_factor if degraded else 1.0)

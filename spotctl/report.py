@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from spot_core.domain.instances import CAPACITY_ERRORS as CAPACITY_CODES
+from spot_core.domain.outcomes import realised_now
 from spot_core.domain.plan import InstanceRecord
 from spot_core.ports import MigrationRepository, PlanRepository
 
@@ -39,7 +40,7 @@ def build_report(migrations: MigrationRepository, plans: PlanRepository, migrati
         "migration_id": migration_id, "status": item.get("status"),
         "outcome": OUTCOME_TEXT.get(item.get("status"), item.get("status")),
         "summary": item.get("summary"), "verdicts": item.get("verdicts", []), "approval": item.get("approval"),
-        "baseline": (item.get("baseline") or {}).get("sample"), "waves": waves, "realised": item.get("realised"),
+        "baseline": (item.get("baseline") or {}).get("sample"), "waves": waves, "realised": realised_now(item),
         "failure": item.get("failure"), "instances": instances, **(extra or {}),
     }
 

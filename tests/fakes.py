@@ -32,7 +32,9 @@ from spot_core.domain.errors import (
     StartRefused,
 )
 from spot_core.domain.instances import CAPACITY_ERRORS, Instance, LaunchSettings, LaunchSpec, TypeTraits
+from spot_core.domain.interruptions import UNCLAIMED
 from spot_core.domain.locks import InstanceLock
+from spot_core.domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef, unfinished
 from spot_core.domain.pricing import SpotPriceStat
 from spot_core.domain.quality import QualitySample
@@ -562,13 +564,10 @@ class FakePlans:
     def record(self, migration_id: str, instance_id: str) -> InstanceRecord:
         return InstanceRecord.model_validate(self.stored[migration_id][instance_id])
 
-    def records_and_migrations(self, keys: Iterable[tuple[str, str]]
-                               ) -> dict[tuple[str, str], tuple[InstanceRecord | None, dict[str, Any] | None]]:
-        """By key, as one batched read: the record and its migration's item (`migrations`: linked by ports())."""
-        self.world.enter("plans.records_and_migrations")
-        items = getattr(self, "migrations", None)
-        return {(mid, iid): (InstanceRecord.model_validate(self.stored[mid][iid]) if iid in self.stored[mid] else None,
-                             copy.deepcopy(items.items.get(mid)) if items is not None else None)
+    def records_by_key(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], InstanceRecord | None]:
+        """By key, as one batched read."""
+        self.world.enter("plans.records_by_key")
+        return {(mid, iid): InstanceRecord.model_validate(self.stored[mid][iid]) if iid in self.stored[mid] else None
                 for mid, iid in keys}
 
     def records_page(self, migration_id: str, limit: int,
@@ -623,21 +622,29 @@ class FakeClaims:
                                    "event_id": event_id, "claimed_at": int(self.world.clock.now().timestamp())}
         return True
 
-    def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> dict[str, Any] | None:
-        """The conditional write that returns the claim it was refused by."""
+    def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> tuple[bool, dict[str, Any]]:
+        """The conditional write that returns the launch profile it found, or the claim it was refused by."""
         self.world.enter("claims.claim")
-        if instance_id in self.items:
-            return copy.deepcopy(self.items[instance_id])
-        self.items[instance_id] = {**copy.deepcopy(fields), "instance_id": instance_id, "status": "launching",
-                                   "event_id": event_id, "claimed_at": int(self.world.clock.now().timestamp())}
-        return None
+        found = self.get(instance_id)
+        if found is not None:
+            return False, found
+        self.items[instance_id] = {**self.items.get(instance_id, {}), **copy.deepcopy(fields),
+                                   "instance_id": instance_id, "status": "launching", "event_id": event_id,
+                                   "claimed_at": int(self.world.clock.now().timestamp())}
+        return True, copy.deepcopy(self.items[instance_id])
+
+    def put_profile(self, instance_id: str, profile: Any) -> None:
+        """A launch profile, where the instance is not claimed yet."""
+        if instance_id not in self.items:
+            self.items[instance_id] = {"instance_id": instance_id, "status": UNCLAIMED,
+                                       "profile": profile.model_dump(exclude_none=True)}
 
     def get(self, instance_id: str) -> dict[str, Any] | None:
         item = self.items.get(instance_id)
-        return copy.deepcopy(item) if item else None
+        return copy.deepcopy(item) if item and item.get("status") != UNCLAIMED else None
 
     def get_many(self, instance_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return {i: copy.deepcopy(self.items[i]) for i in instance_ids if i in self.items}
+        return {i: item for i in instance_ids if (item := self.get(i)) is not None}
 
     def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str, **fields: Any) -> bool:
         self.world.enter("claims.take_over")
@@ -656,10 +663,12 @@ class FakeClaims:
     # The writes the DynamoDB adapter makes as one transaction: the registry, pool memory, plan and
     # migrations they also write are the fakes ports() links (linked=).
     def record_launch(self, instance_id: str, owner: str, interrupted_pool: tuple[str, str] | None = None,
-                      **fields: Any) -> None:
+                      profile: Any = None, **fields: Any) -> None:
         self.world.enter("claims.update")
         self.items.setdefault(instance_id, {"instance_id": instance_id}).update(copy.deepcopy(fields))
         self.linked["registry"].register(fields["replacement_id"], owner)
+        if profile is not None:
+            self.put_profile(fields["replacement_id"], profile)
         if interrupted_pool:
             self.linked["pool_memory"].record_interruption(*interrupted_pool, instance_id)
 
@@ -677,17 +686,19 @@ class FakeClaims:
             return False
         stored.update(copy.deepcopy(follow.fields))
         stored["attempts"] = [*stored.get("attempts", []), follow.note]
-        migration = self.linked["migrations"].items.get(follow.migration_id) or {}
-        if follow.realised and migration.get("status") == "completed":
-            realised = migration["realised"]
-            for key, delta in follow.realised.items():
-                realised[key] = round(realised.get(key, 0) + delta, 2)
-            realised["savings_pct"] = follow.savings_pct
+        migration = self.linked["migrations"].items.get(follow.migration_id)
+        if migration is not None:
+            migration[DRIFT_MONTHLY_SPOT] = migration.get(DRIFT_MONTHLY_SPOT, 0) + follow.monthly_spot
+            migration[DRIFT_FALLBACKS] = migration.get(DRIFT_FALLBACKS, 0) + follow.fallbacks
         return True
 
     def release(self, instance_id: str) -> None:
-        if self.items.get(instance_id, {}).get("status") == "launching":
+        item = self.items.get(instance_id, {})
+        if item.get("status") == "launching":
             del self.items[instance_id]
+            if item.get("profile") is not None:
+                self.items[instance_id] = {"instance_id": instance_id, "status": UNCLAIMED,
+                                           "profile": item["profile"]}
 
     def replacement_for(self, instance_id: str) -> dict[str, Any] | None:
         item = self.items.get(instance_id)
@@ -698,19 +709,23 @@ class FakeClaims:
         self.items.setdefault(instance_id, {"instance_id": instance_id}).update(copy.deepcopy(fields))
 
     def all(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(i) for i in self.items.values()]
+        return [copy.deepcopy(i) for i in self.items.values() if i.get("status") != UNCLAIMED]
 
 
 class FakeRegistry:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, str]] = {}
+        self.claims: Any = None  # where launch profiles go (ports() links it)
 
     def register(self, instance_id: str, owner: str, status: str = "active") -> None:
         self.items[instance_id] = {"owner": owner, "status": status}
 
-    def register_all(self, instance_ids: list[str], owner: str) -> None:
+    def register_all(self, instance_ids: list[str], owner: str, profiles: Mapping[str, Any] | None = None) -> None:
         for instance_id in instance_ids:
             self.register(instance_id, owner)
+        for instance_id, profile in (profiles or {}).items():
+            if self.claims is not None:
+                self.claims.put_profile(instance_id, profile)
 
     def statuses(self, instance_ids: list[str]) -> dict[str, str]:
         return {i: self.items[i]["status"] for i in instance_ids if i in self.items}
@@ -810,7 +825,7 @@ def ports(**fleet_timing: float) -> Ports:
     made = Ports(world, fleet, lb, FakeSpotPrices(), FakeOnDemandPrices(), FakeMetrics(), FakeNotifier(world),
                  FakeMigrations(world), FakePlans(world), FakeTokens(), FakePoolMemory(), FakeClaims(world),
                  FakeRegistry(), FakeEventOnce(), FakeLocks(world))
-    made.plans.migrations = made.migrations  # type: ignore[attr-defined]
+    made.registry.claims = made.claims
     made.claims.linked.update(registry=made.registry, pool_memory=made.pool_memory, plans=made.plans,
                               migrations=made.migrations)
     return made

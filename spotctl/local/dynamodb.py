@@ -1,6 +1,12 @@
-"""TransactWriteItems for the embedded runtime at the cost DynamoDB has.
+"""DynamoDB for the embedded runtime: each request atomic, and TransactWriteItems at the cost
+DynamoDB has.
 
-moto's implementation deep-copies the whole table once per item of a transaction (to roll
+DynamoDB applies a request to an item at once: no reader ever sees half an update. moto
+applies an UpdateItem's clauses to the stored item one after the other and serialises responses
+from the stored items, so a request from another thread (concurrent Lambda invocations) could
+read an item half-updated (a claim without its status). Requests here take turns.
+
+moto's TransactWriteItems implementation deep-copies the whole table once per item of a transaction (to roll
 back on failure), which makes locking a 10,000-instance plan take minutes. This one keeps
 the semantics the product relies on (all or nothing; when a condition fails, nothing is
 written and the cancellation reasons say which items failed) by checking every condition
@@ -9,13 +15,17 @@ before writing anything, so it never has to roll back.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import MultipleTransactionsException, TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
+_ORIGINAL_CALL = DynamoHandler.call_action
+_ONE_REQUEST_AT_A_TIME = threading.Lock()
 OPERATIONS = ("Put", "Delete", "Update", "ConditionCheck")
 
 
@@ -76,9 +86,16 @@ def _reason(failed: bool) -> tuple[str | None, str | None, None]:
     return ("ConditionalCheckFailed", "The conditional request failed", None) if failed else (None, None, None)
 
 
+def _atomic_call(handler: DynamoHandler) -> Any:
+    with _ONE_REQUEST_AT_A_TIME:
+        return _ORIGINAL_CALL(handler)
+
+
 def install() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoHandler.call_action = _atomic_call  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
+    DynamoHandler.call_action = _ORIGINAL_CALL  # type: ignore[method-assign]

@@ -1,7 +1,8 @@
-"""The interruption handler's writes on moto: a claim whose refused write returns the claim
-that exists, the launch recorded with its registry item and interrupted pool in one
-transaction, the end of a takeover with the migration record following the replacement (and
-a completed migration's realised savings), and a migration's record read by key."""
+"""The interruption handler's writes on moto: a claim whose write returns the launch profile it
+found (or, refused, the claim that exists), launch profiles that never overwrite a claim, the
+launch recorded with its registry item, its own profile and the interrupted pool in one
+transaction, the end of a takeover with the migration record following the replacement (and the
+drift of the migration's realised savings), and a migration's record read by key."""
 
 import boto3
 import pytest
@@ -11,7 +12,8 @@ from spot_core.adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
 from spot_core.adapters.dynamodb.pools import DynamoPoolMemory
 from spot_core.adapters.dynamodb.registry import DynamoManagedRegistry
 from spot_core.adapters.dynamodb.replacements import DynamoReplacementClaims
-from spot_core.domain.interruptions import HOLDER_EXPIRY, follow_record
+from spot_core.domain.interruptions import HOLDER_EXPIRY, LaunchProfile, RecordRef, follow_record
+from spot_core.domain.outcomes import NO_DRIFT, realised_now
 from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
 
 TABLE = "spot-migration-interruption-writes-test"
@@ -26,17 +28,54 @@ def table(moto):
 
 def test_a_refused_claim_returns_the_claim_that_exists(table):
     claims = DynamoReplacementClaims(table)
-    assert claims.claim_or_get("i-1", "event-a", kind="interruption", swap=True, **{HOLDER_EXPIRY: 123}) is None
-    existing = claims.claim_or_get("i-1", "event-b", kind="state-change", swap=True)
+    claimed, claim = claims.claim_or_get("i-1", "event-a", kind="interruption", swap=True, **{HOLDER_EXPIRY: 123})
+    assert claimed and claim["status"] == "launching" and "profile" not in claim
+    claimed, existing = claims.claim_or_get("i-1", "event-b", kind="state-change", swap=True)
+    assert not claimed
     assert (existing["event_id"], existing["kind"], existing["status"], existing[HOLDER_EXPIRY]) == (
         "event-a", "interruption", "launching", 123)
+
+
+PROFILE = LaunchProfile(target_groups=[GROUP], user_data="IyEvYmluL3NoCg==",
+                        record=RecordRef(migration_id="mig-1", original_id="i-0", hourly=0.03, on_demand_hourly=0.096))
+
+
+def test_the_claim_returns_the_launch_profile_written_when_the_instance_was_launched(table):
+    claims, registry = DynamoReplacementClaims(table), DynamoManagedRegistry(table)
+    registry.register_all(["i-1", "i-2"], "migration mig-1 wave 0", {"i-1": PROFILE})
+    assert claims.get("i-1") is None and claims.get_many(["i-1", "i-2"]) == {}  # a profile is no claim
+    assert claims.all() == []
+
+    claimed, claim = claims.claim_or_get("i-1", "event-a", kind="interruption", swap=True)
+
+    assert claimed and LaunchProfile.model_validate(claim["profile"]) == PROFILE
+    assert (claim["status"], claim["event_id"]) == ("launching", "event-a")
+    assert schema.TTL_ATTRIBUTE not in claims.get("i-1")  # a claim is kept as long as the product needs it
+    claimed, existing = claims.claim_or_get("i-1", "event-b")
+    assert not claimed and existing["event_id"] == "event-a"
+    assert [c["instance_id"] for c in claims.all()] == ["i-1"]
+
+
+def test_a_profile_never_overwrites_a_claim_and_a_released_claim_gives_its_profile_back(table):
+    claims, registry = DynamoReplacementClaims(table), DynamoManagedRegistry(table)
+    claims.claim_or_get("i-1", "event-a")
+    registry.register_all(["i-1", "i-2"], "migration mig-1 wave 0", {"i-1": PROFILE, "i-2": PROFILE})
+    assert claims.get("i-1")["event_id"] == "event-a" and "profile" not in claims.get("i-1")
+    assert registry.statuses(["i-1", "i-2"]) == {"i-1": "active", "i-2": "active"}
+
+    claims.claim_or_get("i-2", "event-b")
+    claims.release("i-2")  # launching failed: the retry finds the profile again
+
+    assert claims.get("i-2") is None
+    claimed, claim = claims.claim_or_get("i-2", "event-b")
+    assert claimed and LaunchProfile.model_validate(claim["profile"]) == PROFILE
 
 
 def test_the_launch_is_recorded_with_its_registry_item_and_the_interrupted_pool_at_once(table):
     claims, registry, pools = DynamoReplacementClaims(table), DynamoManagedRegistry(table), DynamoPoolMemory(table)
     claims.claim_or_get("i-1", "event-a")
 
-    claims.record_launch("i-1", "replacement of i-1", ("m5.large", "us-east-1a"), status="launched",
+    claims.record_launch("i-1", "replacement of i-1", ("m5.large", "us-east-1a"), PROFILE, status="launched",
                          replacement_id="i-9", target_groups=[GROUP.model_dump()], spot_hourly=0.031)
 
     claim = claims.get("i-1")
@@ -44,6 +83,13 @@ def test_the_launch_is_recorded_with_its_registry_item_and_the_interrupted_pool_
                                                                                    [GROUP.model_dump()])
     assert registry.statuses(["i-9"]) == {"i-9": "active"}
     assert pools.recent_interruptions() == {("m5.large", "us-east-1a")}
+    assert LaunchProfile.model_validate(claims.claim_or_get("i-9", "event-b")[1]["profile"]) == PROFILE
+
+    # the replacement interrupted (and claimed) before its launch was recorded: its claim is kept
+    claims.claim_or_get("i-2", "event-c")
+    claims.claim_or_get("i-8", "event-d")
+    claims.record_launch("i-2", "replacement of i-2", None, PROFILE, status="launched", replacement_id="i-8")
+    assert claims.get("i-2")["replacement_id"] == "i-8" and claims.get("i-8")["event_id"] == "event-d"
 
 
 def test_a_holder_gives_its_claim_up_to_its_own_retry_only(table):
@@ -72,37 +118,41 @@ def _plan(table, migration_id: str, records: int) -> tuple[DynamoPlans, Instance
     return plans, plan[1]
 
 
-def test_a_record_is_read_by_key_with_its_migration_whatever_the_size_of_the_plan(table):
+def test_a_record_is_read_by_key_whatever_the_size_of_the_plan(table):
     plans, record = _plan(table, "mig-1", 300)
-    found = plans.records_and_migrations([("mig-1", record.instance_id), ("mig-1", "i-unknown"), ("mig-2", "i-1")])
-    assert found[("mig-1", record.instance_id)][0] == record
-    assert found[("mig-1", record.instance_id)][1]["status"] == "completed"
-    assert found[("mig-1", "i-unknown")][0] is None and found[("mig-2", "i-1")] == (None, None)
+    found = plans.records_by_key([("mig-1", record.instance_id), ("mig-1", "i-unknown"), ("mig-2", "i-1")])
+    assert found == {("mig-1", record.instance_id): record, ("mig-1", "i-unknown"): None, ("mig-2", "i-1"): None}
 
 
-def test_the_takeover_ends_with_the_record_following_and_the_realised_savings_restated(table):
+def test_the_takeover_ends_with_the_record_following_and_the_realised_savings_drifting(table):
     plans, record = _plan(table, "mig-1", 3)
-    claims = DynamoReplacementClaims(table)
+    claims, migrations = DynamoReplacementClaims(table), DynamoMigrations(table)
     claims.claim_or_get(record.replacement_id, "event-a")
-    migration = DynamoMigrations(table).get("mig-1")
-    after = record.model_copy(deep=True)
-    after.follow("i-new", Pool(instance_type="m5.large", availability_zone="us-east-1b", spot_hourly=0.0),
-                 record.on_demand_hourly, "interrupted; replaced by i-new (on-demand)", market="on-demand")
+    before = RecordRef.of("mig-1", record)
+    after = before.moved_to("on-demand", 0.0)
+    follow = follow_record(before, record.replacement_id, "i-new", "m5.large", "us-east-1b", after,
+                           "interrupted; replaced by i-new (on-demand)")
 
-    follow = follow_record("mig-1", record, after, record.replacement_id, migration)
     assert claims.finish(record.replacement_id, follow, None, status="swapped")
 
-    stored = plans.records_and_migrations([("mig-1", record.instance_id)])[("mig-1", record.instance_id)]
-    assert (stored[0].replacement_id, stored[0].replacement_market) == ("i-new", "on-demand")
-    assert stored[0].attempts[-1] == "interrupted; replaced by i-new (on-demand)"
-    realised = stored[1]["realised"]
+    stored = plans.records_by_key([("mig-1", record.instance_id)])[("mig-1", record.instance_id)]
+    assert (stored.replacement_id, stored.replacement_market, stored.replacement_spot_hourly) == (
+        "i-new", "on-demand", 0.096)
+    assert stored.attempts[-1] == "interrupted; replaced by i-new (on-demand)"
+    realised = realised_now(migrations.get("mig-1"))
     assert (realised["on_spot"], realised["on_demand_fallbacks"]) == (2, 1)
     assert realised["monthly_savings"] == pytest.approx(60.0 - (0.096 - 0.03) * 730, abs=0.01)
+    assert realised["savings_pct"] == pytest.approx(round(realised["monthly_savings"], 1), abs=0.1)
     assert claims.get(record.replacement_id)["status"] == "swapped"
 
     # a record that no longer names the interrupted instance is left as it is: the claim ends alone
     claims.claim_or_get("i-other", "event-b")
     assert not claims.finish("i-other", follow, None, status="swapped")
     assert claims.get("i-other")["status"] == "swapped"
-    assert plans.records_and_migrations([("mig-1", record.instance_id)])[("mig-1", record.instance_id)][
-        0].replacement_id == "i-new"
+    assert plans.records_by_key([("mig-1", record.instance_id)])[("mig-1", record.instance_id)].replacement_id == \
+        "i-new"
+    assert realised_now(migrations.get("mig-1")) == realised  # nor does the drift change again
+
+    # the migration completing again computes its savings from the records: the drift starts anew
+    migrations.update("mig-1", **NO_DRIFT)
+    assert realised_now(migrations.get("mig-1"))["monthly_savings"] == 60.0

@@ -10,20 +10,24 @@ from ec2_events import ec2_event, sample
 
 from spot_core.adapters.ec2 import Ec2Fleet
 from spot_core.domain.errors import TransientAwsError
+from spot_core.domain.interruptions import LaunchProfile, RecordRef
+from spot_core.domain.outcomes import realised_now
 from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
 from spot_core.entry.interruption_queue import BATCH_SIZE, MAX_RECEIVES
 from spotctl.local.ec2_events import REPLACER
 
 # One warning, once the execution environment is warm (prices, subnets, recent pools): the
-# interrupted instance described, its record read by key, the claim, the user data, the launch,
-# the launch recorded (with the registry and the pool), the registration and the swap, the
-# notification, the end of the takeover (with the migration record). Never the whole plan, the
-# account's target groups, the VPC's subnets or the pool memory.
-ONE_WARNING = {"ec2:DescribeInstances": 1, "dynamodb:BatchGetItem": 1, "dynamodb:PutItem": 1,
-               "ec2:DescribeInstanceAttribute": 1, "ec2:RunInstances": 1, "dynamodb:TransactWriteItems": 2,
-               "elasticloadbalancing:RegisterTargets": 1, "elasticloadbalancing:DeregisterTargets": 1,
-               "sns:Publish": 1}
+# interrupted instance described, the claim (which returns the instance's launch profile), the
+# launch, the launch recorded (with the registry, the replacement's profile and the pool), the
+# registration and the swap, the notification, the end of the takeover (with the migration record).
+# Never the whole plan, the account's target groups, the VPC's subnets or the pool memory.
+ONE_WARNING = {"ec2:DescribeInstances": 1, "dynamodb:UpdateItem": 1, "ec2:RunInstances": 1,
+               "dynamodb:TransactWriteItems": 2, "elasticloadbalancing:RegisterTargets": 1,
+               "elasticloadbalancing:DeregisterTargets": 1, "sns:Publish": 1}
+# An instance launched without a profile (by an earlier version, or a launch resumed after a
+# crash) costs two reads more: its migration record by key, and its user data.
+WITHOUT_PROFILE = {**ONE_WARNING, "dynamodb:BatchGetItem": 1, "ec2:DescribeInstanceAttribute": 1}
 
 
 @pytest.fixture
@@ -42,22 +46,25 @@ def calls(rt):
     session.events.unregister("before-call", unique_id="test-interruption-calls")
 
 
-def migration(rt, migration_id: str, records: int, live: int = 2) -> list[str]:
-    """A completed migration of `records` instances, `live` of whose replacements run behind the ALB."""
+def migration(rt, migration_id: str, records: int, live: int = 2, profiles: bool = True) -> list[str]:
+    """A completed migration of `records` instances, `live` of whose replacements run behind the
+    ALB, registered with their launch profiles as the wave engine writes them (`profiles`)."""
     victims = rt.fleet.launch("c5.large", f"{migration_id}-spot", "us-east-1b", {MANAGED_TAG: "true"}, count=live,
                               market="spot")
     originals = [f"i-{n:017x}" for n in range(records)]
     for victim, original in zip(victims, originals, strict=False):
         rt.client("ec2").create_tags(Resources=[victim], Tags=[{"Key": MIGRATION_ID_TAG, "Value": migration_id},
                                                                {"Key": REPLACES_TAG, "Value": original}])
-        rt.wiring.registry.register(victim, f"migration {migration_id}")
     group = [TargetRef(arn=rt.fleet.target_group_arn, port=80)]
     pool = [Pool(instance_type="c5.large", availability_zone="us-east-1b", spot_hourly=0.03)]
-    rt.wiring.plans.put_records(migration_id, [
-        InstanceRecord(instance_id=o, instance_type="c5.large", availability_zone="us-east-1b", eligible=True,
-                       status="migrated", replacement_id=victims[n] if n < live else f"i-{n + records:017x}",
-                       replacement_type="c5.large", replacement_az="us-east-1b", replacement_spot_hourly=0.03,
-                       on_demand_hourly=0.085, target_groups=group, pools=pool) for n, o in enumerate(originals)])
+    plan = [InstanceRecord(instance_id=o, instance_type="c5.large", availability_zone="us-east-1b", eligible=True,
+                           status="migrated", replacement_id=victims[n] if n < live else f"i-{n + records:017x}",
+                           replacement_type="c5.large", replacement_az="us-east-1b", replacement_spot_hourly=0.03,
+                           on_demand_hourly=0.085, target_groups=group, pools=pool) for n, o in enumerate(originals)]
+    rt.wiring.plans.put_records(migration_id, plan)
+    rt.wiring.registry.register_all(victims, f"migration {migration_id}", {
+        r.replacement_id: LaunchProfile(target_groups=group, record=RecordRef.of(migration_id, r))
+        for r in plan[:live] if r.replacement_id} if profiles else None)
     rt.wiring.migrations.create(migration_id, {}, status="completed")
     rt.wiring.migrations.update(migration_id, realised={
         "instances": records, "on_spot": records, "on_demand_fallbacks": 0, "monthly_on_demand": 62.05 * records,
@@ -85,8 +92,20 @@ def test_one_warning_costs_the_same_few_calls_whatever_the_size_of_the_migration
     a, b_small, b_large = (one_warning(rt, calls, i) for i in (standalone, small[1], large[0]))
 
     assert b_large == b_small == ONE_WARNING  # a plan of 1,500 records costs what one of 5 does
-    assert a == ONE_WARNING  # its predecessor's claim read instead of a record
-    assert sum(a.values()) == 10
+    assert a == ONE_WARNING  # the profile written when the interruption launched it
+    assert sum(a.values()) == 8
+    record = rt.wiring.plans.records_by_key([("mig-large", "i-" + "0" * 17)])[("mig-large", "i-" + "0" * 17)]
+    assert record.replacement_id != large[0] and record.replacement_market == "spot"
+    realised = realised_now(rt.wiring.migrations.get("mig-large")) or {}  # the drift of the one record
+    assert realised["monthly_spot"] == pytest.approx(21.9 * 1500 + (record.replacement_spot_hourly - 0.03) * 730,
+                                                     abs=0.01)
+
+
+def test_an_instance_launched_without_a_profile_costs_two_reads_more(rt, calls):
+    old = migration(rt, "mig-old", 300, profiles=False)
+    one_warning(rt, calls, old[0])  # warms the environment for its type
+
+    assert one_warning(rt, calls, old[1]) == WITHOUT_PROFILE
 
 
 def test_a_storm_is_handled_in_batches_that_share_describes_registrations_and_notifications(rt, calls):
@@ -103,7 +122,7 @@ def test_a_storm_is_handled_in_batches_that_share_describes_registrations_and_no
     for shared in ("ec2:DescribeInstances", "elasticloadbalancing:RegisterTargets",
                    "elasticloadbalancing:DeregisterTargets", "sns:Publish"):
         assert calls[shared] == batches, shared
-    for own in ("dynamodb:PutItem", "ec2:RunInstances", "ec2:DescribeInstanceAttribute"):
+    for own in ("dynamodb:UpdateItem", "ec2:RunInstances"):
         assert calls[own] == 25, own
     assert calls["dynamodb:TransactWriteItems"] == 50
 

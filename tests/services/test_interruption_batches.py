@@ -1,8 +1,9 @@
 """Interruptions a batch at a time (services/interruptions.py handle_all, as the queue's batches
-come): what the events of a batch share (one describe, one read of their records, one
-registration and one deregistration per target group, one notification), what they do not (a
-claim, a launch, a record each; one event's failure is its own), a replacement registered only
-once it runs, and an event handled once through its claim (no other record of it)."""
+come): what the events of a batch share (one describe, one registration and one deregistration
+per target group, one notification), what they do not (a claim, a launch, a record each; one
+event's failure is its own), what the claim returns (the launch profile: no other read), a
+replacement registered only once it runs, and an event handled once through its claim (no other
+record of it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from builders import API, MID, WEB, ZONES, launches, plan, pools, records, serving, settle
+from builders import API, MID, WEB, ZONES, launches, migrate, plan, pools, records, serving, settle
 from builders import interruptions as service
 from fakes import Crash, Ports
 
@@ -60,8 +61,29 @@ def test_a_batch_shares_its_reads_its_load_balancer_calls_and_its_notification(p
     assert {c["status"] for c in p.claims.all()} == {"swapped"}
 
 
-def test_the_records_of_a_batch_of_migration_replacements_are_read_at_once(p):
-    originals = serving(p, 3, (WEB,))
+def test_a_warning_about_a_migration_replacement_needs_no_read_but_its_claim(p, monkeypatch):
+    originals = serving(p, 3, (WEB,), user_data="IyEvYmluL3NoCg==")
+    migrate(p, plan(p, originals))
+    settle(p)
+    victims = [records(p)[o.instance_id].replacement_id or "" for o in originals]
+    read = Counter[str]()
+    monkeypatch.setattr(type(p.fleet), "user_data", lambda self, iid: read.update(["user_data"]))
+    p.world.calls.clear()
+    p.world.log.clear()
+
+    outcomes = service(p).handle_all([warning(p, v) for v in victims])
+
+    assert p.world.calls["plans.records_by_key"] == 0 and read["user_data"] == 0  # the claims returned it all
+    followed = records(p)
+    assert [followed[o.instance_id].replacement_id for o in originals] == [
+        getattr(o, "replacement_id", None) for o in outcomes]
+    assert {arn for op, (arn, _) in p.world.log if op == "register"} == {WEB}  # the record's groups
+    assert {p.fleet.user_datas.get(o.replacement_id or "") for o in outcomes} == {  # type: ignore[union-attr]
+        "IyEvYmluL3NoCg=="}
+
+
+def test_an_instance_launched_without_a_profile_is_replaced_after_reading_its_record_and_user_data(p):
+    originals = serving(p, 2, (WEB,))
     plan(p, originals)
     stored = records(p)
     victims = []
@@ -73,17 +95,19 @@ def test_the_records_of_a_batch_of_migration_replacements_are_read_at_once(p):
         p.plans.put_record(MID, record)
         victims.append(v)
     p.world.calls.clear()
-    notices = [warning(p, v) for v in victims]
-    handler = service(p)
 
-    handler.prefetch(notices)
-    outcomes = handler.handle_all(notices)
+    outcomes = service(p).handle_all([warning(p, v) for v in victims])
 
-    assert p.world.calls["plans.records_and_migrations"] == 1
+    assert p.world.calls["plans.records_by_key"] == 2  # one record by key each, never the plan
     followed = records(p)
     assert [followed[o.instance_id].replacement_id for o in originals] == [
         getattr(o, "replacement_id", None) for o in outcomes]
     assert {arn for op, (arn, _) in p.world.log if op == "register"} == {WEB}  # the record's groups
+    again = [getattr(o, "replacement_id", "") for o in outcomes]  # their replacements have profiles
+    p.world.calls.clear()
+    assert [o.action for o in service(p).handle_all([warning(p, v) for v in again])] == ["replaced"] * 2  # type: ignore[union-attr]
+    assert p.world.calls["plans.records_by_key"] == 0
+    assert [records(p)[o.instance_id].replacement_id for o in originals] != again
 
 
 def test_one_event_s_failure_is_its_own(p):

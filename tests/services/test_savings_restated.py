@@ -3,6 +3,7 @@
 from builders import MID, WEB, finalize, interruptions, migrate, plan, records, serving, settle
 
 from spot_core.domain.interruptions import Notice
+from spot_core.domain.outcomes import realised_now
 
 
 def test_a_replacement_that_falls_back_to_on_demand_is_priced_on_demand_in_the_realised_savings(p):
@@ -19,7 +20,8 @@ def test_a_replacement_that_falls_back_to_on_demand_is_priced_on_demand_in_the_r
     outcome = interruptions(p).handle(notice)  # no Spot price anywhere: an on-demand fallback
 
     assert outcome.market == "on-demand"
-    after = p.migrations.get(MID)["realised"]
+    after = realised_now(p.migrations.get(MID)) or {}
     assert (after["on_spot"], after["on_demand_fallbacks"]) == (1, 1)
     assert after["monthly_savings"] < before["monthly_savings"]
+    assert after["savings_pct"] == round(100 * after["monthly_savings"] / after["monthly_on_demand"], 1)
     assert records(p)[originals[0].instance_id].replacement_market == "on-demand"

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from .errors import SpotMigrationError
 from .instances import Instance, Market
-from .plan import InstanceRecord
+from .plan import InstanceRecord, TargetRef
 from .pricing import HOURS_PER_MONTH
 from .tags import ON_REBALANCE_TAG, is_managed
 
@@ -136,52 +136,68 @@ class InterruptionOutcome(BaseModel):
     resumed: bool | None = None  # the takeover was finished after an earlier attempt died past the launch
 
 
+class RecordRef(BaseModel):
+    """The migration record an instance is the replacement of (the record's `replacement_id`
+    names it), with what following it to a new instance changes: the market and the hourly price
+    the instance runs at, and the original's on-demand price (what an on-demand fallback costs)."""
+
+    migration_id: str
+    original_id: str
+    market: Market = "spot"
+    hourly: float = 0.0
+    on_demand_hourly: float = 0.0
+
+    @classmethod
+    def of(cls, migration_id: str, record: InstanceRecord) -> RecordRef:
+        market: Market = record.replacement_market or "spot"
+        hourly = record.replacement_spot_hourly or (record.on_demand_hourly if market == "on-demand" else 0.0)
+        return cls(migration_id=migration_id, original_id=record.instance_id, market=market, hourly=hourly or 0.0,
+                   on_demand_hourly=record.on_demand_hourly or 0.0)
+
+    def moved_to(self, market: Market, spot_hourly: float) -> RecordRef:
+        """The same record once it names a replacement running in `market` (at `spot_hourly` on Spot)."""
+        hourly = spot_hourly if market == "spot" else self.on_demand_hourly
+        return self.model_copy(update={"market": market, "hourly": hourly})
+
+
+class LaunchProfile(BaseModel):
+    """What the product knew of an instance when it launched it, written ahead where the claim of
+    the instance's own replacement goes: the claim's conditional write returns it, so that an
+    interruption warning needs no other read to replace the instance (its target groups, its
+    user data, the migration record that follows it)."""
+
+    target_groups: list[TargetRef] = []
+    user_data: str | None = None
+    record: RecordRef | None = None
+
+
+# The status of an item that holds a launch profile and no claim yet: claiming it is allowed.
+UNCLAIMED = "unclaimed"
+
+
 @dataclass(frozen=True)
 class RecordFollow:
     """A migration's record follows its interrupted replacement to the new one: the record of
-    `original_id` changes only if it still names `interrupted_id`; a completed migration's
-    realised savings change by `realised` (additive, per field) and take `savings_pct`."""
+    `original_id` changes only if it still names `interrupted_id`; the migration's realised
+    savings drift by `monthly_spot` and `fallbacks` (additive: see outcomes.realised_now)."""
 
     migration_id: str
     original_id: str
     interrupted_id: str
     fields: dict[str, Any]
     note: str
-    realised: dict[str, float] | None = None
-    savings_pct: float | None = None
+    monthly_spot: float = 0.0
+    fallbacks: int = 0
 
 
-def _hourly(record: InstanceRecord) -> float:
-    if record.replacement_market == "on-demand":
-        return record.replacement_spot_hourly or record.on_demand_hourly or 0.0
-    return record.replacement_spot_hourly or 0.0
-
-
-def follow_record(migration_id: str, before: InstanceRecord, after: InstanceRecord, interrupted_id: str,
-                  migration: Mapping[str, Any] | None) -> RecordFollow:
-    """What changes when `before` (the record naming the interrupted replacement) becomes `after`
-    (record.follow applied). A completed migration's realised savings change by the difference
-    the one record makes (its market and hourly price), without reading the rest of the plan;
-    the percentage is recomputed from the realised savings as read."""
-    fields = {k: getattr(after, k) for k in ("replacement_id", "replacement_type", "replacement_az",
-                                            "replacement_spot_hourly", "replacement_market")}
-    note = after.attempts[-1] if after.attempts else ""
-    completed = migration is not None and migration.get("status") == "completed"
-    realised = migration.get("realised") if completed and migration is not None else None
-    if not realised or before.status != "migrated":
-        return RecordFollow(migration_id, before.instance_id, interrupted_id, fields, note)
-    delta, pct = _restated(realised, before, after)
-    return RecordFollow(migration_id, before.instance_id, interrupted_id, fields, note, delta, pct)
-
-
-def _restated(realised: Mapping[str, Any], before: InstanceRecord, after: InstanceRecord
-              ) -> tuple[dict[str, float], float]:
-    """What one record changes in the realised savings (additive, per field), and the percentage."""
-    monthly = round((_hourly(after) - _hourly(before)) * HOURS_PER_MONTH, 2)
-    fallbacks = int(after.replacement_market == "on-demand") - int(before.replacement_market == "on-demand")
-    delta = {"monthly_spot": monthly, "monthly_savings": -monthly, "on_demand_fallbacks": fallbacks,
-             "on_spot": -fallbacks}
-    before_total = float(realised.get("monthly_on_demand") or 0.0)
-    savings = float(realised.get("monthly_savings") or 0.0) - monthly
-    pct = round(100 * savings / before_total, 1) if before_total else 0.0
-    return {k: v for k, v in delta.items() if v}, pct
+def follow_record(before: RecordRef, interrupted_id: str, replacement_id: str, instance_type: str,
+                  availability_zone: str, after: RecordRef, note: str) -> RecordFollow:
+    """What changes when the record `before` (naming the interrupted instance) names its
+    replacement, running as `after` says; the realised savings change by the difference the one
+    record makes, without reading the rest of the plan."""
+    fields = {"replacement_id": replacement_id, "replacement_type": instance_type,
+              "replacement_az": availability_zone, "replacement_spot_hourly": after.hourly,
+              "replacement_market": after.market}
+    monthly = round((after.hourly - before.hourly) * HOURS_PER_MONTH, 2)
+    fallbacks = int(after.market == "on-demand") - int(before.market == "on-demand")
+    return RecordFollow(before.migration_id, before.original_id, interrupted_id, fields, note, monthly, fallbacks)

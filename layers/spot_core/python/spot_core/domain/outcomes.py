@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -84,8 +84,39 @@ class Realised(BaseModel):
         return cls(
             instances=len(migrated), on_spot=len(migrated) - fallbacks, on_demand_fallbacks=fallbacks,
             monthly_on_demand=round(before, 2), monthly_spot=round(now, 2), monthly_stopped_storage=round(storage, 2),
-            monthly_savings=round(savings, 2), savings_pct=round(100 * savings / before, 1) if before else 0.0,
+            monthly_savings=round(savings, 2), savings_pct=_pct(savings, before),
         )
+
+    def drifted(self, monthly_spot: float, fallbacks: int) -> Realised:
+        """These savings after interruptions changed what the replacements cost by `monthly_spot`
+        and moved `fallbacks` of them to on-demand (negative: back to Spot)."""
+        spot, savings = self.monthly_spot + monthly_spot, self.monthly_savings - monthly_spot
+        return self.model_copy(update={
+            "monthly_spot": round(spot, 2), "monthly_savings": round(savings, 2),
+            "on_demand_fallbacks": self.on_demand_fallbacks + fallbacks, "on_spot": self.on_spot - fallbacks,
+            "savings_pct": _pct(savings, self.monthly_on_demand)})
+
+
+# What interruptions changed in a migration's realised savings since it completed: top-level
+# numbers of the migration item (DynamoDB adds to those in place, without reading the item),
+# reset when the migration completes (its realised savings are computed from the records then).
+DRIFT_MONTHLY_SPOT, DRIFT_FALLBACKS = "realised_drift_monthly_spot", "realised_drift_fallbacks"
+NO_DRIFT = {DRIFT_MONTHLY_SPOT: 0, DRIFT_FALLBACKS: 0}
+
+
+def realised_now(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A completed migration's realised savings as its fleet runs now: as computed when it
+    completed, and what interruptions changed since."""
+    stored = item.get("realised")
+    if not stored:
+        return None
+    realised = Realised.model_validate(stored).drifted(float(item.get(DRIFT_MONTHLY_SPOT) or 0),
+                                                       int(item.get(DRIFT_FALLBACKS) or 0))
+    return realised.model_dump()
+
+
+def _pct(savings: float, before: float) -> float:
+    return round(100 * savings / before, 1) if before else 0.0
 
 
 def _hourly_now(record: InstanceRecord, prices: Mapping[tuple[str, str], SpotPriceStat]) -> float:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .outcomes import realised_now
 from .plan import AgentVerdict, InstanceRecord, PlanSummary
 
 WaveState = Literal["pending", "migrating", "baking", "passed", "failed", "rolled_back"]
@@ -142,7 +143,7 @@ def migration_summary(migration_id: str, item: dict[str, Any], execution: dict[s
     execution = execution or {}
     request = item.get("request") or execution_input(execution) or {}
     summary = item.get("summary") or {}
-    realised = item.get("realised") or {}
+    realised = realised_now(item) or {}
     return MigrationSummary(
         migration_id=migration_id, execution_status=execution.get("status"), status=item.get("status"),
         started_at=iso_or_none(execution.get("startDate")) or item.get("created_at"),
@@ -164,7 +165,7 @@ def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[st
         current_state=current_state, current_wave=active[0] if running and active else None,
         error=(execution or {}).get("error"), cause=shortened((execution or {}).get("cause")),
         request=item.get("request") or execution_input(execution), summary=item.get("summary"),
-        realised=item.get("realised"), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
+        realised=realised_now(item), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
         approval=public_approval(item.get("approval")),
     )
     return MigrationDetail.model_validate(detail)

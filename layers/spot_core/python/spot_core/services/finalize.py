@@ -10,7 +10,16 @@ from typing import Any
 
 from ..domain.clock import Clock, iso
 from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
-from ..domain.outcomes import COOLED_DOWN, HEADLINES, UNFINISHED, WITH_RECORDS, FinalOutcome, Outcome, Realised
+from ..domain.outcomes import (
+    COOLED_DOWN,
+    HEADLINES,
+    NO_DRIFT,
+    UNFINISHED,
+    WITH_RECORDS,
+    FinalOutcome,
+    Outcome,
+    Realised,
+)
 from ..domain.plan import IN_FLIGHT, ROLLBACK_SCOPE, InstanceRecord
 from ..ports import InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
@@ -81,7 +90,7 @@ class Finalize:
         realised = self.realised_savings(records) if outcome == "completed" else None
         fields: dict[str, Any] = {"status": outcome, "finished_at": iso(self.clock.now())}
         if realised is not None:
-            fields["realised"] = realised.model_dump()
+            fields.update(realised=realised.model_dump(), **NO_DRIFT)
         if detail:
             fields["outcome_detail"] = safe_detail(detail)
         if outcome == "rollback_failed" or outcome in UNFINISHED.values():

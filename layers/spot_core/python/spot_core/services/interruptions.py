@@ -21,12 +21,14 @@ it: with the recorded replacement, or the one tagged as succeeding the instance 
 holder died before recording it), or else by launching again with the holder's client tokens.
 
 One event costs a fixed number of AWS calls whatever the size of the migration that launched
-the instance: its target groups come from the one record that launched it (the migration's
-record of the original it replaces, read by key, or the claim of the instance it succeeds),
-never from a read of the whole plan or of every target group in the account; the conditional
-writes return what they need; a warm execution environment keeps the VPC's subnets and the
-recently interrupted pools for a minute. A batch of events (`prefetch`) shares one describe
-of its instances and one read of their records.
+the instance: when the product launches an instance, it writes the instance's launch profile
+(target groups, user data, the migration record the instance is the replacement of) where the
+claim of its replacement goes, and the claim's conditional write returns it. An instance without
+a profile (launched by an earlier version, or whose launch was resumed after a crash) costs a
+read of its migration record by key (never the whole plan), of its user data and, when no record
+knows it, of its target groups. A warm execution environment keeps the VPC's subnets and the
+recently interrupted pools for a minute. A batch of events (`prefetch`) shares one describe of
+its instances.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ from ..domain.interruptions import (
     HOLDER_EXPIRY,
     KIND_LABELS,
     InterruptionOutcome,
+    LaunchProfile,
     Notice,
     RebalancePolicy,
     RecordFollow,
+    RecordRef,
     ReplacementBooting,
     ReplacementInProgress,
     follow_record,
@@ -60,7 +64,7 @@ from ..domain.interruptions import (
 )
 from ..domain.plan import InstanceRecord, Pool, TargetRef, group_by_target_group
 from ..domain.pools import PoolKey, candidate_types, interruption_pools
-from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, interruption_replacement_tags, is_managed
+from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, interruption_replacement_tags
 from ..ports import (
     Fleet,
     LoadBalancer,
@@ -82,7 +86,6 @@ BOOT_WAIT_SECONDS = 20.0
 POLL_SECONDS = 5.0
 HAND_OVER_MARGIN_SECONDS = 15.0
 Claim = Mapping[str, Any]
-Found = tuple[InstanceRecord | None, dict[str, Any] | None]  # a migration's record, and the migration's item
 
 
 @dataclass
@@ -104,6 +107,7 @@ class Takeover:
     claim: Claim
     replacement: Replacement
     groups: list[TargetRef]
+    record: RecordRef | None  # the migration record the interrupted instance is the replacement of
     launched_at: datetime
     pool: PoolKey | None  # the interrupted pool, still to remember when the takeover ends
     resumed: bool
@@ -142,10 +146,10 @@ class Interruptions:
     claim_stale_seconds: int = CLAIM_STALE_SECONDS
     holder_seconds: float = HOLDER_SECONDS  # the invocation's time left: how long it holds what it claims
     warm: WarmCache | None = None
-    # what a batch read at once (prefetch); each event reads what is missing
+    # what a batch described at once (prefetch); each event describes what is missing
     _described: dict[str, Instance | None] = field(default_factory=dict, init=False, repr=False)
-    _records: dict[tuple[str, str], Found] = field(default_factory=dict, init=False, repr=False)
-    _predecessors: dict[str, Claim | None] = field(default_factory=dict, init=False, repr=False)
+    _records: dict[tuple[str, str], InstanceRecord | None] = field(default_factory=dict, init=False, repr=False)
+    _user_datas: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
     _held: bool = field(default=False, init=False, repr=False)
     _deadline: float = field(default=0.0, init=False, repr=False)  # this invocation's, on the monotonic clock
 
@@ -154,25 +158,10 @@ class Interruptions:
 
     # --- a batch of events --------------------------------------------------------------------------------
     def prefetch(self, notices: Iterable[Notice]) -> None:
-        """Read at once what the events of a batch need: one describe of their instances, one
-        read of the records (or predecessors' claims) of the managed ones a warning or a
-        rebalance recommendation is about (a reclaim mostly follows a warning: it needs none)."""
-        notices = list(notices)
+        """Describe the instances of a batch of events at once."""
         ids = sorted({n.instance_id for n in notices})
         described = self.fleet.describe(ids)
         self._described.update({iid: described.get(iid) for iid in ids})
-        first = sorted({n.instance_id for n in notices if n.kind != "state-change"})
-        self._read_records([i for i in (described.get(iid) for iid in first) if i is not None and is_managed(i.tags)])
-
-    def _read_records(self, managed: list[Instance]) -> None:
-        """The records of migration replacements, the predecessors' claims of the others: one read each."""
-        keys = [key for i in managed if (key := _record_key(i))]
-        if keys:
-            self._records.update(self.plans.records_and_migrations(keys))
-        predecessors = [p for i in managed if not _record_key(i) and (p := i.tags.get(SUCCEEDS_TAG))]
-        if predecessors:
-            found = self.claims.get_many(predecessors)
-            self._predecessors.update({p: found.get(p) for p in predecessors})
 
     # --- events -------------------------------------------------------------------------------------------
     def handle(self, notice: Notice) -> InterruptionOutcome:
@@ -234,11 +223,10 @@ class Interruptions:
                 return InterruptionOutcome(action="ignored", instance_id=iid, reason="retired by the product")
         fields = {"kind": notice.kind, "swap": swap, "event_time": notice.time.isoformat(),
                   "launch_token": f"intr-{iid}", HOLDER_EXPIRY: self._holder_expiry()}
-        existing = self.claims.claim_or_get(iid, notice.event_id, **fields)
-        if existing is not None:  # another event claimed it (or this one, delivered again)
-            return self._claimed(notice, instance, existing)
+        claimed, claim = self.claims.claim_or_get(iid, notice.event_id, **fields)
+        if not claimed:  # another event claimed it (or this one, delivered again)
+            return self._claimed(notice, instance, claim)
         self._held = True
-        claim = {**fields, "instance_id": iid, "status": "launching", "event_id": notice.event_id}
         return self._take_over(notice, instance, claim, None, resumed=False)
 
     def _claimed(self, notice: Notice, instance: Instance, claim: Claim) -> InterruptionOutcome | Takeover:
@@ -277,13 +265,17 @@ class Interruptions:
         """Launch (unless an earlier attempt `launched` the replacement already) and record the
         replacement at once; the traffic moves next (`_complete`). Every step after the launch
         can be repeated."""
-        iid = instance.instance_id
-        replacement = launched or self._launch_or_release(instance, claim)
-        groups = self._groups(instance, claim)
+        profile = _profile(claim)
+        replacement = launched or self._launch_or_release(instance, claim, profile)
+        groups = self._groups(instance, claim, profile)
+        record = profile.record if profile else self._record_ref(instance)
+        successor = LaunchProfile(target_groups=groups, record=record.moved_to(
+            replacement.market, replacement.pool.spot_hourly) if record else None)
         pool = _pool(instance) if notice.is_interruption and not claim.get("pool_remembered") else None
-        launched_at, remembered = self._record(iid, claim, replacement, groups, pool)
-        return Takeover(notice, instance, claim, replacement, groups, launched_at, None if remembered else pool,
-                        resumed, swap=bool(claim.get("swap", True)) or notice.is_interruption)
+        launched_at, remembered = self._record(instance, claim, replacement, successor, pool)
+        return Takeover(notice, instance, claim, replacement, groups, record, launched_at,
+                        None if remembered else pool, resumed,
+                        swap=bool(claim.get("swap", True)) or notice.is_interruption)
 
     def _complete(self, takeovers: list[Takeover]) -> list[InterruptionOutcome | Exception]:
         """The replacements join their target groups and the interrupted instances that are
@@ -325,7 +317,7 @@ class Interruptions:
         done = {"status": "swapped", "swapped_at": self.clock.now().isoformat()} if t.swap else {
             "status": "prewarmed", "prewarm_until": int(t.launched_at.timestamp()) + self.prewarm_seconds}
         try:
-            self.claims.finish(iid, self._follow(t.instance, t.replacement), t.pool, **done)
+            self.claims.finish(iid, _follow(t), t.pool, **done)
         except Exception as exc:  # noqa: BLE001 - this takeover's failure only
             self.claims.abandon(iid, t.notice.event_id)
             return exc
@@ -353,24 +345,27 @@ class Interruptions:
         self.notifier.publish("interruptions", "replaced", f"{len(takeovers)} interrupted instances replaced", lines,
                               {"replaced": {t.instance.instance_id: t.replacement.instance_id for t in takeovers}})
 
-    def _launch_or_release(self, instance: Instance, claim: Claim) -> Replacement:
+    def _launch_or_release(self, instance: Instance, claim: Claim, profile: LaunchProfile | None) -> Replacement:
         """Nothing launched means nothing to lose: a failed launch gives the claim back, so the retry launches."""
         try:
-            return self._launch(instance, self._token(claim))
+            return self._launch(instance, self._token(claim), self._user_data(instance, profile))
         except Exception:
             self.claims.release(instance.instance_id)
             raise
 
-    def _record(self, iid: str, claim: Claim, replacement: Replacement, groups: list[TargetRef],
+    def _record(self, instance: Instance, claim: Claim, replacement: Replacement, successor: LaunchProfile,
                 pool: PoolKey | None) -> tuple[datetime, bool]:
         """The replacement goes onto the claim ("launched") and into the registry the moment it
-        is known, in one write with the interrupted `pool`, so that neither a retry nor the
-        sweeper can lose it; when it was launched, and whether this wrote it."""
+        is known, in one write with its own launch profile (the `successor` profile, with the
+        interrupted instance's user data) and the interrupted `pool`, so that neither a retry nor
+        the sweeper can lose it; when it was launched, and whether this wrote it."""
+        iid, groups = instance.instance_id, successor.target_groups
         if claim.get("replacement_id") == replacement.instance_id and claim.get("launched_at"):
             return datetime.fromisoformat(claim["launched_at"]), False
+        successor.user_data = self._user_data(instance, _profile(claim))
         launched_at = self.clock.now()
         self.claims.record_launch(
-            iid, f"replacement of {iid}", interrupted_pool=pool, status="launched",
+            iid, f"replacement of {iid}", interrupted_pool=pool, profile=successor, status="launched",
             replacement_id=replacement.instance_id, instance_type=replacement.pool.instance_type,
             availability_zone=replacement.pool.availability_zone, spot_hourly=replacement.pool.spot_hourly,
             market=replacement.market, refused=replacement.refused, launched_at=launched_at.isoformat(),
@@ -410,50 +405,39 @@ class Interruptions:
         return f"{token}-again" if claim.get("replacement_id") else token
 
     # --- what the product knows of the instance -------------------------------------------------------------
-    def _groups(self, instance: Instance, claim: Claim) -> list[TargetRef]:
+    def _groups(self, instance: Instance, claim: Claim, profile: LaunchProfile | None) -> list[TargetRef]:
         """The interrupted instance's target groups: as recorded on its claim (a resumed takeover:
-        the instance may have left them already), else as the product put it in them: on the
-        migration record of the original it replaces, or on the claim of the instance it
-        succeeds. Only an instance no record knows is looked up in the load balancer."""
+        the instance may have left them already), else as the product put it in them: on its
+        launch profile, or on the migration record of the original it replaces. Only an instance
+        nothing knows is looked up in the load balancer."""
         if "target_groups" in claim:
             return [TargetRef.model_validate(t) for t in claim["target_groups"]]
-        iid, key = instance.instance_id, _record_key(instance)
-        record = self._record_of(*key)[0] if key else None
-        if record is not None and record.replacement_id == iid:
-            return list(record.target_groups)
-        predecessor = instance.tags.get(SUCCEEDS_TAG)
-        succeeded = self._predecessor(predecessor) if predecessor else None
-        if succeeded is not None and succeeded.get("replacement_id") == iid:
-            return [TargetRef.model_validate(t) for t in succeeded.get("target_groups", [])]
-        return self.load_balancer.target_groups_of(iid)
+        if profile is not None:
+            return list(profile.target_groups)
+        record = self._record_of(instance)
+        return list(record.target_groups) if record else self.load_balancer.target_groups_of(instance.instance_id)
 
-    def _record_of(self, migration_id: str, original: str) -> Found:
-        """The migration's record of `original` and the migration's item, read once by key."""
-        key = (migration_id, original)
-        if key not in self._records:
-            self._records.update(self.plans.records_and_migrations([key]))
-        return self._records.get(key, (None, None))
-
-    def _predecessor(self, instance_id: str) -> Claim | None:
-        if instance_id not in self._predecessors:
-            self._predecessors[instance_id] = self.claims.get(instance_id)
-        return self._predecessors[instance_id]
-
-    def _follow(self, interrupted: Instance, replacement: Replacement) -> RecordFollow | None:
-        """If the interrupted instance replaces an original of a migration, the migration's
-        record points at the new instance from now on (so a rollback terminates the right one),
-        and a completed migration's realised savings follow the market it runs in (an on-demand
-        fallback costs on-demand), at the price it was launched at."""
-        key = _record_key(interrupted)
-        record, migration = self._record_of(*key) if key else (None, None)
-        if key is None or record is None or record.replacement_id != interrupted.instance_id:
+    def _record_of(self, instance: Instance) -> InstanceRecord | None:
+        """The migration record naming `instance` as the replacement of its original, read once by key."""
+        key = _record_key(instance)
+        if key is None:
             return None
-        after = record.model_copy(deep=True)
-        hourly = replacement.pool.spot_hourly if replacement.market == "spot" else record.on_demand_hourly
-        after.follow(replacement.instance_id, replacement.pool, hourly,
-                     f"{interrupted.instance_id} interrupted; replaced by {replacement.instance_id} "
-                     f"({replacement.market})", market=replacement.market)
-        return follow_record(key[0], record, after, interrupted.instance_id, migration)
+        if key not in self._records:
+            self._records.update(self.plans.records_by_key([key]))
+        record = self._records.get(key)
+        return record if record is not None and record.replacement_id == instance.instance_id else None
+
+    def _record_ref(self, instance: Instance) -> RecordRef | None:
+        key, record = _record_key(instance), self._record_of(instance)
+        return RecordRef.of(key[0], record) if key and record else None
+
+    def _user_data(self, instance: Instance, profile: LaunchProfile | None) -> str | None:
+        """The interrupted instance's user data: on its launch profile, else read (once)."""
+        if profile is not None:
+            return profile.user_data
+        if instance.instance_id not in self._user_datas:
+            self._user_datas[instance.instance_id] = self.fleet.user_data(instance.instance_id)
+        return self._user_datas[instance.instance_id]
 
     # --- the steps ------------------------------------------------------------------------------------------
     def _swap_prewarmed(self, notice: Notice, instance: Instance, existing: Claim) -> InterruptionOutcome:
@@ -469,7 +453,7 @@ class Interruptions:
                                             f"replacement {new_id} took over")
         return InterruptionOutcome(action="swapped_prewarmed", instance_id=iid, replacement_id=new_id, launched=False)
 
-    def _launch(self, instance: Instance, token: str) -> Replacement:
+    def _launch(self, instance: Instance, token: str, user_data: str | None) -> Replacement:
         """In the first pool that serves; on-demand in the original pool when no Spot pool does."""
         subnets = {instance.availability_zone: instance.subnet_id or "",
                    **{z: s for z, s in self._subnets(instance.vpc_id or "").items()
@@ -479,7 +463,6 @@ class Interruptions:
         pools = interruption_pools(instance.instance_type, instance.availability_zone, subnets, prices,
                                    self._recent_pools())
         tags = interruption_replacement_tags(instance.tags, instance.instance_id)
-        user_data = self.fleet.user_data(instance.instance_id)
         def in_pool(pool: Pool) -> LaunchSpec:
             return LaunchSpec.replacing(instance, pool, tags, user_data, subnet_id=subnets[pool.availability_zone])
 
@@ -515,6 +498,25 @@ def _record_key(instance: Instance) -> tuple[str, str] | None:
     """(migration id, original) of a migration's replacement (or of its interruption replacements)."""
     migration_id, original = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
     return (migration_id, original) if migration_id and original else None
+
+
+def _profile(claim: Claim) -> LaunchProfile | None:
+    """The launch profile the claim found in place (None: the instance was launched without one)."""
+    profile = claim.get("profile")
+    return LaunchProfile.model_validate(profile) if profile is not None else None
+
+
+def _follow(t: Takeover) -> RecordFollow | None:
+    """If the interrupted instance replaces an original of a migration, the migration's record
+    points at the new instance from now on (so a rollback terminates the right one), and the
+    migration's realised savings follow the market it runs in (an on-demand fallback costs
+    on-demand), at the price it was launched at."""
+    if t.record is None:
+        return None
+    r = t.replacement
+    note = f"{t.instance.instance_id} interrupted; replaced by {r.instance_id} ({r.market})"
+    return follow_record(t.record, t.instance.instance_id, r.instance_id, r.pool.instance_type,
+                         r.pool.availability_zone, t.record.moved_to(r.market, r.pool.spot_hourly), note)
 
 
 def _pool(instance: Instance) -> PoolKey:

@@ -25,6 +25,7 @@ from ..domain.analysis import no_longer_eligible
 from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, TransientAwsError, WaveFailed
 from ..domain.instances import GONE_STATES, Instance, LaunchSpec, Market
+from ..domain.interruptions import LaunchProfile, RecordRef
 from ..domain.launch_rate import LaunchRate
 from ..domain.locks import InstanceLock
 from ..domain.outcomes import ended_early
@@ -261,9 +262,13 @@ class _WaveStep:
         self._store(batch)
 
     def _launched(self, group: _Group, pairs: list[tuple[InstanceRecord, str]], pool: Pool) -> None:
-        """Registry, then records (a crash in between leaves instances the next pass finds by
+        """Registry (with each replacement's launch profile: what an interruption warning about
+        it needs), then records (a crash in between leaves instances the next pass finds by
         their batch); each replacement's own tags follow (`_tag`)."""
-        self.s.registry.register_all([i for _, i in pairs], f"migration {self.mid} wave {self.wave}")
+        profiles = {i: LaunchProfile(target_groups=r.target_groups, user_data=group.spec_for[r.instance_id].user_data,
+                                     record=RecordRef.of(self.mid, r).moved_to("spot", pool.spot_hourly))
+                    for r, i in pairs}
+        self.s.registry.register_all([i for _, i in pairs], f"migration {self.mid} wave {self.wave}", profiles)
         now = iso(self._now())
         for record, instance_id in pairs:
             record.attempts += group.tried.pop(record.instance_id, [])

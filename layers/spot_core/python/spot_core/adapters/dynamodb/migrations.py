@@ -152,22 +152,14 @@ class DynamoPlans:
                       FilterExpression=in_flight, ConsistentRead=True)
         return [InstanceRecord.model_validate(i) for i in items]
 
-    def records_and_migrations(self, keys: Iterable[tuple[str, str]]
-                               ) -> dict[tuple[str, str], tuple[InstanceRecord | None, Item | None]]:
-        """(migration id, instance id) -> the instance's record and its migration's item (None for
-        what does not exist), read together by key: one BatchGetItem per 100 items, however large
-        the plans are."""
+    def records_by_key(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], InstanceRecord | None]:
+        """(migration id, instance id) -> the instance's record (None where there is none), read
+        by key: one BatchGetItem per 100 records, however large the plans are."""
         wanted = list(dict.fromkeys(keys))
-        unique = {(k[PARTITION_KEY], k[SORT_KEY]): k
-                  for mid, iid in wanted for k in (_key(mid, f"{RECORD_PREFIX}{iid}"), _key(mid))}
-        items = batch_get(self.table, list(unique.values()), consistent=True)
+        items = batch_get(self.table, [_key(mid, f"{RECORD_PREFIX}{iid}") for mid, iid in wanted], consistent=True)
         found = {(item[PARTITION_KEY], item[SORT_KEY]): item for item in items}
-
-        def record(mid: str, iid: str) -> InstanceRecord | None:
-            item = found.get((migration_pk(mid), f"{RECORD_PREFIX}{iid}"))
-            return InstanceRecord.model_validate(item) if item else None
-
-        return {(mid, iid): (record(mid, iid), found.get((migration_pk(mid), META))) for mid, iid in wanted}
+        records = {(mid, iid): found.get((migration_pk(mid), f"{RECORD_PREFIX}{iid}")) for mid, iid in wanted}
+        return {key: InstanceRecord.model_validate(item) if item else None for key, item in records.items()}
 
     def records_page(self, migration_id: str, limit: int,
                      start_key: dict[str, Any] | None = None) -> Page[InstanceRecord]:

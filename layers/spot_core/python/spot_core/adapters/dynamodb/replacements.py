@@ -3,10 +3,12 @@ instance, so only the first of concurrent or repeated events launches it (the re
 returns the claim that exists: no read before the write); a conditional take-over, so only
 one event resumes a claim whose holder died.
 
-The handling of one event writes three times, each write one call: the claim; then, the
-moment RunInstances answered, the replacement onto the claim together with its registry
-item and the interrupted pool (one transaction); then the end of the takeover together with
-the migration record that follows the replacement (one transaction)."""
+The handling of one event writes three times, each write one call: the claim (an update that
+returns the launch profile the product wrote there when it launched the instance: what the
+handling needs to know); then, the moment RunInstances answered, the replacement onto the claim
+together with its registry item, its own launch profile and the interrupted pool (one
+transaction); then the end of the takeover together with the migration record that follows
+the replacement and the migration's realised savings (one transaction)."""
 
 from __future__ import annotations
 
@@ -17,22 +19,23 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
 
-from ...domain.interruptions import HOLDER_EXPIRY, UNFINISHED, RecordFollow
+from ...domain.interruptions import HOLDER_EXPIRY, UNCLAIMED, UNFINISHED, LaunchProfile, RecordFollow
+from ...domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from ..aws import error_code, transient_errors
 from .migrations import now_iso
 from .pools import pool_item
-from .registry import registry_item
+from .registry import profile_item, put_profile, registry_item
 from .schema import (
     INDEX_PARTITION_KEY,
     INDEX_SORT_KEY,
     META,
     PARTITION_KEY,
     RECORD_PREFIX,
-    REPLACEMENT,
     REPLACEMENTS_INDEX_PK,
     SORT_KEY,
     STATUS_INDEX,
-    instance_pk,
+    TTL_ATTRIBUTE,
+    claim_key,
     migration_pk,
 )
 from .table import Item, batch_get, from_dynamo, is_condition_failure, query, set_fields, to_dynamo
@@ -45,8 +48,12 @@ PoolKey = tuple[str, str]
 _DESERIALIZER = TypeDeserializer()
 
 
-def _key(instance_id: str) -> dict[str, str]:
-    return {PARTITION_KEY: instance_pk(instance_id), SORT_KEY: REPLACEMENT}
+_key = claim_key
+
+
+def _claim(item: Item | None) -> Item | None:
+    """A claim as stored: None for an item that holds only a launch profile."""
+    return item if item and item.get("status") != UNCLAIMED else None
 
 
 def _returned(raw: Mapping[str, Any] | None) -> Item | None:
@@ -77,7 +84,7 @@ def _refused(exc: BaseException, first: int) -> bool:
 
 def _follow(table: str, follow: RecordFollow) -> list[dict[str, Any]]:
     """The record's replacement fields and one more attempt note, if it still names the interrupted
-    instance; a completed migration's realised savings, by difference."""
+    instance; the drift of the migration's realised savings, by difference."""
     clauses, names, values = _sets({**follow.fields, "updated_at": now_iso()})
     record = {"Update": {
         "TableName": table, "Key": {PARTITION_KEY: migration_pk(follow.migration_id),
@@ -88,17 +95,13 @@ def _follow(table: str, follow: RecordFollow) -> list[dict[str, Any]]:
         "ExpressionAttributeValues": {**values, ":none": [], ":note": [follow.note],
                                       ":interrupted": follow.interrupted_id},
     }}
-    if not follow.realised:
+    if not follow.monthly_spot and not follow.fallbacks:
         return [record]
-    sums = [f"realised.#r{i} = realised.#r{i} + :r{i}" for i in range(len(follow.realised))]
     migration = {"Update": {
         "TableName": table, "Key": {PARTITION_KEY: migration_pk(follow.migration_id), SORT_KEY: META},
-        "UpdateExpression": "SET " + ", ".join([*sums, "realised.savings_pct = :pct", "updated_at = :now"]),
-        "ConditionExpression": "#s = :completed",
-        "ExpressionAttributeNames": {"#s": "status", **{f"#r{i}": k for i, k in enumerate(follow.realised)}},
-        "ExpressionAttributeValues": {":completed": "completed", ":pct": to_dynamo(follow.savings_pct or 0.0),
-                                      ":now": now_iso(),
-                                      **{f":r{i}": to_dynamo(v) for i, v in enumerate(follow.realised.values())}},
+        "UpdateExpression": "ADD #spot :spot, #fallbacks :fallbacks", "ConditionExpression": "attribute_exists(#pk)",
+        "ExpressionAttributeNames": {"#spot": DRIFT_MONTHLY_SPOT, "#fallbacks": DRIFT_FALLBACKS, "#pk": PARTITION_KEY},
+        "ExpressionAttributeValues": {":spot": to_dynamo(follow.monthly_spot), ":fallbacks": follow.fallbacks},
     }}
     return [record, migration]
 
@@ -110,40 +113,58 @@ class DynamoReplacementClaims:
     def claim(self, instance_id: str, event_id: str, **fields: Any) -> bool:
         """The one replacement of an instance: only the first claimant launches it. A claim
         whose holder died is never claimed again, it is taken over (take_over) and resumed."""
-        return self.claim_or_get(instance_id, event_id, **fields) is None
+        return self.claim_or_get(instance_id, event_id, **fields)[0]
 
-    def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> Item | None:
-        """Claim the instance's replacement (None), or the claim that exists: the refused
-        conditional write returns it, so a claim costs one call either way."""
+    def claim_or_get(self, instance_id: str, event_id: str, **fields: Any) -> tuple[bool, Item]:
+        """Claim the instance's replacement (True, and the claim with the launch profile it
+        found), or not (False, and the claim that exists): one conditional update, which returns
+        what was there either way."""
         for _ in range(2):  # a claim released between the refused write and its read: claim again
             now = int(time.time())
+            written = {**{k: v for k, v in fields.items() if v is not None}, "instance_id": instance_id,
+                       "status": "launching", "event_id": event_id, "claimed_at": now,
+                       INDEX_PARTITION_KEY: REPLACEMENTS_INDEX_PK, INDEX_SORT_KEY: f"{now}#{instance_id}"}
+            clauses, names, values = _sets(written)
             try:
                 with transient_errors():
-                    self.table.put_item(
-                        Item={**to_dynamo(dict(fields)), **_key(instance_id), "instance_id": instance_id,
-                              "status": "launching", "event_id": event_id, "claimed_at": now,
-                              INDEX_PARTITION_KEY: REPLACEMENTS_INDEX_PK, INDEX_SORT_KEY: f"{now}#{instance_id}"},
-                        ConditionExpression=Attr(PARTITION_KEY).not_exists(),
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    )
+                    found = self.table.update_item(
+                        Key=_key(instance_id), UpdateExpression=f"SET {', '.join(clauses)} REMOVE #ttl",
+                        ConditionExpression="attribute_not_exists(#pk) OR #status = :unclaimed",
+                        ExpressionAttributeNames={**names, "#ttl": TTL_ATTRIBUTE, "#pk": PARTITION_KEY,
+                                                  "#status": "status"},
+                        ExpressionAttributeValues={**values, ":unclaimed": UNCLAIMED},
+                        ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    ).get("Attributes")
             except Exception as exc:
                 if not is_condition_failure(self.table, exc):
                     raise
                 existing = _returned(getattr(exc, "response", {}).get("Item")) or self.get(instance_id)
                 if existing:
-                    return existing
+                    return False, existing
                 continue
-            return None
-        return self.get(instance_id) or {}
+            return True, {**(from_dynamo(found) if found else {}), **written}
+        existing = self.get(instance_id)
+        return (False, existing) if existing else (True, {})
 
     def record_launch(self, instance_id: str, owner: str, interrupted_pool: PoolKey | None = None,
-                      **fields: Any) -> None:
-        """The replacement onto the claim, its registry item (`owner`) and the interrupted pool, at once."""
+                      profile: LaunchProfile | None = None, **fields: Any) -> None:
+        """The replacement onto the claim, its registry item (`owner`), its launch `profile` and
+        the interrupted pool, at once (the profile left out where the replacement is claimed
+        already: it was interrupted in the meantime)."""
+        replacement = fields["replacement_id"]
         items = [_update(self.table.name, _key(instance_id), fields),
-                 {"Put": {"TableName": self.table.name, "Item": registry_item(fields["replacement_id"], owner)}}]
+                 {"Put": {"TableName": self.table.name, "Item": registry_item(replacement, owner)}}]
         if interrupted_pool:
             items.append({"Put": {"TableName": self.table.name, "Item": pool_item(*interrupted_pool, instance_id)}})
-        self._transact(items)
+        if profile is None:
+            self._transact(items)
+            return
+        try:
+            self._transact([*items, put_profile(self.table.name, replacement, profile)])
+        except Exception as exc:
+            if not _refused(exc, len(items)):
+                raise
+            self._transact(items)
 
     def finish(self, instance_id: str, follow: RecordFollow | None = None, interrupted_pool: PoolKey | None = None,
                **fields: Any) -> bool:
@@ -185,13 +206,13 @@ class DynamoReplacementClaims:
     def get_many(self, instance_ids: Iterable[str]) -> dict[str, Item]:
         """instance id -> its claim, for those that have one (one BatchGetItem per 100)."""
         keys = [_key(iid) for iid in dict.fromkeys(instance_ids)]
-        return {item["instance_id"]: item for item in batch_get(self.table, keys, consistent=True)}
+        return {item["instance_id"]: item for item in batch_get(self.table, keys, consistent=True) if _claim(item)}
 
     def get(self, instance_id: str) -> Item | None:
         """The claim, whatever its status."""
         with transient_errors():
             item = self.table.get_item(Key=_key(instance_id), ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
+        return _claim(from_dynamo(item) if item else None)
 
     def take_over(self, instance_id: str, held: Mapping[str, Any], event_id: str, **fields: Any) -> bool:
         """`event_id` holds the unfinished claim from now on (with `fields`), if it is still as
@@ -214,11 +235,18 @@ class DynamoReplacementClaims:
         return True
 
     def release(self, instance_id: str) -> None:
-        """Give a claim back when launching failed, so a retry can do the work; a claim that
-        records a replacement already is kept (nothing happens)."""
+        """Give a claim back when launching failed, so a retry can do the work (the launch profile
+        it held goes back in place, unless another event claimed the instance meanwhile); a
+        claim that records a replacement already is kept (nothing happens)."""
         try:
             with transient_errors():
-                self.table.delete_item(Key=_key(instance_id), ConditionExpression=Attr("status").eq("launching"))
+                old = self.table.delete_item(Key=_key(instance_id), ConditionExpression=Attr("status").eq("launching"),
+                                             ReturnValues="ALL_OLD").get("Attributes")
+            profile = from_dynamo(old or {}).get("profile")
+            if profile:
+                with transient_errors():
+                    self.table.put_item(Item=profile_item(instance_id, LaunchProfile.model_validate(profile)),
+                                        ConditionExpression=Attr(PARTITION_KEY).not_exists())
         except Exception as exc:
             if not is_condition_failure(self.table, exc):
                 raise

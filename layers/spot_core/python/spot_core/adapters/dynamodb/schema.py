@@ -7,7 +7,8 @@ Items, by partition key (pk) and sort key (sk):
                       INSTANCE#<instance>   one plan record per instance
                       VERDICT#<agent>       one agent verdict
                       APPROVAL_TOKEN        the task token, while an approval is pending
-    INSTANCE#<id>     REPLACEMENT           the one replacement of an interrupted instance (by_status index)
+    INSTANCE#<id>     REPLACEMENT           the one replacement of an interrupted instance (by_status index);
+                                            before any, the instance's launch profile (status unclaimed)
                       LOCK                  the migration holding the instance, or its cooldown after a
                                             rollback (by_status index under LOCK#<migration> while held)
     POOLS             <type>#<az>#<when>#<instance>   a Spot interruption, remembered for a week
@@ -47,6 +48,11 @@ def migration_pk(migration_id: str) -> str:
 
 def instance_pk(instance_id: str) -> str:
     return f"INSTANCE#{instance_id}"
+
+
+def claim_key(instance_id: str) -> dict[str, str]:
+    """The key of an instance's replacement claim (and, before it is claimed, of its launch profile)."""
+    return {PARTITION_KEY: instance_pk(instance_id), SORT_KEY: REPLACEMENT}
 
 
 def managed_pk(instance_id: str) -> str:

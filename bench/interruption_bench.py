@@ -3,11 +3,13 @@ the replacement handler's time, a lone warning's event-to-launch latency, its co
 import time, and (timing simulator) the storm's simulated time to its last launch request.
 
 Two kinds of interrupted instance, both serving behind the fleet's load balancer:
-(a) a standalone replacement: launched by an earlier interruption (its target groups are on
-    the claim of the instance it succeeds);
-(b) a replacement launched by a migration of 10,000 records (its target groups are on the
-    record of the original it replaces; the migration is completed, so its realised savings
-    are restated too).
+(a) a standalone replacement: launched by an earlier interruption (which wrote its launch
+    profile: target groups and user data);
+(b) a replacement launched by a migration of 10,000 records, registered with its launch profile
+    as the wave engine writes it (target groups, user data, the record of the original it
+    replaces: the record follows the new instance and the realised savings drift);
+(c) the same, registered without a profile (launched by an earlier version, or a launch resumed
+    after a crash): its record is read by key and its user data described.
 Two deliveries of the same handler: through the interruption queue (the stack's: batches of
 up to 10, gathered for at most a second) and, for comparison, EventBridge invoking the
 function directly, one event per invocation.
@@ -68,9 +70,11 @@ def import_time(runs: int = 5) -> dict:
 
 
 # --- the fleets ---------------------------------------------------------------------------------------------------
-def migration_fleet(rt: Any, victims: int, records: int = RECORDS) -> list[str]:
+def migration_fleet(rt: Any, victims: int, records: int = RECORDS, without_profile: int = 0) -> list[str]:
     """A completed migration of `records` instances; `victims` of its replacements run (the others'
-    records name instances long gone: only the plan's size matters)."""
+    records name instances long gone: only the plan's size matters), the last `without_profile`
+    of them registered without a launch profile."""
+    from spot_core.domain.interruptions import LaunchProfile, RecordRef
     from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
     from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG
 
@@ -97,8 +101,10 @@ def migration_fleet(rt: Any, victims: int, records: int = RECORDS) -> list[str]:
     rt.wiring.migrations.update(MIGRATION, realised={
         "instances": records, "on_spot": records, "on_demand_fallbacks": 0, "monthly_on_demand": 620500.0,
         "monthly_spot": 219000.0, "monthly_stopped_storage": 0.0, "monthly_savings": 401500.0, "savings_pct": 64.7})
-    for iid in live:
-        rt.wiring.registry.register(iid, f"migration {MIGRATION} wave 1")
+    with_profile = {r.replacement_id: LaunchProfile(target_groups=group, user_data="IyEvYmluL3NoCg==",
+                                                    record=RecordRef.of(MIGRATION, r))
+                    for r in plan[:len(live) - without_profile] if r.replacement_id}
+    rt.wiring.registry.register_all(live, f"migration {MIGRATION} wave 1", with_profile)
     return live
 
 
@@ -185,7 +191,9 @@ def run(storm: int = 200) -> dict:
     with LocalRuntime(seed=3) as rt:
         counter = CallCounter(rt)
         rt.fleet.setup_network()
-        victims = migration_fleet(rt, 2 * storm + 2 * SINGLES + 1)
+        unprofiled = 2 * (SINGLES + 1)  # per delivery mode: one to warm, then the ones measured
+        victims = migration_fleet(rt, 2 * storm + 2 * SINGLES + 1 + unprofiled, without_profile=unprofiled)
+        old = [victims.pop() for _ in range(unprofiled)]
         standalone = standalone_replacements(rt, 2 * SINGLES + 1)
         # warms the environment (prices of both kinds' types, subnets, recent pools): not measured
         deliver(rt, "queue", [_event(standalone.pop()), _event(victims.pop())])
@@ -198,6 +206,9 @@ def run(storm: int = 200) -> dict:
                                                             [victims.pop() for _ in range(SINGLES)], True),
                 "storm": measure(rt, counter, mode, [victims.pop() for _ in range(storm)], False),
             }
+            deliver(rt, mode, [_event(old.pop())])  # the first warms the environment for the record's read
+            out[mode]["c_launched_without_a_profile"] = measure(rt, counter, mode, [old.pop() for _ in range(SINGLES)],
+                                                                 True)
         counter.close()
     out["timing"] = simulated(storm)
     return {**out, **import_time()}

@@ -10,7 +10,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from ...domain.clock import iso, utc_now
 from ...domain.errors import InvalidMigrationRequest, MigrationNotFound
-from ...domain.plan import IN_FLIGHT, AgentVerdict, InstanceRecord
+from ...domain.plan import AgentVerdict, InstanceRecord, unfinished
 from ..aws import transient_errors
 from .schema import (
     INDEX_PARTITION_KEY,
@@ -23,6 +23,7 @@ from .schema import (
     STATUS_INDEX,
     VERDICT_PREFIX,
     migration_pk,
+    unfinished_index_pk,
 )
 from .table import Item, batch_get, from_dynamo, is_condition_failure, query, query_page, set_fields, to_dynamo
 
@@ -117,6 +118,10 @@ class DynamoMigrations:
         return {item["migration_id"]: item for item in batch_get(self.table, keys, consistent=consistent)}
 
 
+def _in_flight(record: InstanceRecord) -> bool:
+    return record.eligible and unfinished(record)
+
+
 class DynamoPlans:
     def __init__(self, table: Table):
         self.table = table
@@ -136,21 +141,27 @@ class DynamoPlans:
 
     @staticmethod
     def _item(migration_id: str, record: InstanceRecord) -> Any:
-        return to_dynamo({**_key(migration_id, f"{RECORD_PREFIX}{record.instance_id}"), **record.model_dump()})
+        """The record's item; one still unfinished in a wave is also in the index, under the wave."""
+        item = {**_key(migration_id, f"{RECORD_PREFIX}{record.instance_id}"), **record.model_dump()}
+        if _in_flight(record) and record.wave is not None:
+            item.update({INDEX_PARTITION_KEY: unfinished_index_pk(migration_id, record.wave),
+                         INDEX_SORT_KEY: record.instance_id})
+        return to_dynamo(item)
 
     def records(self, migration_id: str) -> list[InstanceRecord]:
         return [InstanceRecord.model_validate(i) for i in self._query(migration_id, RECORD_PREFIX)]
 
     def in_flight(self, migration_id: str, wave: int) -> list[InstanceRecord]:
-        """The wave's unfinished records (domain.plan.unfinished), read consistently. One query of
-        the plan that sends back only those: a pass over a large wave near its end reads a few
-        records, not the plan."""
-        unfinished = Attr("status").is_in(list(IN_FLIGHT)) | (
-            Attr("status").eq("migrated") & Attr("replacement_tagged").eq(False))
-        in_flight = Attr("wave").eq(wave) & Attr("eligible").eq(True) & unfinished
-        items = query(self.table, KeyConditionExpression=self._condition(migration_id, RECORD_PREFIX),
-                      FilterExpression=in_flight, ConsistentRead=True)
-        return [InstanceRecord.model_validate(i) for i in items]
+        """The wave's unfinished records (domain.plan.unfinished), as they are now: the index
+        names them (only unfinished records are in it, so a pass over a large wave near its end
+        reads a few), then they are read by key, consistently. A record stays unfinished from
+        its planning until it is done, so the index, eventually consistent, may only still name
+        a record just finished: the read by key leaves it out."""
+        names = query(self.table, IndexName=STATUS_INDEX, ProjectionExpression=INDEX_SORT_KEY,
+                      KeyConditionExpression=Key(INDEX_PARTITION_KEY).eq(unfinished_index_pk(migration_id, wave)))
+        keys = [_key(migration_id, f"{RECORD_PREFIX}{n[INDEX_SORT_KEY]}") for n in names]
+        records = [InstanceRecord.model_validate(i) for i in batch_get(self.table, keys, consistent=True)]
+        return sorted((r for r in records if _in_flight(r) and r.wave == wave), key=lambda r: r.instance_id)
 
     def records_by_key(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], InstanceRecord | None]:
         """(migration id, instance id) -> the instance's record (None where there is none), read

@@ -4,7 +4,8 @@ runtime both create the table from it, and the repositories write these keys.
 Items, by partition key (pk) and sort key (sk):
 
     MIGRATION#<id>    META                  the migration item (also in the by_status index)
-                      INSTANCE#<instance>   one plan record per instance
+                      INSTANCE#<instance>   one plan record per instance (by_status index under
+                                            UNFINISHED#<migration>#<wave> while the wave engine has work on it)
                       VERDICT#<agent>       one agent verdict
                       APPROVAL_TOKEN        the task token, while an approval is pending
     INSTANCE#<id>     REPLACEMENT           the one replacement of an interrupted instance (by_status index);
@@ -69,6 +70,11 @@ EVENTS = "EVENTS"
 MIGRATIONS_INDEX_PK = "MIGRATION"  # gsi1pk of migration items
 REPLACEMENTS_INDEX_PK = "REPLACEMENT"  # gsi1pk of replacement items
 LOCK = "LOCK"
+
+
+def unfinished_index_pk(migration_id: str, wave: int) -> str:
+    """gsi1pk of a migration's records that are still unfinished in `wave`."""
+    return f"UNFINISHED#{migration_id}#{wave}"
 
 
 def locks_index_pk(migration_id: str) -> str:

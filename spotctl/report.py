@@ -58,6 +58,9 @@ def _instance(r: InstanceRecord) -> dict:
         "spot_monthly": round(r.monthly_on_demand - r.monthly_savings, 2) if r.spot_hourly else None,
         "savings_monthly": r.monthly_savings, "savings_pct": r.savings_pct, "wave": r.wave,
         "replacement_id": r.replacement_id, "replacement_type": r.replacement_type, "attempts": r.attempts,
+        "mode": r.mode, "carried": r.carry.carried if r.carry else [], "changed": r.carry.changed if r.carry else [],
+        "downtime_seconds": r.carry.downtime_seconds if r.carry else 0,
+        "moved_addresses": [a.public_ip for a in r.moved_addresses],
     }
 
 

@@ -101,6 +101,7 @@ def render_plan(d: MigrationDetail, entries: list[PlanEntry]) -> str:
     excluded = sorted((e for e in entries if not e.eligible), key=lambda e: (e.exclusion_reason or "", e.instance_id))
     out = [f"Plan {d.migration_id} (dry run: nothing was changed)", "", f"Candidates ({len(candidates)})"]
     out += _candidates_table(candidates)
+    out += _what_moves(candidates)
     out += ["", f"Excluded ({len(excluded)})"]
     out += _excluded_table(excluded)
     if d.summary:
@@ -119,10 +120,23 @@ def _plan_verdict(v: AgentVerdict) -> str:
     return f"  {v.agent} agent: {'approved' if v.approved else 'VETO'}{concerns}"
 
 
+def _what_moves(candidates: list[PlanEntry]) -> list[str]:
+    """What each move carries and changes, once per distinct answer (a fleet of one image reads once)."""
+    alike: dict[tuple[str | None, tuple[str, ...], tuple[str, ...], int], list[str]] = {}
+    for e in candidates:
+        alike.setdefault((e.mode, tuple(e.carried), tuple(e.changed), e.downtime_seconds), []).append(e.instance_id)
+    out = ["", "What moves"] if alike else []
+    for (mode, carried, changed, downtime), ids in alike.items():
+        who = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        out.append(f"  {mode or 'stateless'} ({who})" + (f": downtime about {downtime} s" if downtime else ""))
+        out += [f"    carried: {c}" for c in carried] + [f"    changes: {c}" for c in changed]
+    return out
+
+
 def _candidates_table(candidates: list[PlanEntry]) -> list[str]:
-    headers = ["instance", "name", "type", "az", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"]
+    headers = ["instance", "name", "type", "az", "mode", "workload", "risk", "on-demand/mo", "spot/mo", "savings/mo"]
     return _table(headers, [
-        [e.instance_id, (e.name or "")[:20], e.instance_type, e.availability_zone, e.workload, e.risk,
+        [e.instance_id, (e.name or "")[:20], e.instance_type, e.availability_zone, e.mode or "-", e.workload, e.risk,
          _money(e.monthly_on_demand), _money(e.monthly_on_demand - e.monthly_savings),
          f"{_money(e.monthly_savings)} ({e.savings_pct:.0f} %)"] for e in candidates])
 

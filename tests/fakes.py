@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from spot_core.domain.carry import Inventory, Volume
 from spot_core.domain.clock import Budget
 from spot_core.domain.errors import (
     ApprovalNotPending,
@@ -29,14 +30,16 @@ from spot_core.domain.errors import (
     LaunchRefused,
     LaunchThrottled,
     MigrationNotFound,
+    ProbeRefused,
     StartRefused,
 )
+from spot_core.domain.health import HealthProbe, ProbeResult, StatusChecks
 from spot_core.domain.instances import CAPACITY_ERRORS, Instance, LaunchSettings, LaunchSpec, TypeTraits
 from spot_core.domain.interruptions import UNCLAIMED
 from spot_core.domain.locks import InstanceLock
 from spot_core.domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef, unfinished
-from spot_core.domain.pricing import SpotPriceStat
+from spot_core.domain.pricing import LINUX, SpotPriceStat
 from spot_core.domain.quality import QualitySample
 from spot_core.domain.request import MetricQuery, Selector
 from spot_core.domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
@@ -101,6 +104,44 @@ class World:
 
 
 # --- EC2 ---------------------------------------------------------------------------------------------
+def default_inventory(instance_id: str) -> Inventory:
+    return Inventory(volumes=(Volume(volume_id=f"vol-{instance_id[2:]}", device="/dev/xvda", size_gib=8,
+                                     volume_type="gp3", delete_on_termination=True, root=True),))
+
+
+class FakeProbes:
+    """SSM Run Command probes: each answers `pending` for `pending_passes` reads, then succeeds,
+    unless its instance is in `failing` (failed) or `refusing` (ProbeRefused at send)."""
+
+    def __init__(self, world: World, pending_passes: int = 1):
+        self.world, self.pending_passes = world, pending_passes
+        self.sent: list[tuple[str, HealthProbe]] = []
+        self.failing: set[str] = set()
+        self.refusing: set[str] = set()
+        self._reads: dict[str, int] = {}
+
+    def send(self, instance_id: str, probe: HealthProbe) -> str:
+        self.world.enter("probes.send")
+        if instance_id in self.refusing:
+            raise ProbeRefused(f"{instance_id} is not an SSM managed instance")
+        self.sent.append((instance_id, probe))
+        self.world.record("probe", instance_id)
+        return f"cmd-{len(self.sent)}"
+
+    def results(self, commands: Mapping[str, str]) -> dict[str, ProbeResult]:
+        self.world.enter("probes.results")
+        found: dict[str, ProbeResult] = {}
+        for instance_id, command in commands.items():
+            self._reads[command] = self._reads.get(command, 0) + 1
+            if self._reads[command] <= self.pending_passes:
+                found[instance_id] = ProbeResult(state="pending")
+            elif instance_id in self.failing:
+                found[instance_id] = ProbeResult(state="failed", detail="Failed (exit 1)")
+            else:
+                found[instance_id] = ProbeResult(state="success")
+        return found
+
+
 @dataclass
 class _Ec2Instance:
     instance: Instance
@@ -123,7 +164,11 @@ class FakeFleet:
         self.refuse_everything: str | None = None  # a LaunchRefused for every launch
         self.refused_subnets: dict[str, str] = {}  # subnet id -> error code of a LaunchRefused for launches there
         self.never_boots: set[str] = set()  # instance types whose instances stay pending
-        self.attached_volumes: dict[str, list[tuple[str, int]]] = {}  # instance id -> EBS volumes (type, GiB)
+        self.inventories: dict[str, Inventory] = {}  # instance id -> what it carries (default: an 8 GiB gp3 root)
+        self.addresses: dict[str, str] = {}  # Elastic IP allocation id -> the instance it points at
+        self.status_check_seconds: float = 0  # a running instance's status checks initialise this long
+        self.impaired: set[str] = set()  # instance ids whose instance status check fails
+        self.source_dest_checks: dict[str, bool] = {}
         self.start_refusals: dict[str, str] = {}  # instance id -> error code StartInstances answers for it
         self.traits: dict[str, TypeTraits] = {}
         self.capacity: dict[tuple[str, str], int] = {}  # (type, zone) -> instances a pool still has (default: plenty)
@@ -136,7 +181,9 @@ class FakeFleet:
 
     def add(self, instance_type: str = "m5.large", zone: str = "us-east-1a", tags: Mapping[str, str] | None = None,
             lifecycle: str | None = None, state: str = "running", user_data: str | None = None,
-            settings: LaunchSettings | None = None, image_id: str = "ami-12345678") -> Instance:
+            settings: LaunchSettings | None = None, image_id: str = "ami-12345678",
+            product: str | None = None) -> Instance:
+        """`product`: the billing product EC2 reports (PlatformDetails; Linux/UNIX when None)."""
         subnet = next((s for s, (_, z) in self.subnets.items() if z == zone), None)
         if subnet is None:
             subnet = f"subnet-{zone[-2:]}"
@@ -146,6 +193,7 @@ class FakeFleet:
             subnet_id=subnet, vpc_id=self.subnets[subnet][0], image_id=image_id, lifecycle=lifecycle,
             tags=dict(tags or {}), launch_time=self.world.clock.now(),
             settings=settings or LaunchSettings(security_group_ids=("sg-1",), key_name="ops", ebs_optimized=True),
+            product=product,
         )
         self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic())
         if user_data:
@@ -216,9 +264,42 @@ class FakeFleet:
         return {i.tags[REPLACES_TAG]: i for i in self.live()
                 if i.tags.get(MIGRATION_ID_TAG) == migration_id and i.tags.get(REPLACES_TAG) in original_ids}
 
-    def volumes(self, instance_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
-        """`attached_volumes` (instance id -> [(type, GiB)]); every instance has a root volume unless set."""
-        return {i: list(self.attached_volumes.get(i, [("gp3", 8)])) for i in instance_ids if i in self._instances}
+    def inventory(self, instances: list[Instance]) -> dict[str, Inventory]:
+        """`inventories`; an instance not set has an 8 GiB gp3 root volume and nothing else."""
+        self.world.enter("fleet.inventory")
+        return {i.instance_id: self.inventories.get(i.instance_id, default_inventory(i.instance_id))
+                for i in instances if i.instance_id in self._instances}
+
+    def set_inventory(self, instance_id: str, inventory: Inventory) -> None:
+        """What an instance carries; its Elastic IPs point at it."""
+        self.inventories[instance_id] = inventory
+        self.addresses.update({a.allocation_id: instance_id for a in inventory.addresses})
+
+    def status_checks(self, instance_ids: list[str]) -> dict[str, StatusChecks]:
+        """Running instances: initializing for `status_check_seconds` after they run, then ok
+        (the instance check impaired for `impaired` ids)."""
+        self.world.enter("fleet.status_checks")
+        found: dict[str, StatusChecks] = {}
+        for instance_id in instance_ids:
+            entry = self._instances.get(instance_id)
+            if entry is None or self._current(entry).state != "running":
+                continue
+            if instance_id in self.impaired:
+                found[instance_id] = StatusChecks(instance="impaired", system="ok")
+            elif self.world.clock.monotonic() - entry.since < self.status_check_seconds:
+                found[instance_id] = StatusChecks()
+            else:
+                found[instance_id] = StatusChecks(instance="ok", system="ok")
+        return found
+
+    def associate_address(self, allocation_id: str, instance_id: str) -> None:
+        self.world.enter("fleet.associate_address")
+        self.addresses[allocation_id] = instance_id
+        self.world.record("associate_address", (allocation_id, instance_id))
+
+    def set_source_dest_check(self, instance_id: str, enabled: bool) -> None:
+        self.world.enter("fleet.set_source_dest_check")
+        self.source_dest_checks[instance_id] = enabled
 
     def live_replacements(self) -> list[Instance]:
         return [i for i in self.live() if REPLACES_TAG in i.tags]
@@ -449,25 +530,32 @@ class FakeSpotPrices:
     def __init__(self, prices: Mapping[tuple[str, str], float] | None = None):
         self.prices = dict(prices or {})
         self.calls = 0
+        self.licence_fees: dict[str, float] = {}  # billing product -> its hourly licence fee
 
-    def statistics(self, instance_types: Iterable[str], now: datetime,
-                   lookback_hours: float = 24) -> dict[tuple[str, str], SpotPriceStat]:
+    def statistics(self, instance_types: Iterable[str], now: datetime, lookback_hours: float = 24,
+                   product: str = LINUX) -> dict[tuple[str, str], SpotPriceStat]:
+        """`prices` are Linux/UNIX's; a licensed product's add its `licence_fees` (per hour)."""
         self.calls += 1
-        types = set(instance_types)
-        return {k: SpotPriceStat(k[0], k[1], median=v, p90=v, maximum=v, samples=1)
+        types, fee = set(instance_types), self.licence_fees.get(product, 0.0)
+        return {k: SpotPriceStat(k[0], k[1], median=v + fee, p90=v + fee, maximum=v + fee, samples=1)
                 for k, v in self.prices.items() if k[0] in types}
 
 
 class FakeOnDemandPrices:
     def __init__(self, prices: Mapping[str, float] | None = None):
         self.table = dict(prices or {})
+        self.licence_fees: dict[str, float] = {}  # billing product -> its hourly licence fee
 
     @property
     def source_used(self) -> str:
         return "catalog"
 
-    def prices(self, instance_types: Iterable[str], strict: bool = True) -> dict[str, float]:
-        return {t: self.table[t] for t in set(instance_types) if t in self.table}
+    def prices(self, instance_types: Iterable[str], strict: bool = True, product: str = LINUX) -> dict[str, float]:
+        """`table` is Linux/UNIX's; a licensed product's adds its `licence_fees` (per hour)."""
+        if product != LINUX and product not in self.licence_fees:
+            return {}
+        fee = self.licence_fees.get(product, 0.0)
+        return {t: self.table[t] + fee for t in set(instance_types) if t in self.table}
 
 
 class FakeMetrics:
@@ -811,6 +899,7 @@ class Ports:
     registry: FakeRegistry
     once: FakeEventOnce
     locks: FakeLocks
+    probes: FakeProbes
 
     @property
     def clock(self) -> FakeClock:
@@ -824,7 +913,7 @@ def ports(**fleet_timing: float) -> Ports:
                                            if k in ("health_seconds", "drain_seconds")})
     made = Ports(world, fleet, lb, FakeSpotPrices(), FakeOnDemandPrices(), FakeMetrics(), FakeNotifier(world),
                  FakeMigrations(world), FakePlans(world), FakeTokens(), FakePoolMemory(), FakeClaims(world),
-                 FakeRegistry(), FakeEventOnce(), FakeLocks(world))
+                 FakeRegistry(), FakeEventOnce(), FakeLocks(world), FakeProbes(world))
     made.registry.claims = made.claims
     made.claims.linked.update(registry=made.registry, pool_memory=made.pool_memory, plans=made.plans,
                               migrations=made.migrations)

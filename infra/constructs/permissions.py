@@ -143,6 +143,60 @@ def _ec2_terminate_managed(ctx: GrantContext, role: iam.Role) -> Findings:
     )}
 
 
+def _ec2_carry(ctx: GrantContext, role: iam.Role) -> Findings:
+    """What moves with an instance: its Elastic IPs (pointed only at opted-in originals or the
+    product's replacements), the source/destination check of a replacement, and the KMS key of an
+    encrypted root volume a replacement is launched with (through EC2 only)."""
+    a = ctx.arn
+    instance = a("ec2", "instance")
+    for sid, tag in (("AssociateAddressWithOptedIn", OPT_IN_TAG), ("AssociateAddressWithManaged", MANAGED_TAG)):
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid=sid, actions=["ec2:AssociateAddress"], resources=[instance],
+            conditions={"StringEquals": {f"aws:ResourceTag/{tag}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="AssociateAddressResources", actions=["ec2:AssociateAddress"],
+        resources=[a("ec2", "elastic-ip"), a("ec2", "network-interface")]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="SourceDestCheckOfManaged", actions=["ec2:ModifyInstanceAttribute"], resources=[instance],
+        conditions={"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="EncryptedVolumesThroughEc2",
+        actions=["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
+                 "kms:ReEncrypt*"],
+        resources=[a("kms", "key")],
+        conditions={"StringEquals": {"kms:ViaService": f"ec2.{ctx.stack.region}.amazonaws.com"}}))
+    reason = ("An instance's Elastic IPs and interfaces are discovered at run time. AssociateAddress also "
+              "authorises the address and the interface; the instance it points the address at must be tagged "
+              f"{OPT_IN_TAG}=true or {MANAGED_TAG}=true.")
+    kms = ("The keys of the fleet's encrypted volumes are the customer's and discovered at run time; usable only "
+           "through EC2 (kms:ViaService) when a replacement's root volume is encrypted with its original's key.")
+    return {
+        f"Resource::{scoped_arn('ec2', 'elastic-ip/*')}": reason,
+        f"Resource::{scoped_arn('ec2', 'network-interface/*')}": reason,
+        f"Resource::{scoped_arn('ec2', 'instance/*')}": reason,
+        f"Resource::{scoped_arn('kms', 'key/*')}": kms,
+        "Action::kms:ReEncrypt*": kms,
+    }
+
+
+def _ssm_probe(ctx: GrantContext, role: iam.Role) -> Findings:
+    """Health probes: AWS-RunShellScript on the product's own replacements only."""
+    document = ctx.stack.format_arn(service="ssm", account="", resource="document",
+                                    resource_name="AWS-RunShellScript", arn_format=ArnFormat.SLASH_RESOURCE_NAME)
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ProbeDocument", actions=["ssm:SendCommand"], resources=[document]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ProbeManagedInstances", actions=["ssm:SendCommand"], resources=[ctx.arn("ec2", "instance")],
+        conditions={"StringEquals": {f"ssm:resourceTag/{MANAGED_TAG}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ProbeResults", actions=["ssm:GetCommandInvocation"], resources=["*"]))
+    return {
+        f"Resource::{scoped_arn('ec2', 'instance/*')}": (
+            f"Replacements are launched at run time; Run Command only on instances tagged {MANAGED_TAG}=true."),
+        "Resource::*": NO_RESOURCE_LEVEL.format(actions="ssm:GetCommandInvocation"),
+    }
+
+
 def _iam_pass(ctx: GrantContext, role: iam.Role) -> Findings:
     roles = ctx.stack.format_arn(service="iam", region="", resource="role", resource_name="*")
     role.add_to_principal_policy(iam.PolicyStatement(
@@ -267,6 +321,8 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "ec2:read": _ec2_read,
     "ec2:migrate": _ec2_migrate,
     "ec2:terminate-managed": _ec2_terminate_managed,
+    "ec2:carry": _ec2_carry,
+    "ssm:probe": _ssm_probe,
     "iam:pass": _iam_pass,
     "elb:read": _elb_read,
     "elb:write": _elb_write,

@@ -2,26 +2,35 @@
 
 Prices: per pool (instance type, AZ), a discount from the on-demand price with a little
 hourly movement over the last day, served by DescribeSpotPriceHistory with its real
-time filter and pagination. Capacity: pools can refuse launches with the errors EC2
-really returns (InsufficientInstanceCapacity, ...), for a number of times or for ever.
-Launches of several: EC2 launches up to MaxCount (moto launches MinCount).
+time filter, ProductDescriptions filter and pagination. A licensed product (RHEL, Windows)
+costs the pool's Linux/UNIX Spot price plus its hourly licence fee, the fee the bundled
+catalogs put between its on-demand price and the Linux one. Capacity: pools can refuse
+launches with the errors EC2 really returns (InsufficientInstanceCapacity, ...), for a
+number of times or for ever. Launches of several: EC2 launches up to MaxCount (moto
+launches MinCount). Billing products: moto reports no PlatformDetails/UsageOperation; here
+every instance and image reports them from its image, Linux/UNIX unless the image is
+Windows or was registered as licensed (``license_image``).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.ec2.exceptions import EC2ClientError
-from moto.ec2.models.instances import InstanceBackend
+from moto.ec2.models.amis import Ami
+from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.spot_instances import SpotInstances
 
-from spot_core.domain.pricing import catalog_on_demand_price
+from spot_core.domain.pricing import LINUX, SPOT_DESCRIPTIONS, BillingProduct, catalog_on_demand_price
 
 DEFAULT_PAGE = 1000
+VPC_SUFFIX = " (Amazon VPC)"  # EC2-Classic era descriptions, still accepted: same prices
+BILLING_FIELDS = ("platform_details", "usage_operation")  # moto model attributes behind the response fields
 
 
 @dataclass
@@ -33,6 +42,8 @@ class SpotMarket:
     prices: dict[tuple[str, str], float] = field(default_factory=dict)  # explicit overrides
     refusals: list[dict] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # what was refused, for reports
+    # AMI id -> (PlatformDetails, UsageOperation) of an image registered as licensed
+    licensed_images: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._originals: dict[str, Any] = {}
@@ -41,7 +52,22 @@ class SpotMarket:
     def set_price(self, instance_type: str, availability_zone: str, price: float) -> None:
         self.prices[(instance_type, availability_zone)] = price
 
-    def price(self, instance_type: str, availability_zone: str, hour: int = 0) -> float | None:
+    def price(self, instance_type: str, availability_zone: str, hour: int = 0, product: str = LINUX) -> float | None:
+        """Spot price of a pool for a Spot product description (Linux/UNIX unless named)."""
+        linux = self._linux_price(instance_type, availability_zone, hour)
+        fee = self.licence_fee(instance_type, product)
+        return None if linux is None or fee is None else round(linux + fee, 5)
+
+    def licence_fee(self, instance_type: str, product: str) -> float | None:
+        """Hourly licence fee of ``product`` on ``instance_type``, as the bundled catalogs
+        have it (its on-demand price minus the Linux/UNIX one); None when they do not know it."""
+        if product == LINUX:
+            return 0.0
+        licensed = catalog_on_demand_price(instance_type, self.region, product)
+        linux = catalog_on_demand_price(instance_type, self.region)
+        return None if licensed is None or linux is None else licensed - linux
+
+    def _linux_price(self, instance_type: str, availability_zone: str, hour: int) -> float | None:
         if (instance_type, availability_zone) in self.prices:
             return self.prices[(instance_type, availability_zone)]
         on_demand = catalog_on_demand_price(instance_type, self.region)
@@ -52,24 +78,43 @@ class SpotMarket:
         wobble = random.Random(f"{self.seed}:{instance_type}:{availability_zone}:{hour}").uniform(-0.015, 0.015)
         return round(on_demand * (1 - pool_discount) * (1 + wobble), 5)
 
-    def history(self, instance_types: list[str], zones: list[str], start: datetime, end: datetime) -> list[dict]:
-        """Hourly price changes in [start, end], plus the price in force at `start`."""
-        items = []
+    def history(self, instance_types: list[str], zones: list[str], start: datetime, end: datetime,
+                products: list[str] | None = None) -> list[dict]:
+        """Hourly price changes in [start, end], plus the price in force at `start`, per Spot
+        product description (all of them when ``products`` is None, as EC2 answers)."""
         first = start.replace(minute=0, second=0, microsecond=0)
-        for itype in instance_types:
-            for az in zones:
-                t = first
-                while t <= end:
-                    price = self.price(itype, az, hour=int(t.timestamp() // 3600))
-                    if price is None:
-                        break
-                    items.append({
-                        "InstanceType": itype, "ProductDescription": "Linux/UNIX",
-                        "SpotPrice": f"{price:.6f}", "AvailabilityZone": az, "Timestamp": t,
-                    })
-                    t += timedelta(hours=1)
+        items = [item for product in (products or list(SPOT_DESCRIPTIONS)) for itype in instance_types
+                 for az in zones for item in self._pool_history(itype, az, product, first, end)]
         items.sort(key=lambda i: i["Timestamp"], reverse=True)  # EC2 returns newest first
         return items
+
+    def _pool_history(self, itype: str, az: str, description: str, t: datetime, end: datetime) -> Iterator[dict]:
+        product = description.removesuffix(VPC_SUFFIX)
+        if product not in SPOT_DESCRIPTIONS:
+            return
+        while t <= end:
+            price = self.price(itype, az, hour=int(t.timestamp() // 3600), product=product)
+            if price is None:
+                return
+            yield {"InstanceType": itype, "ProductDescription": description,
+                   "SpotPrice": f"{price:.6f}", "AvailabilityZone": az, "Timestamp": t}
+            t += timedelta(hours=1)
+
+    # --- billing products ----------------------------------------------------------
+    def license_image(self, image_id: str, platform_details: str, usage_operation: str | None = None) -> None:
+        """Make ``image_id`` a licensed image: every instance launched from it (replacements
+        included) reports this billing product, as EC2 does. ``usage_operation`` defaults
+        to the product's documented billing code."""
+        code = usage_operation or BillingProduct.named(platform_details).usage_operation
+        self.licensed_images[image_id] = (platform_details, code)
+
+    def billing(self, image_id: str | None, platform: str | None) -> tuple[str, str]:
+        """(PlatformDetails, UsageOperation) of an instance or image: its registered licence,
+        else Windows for a Windows image, else Linux/UNIX."""
+        if image_id in self.licensed_images:
+            return self.licensed_images[image_id]
+        default = BillingProduct.of(None, None, platform)
+        return default.name, default.usage_operation
 
     # --- capacity ------------------------------------------------------------------
     def refuse(self, instance_type: str | None = None, availability_zone: str | None = None,
@@ -110,7 +155,8 @@ class SpotMarket:
             now = datetime.now(UTC)
             start = _as_datetime(response._get_param("StartTime")) or now
             end = _as_datetime(response._get_param("EndTime")) or now
-            items = market.history(types, zones, start, end)
+            products = response._get_param("ProductDescriptions", []) or filters.get("product-description")
+            items = market.history(types, zones, start, end, products or None)
             offset = int(response._get_param("NextToken") or 0)
             size = int(response._get_param("MaxResults") or DEFAULT_PAGE)
             page = items[offset:offset + size]
@@ -144,12 +190,29 @@ class SpotMarket:
         SpotInstances.describe_spot_price_history = describe_spot_price_history
         InstanceBackend.run_instances = run_instances
         InstanceResponse.run_instances = run_instances_up_to_max_count  # type: ignore[method-assign]
+        self._install_billing()
+
+    def _install_billing(self) -> None:
+        """DescribeInstances/DescribeImages read ``platform_details`` and ``usage_operation``
+        off moto's models, which have none: answer them from the image."""
+        market = self
+
+        def billing_field(image_of: Callable[[Any], str], index: int) -> property:
+            return property(lambda model: market.billing(image_of(model), model.platform)[index])
+
+        for model, image_of in ((Instance, _instance_image), (Ami, _ami_image)):
+            for index, name in enumerate(BILLING_FIELDS):
+                setattr(model, name, billing_field(image_of, index))
 
     def uninstall(self) -> None:
         if self._originals:
             SpotInstances.describe_spot_price_history = self._originals["history"]
             InstanceBackend.run_instances = self._originals["run"]
             InstanceResponse.run_instances = self._originals["run_response"]  # type: ignore[method-assign]
+            for model in (Instance, Ami):
+                for name in BILLING_FIELDS:
+                    if name in vars(model):
+                        delattr(model, name)
             self._originals = {}
 
 
@@ -163,3 +226,11 @@ def _as_datetime(value: Any) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return datetime.fromtimestamp(float(text), UTC)
+
+
+def _instance_image(instance: Any) -> str:
+    return str(instance.image_id)
+
+
+def _ami_image(ami: Any) -> str:
+    return str(ami.id)

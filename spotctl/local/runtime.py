@@ -48,6 +48,7 @@ from spot_core.services.migrations import Migrations
 
 from . import dynamodb as local_dynamodb
 from .ec2_events import Ec2Events
+from .health import HealthSimulator
 from .lambdas import InProcessLambdas, lambda_payload
 from .market import SpotMarket
 from .timing import TimingModel, TimingSimulator
@@ -105,6 +106,7 @@ class LocalRuntime(Ec2Events):
         self.virtual_seconds = 0.0
         self.waits: list[float] = []
         self.market = SpotMarket(region, seed=seed)
+        self.health = HealthSimulator.of(self)  # status checks and probes on this runtime's clock
         self.fleet = FleetSimulator(self.client, region, seed=seed)
         # Opt-in timing simulator (spotctl/local/timing.py): EC2 and ELB on a virtual clock.
         self.timing = TimingSimulator(timing) if timing is not None else None
@@ -162,9 +164,11 @@ class LocalRuntime(Ec2Events):
         self.market.install()
         if self.timing is not None:
             self.timing.install(self.lambdas)
+        self.health.install()
         local_dynamodb.install()  # TransactWriteItems without moto's table copy per item
 
     def _unpatch(self) -> None:
+        self.health.uninstall()  # first: it wraps what the market and the timing simulator patched
         if self.timing is not None:
             self.timing.uninstall()
         self.market.uninstall()

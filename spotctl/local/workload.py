@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from spot_core.domain.carry import MODE_TAG
+from spot_core.domain.health import PROBE_TAG
 from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG, STATEFUL_TAG, WAVE_TAG
 
 ZONES = ("a", "b", "c")
@@ -141,7 +143,9 @@ class FleetSimulator:
             profiles.update(dict.fromkeys(ids, "stable"))
         for n in range(burst):
             az = f"{self.region}{ZONES[n % len(ZONES)]}"
-            ids = self.launch("c5.large", f"batch-report-{n + 1}", az, {"team": "reporting"}, register=False)
+            # in no target group: its owner names a probe, so it may move stateless
+            tags = {"team": "reporting", MODE_TAG: "stateless", PROBE_TAG: "systemctl is-active report"}
+            ids = self.launch("c5.large", f"batch-report-{n + 1}", az, tags, register=False)
             groups["burst"] += ids
             profiles.update(dict.fromkeys(ids, "burst"))
         self.write_cpu_history(profiles, days=cpu_days)

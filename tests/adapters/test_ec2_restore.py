@@ -84,7 +84,8 @@ def test_the_volumes_a_stopped_original_keeps_are_read_per_instance(ec2):
         {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "gp3"}}])["Instances"][0]["InstanceId"]
     bare = launch(ec2, 1)[0]
 
-    volumes = Ec2Fleet(ec2).volumes([iid, bare])
+    fleet = Ec2Fleet(ec2)
+    inventory = fleet.inventory(list(fleet.describe([iid, bare]).values()))
 
-    assert ("gp3", 100) in volumes[iid]
-    assert all(size > 0 for _, size in volumes[iid] + volumes[bare])
+    assert ("gp3", 100) in inventory[iid].volume_sizes
+    assert all(size > 0 for _, size in inventory[iid].volume_sizes + inventory[bare].volume_sizes)

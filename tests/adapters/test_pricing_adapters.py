@@ -1,5 +1,5 @@
-"""The pricing adapters: on-demand prices from the Price List API (with the catalog as
-fallback) and Spot price history from EC2 (moto, and a paged fake)."""
+"""The pricing adapters: on-demand prices from the Price List API (with the catalogs as
+fallback) and Spot price history from EC2 (moto, and a paged fake), per billing product."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from spot_core.adapters import ec2 as ec2_adapter
-from spot_core.adapters.ec2 import Ec2SpotPrices
+from spot_core.adapters import spot_prices as spot_prices_adapter
 from spot_core.adapters.pricing import OnDemandPricer, parse_price_list_product, price_list_filters
+from spot_core.adapters.spot_prices import CachedSpotPrices, Ec2SpotPrices
 from spot_core.domain.errors import PriceUnavailable
-from spot_core.domain.pricing import spot_price_statistics
+from spot_core.domain.pricing import LINUX, RHEL, SUSE, WINDOWS, spot_price_statistics
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -126,6 +126,38 @@ def test_price_list_filters_select_the_linux_shared_on_demand_sku():
         price_list_filters("m5.large", "moon-1")
 
 
+def terms_of(filters):
+    return {f["Field"]: f["Value"] for f in filters}
+
+
+@pytest.mark.parametrize(("product", "operating_system", "licence", "software"), [
+    (LINUX, "Linux", "No License required", "NA"),
+    (RHEL, "RHEL", "No License required", "NA"),
+    (SUSE, "SUSE", "No License required", "NA"),
+    (WINDOWS, "Windows", "No License required", "NA"),
+    ("Red Hat Enterprise Linux with HA", "Red Hat Enterprise Linux with HA", "No License required", "NA"),
+    ("Windows with SQL Server Standard", "Windows", "No License required", "SQL Std"),
+    ("Windows with SQL Server Web", "Windows", "No License required", "SQL Web"),
+    ("Windows with SQL Server Enterprise", "Windows", "No License required", "SQL Ent"),
+    ("Ubuntu Pro", "Ubuntu Pro", "No License required", "NA"),
+    ("Windows BYOL", "Windows", "Bring your own license", "NA"),
+    ("Red Hat BYOL Linux", "Linux", "No License required", "NA"),  # billed as Linux/UNIX
+])
+def test_price_list_filters_select_the_product_sku(product, operating_system, licence, software):
+    filters = price_list_filters("m5.large", "us-east-1", product)
+    assert [f["Field"] for f in filters] == [f["Field"] for f in price_list_filters("m5.large", "us-east-1")]
+    assert all(f["Type"] == "TERM_MATCH" for f in filters)
+    assert terms_of(filters) == {
+        "instanceType": "m5.large", "location": "US East (N. Virginia)", "operatingSystem": operating_system,
+        "tenancy": "Shared", "preInstalledSw": software, "capacitystatus": "Used", "licenseModel": licence,
+    }
+
+
+def test_price_list_filters_refuse_an_unknown_product():
+    with pytest.raises(ValueError, match="Rocky Linux"):
+        price_list_filters("m5.large", "us-east-1", "Rocky Linux")
+
+
 # --- on-demand pricer ------------------------------------------------------------------
 
 
@@ -189,6 +221,60 @@ def test_pricer_rejects_an_unknown_source():
         OnDemandPricer("us-east-1", source="guess")
 
 
+class ProductPricing(FakePricing):
+    """Answers from a {(type, operatingSystem, preInstalledSw): usd} table."""
+
+    def get_products(self, **kwargs):
+        self.calls.append(kwargs)
+        terms = terms_of(kwargs["Filters"])
+        usd = self.table.get((terms["instanceType"], terms["operatingSystem"], terms["preInstalledSw"]))
+        return {"PriceList": [] if usd is None else [price_list_entry(terms["instanceType"], usd)]}
+
+
+def test_pricer_asks_the_api_once_per_distinct_type_and_product():
+    client = ProductPricing({("m5.large", "Linux", "NA"): "0.0960000000", ("m5.large", "RHEL", "NA"): "0.1248000000",
+                             ("m5.large", "Windows", "NA"): "0.1880000000"})
+    pricer = OnDemandPricer("us-east-1", client)
+    assert pricer.prices(["m5.large"]) == {"m5.large": 0.096}
+    assert pricer.prices(["m5.large", "m5.large"], product=RHEL) == {"m5.large": 0.1248}
+    assert pricer.prices(["m5.large"], product=WINDOWS) == {"m5.large": 0.188}
+    assert pricer.prices(["m5.large"], product=RHEL) == {"m5.large": 0.1248}
+    assert pricer.price("m5.large", WINDOWS) == 0.188 and pricer.price("m5.large") == 0.096
+    assert pricer.api_calls == 3, "memoised per (type, product)"
+    assert [terms_of(c["Filters"])["operatingSystem"] for c in client.calls] == ["Linux", "RHEL", "Windows"]
+    assert client.calls[1]["Filters"] == price_list_filters("m5.large", "us-east-1", RHEL)
+
+
+def test_pricer_falls_back_to_the_product_catalog():
+    pricer = OnDemandPricer("us-east-1", ProductPricing())
+    assert pricer.prices(["m5.large", "c5.4xlarge"], product=RHEL) == {"m5.large": 0.1248, "c5.4xlarge": 0.8528}
+    assert pricer.prices(["m5.large"], product=WINDOWS) == {"m5.large": 0.188}
+    assert pricer.prices(["m5.large"], product="Red Hat BYOL Linux") == {"m5.large": 0.096}
+    assert pricer.source_used == "catalog"
+
+
+def test_a_product_without_any_price_is_unavailable_and_named():
+    pricer = OnDemandPricer("us-east-1", ProductPricing())
+    with pytest.raises(PriceUnavailable, match=r"no on-demand price for SUSE Linux on m5\.large in us-east-1"):
+        pricer.prices(["m5.large"], product=SUSE)
+    assert pricer.prices(["m5.large"], strict=False, product=SUSE) == {}
+    assert pricer.prices(["t3.medium", "m5.large"], strict=False, product=WINDOWS) == {"m5.large": 0.188}
+
+
+@pytest.mark.parametrize(("product", "reason"), [
+    ("Windows BYOL", "Dedicated Hosts"),
+    ("Ubuntu Pro", "no Spot price"),
+    ("Rocky Linux", "unknown billing product"),
+])
+def test_unsupported_products_are_never_priced_and_never_asked_for(product, reason):
+    client = ProductPricing({("m5.large", "Windows", "NA"): "0.1880000000"})
+    pricer = OnDemandPricer("us-east-1", client)
+    with pytest.raises(PriceUnavailable, match=reason):
+        pricer.prices(["m5.large"], product=product)
+    assert pricer.prices(["m5.large"], strict=False, product=product) == {}
+    assert client.calls == []
+
+
 # --- spot history from EC2 (moto) -----------------------------------------------------
 
 
@@ -220,7 +306,7 @@ def test_fetch_spot_price_history_returns_raw_items_for_the_window(ec2):
 
 
 def test_fetch_spot_price_history_calls_grow_with_type_chunks_not_instances(ec2, monkeypatch):
-    monkeypatch.setattr(ec2_adapter, "TYPES_BATCH", 2)
+    monkeypatch.setattr(spot_prices_adapter, "TYPES_BATCH", 2)
     requests = count_calls(ec2, "DescribeSpotPriceHistory")
     fleet_of_types = ["m5.large"] * 500 + ["c5.large"] * 300 + ["r5.large"] * 200
     items = Ec2SpotPrices(ec2).history(fleet_of_types, NOW, 24)
@@ -250,3 +336,51 @@ def test_fetch_spot_price_history_reads_every_page():
     assert [i["SpotPrice"] for i in items] == ["0.030000", "0.040000"]
     assert client.requests[0]["StartTime"] == NOW - timedelta(hours=6)
     assert client.requests[0]["ProductDescriptions"] == ["Linux/UNIX"]
+
+
+@pytest.mark.parametrize(("product", "description"), [
+    (LINUX, "Linux/UNIX"),
+    (RHEL, "Red Hat Enterprise Linux"),
+    (SUSE, "SUSE Linux"),
+    (WINDOWS, "Windows"),
+    ("Red Hat BYOL Linux", "Linux/UNIX"),
+])
+def test_spot_history_asks_for_the_product_spot_description(ec2, product, description):
+    requests = count_calls(ec2, "DescribeSpotPriceHistory")
+    Ec2SpotPrices(ec2).statistics(["m5.large", "c5.large"], NOW, 12, product=product)
+    assert [r["ProductDescriptions"] for r in requests] == [[description]]
+    assert requests[0]["InstanceTypes"] == ["c5.large", "m5.large"]
+    assert (requests[0]["StartTime"], requests[0]["EndTime"]) == (NOW - timedelta(hours=12), NOW)
+
+
+@pytest.mark.parametrize("product", ["Windows with SQL Server Standard", "Windows BYOL", "Rocky Linux"])
+def test_a_product_without_a_spot_price_asks_nothing_and_has_no_pools(ec2, product):
+    requests = count_calls(ec2, "DescribeSpotPriceHistory")
+    assert Ec2SpotPrices(ec2).history(["m5.large"], NOW, 24, product) == []
+    assert Ec2SpotPrices(ec2).statistics(["m5.large"], NOW, product=product) == {}
+    assert requests == []
+
+
+def test_paged_history_is_read_per_product():
+    client = PagedEc2([[item(0.06, 5)], [item(0.07, 3)]])
+    items = Ec2SpotPrices(client).history(["m5.large"], NOW, 6, product=WINDOWS)
+    assert len(items) == 2 and client.requests[0]["ProductDescriptions"] == ["Windows"]
+
+
+class RecordingSpotPrices:
+    def __init__(self):
+        self.calls = []
+
+    def statistics(self, instance_types, now, lookback_hours=24, product=LINUX):
+        self.calls.append((tuple(instance_types), lookback_hours, product))
+        return {("m5.large", "us-east-1a"): product}
+
+
+def test_cached_spot_prices_keep_products_apart():
+    inner = RecordingSpotPrices()
+    cached = CachedSpotPrices(inner)
+    assert cached.statistics(["m5.large"], NOW) == {("m5.large", "us-east-1a"): LINUX}
+    assert cached.statistics(["m5.large"], NOW, product=RHEL) == {("m5.large", "us-east-1a"): RHEL}
+    assert cached.statistics(["m5.large"], NOW, 24, RHEL) == {("m5.large", "us-east-1a"): RHEL}
+    assert cached.statistics(["m5.large"], NOW) == {("m5.large", "us-east-1a"): LINUX}
+    assert inner.calls == [(("m5.large",), 24, LINUX), (("m5.large",), 24, RHEL)]

@@ -101,7 +101,9 @@ def expected_statuses(name: str, run) -> dict[str, str]:
         succeeded = REVIEWED | WAVE | {"CaptureBaseline", "Waves", "WaitForReplacements", "Finalize", "Done"}
         return _expect(run, succeeded=succeeded)
     if name == "rolled_back":
-        succeeded = REVIEWED | WAVE - {"QualityGate"} | {"CaptureBaseline", "Rollback", "RollbackComplete"}
+        # every wave waits for its replacements' status checks at least once
+        succeeded = REVIEWED | WAVE - {"QualityGate"} | {"CaptureBaseline", "WaitForReplacements", "Rollback",
+                                                          "RollbackComplete"}
         return _expect(run, succeeded=succeeded, caught={"Waves", "QualityGate"}, failed={"RolledBack"})
     if name == "rejected":
         return _expect(run, succeeded=REVIEWED | {"RequestApproval", "ApprovalDecision", "RecordRejection"},

@@ -262,6 +262,11 @@ def wave0(runtime, consolidated, baseline):
     event = load_event("migrate_wave")
     before = runtime.fleet.snapshot()
     result = invoke(runtime, "migrate_wave", event)
+    for _ in range(20):  # as the state machine loops: the Wait it asks for, then the next pass
+        if result["done"]:
+            break
+        runtime.advance(result["wait_seconds"])
+        result = invoke(runtime, "migrate_wave", event)
     return {"event": event, "result": result, "before": before, "after": runtime.fleet.snapshot()}
 
 

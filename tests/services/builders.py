@@ -101,9 +101,15 @@ def records(p: Ports, mid: str = MID) -> dict[str, InstanceRecord]:
     return {r.instance_id: r for r in p.plans.records(mid)}
 
 
+def replacement_of(p: Ports, original: Instance) -> str:
+    replacement = records(p)[original.instance_id].replacement_id
+    assert replacement is not None
+    return replacement
+
+
 # --- the services, wired to the fakes ------------------------------------------------------------------------
 def migrate_wave(p: Ports) -> MigrateWave:
-    return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.locks, p.clock)
+    return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.locks, p.clock, p.probes)
 
 
 def migrate(p: Ports, wave: WaveSpec, mid: str = MID, invocations: int = 200) -> Any:

@@ -14,7 +14,7 @@ from builders import API, MID, WEB, ZONES, launches, plan, pools, records, servi
 from builders import interruptions as service
 from fakes import Crash, Ports
 
-from spot_core.adapters.ec2 import CachedSpotPrices
+from spot_core.adapters.spot_prices import CachedSpotPrices
 from spot_core.domain.instances import Instance
 from spot_core.domain.interruptions import CLAIM_STALE_SECONDS, Notice, NoticeKind, ReplacementInProgress
 from spot_core.domain.plan import Target

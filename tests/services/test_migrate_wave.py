@@ -4,6 +4,7 @@ resumable after a crash at any step, in chunks across invocations (services/migr
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 from builders import (
@@ -21,6 +22,7 @@ from builders import (
     plan,
     pools,
     records,
+    replacement_of,
     serving,
     settle,
     sweeper,
@@ -29,7 +31,7 @@ from builders import (
 from fakes import Crash, Ports
 
 from spot_core.domain.errors import WaveFailed
-from spot_core.domain.instances import Instance, LaunchSettings
+from spot_core.domain.instances import Instance, LaunchSettings, RootVolume
 from spot_core.domain.plan import WaveSpec
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, WAVE_TAG
 
@@ -62,12 +64,6 @@ def invoke(p: Ports, wave: WaveSpec, seconds: float = 900):
 def run(p: Ports, wave: WaveSpec, seconds: float = 900):
     """The state machine's loop: invocations and waits until the wave is done; the last result."""
     return list(until_done(lambda: invoke(p, wave, seconds)))[-1]
-
-
-def replacement_of(p: Ports, original: Instance) -> str:
-    replacement = records(p)[original.instance_id].replacement_id
-    assert replacement is not None
-    return replacement
 
 
 # --- make-before-break ------------------------------------------------------------------------------------
@@ -115,8 +111,10 @@ def test_the_replacement_is_launched_from_its_originals_settings_with_the_migrat
     assert set(specs) == {replacement_of(p, first), replacement_of(p, second)}
     for original, user_data in ((first, "#!/bin/sh\necho one"), (second, "#!/bin/sh\necho two")):
         spec, replacement = specs[replacement_of(p, original)], p.fleet.instance(replacement_of(p, original))
+        carried = replace(original.settings, root_volume=RootVolume(  # the fakes' default root volume
+            device="/dev/xvda", size_gib=8, volume_type="gp3", delete_on_termination=True))
         assert (spec.image_id, spec.subnet_id, spec.settings, spec.user_data) == (
-            original.image_id, original.subnet_id, original.settings, user_data)
+            original.image_id, original.subnet_id, carried, user_data)
         assert (spec.instance_type, spec.market) == ("m5.large", "spot")
         tags = replacement.tags
         assert tags[MANAGED_TAG] == "true" and tags[MIGRATION_ID_TAG] == MID and tags[WAVE_TAG] == "1"

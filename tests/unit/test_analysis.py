@@ -21,7 +21,7 @@ from spot_core.domain.analysis import (
     summarize,
 )
 from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
-from spot_core.domain.pricing import HOURS_PER_MONTH
+from spot_core.domain.pricing import HOURS_PER_MONTH, BillingProduct
 from spot_core.domain.tags import STATEFUL_TAG
 from spot_core.domain.waves import plan_waves, wave_order
 
@@ -83,7 +83,10 @@ def test_a_plain_running_on_demand_linux_instance_may_move():
         ({"state": "stopped"}, "not_running", "stopped"),
         ({"state": "pending"}, "not_running", "pending"),
         ({"state": "stopping"}, "not_running", "stopping"),
-        ({"platform": "windows"}, "unsupported_platform", "Windows"),
+        ({"billing": BillingProduct.of("Windows BYOL", "RunInstances:0800", "windows")}, "unsupported_product",
+         "Windows BYOL"),
+        ({"billing": BillingProduct.of("Ubuntu Pro", "RunInstances:0g00", None)}, "unsupported_product",
+         "no Spot price"),
     ],
 )
 def test_every_exclusion_reason(overrides, reason, in_detail):
@@ -276,7 +279,8 @@ def test_eligible_record_has_its_savings():
         ({"tags": {"aws:autoscaling:groupName": "web-asg"}}, "auto_scaling_group"),
         ({"lifecycle": "spot"}, "already_spot"),
         ({"state": "stopped"}, "not_running"),
-        ({"platform": "windows"}, "unsupported_platform"),
+        ({"billing": BillingProduct.of("Windows with SQL Server Standard", "RunInstances:0006", "windows")},
+         "unsupported_product"),
     ],
 )
 def test_excluded_record_carries_the_reason_and_no_savings(overrides, reason):

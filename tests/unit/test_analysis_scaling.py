@@ -19,6 +19,8 @@ TYPES = ("m5.large", "c5.xlarge", "r5.large")
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 INSTANCES = 900
 
+PROBED = {"mode": "stateless", "health_probe": {"command": "curl -fsS localhost/health"}}  # in no target group
+
 
 def fleet_of_few_types() -> Ports:
     p = ports()
@@ -53,7 +55,7 @@ def test_a_fleet_of_many_instances_and_few_types_works_out_each_pool_list_once(c
     service = Analyze(p.fleet, p.load_balancer, p.metrics, p.on_demand, p.spot_prices, p.migrations, p.plans,
                       p.pool_memory, p.locks, p.clock)
 
-    summary = service.run("mig-1", MigrationRequest.model_validate({}))
+    summary = service.run("mig-1", MigrationRequest.model_validate(PROBED))
 
     assert summary.analysed == INSTANCES and summary.candidates == INSTANCES
     assert sorted(counted["pools"]) == sorted(itertools.product(TYPES, ZONES))  # 9, not 900

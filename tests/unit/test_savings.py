@@ -4,8 +4,9 @@ stopped originals' volumes cost on (domain/outcomes.py Realised, domain/analysis
 import pytest
 
 from spot_core.domain.analysis import InstanceFacts, build_record, summarize
+from spot_core.domain.carry import Inventory, Volume
 from spot_core.domain.outcomes import Realised
-from spot_core.domain.plan import InstanceRecord, Pool
+from spot_core.domain.plan import InstanceRecord, Pool, TargetRef
 from spot_core.domain.pricing import HOURS_PER_MONTH, SpotPriceStat, storage_monthly
 
 POOL = Pool(instance_type="m5.large", availability_zone="us-east-1a", spot_hourly=0.04)
@@ -42,11 +43,12 @@ def test_the_stopped_originals_volumes_are_counted_against_the_savings():
 
 
 def test_the_plan_nets_the_volumes_a_stopped_original_keeps_paying_for():
+    root = Volume(volume_id="vol-1", device="/dev/xvda", size_gib=130, volume_type="gp2", root=True)
     facts = InstanceFacts(instance_id="i-0000000000000000a", instance_type="m5.large",
-                          availability_zone="us-east-1a", state="running", volumes=(("gp3", 100), ("gp2", 50)))
-    record = build_record(facts, on_demand_hourly=0.10, pools=[POOL], cpu_values=[], target_groups=[],
-                          min_savings_pct=0)
-    assert record.stopped_storage_monthly == storage_monthly([("gp3", 100), ("gp2", 50)]) == 13.0
+                          availability_zone="us-east-1a", state="running", inventory=Inventory(volumes=(root,)))
+    record = build_record(facts, on_demand_hourly=0.10, pools=[POOL], cpu_values=[],
+                          target_groups=[TargetRef(arn="arn:aws:elasticloadbalancing:tg")], min_savings_pct=0)
+    assert record.stopped_storage_monthly == storage_monthly([("gp2", 130)]) == 13.0
     assert record.monthly_savings == pytest.approx(0.06 * HOURS_PER_MONTH - 13.0)
     summary = summarize([record], "catalog")
     assert summary.monthly_stopped_storage == 13.0 and summary.monthly_savings == record.monthly_savings

@@ -9,37 +9,30 @@ differs per replacement (the original it replaces, its name) is tagged on each a
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ..domain.batching import chunks
+from ..domain.carry import ElasticIp, Interface, Inventory, Volume
 from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, StartRefused
-from ..domain.instances import CAPACITY_ERRORS, LIVE_STATES, Instance, LaunchSettings, LaunchSpec, TypeTraits
-from ..domain.pricing import SpotPriceStat, spot_price_statistics
+from ..domain.health import StatusChecks
+from ..domain.instances import (
+    CAPACITY_ERRORS,
+    LIVE_STATES,
+    Instance,
+    LaunchSettings,
+    LaunchSpec,
+    TypeTraits,
+    burstable_family,
+)
 from ..domain.request import Selector
 from ..domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from .aws import error_code, transient_errors
+from .concurrency import concurrently as _concurrently
 
 THROTTLED = "RequestLimitExceeded"
-PER_INSTANCE_CONCURRENCY = 8  # calls in flight for APIs that take one instance a call
-
-
-def _concurrently(call: Callable[[T], R], items: list[T]) -> list[R]:
-    """`call` on each item, PER_INSTANCE_CONCURRENCY at a time; the results in order. The first
-    error is raised once every call has ended (what succeeded stays done: each call is
-    idempotent, and the caller records progress only for what it knows succeeded)."""
-    if len(items) <= 1:
-        return [call(item) for item in items]
-    with ThreadPoolExecutor(max_workers=PER_INSTANCE_CONCURRENCY) as pool:
-        return list(pool.map(call, items))
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -48,17 +41,20 @@ if TYPE_CHECKING:
 DESCRIBE_BATCH = 200  # instance ids per describe filter
 STATE_CHANGE_BATCH = 500  # instance ids per start/stop/terminate call
 VOLUME_FILTER_VALUES = 200  # values one DescribeVolumes filter takes
+PROVISIONED_IOPS_TYPES = ("io1", "io2", "gp3")  # the volume types whose IOPS RunInstances takes
+CREDITS_BATCH = 1000  # instance ids per DescribeInstanceCreditSpecifications
+ROOT_DEVICES = ("/dev/xvda", "/dev/sda1")  # where images put the root volume, should EC2 not say
+STATUS_BATCH = 100  # instance ids per DescribeInstanceStatus
 TYPES_BATCH = 100  # DescribeInstanceTypes and DescribeSpotPriceHistory take 100 types a call
-PRODUCT = "Linux/UNIX"
 
 
 def to_instance(raw: InstanceTypeDef) -> Instance:
     """An EC2 API instance, as the product sees it."""
-    metadata = raw.get("MetadataOptions") or {}
+    placement = raw["Placement"]
     return Instance(
         instance_id=raw["InstanceId"],
         instance_type=raw["InstanceType"],
-        availability_zone=raw["Placement"]["AvailabilityZone"],
+        availability_zone=placement["AvailabilityZone"],
         state=raw["State"]["Name"],
         subnet_id=raw.get("SubnetId"),
         vpc_id=raw.get("VpcId"),
@@ -67,17 +63,44 @@ def to_instance(raw: InstanceTypeDef) -> Instance:
         platform=raw.get("Platform"),
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
         launch_time=raw.get("LaunchTime"),
-        settings=LaunchSettings(
-            security_group_ids=tuple(g["GroupId"] for g in raw.get("SecurityGroups", [])),
-            key_name=raw.get("KeyName") or None,
-            instance_profile_arn=(raw.get("IamInstanceProfile") or {}).get("Arn"),
-            ebs_optimized=bool(raw.get("EbsOptimized", False)),
-            monitoring=(raw.get("Monitoring") or {}).get("State") == "enabled",
-            metadata_http_tokens=metadata.get("HttpTokens"),
-            metadata_http_endpoint=metadata.get("HttpEndpoint", "enabled"),
-        ),
+        settings=_settings(raw),
         state_reason=(raw.get("StateReason") or {}).get("Code") or None,
         launch_index=int(raw.get("AmiLaunchIndex") or 0),
+        root_device=raw.get("RootDeviceName"),
+        block_devices=tuple((m["DeviceName"], m["Ebs"]["VolumeId"], bool(m["Ebs"].get("DeleteOnTermination")))
+                            for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m),
+        interfaces=tuple(_interface(n) for n in raw.get("NetworkInterfaces", [])),
+        source_dest_check=bool(raw.get("SourceDestCheck", True)),
+        product=raw.get("PlatformDetails"),
+        usage_operation=raw.get("UsageOperation"),
+    )
+
+
+def _settings(raw: InstanceTypeDef) -> LaunchSettings:
+    metadata, placement = raw.get("MetadataOptions") or {}, raw["Placement"]
+    return LaunchSettings(
+        security_group_ids=tuple(g["GroupId"] for g in raw.get("SecurityGroups", [])),
+        key_name=raw.get("KeyName") or None,
+        instance_profile_arn=(raw.get("IamInstanceProfile") or {}).get("Arn"),
+        ebs_optimized=bool(raw.get("EbsOptimized", False)),
+        monitoring=(raw.get("Monitoring") or {}).get("State") == "enabled",
+        metadata_http_tokens=metadata.get("HttpTokens"),
+        metadata_http_endpoint=metadata.get("HttpEndpoint", "enabled"),
+        metadata_hop_limit=metadata.get("HttpPutResponseHopLimit"),
+        placement_group=placement.get("GroupName") or None,
+        tenancy=placement.get("Tenancy") or None,
+        hibernation=bool((raw.get("HibernationOptions") or {}).get("Configured")),
+    )
+
+
+def _interface(raw: Any) -> Interface:
+    ips = sorted(raw.get("PrivateIpAddresses", []), key=lambda ip: not ip.get("Primary"))
+    attachment = raw.get("Attachment") or {}
+    return Interface(
+        interface_id=raw["NetworkInterfaceId"], device_index=int(attachment.get("DeviceIndex", 0)),
+        private_ips=tuple(ip["PrivateIpAddress"] for ip in ips if ip.get("PrivateIpAddress")),
+        public_ip=(raw.get("Association") or {}).get("PublicIp") or None,
+        delete_on_termination=bool(attachment.get("DeleteOnTermination", True)),
     )
 
 
@@ -116,10 +139,52 @@ def run_instances_request(spec: LaunchSpec, client_token: str, count: int = 1) -
         request["IamInstanceProfile"] = {"Arn": settings.instance_profile_arn}
     if spec.user_data:  # EC2 reports it base64-encoded; boto3 encodes what it is given: hand it the original
         request["UserData"] = base64.b64decode(spec.user_data)
-    if settings.metadata_http_tokens:
-        request["MetadataOptions"] = {"HttpTokens": settings.metadata_http_tokens,
-                                      "HttpEndpoint": settings.metadata_http_endpoint}
+    if settings.metadata_http_tokens or settings.metadata_hop_limit:
+        request["MetadataOptions"] = {"HttpEndpoint": settings.metadata_http_endpoint, **_present(
+            HttpTokens=settings.metadata_http_tokens, HttpPutResponseHopLimit=settings.metadata_hop_limit)}
+    _carry_settings(request, spec)
     return request  # type: ignore[return-value]
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _carry_settings(request: dict[str, Any], spec: LaunchSpec) -> None:
+    """What the original was launched with beyond the basics: its root volume's settings,
+    placement group and tenancy, and CPU credits (burstable replacements only: EC2 refuses a credit
+    specification for any other type)."""
+    settings, root = spec.settings, spec.settings.root_volume
+    if root is not None:
+        request["BlockDeviceMappings"] = [{"DeviceName": root.device, "Ebs": _present(
+            VolumeSize=root.size_gib, VolumeType=root.volume_type, DeleteOnTermination=root.delete_on_termination,
+            Encrypted=root.encrypted, KmsKeyId=root.kms_key_id if root.encrypted else None,
+            Iops=root.iops if root.volume_type in PROVISIONED_IOPS_TYPES else None,
+            Throughput=root.throughput if root.volume_type == "gp3" else None)}]
+    placement = _present(GroupName=settings.placement_group,
+                         Tenancy=settings.tenancy if settings.tenancy not in (None, "default") else None)
+    if placement:
+        request["Placement"] = placement
+    if settings.cpu_credits and burstable_family(spec.instance_type):
+        request["CreditSpecification"] = {"CpuCredits": settings.cpu_credits}
+
+
+def _volume(instance: Instance, raw: Any) -> Volume:
+    device = raw["_at"].get("Device", "")
+    delete = next((d for dev, vid, d in instance.block_devices if vid == raw["VolumeId"]), False)
+    return Volume(volume_id=raw["VolumeId"], device=device, size_gib=int(raw.get("Size", 0)),
+                  volume_type=raw.get("VolumeType", ""), iops=raw.get("Iops"), throughput=raw.get("Throughput"),
+                  encrypted=bool(raw.get("Encrypted")), kms_key_id=raw.get("KmsKeyId"), delete_on_termination=delete,
+                  multi_attach=bool(raw.get("MultiAttachEnabled")),
+                  root=device == instance.root_device)
+
+
+def _with_root(volumes: tuple[Volume, ...]) -> tuple[Volume, ...]:
+    """Should no volume be at the instance's RootDeviceName (an image whose mapping names another
+    device), the one at a root device name images use is the root."""
+    if any(v.root for v in volumes):
+        return volumes
+    return tuple(v.model_copy(update={"root": v.device in ROOT_DEVICES}) for v in volumes)
 
 
 class Ec2Fleet:
@@ -310,17 +375,73 @@ class Ec2Fleet:
             return StartRefused(f"{error_code(exc)}: {exc}")
         return None
 
-    def volumes(self, instance_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
-        """Instance id -> its attached EBS volumes as (type, GiB): DescribeVolumes, 200 instances a filter."""
-        found: dict[str, list[tuple[str, int]]] = {}
+    def inventory(self, instances: list[Instance]) -> dict[str, Inventory]:
+        """Instance id -> what it carries: its volumes (DescribeVolumes), Elastic IPs
+        (DescribeAddresses) and, for burstable types, CPU credits; calls grow with pages."""
+        ids = sorted({i.instance_id for i in instances})
+        volumes, addresses = self._volumes(ids), self._addresses(ids)
+        credits = self._cpu_credits([i.instance_id for i in instances if burstable_family(i.instance_type)])
+        return {i.instance_id: Inventory(
+            volumes=_with_root(tuple(_volume(i, raw) for raw in volumes.get(i.instance_id, []))),
+            interfaces=i.interfaces, addresses=tuple(addresses.get(i.instance_id, ())),
+            hibernation=i.settings.hibernation, source_dest_check=i.source_dest_check,
+            cpu_credits=credits.get(i.instance_id)) for i in instances}
+
+    def _volumes(self, instance_ids: list[str]) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
         paginator = self.ec2.get_paginator("describe_volumes")
         with transient_errors():
-            for chunk in chunks(sorted(set(instance_ids)), VOLUME_FILTER_VALUES):
+            for chunk in chunks(instance_ids, VOLUME_FILTER_VALUES):
                 for page in paginator.paginate(Filters=[{"Name": "attachment.instance-id", "Values": chunk}]):
                     for volume in page.get("Volumes", []):
                         for attachment in volume.get("Attachments", []):
-                            found.setdefault(attachment.get("InstanceId", ""), []).append(
-                                (volume.get("VolumeType", ""), volume.get("Size", 0)))
+                            if attachment.get("InstanceId") in chunk:
+                                found.setdefault(attachment["InstanceId"], []).append({**volume, "_at": attachment})
+        return found
+
+    def _addresses(self, instance_ids: list[str]) -> dict[str, list[ElasticIp]]:
+        found: dict[str, list[ElasticIp]] = {}
+        with transient_errors():
+            for chunk in chunks(instance_ids, VOLUME_FILTER_VALUES):
+                page = self.ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": chunk}])
+                for address in page.get("Addresses", []):
+                    if address.get("AllocationId") and address.get("InstanceId"):
+                        found.setdefault(address["InstanceId"], []).append(ElasticIp(
+                            allocation_id=address["AllocationId"], public_ip=address.get("PublicIp", ""),
+                            private_ip=address.get("PrivateIpAddress"),
+                            interface_id=address.get("NetworkInterfaceId")))
+        return found
+
+    def _cpu_credits(self, instance_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with transient_errors():
+            for chunk in chunks(instance_ids, CREDITS_BATCH):
+                page = self.ec2.describe_instance_credit_specifications(InstanceIds=chunk)
+                found.update({c["InstanceId"]: c["CpuCredits"] for c in page.get("InstanceCreditSpecifications", [])
+                              if c.get("CpuCredits")})
+        return found
+
+    def associate_address(self, allocation_id: str, instance_id: str) -> None:
+        """The Elastic IP now points at `instance_id` (taken from wherever it was)."""
+        with transient_errors():
+            self.ec2.associate_address(AllocationId=allocation_id, InstanceId=instance_id, AllowReassociation=True)
+
+    def set_source_dest_check(self, instance_id: str, enabled: bool) -> None:
+        with transient_errors():
+            self.ec2.modify_instance_attribute(InstanceId=instance_id, SourceDestCheck={"Value": enabled})
+
+    def status_checks(self, instance_ids: list[str]) -> dict[str, StatusChecks]:
+        """Instance id -> its two EC2 status checks; instances not running are absent.
+        DescribeInstanceStatus takes 100 ids a call."""
+        found: dict[str, StatusChecks] = {}
+        paginator = self.ec2.get_paginator("describe_instance_status")
+        with transient_errors():
+            for chunk in chunks(sorted(set(instance_ids)), STATUS_BATCH):
+                for page in paginator.paginate(InstanceIds=chunk):
+                    for status in page.get("InstanceStatuses", []):
+                        found[status["InstanceId"]] = StatusChecks(
+                            instance=(status.get("InstanceStatus") or {}).get("Status", "initializing"),
+                            system=(status.get("SystemStatus") or {}).get("Status", "initializing"))
         return found
 
     def live_replacements(self) -> list[Instance]:
@@ -347,44 +468,3 @@ class Ec2Fleet:
         with transient_errors():
             for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
                 self.ec2.terminate_instances(InstanceIds=chunk)
-
-
-class Ec2SpotPrices:
-    """Spot price statistics per pool from DescribeSpotPriceHistory: one paginated request per
-    100 distinct types, so calls grow with pages and types, never with instances."""
-
-    def __init__(self, ec2: EC2Client):
-        self.ec2 = ec2
-
-    def statistics(self, instance_types: Iterable[str], now: datetime,
-                   lookback_hours: float = 24) -> dict[tuple[str, str], SpotPriceStat]:
-        return spot_price_statistics(self.history(instance_types, now, lookback_hours), now, lookback_hours)
-
-    def history(self, instance_types: Iterable[str], now: datetime, lookback_hours: float) -> list[dict[str, Any]]:
-        paginator = self.ec2.get_paginator("describe_spot_price_history")
-        items: list[dict[str, Any]] = []
-        with transient_errors():
-            for chunk in chunks(sorted(set(instance_types)), TYPES_BATCH):
-                for page in paginator.paginate(InstanceTypes=chunk, ProductDescriptions=[PRODUCT],  # type: ignore[arg-type]
-                                               StartTime=now - timedelta(hours=lookback_hours), EndTime=now):
-                    items.extend(page.get("SpotPriceHistory", []))  # type: ignore[arg-type]
-        return items
-
-
-class CachedSpotPrices:
-    """Keeps statistics for `ttl_seconds` per set of types: a storm of interruption warnings
-    for the same types in one warm execution environment reads them once."""
-
-    def __init__(self, inner: Ec2SpotPrices, ttl_seconds: float = 300.0):
-        self.inner, self.ttl = inner, ttl_seconds
-        self._cache: dict[tuple[tuple[str, ...], float], tuple[float, dict[tuple[str, str], SpotPriceStat]]] = {}
-
-    def statistics(self, instance_types: Iterable[str], now: datetime,
-                   lookback_hours: float = 24) -> dict[tuple[str, str], SpotPriceStat]:
-        key = (tuple(instance_types), lookback_hours)
-        cached = self._cache.get(key)
-        if cached and time.monotonic() - cached[0] < self.ttl:
-            return cached[1]
-        stats = self.inner.statistics(key[0], now, lookback_hours)
-        self._cache[key] = (time.monotonic(), stats)
-        return stats

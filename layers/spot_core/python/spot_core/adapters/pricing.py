@@ -1,5 +1,5 @@
 """On-demand prices from the AWS Price List Query API (``pricing.get_products``), one call per
-distinct instance type, with the bundled catalog as fallback."""
+distinct instance type and billing product, with the bundled catalogs as fallback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..domain.errors import PriceUnavailable
-from ..domain.pricing import catalog_on_demand_price
+from ..domain.pricing import LINUX, BillingProduct, catalog_on_demand_price
 
 if TYPE_CHECKING:
     from mypy_boto3_pricing import PricingClient
@@ -58,19 +58,24 @@ REGION_LOCATIONS: dict[str, str] = {
 }
 
 
-def price_list_filters(instance_type: str, region: str) -> list[FilterTypeDef]:
-    """``get_products`` filters selecting the Linux, shared-tenancy, on-demand SKU."""
+def price_list_filters(instance_type: str, region: str, product: str = LINUX) -> list[FilterTypeDef]:
+    """``get_products`` filters selecting the shared-tenancy, on-demand SKU of ``product`` (a
+    billing product name, Linux/UNIX by default): its operating system, licence model and
+    pre-installed software terms."""
     location = REGION_LOCATIONS.get(region)
     if location is None:
         raise ValueError(f"no Price List location is known for region {region!r}")
+    product_terms = BillingProduct.named(product).price_list_terms
+    if not product_terms:
+        raise ValueError(f"no Price List terms are known for billing product {product!r}")
     terms = {
         "instanceType": instance_type,
         "location": location,
-        "operatingSystem": "Linux",
+        "operatingSystem": product_terms["operatingSystem"],
         "tenancy": "Shared",
-        "preInstalledSw": "NA",
+        "preInstalledSw": product_terms["preInstalledSw"],
         "capacitystatus": "Used",
-        "licenseModel": "No License required",
+        "licenseModel": product_terms["licenseModel"],
     }
     return [{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in terms.items()]
 
@@ -92,13 +97,14 @@ def parse_price_list_product(product_json: str | Mapping[str, Any]) -> float | N
     return None
 
 
-
 class OnDemandPricer:
-    """Hourly on-demand prices for one region, memoised per instance type.
+    """Hourly on-demand prices for one region, memoised per (instance type, billing product).
 
-    ``source="api"`` asks the Price List API once per distinct type and falls back to the
-    bundled catalog when there is no client, the call fails or it finds nothing;
+    ``source="api"`` asks the Price List API once per distinct type and product and falls back
+    to the bundled catalogs when there is no client, the call fails or it finds nothing;
     ``source="catalog"`` never calls the API. ``api_calls`` counts ``get_products`` calls.
+    A product that cannot be priced honestly (``BillingProduct.unsupported_reason``) has no
+    price: neither the API nor the catalog is asked.
     """
 
     def __init__(self, region: str, pricing_client: PricingClient | None = None, source: str = "api") -> None:
@@ -109,7 +115,7 @@ class OnDemandPricer:
         self.api_calls = 0
         self._client = pricing_client
         self._api_failed = False
-        self._memo: dict[str, tuple[float, str] | None] = {}
+        self._memo: dict[tuple[str, str], tuple[float, str] | None] = {}
         self._sources_used: set[str] = set()
 
     @property
@@ -119,46 +125,54 @@ class OnDemandPricer:
             return "api+catalog"
         return next(iter(self._sources_used), self.source)
 
-    def prices(self, instance_types: Iterable[str], strict: bool = True) -> dict[str, float]:
-        """Hourly price per distinct type. Unknown types raise PriceUnavailable, or are
-        left out when ``strict`` is False."""
+    def prices(self, instance_types: Iterable[str], strict: bool = True, product: str = LINUX) -> dict[str, float]:
+        """Hourly price per distinct type, billed as ``product``. Types without a price raise
+        PriceUnavailable, or are left out when ``strict`` is False."""
         result: dict[str, float] = {}
         for instance_type in sorted(set(instance_types)):
-            found = self._lookup(instance_type)
+            found = self._lookup(instance_type, product)
             if found is None:
                 if strict:
-                    raise PriceUnavailable(
-                        f"no on-demand price for {instance_type} in {self.region}: "
-                        "not in the Price List API and not in the bundled catalog"
-                    )
+                    raise PriceUnavailable(self._missing(instance_type, product))
                 continue
             result[instance_type] = found[0]
             self._sources_used.add(found[1])
         return result
 
-    def price(self, instance_type: str) -> float:
-        return self.prices([instance_type])[instance_type]
+    def price(self, instance_type: str, product: str = LINUX) -> float:
+        return self.prices([instance_type], product=product)[instance_type]
 
-    def _lookup(self, instance_type: str) -> tuple[float, str] | None:
-        if instance_type not in self._memo:
-            from_api = self._from_api(instance_type) if self._use_api() else None
-            if from_api is not None:
-                self._memo[instance_type] = (from_api, "api")
-            else:
-                from_catalog = catalog_on_demand_price(instance_type, self.region)
-                self._memo[instance_type] = None if from_catalog is None else (from_catalog, "catalog")
-        return self._memo[instance_type]
+    def _missing(self, instance_type: str, product: str) -> str:
+        reason = BillingProduct.named(product).unsupported_reason
+        what = instance_type if product == LINUX else f"{product} on {instance_type}"
+        return (f"no on-demand price for {what} in {self.region}: "
+                f"{reason or 'not in the Price List API and not in the bundled catalog'}")
+
+    def _lookup(self, instance_type: str, product: str) -> tuple[float, str] | None:
+        key = (instance_type, product)
+        if key not in self._memo:
+            self._memo[key] = self._find(instance_type, product)
+        return self._memo[key]
+
+    def _find(self, instance_type: str, product: str) -> tuple[float, str] | None:
+        if BillingProduct.named(product).unsupported_reason is not None:
+            return None
+        from_api = self._from_api(instance_type, product) if self._use_api() else None
+        if from_api is not None:
+            return (from_api, "api")
+        from_catalog = catalog_on_demand_price(instance_type, self.region, product)
+        return None if from_catalog is None else (from_catalog, "catalog")
 
     def _use_api(self) -> bool:
         return self.source == "api" and self._client is not None and not self._api_failed
 
-    def _from_api(self, instance_type: str) -> float | None:
+    def _from_api(self, instance_type: str, product: str) -> float | None:
         assert self._client is not None  # _use_api() said so
         try:
             self.api_calls += 1
             response = self._client.get_products(
                 ServiceCode="AmazonEC2",
-                Filters=price_list_filters(instance_type, self.region),
+                Filters=price_list_filters(instance_type, self.region, product),
                 FormatVersion="aws_v1",
                 MaxResults=10,
             )
@@ -166,8 +180,8 @@ class OnDemandPricer:
             return next((p for p in prices if p is not None), None)
         except Exception as error:  # noqa: BLE001 - any API failure: the catalog still answers
             logger.warning(
-                "Price List API failed for %s in %s (%s); using the bundled catalog from now on",
-                instance_type, self.region, error,
+                "Price List API failed for %s (%s) in %s (%s); using the bundled catalog from now on",
+                instance_type, product, self.region, error,
             )
             self._api_failed = True
             return None

@@ -11,9 +11,11 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .instances import Instance, TypeTraits
+from .carry import CarryPlan, Exclusion, Inventory, RequestedMode, carry_plan, choose_mode, probe_for, requested_mode
+from .health import HealthProbe
+from .instances import Instance, LaunchSettings, TypeTraits, burstable_family
 from .plan import InstanceRecord, PlanSummary, Pool, Risk, TargetRef, Workload
-from .pricing import HOURS_PER_MONTH, storage_monthly
+from .pricing import HOURS_PER_MONTH, LINUX, BillingProduct, storage_monthly
 from .tags import OPT_IN_TAG, STATEFUL_TAG, is_managed, is_opted_in
 
 MIN_CPU_SAMPLES = 6
@@ -35,24 +37,63 @@ class InstanceFacts:
     tags: dict[str, str] = field(default_factory=dict)
     instance_storage: bool = False
     burstable: bool = False
-    volumes: tuple[tuple[str, int], ...] = ()  # attached EBS volumes: (type, GiB)
+    inventory: Inventory = field(default_factory=Inventory)
+    settings: LaunchSettings = field(default_factory=LaunchSettings)
+    billing: BillingProduct = field(default_factory=lambda: BillingProduct.named(LINUX))
 
     @property
     def name(self) -> str | None:
         return self.tags.get("Name")
 
+    @property
+    def volumes(self) -> tuple[tuple[str, int], ...]:
+        """Attached EBS volumes as (type, GiB)."""
+        return self.inventory.volume_sizes
+
     @classmethod
-    def of(cls, instance: Instance, traits: TypeTraits | None,
-           volumes: tuple[tuple[str, int], ...] = ()) -> InstanceFacts:
+    def of(cls, instance: Instance, traits: TypeTraits | None, inventory: Inventory | None = None) -> InstanceFacts:
         """Types DescribeInstanceTypes did not answer for count as burstable when their family is t."""
         return cls(
             instance_id=instance.instance_id, instance_type=instance.instance_type,
             availability_zone=instance.availability_zone, state=instance.state, subnet_id=instance.subnet_id,
             lifecycle=instance.lifecycle, platform=instance.platform, tags=dict(instance.tags),
             instance_storage=traits.instance_storage if traits else False,
-            burstable=traits.burstable if traits else instance.instance_type.startswith("t"),
-            volumes=volumes,
+            burstable=traits.burstable if traits else burstable_family(instance.instance_type),
+            inventory=inventory or Inventory(), settings=instance.settings,
+            billing=BillingProduct.of(instance.product, instance.usage_operation, instance.platform),
         )
+
+
+@dataclass(frozen=True)
+class CarryRules:
+    """The request's say in how instances move (each instance's tags may override it)."""
+
+    mode: RequestedMode = "auto"
+    allow_downtime: bool = False
+    probe: HealthProbe | None = None
+
+
+DEFAULT_RULES = CarryRules()
+
+
+def how_it_moves(facts: InstanceFacts, rules: CarryRules, load_balanced: bool) -> CarryPlan | Exclusion:
+    """The instance's mode and what it carries, or why it cannot move at all."""
+    mode = requested_mode(facts.tags, rules.mode)
+    probe = probe_for(facts.tags, rules.probe)
+    for answer in (mode, probe):
+        if isinstance(answer, tuple):
+            return answer
+    assert not isinstance(mode, tuple) and not isinstance(probe, tuple)
+    if facts.settings.tenancy not in (None, "default"):
+        return "unsupported_tenancy", f"{facts.settings.tenancy} tenancy: Spot runs on shared (default) tenancy"
+    chosen = choose_mode(mode, facts.inventory, load_balanced=load_balanced, probe=probe,
+                         allow_downtime=rules.allow_downtime)
+    if isinstance(chosen, tuple):
+        return chosen
+    if chosen == "stateful":
+        return "stateful_unavailable", ("moves only with its own volumes and interfaces (stateful mode), which "
+                                        "this version does not carry out yet")
+    return carry_plan(chosen, facts.inventory, facts.settings.describe(), probe)
 
 
 def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
@@ -72,8 +113,8 @@ def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
         return "instance_store", f"{facts.instance_type} has instance-store volumes whose data a replacement would lose"
     if "aws:autoscaling:groupName" in facts.tags:
         return "auto_scaling_group", f"member of Auto Scaling group {facts.tags['aws:autoscaling:groupName']}"
-    if facts.platform == "windows":
-        return "unsupported_platform", "Windows pricing and licensing are not supported yet"
+    if facts.billing.unsupported_reason:
+        return "unsupported_product", facts.billing.unsupported_reason
     return None
 
 
@@ -157,6 +198,7 @@ def build_record(
     cpu_values: list[float],
     target_groups: list[TargetRef],
     min_savings_pct: float,
+    rules: CarryRules = DEFAULT_RULES,
 ) -> InstanceRecord:
     """The plan record of one instance: eligible with its savings, or excluded with a reason."""
     stats = cpu_statistics(cpu_values)
@@ -168,9 +210,7 @@ def build_record(
         subnet_id=facts.subnet_id,
         name=facts.name,
         workload=workload,
-        cpu_mean=round(stats[0], 2) if stats else None,
-        cpu_p95=round(stats[1], 2) if stats else None,
-        cpu_max=round(stats[2], 2) if stats else None,
+        **_rounded_cpu(stats),
         target_groups=target_groups,
         burstable=facts.burstable,
         on_demand_hourly=on_demand_hourly,
@@ -181,6 +221,7 @@ def build_record(
     excluded = exclusion_reason(facts) or _unpriced(facts, on_demand_hourly, pools)
     if excluded is not None:
         record.exclude(*excluded)
+    if not record.eligible or not _carried(record, facts, rules):
         return record
     assert on_demand_hourly is not None  # _unpriced said so
     _price(record, on_demand_hourly, pools[0].spot_hourly, storage_monthly(facts.volumes))
@@ -190,9 +231,25 @@ def build_record(
     return record
 
 
+def _rounded_cpu(stats: tuple[float, float, float] | None) -> dict[str, float | None]:
+    values = [round(v, 2) for v in stats] if stats else [None, None, None]
+    return dict(zip(("cpu_mean", "cpu_p95", "cpu_max"), values, strict=True))
+
+
+def _carried(record: InstanceRecord, facts: InstanceFacts, rules: CarryRules) -> bool:
+    """The record's mode and what it carries; False (excluded, with why) when it cannot move."""
+    carry = how_it_moves(facts, rules, load_balanced=bool(record.target_groups))
+    if isinstance(carry, tuple):
+        record.exclude(*carry)
+        return False
+    record.mode, record.carry = carry.mode, carry
+    return True
+
+
 def _unpriced(facts: InstanceFacts, on_demand_hourly: float | None, pools: list[Pool]) -> tuple[str, str] | None:
     if on_demand_hourly is None:
-        return "no_on_demand_price", f"no on-demand price known for {facts.instance_type}"
+        product = f" ({facts.billing.name})" if facts.billing.licensed else ""
+        return "no_on_demand_price", f"no on-demand price known for {facts.instance_type}{product}"
     if not pools:
         return "no_spot_pool", f"no Spot price for {facts.instance_type} or an equivalent in {facts.availability_zone}"
     return None

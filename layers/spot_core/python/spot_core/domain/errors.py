@@ -98,3 +98,14 @@ class PriceUnavailable(SpotMigrationError, ValueError):
 # --- the product's own setup -----------------------------------------------------------------
 class ConfigurationError(SpotMigrationError):
     """A required environment variable is missing or malformed."""
+
+
+class ProbeRefused(SpotMigrationError):
+    """SSM refused to run a health probe on the instance: it is not an SSM managed instance (no
+    agent online, or no instance profile allowing SSM). Waiting will not fix it, so the record
+    fails with the reason instead of waiting for a result that never comes."""
+
+    def __init__(self, instance_id: str, code: str = "InvalidInstanceId"):
+        super().__init__(f"the replacement is not an SSM managed instance ({instance_id}: {code}; it needs the "
+                         "SSM agent and an instance profile that allows Systems Manager)")
+        self.instance_id, self.code = instance_id, code

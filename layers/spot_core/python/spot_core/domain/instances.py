@@ -6,11 +6,13 @@ API response. A replacement copies the original's launch settings into another p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from .carry import Interface, Inventory
 from .plan import Pool
 
 Market = Literal["spot", "on-demand"]
@@ -24,6 +26,14 @@ CAPACITY_ERRORS = frozenset({
 })
 
 
+BURSTABLE_FAMILY = re.compile(r"t\d")  # t2, t3, t3a, t4g: not trn1 (Trainium)
+
+
+def burstable_family(instance_type: str) -> bool:
+    """Whether the type is of a burstable (T) family, which alone takes CPU credit settings."""
+    return bool(BURSTABLE_FAMILY.match(instance_type))
+
+
 @dataclass(frozen=True)
 class LaunchSettings:
     """The parts of an instance a replacement copies (besides image, subnet and tags)."""
@@ -35,6 +45,40 @@ class LaunchSettings:
     monitoring: bool = False
     metadata_http_tokens: str | None = None
     metadata_http_endpoint: str = "enabled"
+    metadata_hop_limit: int | None = None
+    placement_group: str | None = None
+    tenancy: str | None = None  # "default" | "dedicated" | "host"
+    hibernation: bool = False
+    cpu_credits: str | None = None  # burstable types: "standard" | "unlimited"
+    root_volume: RootVolume | None = None  # the original's root volume settings (from the inventory)
+
+    def describe(self) -> list[str]:
+        """The launch settings a replacement copies, in words (the plan shows them)."""
+        optional = [
+            (bool(self.metadata_http_tokens or self.metadata_hop_limit),
+             f"instance metadata: tokens {self.metadata_http_tokens or 'optional'}, "
+             f"hop limit {self.metadata_hop_limit or 1}"),
+            (bool(self.placement_group), f"placement group {self.placement_group}"),
+            (self.tenancy not in (None, "default"), f"tenancy {self.tenancy}"),
+            (bool(self.cpu_credits), f"CPU credits {self.cpu_credits}"),
+            (self.hibernation, "hibernation configured"),
+        ]
+        return ["image, subnet, security groups, key pair, instance profile, user data and tags",
+                *(note for present, note in optional if present)]
+
+
+@dataclass(frozen=True)
+class RootVolume:
+    """A root volume as RunInstances' block device mapping sets it."""
+
+    device: str
+    size_gib: int
+    volume_type: str
+    iops: int | None = None
+    throughput: int | None = None
+    encrypted: bool = False
+    kms_key_id: str | None = None
+    delete_on_termination: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +97,12 @@ class Instance:
     settings: LaunchSettings = field(default_factory=LaunchSettings)
     state_reason: str | None = None  # the code of the last state change, e.g. "Server.SpotInstanceTermination"
     launch_index: int = 0  # AmiLaunchIndex: its place among the instances one RunInstances launched
+    root_device: str | None = None
+    block_devices: tuple[tuple[str, str, bool], ...] = ()  # (device, volume id, delete on termination)
+    interfaces: tuple[Interface, ...] = ()
+    source_dest_check: bool = True
+    product: str | None = None  # PlatformDetails: the billing product ("Linux/UNIX", "Red Hat Enterprise Linux", ...)
+    usage_operation: str | None = None
 
     @property
     def name(self) -> str | None:
@@ -85,9 +135,25 @@ class LaunchSpec:
 
     @classmethod
     def replacing(cls, original: Instance, pool: Pool, tags: Mapping[str, str], user_data: str | None,
-                  market: Market = "spot", subnet_id: str | None = None) -> LaunchSpec:
+                  market: Market = "spot", subnet_id: str | None = None,
+                  inventory: Inventory | None = None) -> LaunchSpec:
+        """With the inventory, the replacement also copies the root volume's settings (and the
+        CPU credit mode, which only DescribeInstanceCreditSpecifications tells)."""
         return cls(
             image_id=original.image_id or "", instance_type=pool.instance_type,
-            subnet_id=subnet_id or original.subnet_id or "", settings=original.settings,
+            subnet_id=subnet_id or original.subnet_id or "", settings=carried_settings(original, inventory),
             tags=tags, user_data=user_data, market=market,
         )
+
+
+def carried_settings(original: Instance, inventory: Inventory | None) -> LaunchSettings:
+    if inventory is None:
+        return original.settings
+    root = inventory.root
+    credits = inventory.cpu_credits or original.settings.cpu_credits
+    if root is None:
+        return replace(original.settings, cpu_credits=credits)
+    return replace(original.settings, cpu_credits=credits, root_volume=RootVolume(
+        device=root.device, size_gib=root.size_gib, volume_type=root.volume_type, iops=root.iops,
+        throughput=root.throughput, encrypted=root.encrypted, kms_key_id=root.kms_key_id,
+        delete_on_termination=root.delete_on_termination))

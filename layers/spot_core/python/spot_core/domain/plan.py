@@ -18,6 +18,8 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from .carry import CarryPlan, ElasticIp, Mode
+
 Risk = Literal["low", "medium", "high"]
 Workload = Literal["stable", "variable", "burst", "unknown"]
 RecordStatus = Literal["planned", "excluded", "skipped", "launching", "migrated", "failed", "rolled_back",
@@ -111,6 +113,10 @@ class InstanceRecord(BaseModel):
     phase_since: str | None = None  # when that step began
     launch_batch: str | None = None  # planned: the RunInstances call (client token) launching it right now
     replacement_tagged: bool = True  # False while a replacement launched with others lacks its own tags
+    mode: Mode | None = None  # how it moves (eligible records)
+    carry: CarryPlan | None = None  # what moves with it, what changes
+    probe_command: str | None = None  # registering: the SSM command probing the replacement's health
+    moved_addresses: list[ElasticIp] = Field(default_factory=list)  # Elastic IPs moved to the replacement
     updated_at: str | None = None
 
     @property

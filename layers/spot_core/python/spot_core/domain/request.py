@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .carry import RequestedMode
 from .errors import InvalidMigrationRequest
+from .health import HealthProbe
 from .tags import OPT_IN_TAG
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}\Z")
@@ -99,6 +101,13 @@ class MigrationRequest(Strict):
     dry_run: bool = False
     wave_success_ratio: float = Field(0.95, gt=0, le=1)
     min_savings_pct: float = Field(10.0, ge=0, lt=100)
+    mode: RequestedMode = Field("auto", description="how instances move: auto | stateless | stateful; "
+                                "the tag spot-migration:mode overrides it per instance")
+    allow_downtime: bool = Field(False, description="auto mode may move an instance with its disks (stateful), "
+                                 "with the short downtime the plan announces")
+    health_probe: HealthProbe | None = Field(None, description="a shell command run on each replacement by SSM "
+                                             "Run Command; exit 0 = healthy (tag spot-migration:health-probe "
+                                             "overrides it)")
 
     @field_validator("waves")
     @classmethod

@@ -86,6 +86,10 @@ class PlanEntry(BaseModel):
     replacement_id: str | None = None
     replacement_type: str | None = None
     replacement_az: str | None = None
+    mode: str | None = Field(None, description="stateless (make-before-break) or stateful (moves with its disks)")
+    carried: list[str] = Field(default_factory=list, description="what the move carries")
+    changed: list[str] = Field(default_factory=list, description="what will differ after the move")
+    downtime_seconds: int = Field(0, description="the announced downtime of a stateful move")
 
 
 class PlanPage(BaseModel):
@@ -172,7 +176,8 @@ def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[st
 
 
 def plan_entry(record: InstanceRecord) -> PlanEntry:
-    return PlanEntry.model_validate(record.model_dump(include=set(PlanEntry.model_fields)))
+    carry = record.carry.model_dump(include={"carried", "changed", "downtime_seconds"}) if record.carry else {}
+    return PlanEntry.model_validate({**record.model_dump(include=set(PlanEntry.model_fields)), **carry})
 
 
 PUBLIC_APPROVAL = ("requested_at", "timeout_seconds", "approved", "decided_by", "decided_at", "reason")

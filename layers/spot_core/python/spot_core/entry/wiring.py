@@ -19,11 +19,13 @@ from ..adapters.dynamodb.migrations import DynamoMigrations, DynamoPlans
 from ..adapters.dynamodb.pools import DynamoPoolMemory
 from ..adapters.dynamodb.registry import DynamoManagedRegistry
 from ..adapters.dynamodb.replacements import DynamoReplacementClaims
-from ..adapters.ec2 import CachedSpotPrices, Ec2Fleet, Ec2SpotPrices
+from ..adapters.ec2 import Ec2Fleet
 from ..adapters.elbv2 import ElbTargets
 from ..adapters.pricing import PRICING_API_REGION, OnDemandPricer
 from ..adapters.sns import SnsNotifier
+from ..adapters.spot_prices import CachedSpotPrices, Ec2SpotPrices
 from ..adapters.sqs import SqsQueues
+from ..adapters.ssm import SsmProbes
 from ..adapters.stepfunctions import SfnExecutions
 from ..domain.clock import SystemClock
 from ..domain.errors import ConfigurationError
@@ -139,7 +141,7 @@ class Wiring:
     @cached_property
     def migrate_wave(self) -> MigrateWave:
         return MigrateWave(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.locks,
-                           self.clock)
+                           self.clock, SsmProbes(self.client("ssm")))
 
     @cached_property
     def finalize(self) -> Finalize:

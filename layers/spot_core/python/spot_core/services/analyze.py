@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..domain.analysis import InstanceFacts, build_record, not_opted_in, summarize
+from ..domain.analysis import CarryRules, InstanceFacts, build_record, not_opted_in, summarize
 from ..domain.clock import Clock
 from ..domain.errors import InvalidMigrationRequest
 from ..domain.instances import Instance
 from ..domain.locks import InstanceLock
 from ..domain.outcomes import has_ended
 from ..domain.plan import InstanceRecord, PlanSummary, TargetRef
-from ..domain.pools import MigrationPoolBook, candidate_types
+from ..domain.pools import MigrationPoolBook, PoolKey, candidate_types
 from ..domain.request import MigrationRequest
 from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, is_opted_in
 from ..ports import (
@@ -51,7 +51,7 @@ class Analyze:
         instances = self.fleet.find(request.selector)
         self._check_selected(request, instances)  # before anything is written
         self.migrations.create(migration_id, request.model_dump())
-        records = self._records(instances, request.min_savings_pct)
+        records = self._records(instances, request)
         self._exclude_replaced(records)
         self._hold(migration_id, records)
         self.plans.put_records(migration_id, records)
@@ -105,44 +105,58 @@ class Analyze:
         items = self.migrations.get_many(migration_ids, consistent=True) if migration_ids else {}
         return {m for m in migration_ids if m not in items or has_ended(items[m])}
 
-    def _records(self, instances: list[Instance], min_savings_pct: float) -> list[InstanceRecord]:
+    def _records(self, instances: list[Instance], request: MigrationRequest) -> list[InstanceRecord]:
         traits = self.fleet.type_traits({i.instance_type for i in instances})
-        opted_in = [i.instance_id for i in instances if is_opted_in(i.tags)]
-        volumes = self.fleet.volumes(opted_in) if opted_in else {}
-        facts = [InstanceFacts.of(i, traits.get(i.instance_type), tuple(volumes.get(i.instance_id, ())))
-                 for i in instances]
+        opted_in = [i for i in instances if is_opted_in(i.tags)]
+        inventory = self.fleet.inventory(opted_in) if opted_in else {}
+        facts = [InstanceFacts.of(i, traits.get(i.instance_type), inventory.get(i.instance_id)) for i in instances]
         evidence = self._evidence([f for f in facts if is_opted_in(f.tags)])
-        return [evidence.record(f, min_savings_pct) if f.instance_id in evidence.opted_in else not_opted_in(f)
-                for f in facts]
+        rules = CarryRules(mode=request.mode, allow_downtime=request.allow_downtime, probe=request.health_probe)
+        return [evidence.record(f, request.min_savings_pct, rules) if f.instance_id in evidence.opted_in
+                else not_opted_in(f) for f in facts]
+
+    def _prices(self, product: str, types: set[str], now: datetime, avoid: set[PoolKey]) -> _Prices:
+        movable = sorted({t for instance_type in types for t in candidate_types(instance_type)})
+        return _Prices(self.on_demand.prices(types, strict=False, product=product),
+                       MigrationPoolBook(self.spot_prices.statistics(movable, now, product=product), avoid=avoid))
 
     def _evidence(self, opted_in: list[InstanceFacts]) -> _Evidence:
-        """Everything the analysis needs of AWS, read in calls that grow with types, not instances."""
+        """Everything the analysis needs of AWS, read in calls that grow with types and billing
+        products (a licensed image has its own on-demand and Spot prices), not instances."""
         now = self.clock.now()
-        types = {f.instance_type for f in opted_in}
-        movable = sorted({t for instance_type in types for t in candidate_types(instance_type)})
-        on_demand = self.on_demand.prices(types, strict=False)
-        spot = self.spot_prices.statistics(movable, now)
+        avoid = self.pool_memory.recent_interruptions() if opted_in else set()
+        products = sorted({f.billing.priced_as for f in opted_in if not f.billing.unsupported_reason})
+        prices = {product: self._prices(product, {f.instance_type for f in opted_in if f.billing.priced_as == product},
+                                        now, avoid) for product in products}
         cpu = self.metrics.cpu_utilisation([f.instance_id for f in opted_in], now)
         membership = self.load_balancer.membership() if opted_in else {}
-        pools = MigrationPoolBook(spot, avoid=self.pool_memory.recent_interruptions())
-        return _Evidence(opted_in={f.instance_id for f in opted_in}, on_demand=on_demand, pools=pools, cpu=cpu,
-                         membership=membership)
+        return _Evidence(opted_in={f.instance_id for f in opted_in}, prices=prices, cpu=cpu, membership=membership)
+
+
+@dataclass
+class _Prices:
+    on_demand: dict[str, float]
+    pools: MigrationPoolBook  # per (type, AZ), once
+
+
+NO_PRICES = _Prices({}, MigrationPoolBook({}))
 
 
 @dataclass
 class _Evidence:
     opted_in: set[str]
-    on_demand: dict[str, float]
-    pools: MigrationPoolBook  # per (type, AZ), once
+    prices: dict[str, _Prices]  # per billing product (its name)
     cpu: dict[str, list[float]]
     membership: dict[str, list[TargetRef]]
 
-    def record(self, facts: InstanceFacts, min_savings_pct: float) -> InstanceRecord:
+    def record(self, facts: InstanceFacts, min_savings_pct: float, rules: CarryRules) -> InstanceRecord:
+        prices = self.prices.get(facts.billing.priced_as, NO_PRICES)
         return build_record(
             facts,
-            on_demand_hourly=self.on_demand.get(facts.instance_type),
-            pools=self.pools.pools(facts.instance_type, facts.availability_zone),
+            on_demand_hourly=prices.on_demand.get(facts.instance_type),
+            pools=prices.pools.pools(facts.instance_type, facts.availability_zone),
             cpu_values=self.cpu.get(facts.instance_id, []),
             target_groups=self.membership.get(facts.instance_id, []),
             min_savings_pct=min_savings_pct,
+            rules=rules,
         )

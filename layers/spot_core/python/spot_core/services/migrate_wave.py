@@ -22,8 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..domain.analysis import no_longer_eligible
+from ..domain.carry import Inventory, stateless_blockers
 from ..domain.clock import Budget, Clock, iso
-from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, TransientAwsError, WaveFailed
+from ..domain.errors import (
+    CapacityRefused,
+    LaunchRefused,
+    LaunchThrottled,
+    ProbeRefused,
+    TransientAwsError,
+    WaveFailed,
+)
+from ..domain.health import HealthProbe, ProbeResult, Verdict, health_verdict
 from ..domain.instances import GONE_STATES, Instance, LaunchSpec, Market
 from ..domain.interruptions import LaunchProfile, RecordRef
 from ..domain.launch_rate import LaunchRate
@@ -33,7 +42,7 @@ from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpe
 from ..domain.request import MigrationRequest
 from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
-from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
+from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository, Probes
 
 BOOT_TIMEOUT = 600  # seconds for a replacement to reach running before it is given up
 HEALTH_TIMEOUT = 900  # seconds for a registered replacement to be healthy in every group of its original
@@ -56,6 +65,7 @@ class MigrateWave:
     registry: ManagedRegistry
     locks: InstanceLocks
     clock: Clock
+    probes: Probes
 
     def run(self, migration_id: str, wave: WaveSpec, budget: Budget) -> WaveResult:
         """Move the wave on as far as EC2 and the load balancer are; WaveFailed when it is done
@@ -145,12 +155,22 @@ class _WaveStep:
             if not self._launch_group(group):
                 return
 
-    def _movable(self, todo: list[InstanceRecord]) -> list[tuple[InstanceRecord, Instance]]:
-        """The records that may move now, with their originals as they are now; the others are
-        skipped (no longer eligible, or held by another migration) or failed (original gone)."""
+    def _movable(self, todo: list[InstanceRecord]) -> list[_Movable]:
+        """The records that may move now, with their originals and what they carry as they are
+        now; the others are skipped (no longer eligible, held by another migration, or carrying
+        what their mode cannot) or failed (original gone)."""
+        running = self._running(todo)
+        inventories = self.s.fleet.inventory([o for _, o in running]) if running else {}
+        movable = [_Movable(r, o, inventories.get(r.instance_id, Inventory())) for r, o in running]
+        movable = [m for m in movable if m.still_carried()]
+        self._store([r for r in todo if r.status != "planned"])
+        return movable
+
+    def _running(self, todo: list[InstanceRecord]) -> list[tuple[InstanceRecord, Instance]]:
+        """The records whose originals still run and may move, with them; the others skipped or failed."""
         ids = [r.instance_id for r in todo]
         originals, locks = self.s.fleet.describe(ids), self.s.locks.locks(ids)
-        movable: list[tuple[InstanceRecord, Instance]] = []
+        running: list[tuple[InstanceRecord, Instance]] = []
         for record in todo:
             original = originals.get(record.instance_id)
             why = self._may_not_move(original, locks.get(record.instance_id))
@@ -159,9 +179,8 @@ class _WaveStep:
             elif original is None or original.state != "running":
                 record.fail(f"original is {original.state if original else 'gone'}; left as it is")
             else:
-                movable.append((record, original))
-        self._store([r for r in todo if r.status != "planned"])
-        return movable
+                running.append((record, original))
+        return running
 
     def _may_not_move(self, original: Instance | None, lock: InstanceLock | None) -> tuple[str, str] | None:
         """Why an instance planned for this wave must not move now (checked right before its launch)."""
@@ -172,13 +191,14 @@ class _WaveStep:
             return None  # _launch fails it: the original is gone or stopped
         return no_longer_eligible(original)
 
-    def _groups(self, movable: list[tuple[InstanceRecord, Instance]]) -> list[_Group]:
+    def _groups(self, movable: list[_Movable]) -> list[_Group]:
         """The records one launch configuration serves, each with its full spec."""
         groups: dict[tuple[object, ...], _Group] = {}
-        user_data = self.s.fleet.user_data_of([r.instance_id for r, _ in movable])
-        for record, original in movable:
+        user_data = self.s.fleet.user_data_of([m.record.instance_id for m in movable])
+        for record, original, inventory in ((m.record, m.original, m.inventory) for m in movable):
             tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
-            spec = LaunchSpec.replacing(original, record.pools[0], tags, user_data[record.instance_id])
+            spec = LaunchSpec.replacing(original, record.pools[0], tags, user_data[record.instance_id],
+                                        inventory=inventory)
             key = (tuple(p.key for p in record.pools), spec.image_id, spec.subnet_id, spec.settings, spec.user_data)
             group = groups.setdefault(key, _Group([], {}))
             group.records.append(record)
@@ -340,22 +360,79 @@ class _WaveStep:
         self._store(followed)
 
     def _healthy(self, registering: list[InstanceRecord]) -> None:
-        """Replacements healthy in every group of their original take its place: the original
-        is deregistered and drains. Those not healthy after HEALTH_TIMEOUT are given up."""
+        """Replacements proven healthy (every target group of their original, EC2's status checks,
+        the probe when one is wanted) take their original's place: its Elastic IPs move to them,
+        the original is deregistered and drains. Those that fail a check, or are not healthy
+        after HEALTH_TIMEOUT, are given up (the original serves on, untouched)."""
         now = self._now()
-        health = self.s.load_balancer.target_states(_targets(registering, of_replacement=True))
-        unhealthy = {r.instance_id: _unhealthy_in(r, health) for r in registering}
-        healthy = [r for r in registering if not unhealthy[r.instance_id]]
-        sick = [r for r in registering if unhealthy[r.instance_id] and _age(r, now) > HEALTH_TIMEOUT]
-        if sick:
-            self.s.load_balancer.deregister(_targets(sick, of_replacement=True))
-        for record in sick:
-            self._abandon(record, f"replacement {record.replacement_id} not healthy in "
-                                  f"{len(unhealthy[record.instance_id])} target group(s) in {HEALTH_TIMEOUT} s")
+        verdicts = self._verdicts(registering)
+        healthy = [r for r in registering if verdicts[r.instance_id][0] == "healthy"]
+        self._give_up(registering, verdicts, now)
+        self._take_over(healthy)
         self.s.load_balancer.deregister(_targets(healthy, of_replacement=False))
         for record in healthy:
             record.enter("draining", iso(now))
         self._store(healthy)
+
+    def _give_up(self, registering: list[InstanceRecord], verdicts: dict[str, tuple[Verdict, str]],
+                 now: datetime) -> None:
+        """Replacements that failed a check, or are still not healthy after HEALTH_TIMEOUT."""
+        why = {r.instance_id: _sick(verdicts[r.instance_id], _age(r, now)) for r in registering}
+        sick = [r for r in registering if why[r.instance_id]]
+        if sick:
+            self.s.load_balancer.deregister(_targets(sick, of_replacement=True))
+        for record in sick:
+            self._abandon(record, f"replacement {record.replacement_id} {why[record.instance_id]}")
+
+    def _verdicts(self, registering: list[InstanceRecord]) -> dict[str, tuple[Verdict, str]]:
+        """Original id -> whether its replacement has proven itself healthy (or why not yet)."""
+        health = self.s.load_balancer.target_states(_targets(registering, of_replacement=True))
+        checks = self.s.fleet.status_checks([r.replacement for r in registering])
+        ready = [r for r in registering if _probe_of(r) and not r.probe_command and not _unhealthy_in(r, health)
+                 and getattr(checks.get(r.replacement), "passed", False)]
+        probes = {**self._probe_results([r for r in registering if r.probe_command]), **self._send_probes(ready)}
+        return {r.instance_id: health_verdict(_unhealthy_in(r, health), checks.get(r.replacement),
+                                              probes.get(r.instance_id), _probe_of(r) is not None)
+                for r in registering}
+
+    def _send_probes(self, ready: list[InstanceRecord]) -> dict[str, ProbeResult]:
+        """Probe the replacements healthy in their groups and passing their status checks (their
+        services are up by then); those SSM cannot reach fail at once."""
+        refused: dict[str, ProbeResult] = {}
+        for record in ready:
+            probe = _probe_of(record)
+            assert probe is not None
+            try:
+                record.probe_command = self.s.probes.send(record.replacement, probe)
+            except ProbeRefused as why:
+                refused[record.instance_id] = ProbeResult(state="failed", detail=f"could not run: {why}"[:300])
+        self._store([r for r in ready if r.probe_command])
+        return refused
+
+    def _probe_results(self, probed: list[InstanceRecord]) -> dict[str, ProbeResult]:
+        """Original id -> its replacement's probe result so far."""
+        if not probed:
+            return {}
+        by_replacement = self.s.probes.results({r.replacement: r.probe_command or "" for r in probed})
+        return {r.instance_id: by_replacement[r.replacement] for r in probed if r.replacement in by_replacement}
+
+    def _take_over(self, healthy: list[InstanceRecord]) -> None:
+        """What only one instance can hold moves to the replacement before the original goes: its
+        Elastic IPs (written ahead on the record, so a rollback moves back what may have moved),
+        and a source/destination check switched off (a NAT or router instance)."""
+        self._move_addresses([r for r in healthy if r.carry and r.carry.elastic_ips and not r.moved_addresses])
+        for record in [r for r in healthy if r.carry and not r.carry.source_dest_check]:
+            self.s.fleet.set_source_dest_check(record.replacement, False)
+
+    def _move_addresses(self, moving: list[InstanceRecord]) -> None:
+        for record in moving:
+            record.moved_addresses = list(record.carry.elastic_ips) if record.carry else []
+        self._store(moving)
+        for record in moving:
+            for address in record.moved_addresses:
+                self.s.fleet.associate_address(address.allocation_id, record.replacement)
+            record.attempts.append("Elastic IP(s) moved to the replacement: "
+                                   + ", ".join(a.public_ip for a in record.moved_addresses))
 
     def _drained(self, draining: list[InstanceRecord]) -> None:
         """Originals out of every group (drained) are stopped: the record is migrated. One still
@@ -400,6 +477,41 @@ class _WaveStep:
 
     def _now(self) -> datetime:
         return self.s.clock.now()
+
+
+@dataclass
+class _Movable:
+    """A planned record whose original runs, with what the original carries right now."""
+
+    record: InstanceRecord
+    original: Instance
+    inventory: Inventory
+
+    def still_carried(self) -> bool:
+        """Whether its mode still carries everything the original now has (a data volume attached
+        since the plan would be left behind by a stateless replacement): skipped if not. The
+        Elastic IPs to move are taken as they are now."""
+        record = self.record
+        if record.mode == "stateless" and record.carry is not None:
+            blocked = stateless_blockers(self.inventory)
+            if blocked:
+                record.skip("cannot_be_stateless", "since the plan it has: " + "; ".join(blocked))
+                return False
+            record.carry = record.carry.model_copy(update={"elastic_ips": list(self.inventory.addresses)})
+        return True
+
+
+def _sick(verdict: tuple[Verdict, str], age: float) -> str | None:
+    state, why = verdict
+    if state == "failed":
+        return why
+    if state == "waiting" and age > HEALTH_TIMEOUT:
+        return f"not proven healthy in {HEALTH_TIMEOUT} s: {why}"
+    return None
+
+
+def _probe_of(record: InstanceRecord) -> HealthProbe | None:
+    return record.carry.probe if record.carry else None
 
 
 def _in(records: list[InstanceRecord], status: str) -> list[InstanceRecord]:

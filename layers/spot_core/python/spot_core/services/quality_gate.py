@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from ..domain.clock import Clock
 from ..domain.errors import QualityGateFailed
+from ..domain.health import StatusChecks
 from ..domain.instances import Instance
 from ..domain.plan import InstanceRecord, WaveSpec, group_by_target_group
 from ..domain.quality import GateResult, QualitySample, evaluate_gate, needs_load_balancer, quality_metrics
@@ -61,18 +62,23 @@ class QualityGate:
         return result
 
     def unhealthy_replacements(self, migration_id: str) -> list[str]:
-        """Replacements of migrated instances that are no longer running or healthy."""
+        """Replacements of migrated instances that are no longer running, healthy in every target
+        group of their original, or passing EC2's status checks (an impaired one fails the gate;
+        one still initializing, just replaced after an interruption, does not yet)."""
         migrated = [r for r in self.plans.records(migration_id) if r.status == "migrated"]
         if not migrated:
             return []
-        instances = self.fleet.describe([r.replacement for r in migrated])
+        ids = [r.replacement for r in migrated]
+        instances, checks = self.fleet.describe(ids), self.fleet.status_checks(ids)
         health = self.load_balancer.target_states(
             group_by_target_group((r.replacement, ref) for r in migrated for ref in r.target_groups))
-        return [r.replacement for r in migrated if not _serving(r, instances, health)]
+        return [r.replacement for r in migrated if not _serving(r, instances, health, checks.get(r.replacement))]
 
 
-def _serving(record: InstanceRecord, instances: Mapping[str, Instance], health: Mapping[tuple[str, str], str]) -> bool:
-    """The record's replacement runs and is healthy in every target group of its original."""
+def _serving(record: InstanceRecord, instances: Mapping[str, Instance], health: Mapping[tuple[str, str], str],
+             checks: StatusChecks | None) -> bool:
+    """The record's replacement runs, is healthy in every target group of its original, and no
+    status check of it fails."""
     instance = instances.get(record.replacement)
-    return instance is not None and instance.state == "running" \
+    return instance is not None and instance.state == "running" and not (checks and checks.failed) \
         and all(health.get((ref.arn, record.replacement)) == "healthy" for ref in record.target_groups)

@@ -167,6 +167,7 @@ class _Restore:
     def restore(self, chunk: list[InstanceRecord]) -> None:
         back, refused = self._start_originals(chunk)
         serving = self._serving_again(back)
+        self._addresses_back(serving)
         terminated = self.retire(serving, keep={})
         for r in serving:
             r.rolled_back(terminated.get(r.instance_id, []))
@@ -182,6 +183,17 @@ class _Restore:
             else:
                 r.rollback_failed(self._reason(why), kept[r.instance_id])
             self.s.plans.put_record(self.mid, r)
+
+    def _addresses_back(self, serving: list[InstanceRecord]) -> None:
+        """Elastic IPs the migration moved (or was about to move) point at their original again,
+        before its replacement goes; an original that is not back keeps its address on the Spot
+        instance that serves for it."""
+        for record in serving:
+            for address in record.moved_addresses:
+                self.s.fleet.associate_address(address.allocation_id, record.instance_id)
+            if record.moved_addresses:
+                record.attempts.append("rollback: Elastic IP(s) back on the original: "
+                                       + ", ".join(a.public_ip for a in record.moved_addresses))
 
     def _reason(self, why: CapacityRefused | StartRefused | None) -> str:
         if isinstance(why, CapacityRefused):

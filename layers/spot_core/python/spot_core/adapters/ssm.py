@@ -1,0 +1,96 @@
+"""Health probes by SSM Run Command: the user's shell command (AWS-RunShellScript) on an
+instance; exit code 0 says it serves.
+
+The command text may carry a secret (a token in a URL), and its output may too: neither is
+ever logged nor put into a result, only SSM's status and the exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..domain.errors import ProbeRefused
+from ..domain.health import HealthProbe, ProbeResult
+from .aws import error_code, transient_errors
+from .concurrency import concurrently
+
+logger = logging.getLogger(__name__)
+
+DOCUMENT = "AWS-RunShellScript"
+# SendCommand's TimeoutSeconds is the delivery timeout (the command must start within it): its
+# smallest value, so a replacement whose agent is not there fails soon; the probe's own
+# timeout bounds the run (executionTimeout).
+DELIVERY_TIMEOUT_SECONDS = 30
+COMMENT = "spot-migration health probe"
+
+PENDING = frozenset({"Pending", "InProgress", "Delayed"})
+SUCCESS = "Success"
+# Every other status is terminal and not a success: Failed, TimedOut, Cancelled, Cancelling and
+# the StatusDetails spellings (DeliveryTimedOut, ExecutionTimedOut, Undeliverable, Terminated).
+
+
+class SsmProbes:
+    """The Probes port on SSM Run Command."""
+
+    def __init__(self, ssm: Any):  # an SSM client (no mypy_boto3_ssm stubs installed)
+        self.ssm = ssm
+
+    def send(self, instance_id: str, probe: HealthProbe) -> str:
+        """The command id. ProbeRefused: the instance is not an SSM managed instance."""
+        try:
+            with transient_errors():
+                response = self.ssm.send_command(
+                    DocumentName=DOCUMENT, InstanceIds=[instance_id],
+                    Parameters={"commands": [probe.command], "executionTimeout": [str(probe.timeout_seconds)]},
+                    TimeoutSeconds=DELIVERY_TIMEOUT_SECONDS, Comment=COMMENT)
+        except ClientError as exc:
+            if error_code(exc) == "InvalidInstanceId":
+                raise ProbeRefused(instance_id) from exc
+            raise
+        command_id = str(response["Command"]["CommandId"])
+        logger.info("health probe sent", extra={"instance_id": instance_id, "command_id": command_id,
+                                                "timeout_seconds": probe.timeout_seconds})
+        return command_id
+
+    def results(self, commands: Mapping[str, str]) -> dict[str, ProbeResult]:
+        """Instance id -> its probe's result; `commands`: instance id -> command id.
+        GetCommandInvocation answers one invocation a call: a few run at once."""
+        items = sorted(commands.items())
+        return dict(zip([i for i, _ in items], concurrently(self._result, items), strict=True))
+
+    def _result(self, item: tuple[str, str]) -> ProbeResult:
+        instance_id, command_id = item
+        try:
+            with transient_errors():
+                invocation = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "InvocationDoesNotExist":  # just sent: SSM is eventually consistent
+                return ProbeResult(state="pending")
+            if code == "InvalidInstanceId":  # the instance is gone (terminated)
+                return ProbeResult(state="failed", detail=code)
+            raise
+        return to_result(invocation)
+
+
+def to_result(invocation: Mapping[str, Any]) -> ProbeResult:
+    """SSM's answer as a probe result: its status and exit code, never the command's output."""
+    status = str(invocation.get("Status", ""))
+    if status in PENDING:
+        return ProbeResult(state="pending")
+    if status == SUCCESS:
+        return ProbeResult(state="success")
+    return ProbeResult(state="failed", detail=_detail(status, invocation))
+
+
+def _detail(status: str, invocation: Mapping[str, Any]) -> str:
+    """`Failed (exit 1)`, `TimedOut: ExecutionTimedOut`: SSM's status, its details when they say
+    more, and the exit code when the command ran to one."""
+    details = str(invocation.get("StatusDetails") or "")
+    name = f"{status}: {details}" if details and details != status else status
+    code = invocation.get("ResponseCode")
+    return f"{name} (exit {code})" if isinstance(code, int) and code >= 0 else name

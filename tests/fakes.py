@@ -34,7 +34,7 @@ from spot_core.domain.errors import (
     StartRefused,
 )
 from spot_core.domain.health import HealthProbe, ProbeResult, StatusChecks
-from spot_core.domain.instances import CAPACITY_ERRORS, Instance, LaunchSettings, LaunchSpec, TypeTraits
+from spot_core.domain.instances import CAPACITY_ERRORS, LIVE_STATES, Instance, LaunchSettings, LaunchSpec, TypeTraits
 from spot_core.domain.interruptions import UNCLAIMED
 from spot_core.domain.locks import InstanceLock
 from spot_core.domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
@@ -42,6 +42,7 @@ from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, Ta
 from spot_core.domain.pricing import LINUX, SpotPriceStat
 from spot_core.domain.quality import QualitySample
 from spot_core.domain.request import MetricQuery, Selector
+from spot_core.domain.stateful import InterfaceAt, VolumeAt
 from spot_core.domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 
 M = TypeVar("M", bound=BaseModel)
@@ -169,6 +170,11 @@ class FakeFleet:
         self.status_check_seconds: float = 0  # a running instance's status checks initialise this long
         self.impaired: set[str] = set()  # instance ids whose instance status check fails
         self.source_dest_checks: dict[str, bool] = {}
+        # where each volume and interface is (stateful moves detach and attach them)
+        self.volume_at: dict[str, VolumeAt] = {}
+        self.volume_info: dict[str, Volume] = {}
+        self.interface_at: dict[str, InterfaceAt] = {}
+        self.deleted_volumes: list[str] = []
         self.start_refusals: dict[str, str] = {}  # instance id -> error code StartInstances answers for it
         self.traits: dict[str, TypeTraits] = {}
         self.capacity: dict[tuple[str, str], int] = {}  # (type, zone) -> instances a pool still has (default: plenty)
@@ -265,15 +271,88 @@ class FakeFleet:
                 if i.tags.get(MIGRATION_ID_TAG) == migration_id and i.tags.get(REPLACES_TAG) in original_ids}
 
     def inventory(self, instances: list[Instance]) -> dict[str, Inventory]:
-        """`inventories`; an instance not set has an 8 GiB gp3 root volume and nothing else."""
+        """`inventories`, with the volumes and interfaces attached to it now; an instance not set
+        has an 8 GiB gp3 root volume and nothing else."""
         self.world.enter("fleet.inventory")
-        return {i.instance_id: self.inventories.get(i.instance_id, default_inventory(i.instance_id))
-                for i in instances if i.instance_id in self._instances}
+        return {i.instance_id: self._inventory(i.instance_id) for i in instances if i.instance_id in self._instances}
+
+    def _inventory(self, instance_id: str) -> Inventory:
+        inventory = self.inventories.get(instance_id) or default_inventory(instance_id)
+        attached = [v for v, at in self.volume_at.items() if at.instance_id == instance_id]
+        if not attached and instance_id not in self.inventories:
+            return inventory
+        volumes = tuple(self.volume_info[v].model_copy(update={"device": self.volume_at[v].device}) for v in attached)
+        moved = {i for i, at in self.interface_at.items() if at.instance_id != instance_id}
+        return inventory.model_copy(update={"volumes": volumes, "interfaces": tuple(
+            i for i in inventory.interfaces if i.interface_id not in moved)})
 
     def set_inventory(self, instance_id: str, inventory: Inventory) -> None:
-        """What an instance carries; its Elastic IPs point at it."""
+        """What an instance carries: its volumes and interfaces attached to it, its Elastic IPs
+        pointing at it."""
         self.inventories[instance_id] = inventory
         self.addresses.update({a.allocation_id: instance_id for a in inventory.addresses})
+        for volume in inventory.volumes:
+            self.volume_info[volume.volume_id] = volume
+            self.volume_at[volume.volume_id] = VolumeAt("in-use", instance_id, volume.device, "attached")
+        for eni in inventory.secondary_interfaces:
+            self.interface_at[eni.interface_id] = InterfaceAt("in-use", instance_id, eni.device_index,
+                                                              f"attach-{eni.interface_id}")
+
+    # --- the pieces of a stateful move (EC2's rules: detach and attach only while stopped) --------------
+    def pieces(self, volume_ids: list[str], interface_ids: list[str]
+               ) -> tuple[dict[str, VolumeAt], dict[str, InterfaceAt]]:
+        self.world.enter("fleet.pieces")
+        return ({v: self.volume_at[v] for v in volume_ids if v in self.volume_at},
+                {i: self.interface_at[i] for i in interface_ids if i in self.interface_at})
+
+    def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
+        self.world.enter("fleet.attach_volume")
+        assert self.volume_at[volume_id].state == "available", f"{volume_id} is in use"
+        assert self.state(instance_id) == "stopped", f"attaching to {instance_id}, which is {self.state(instance_id)}"
+        assert not any(at.instance_id == instance_id and at.device == device for at in self.volume_at.values()), \
+            f"{device} of {instance_id} is taken"
+        self.volume_at[volume_id] = VolumeAt("in-use", instance_id, device, "attached")
+        self.world.record("attach_volume", (volume_id, instance_id, device))
+
+    def detach_volume(self, volume_id: str, instance_id: str) -> None:
+        self.world.enter("fleet.detach_volume")
+        assert self.state(instance_id) == "stopped", f"detaching from {instance_id}, which is {self.state(instance_id)}"
+        assert self.volume_at[volume_id].instance_id == instance_id
+        self.volume_at[volume_id] = VolumeAt("available")
+        self.world.record("detach_volume", (volume_id, instance_id))
+
+    def attach_interface(self, interface_id: str, instance_id: str, device_index: int) -> None:
+        self.world.enter("fleet.attach_interface")
+        assert self.interface_at[interface_id].status == "available"
+        self.interface_at[interface_id] = InterfaceAt("in-use", instance_id, device_index, f"attach-{interface_id}")
+        self.world.record("attach_interface", (interface_id, instance_id, device_index))
+
+    def detach_interface(self, attachment_id: str) -> None:
+        self.world.enter("fleet.detach_interface")
+        interface_id = next(i for i, at in self.interface_at.items() if at.attachment_id == attachment_id)
+        assert self.state(self.interface_at[interface_id].instance_id or "") == "stopped"
+        self.interface_at[interface_id] = InterfaceAt("available")
+        self.world.record("detach_interface", interface_id)
+
+    def delete_volumes(self, volume_ids: list[str]) -> None:
+        self.world.enter("fleet.delete_volumes")
+        for volume_id in volume_ids:
+            if volume_id in self.volume_at:
+                assert self.volume_at[volume_id].state == "available", f"deleting {volume_id}, which is in use"
+                del self.volume_at[volume_id]
+                self.deleted_volumes.append(volume_id)
+
+    def set_user_data(self, instance_id: str, user_data: str) -> None:
+        self.world.enter("fleet.set_user_data")
+        assert self.state(instance_id) == "stopped"
+        self.user_datas[instance_id] = user_data
+
+    def _rootless(self, instance_id: str) -> bool:
+        """An instance whose volumes are tracked and none of them is at its root device."""
+        tracked = instance_id in self.inventories or any(at.instance_id == instance_id
+                                                        for at in self.volume_at.values())
+        return tracked and not any(at.instance_id == instance_id and at.device in ("/dev/xvda", "/dev/sda1")
+                                   for at in self.volume_at.values())
 
     def status_checks(self, instance_ids: list[str]) -> dict[str, StatusChecks]:
         """Running instances: initializing for `status_check_seconds` after they run, then ok
@@ -306,7 +385,7 @@ class FakeFleet:
 
     def launched_for(self, migration_id: str) -> list[Instance]:
         self.world.enter("fleet.launched_for")
-        return [i for i in self.live() if i.tags.get(MIGRATION_ID_TAG) == migration_id]
+        return [i for i in self.all() if i.state in LIVE_STATES and i.tags.get(MIGRATION_ID_TAG) == migration_id]
 
     def find_successors(self, instance_ids: list[str]) -> dict[str, Instance]:
         self.world.enter("fleet.find_successors")
@@ -382,6 +461,10 @@ class FakeFleet:
             launch_time=self.world.clock.now(), settings=spec.settings, launch_index=index,
         )
         self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic(), client_token)
+        if spec.stop_on_interruption:  # tracked: its own root volume, which a stateful move swaps out
+            own = f"vol-own-{instance.instance_id[2:]}"
+            self.volume_info[own] = Volume(volume_id=own, device="/dev/xvda", size_gib=8, volume_type="gp3", root=True)
+            self.volume_at[own] = VolumeAt("in-use", instance.instance_id, "/dev/xvda", "attached")
         if spec.user_data:
             self.user_datas[instance.instance_id] = spec.user_data
         self.world.record("launch", {"instance_id": instance.instance_id, "spec": spec})
@@ -410,6 +493,8 @@ class FakeFleet:
             if code:
                 refused[instance_id] = (CapacityRefused(code, "refused") if code in CAPACITY_ERRORS
                                         else StartRefused(f"{code}: refused"))
+            elif self.state(instance_id) == "stopped" and self._rootless(instance_id):
+                refused[instance_id] = StartRefused("InvalidParameterValue: no root volume attached")
             elif self.state(instance_id) == "stopped":
                 self._set_state(instance_id, "pending")
                 self.world.record("start", instance_id)

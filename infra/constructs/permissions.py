@@ -132,15 +132,24 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
 
 
 def _ec2_terminate_managed(ctx: GrantContext, role: iam.Role) -> Findings:
+    managed = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
     role.add_to_principal_policy(iam.PolicyStatement(
         sid="TerminateManagedOnly", actions=["ec2:TerminateInstances"],
-        resources=[ctx.arn("ec2", "instance")],
-        conditions={"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}},
+        resources=[ctx.arn("ec2", "instance")], conditions=managed,
     ))
-    return {f"Resource::{scoped_arn('ec2', 'instance/*')}": (
-        f"Replacements to retire and orphans are found at run time; terminate only instances tagged "
-        f"{MANAGED_TAG}=true (set only at launch; no role of the product can add it to an existing instance)."
-    )}
+    # a stateful move's persistent Spot request would launch its instance again: cancelled first
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CancelManagedSpotRequests", actions=["ec2:CancelSpotInstanceRequests"],
+        resources=[ctx.arn("ec2", "spot-instances-request")], conditions=managed,
+    ))
+    return {
+        f"Resource::{scoped_arn('ec2', 'instance/*')}": (
+            f"Replacements to retire and orphans are found at run time; terminate only instances tagged "
+            f"{MANAGED_TAG}=true (set only at launch; no role of the product can add it to an existing instance)."),
+        f"Resource::{scoped_arn('ec2', 'spot-instances-request/*')}": (
+            f"The persistent Spot requests of stateful moves are created at run time; cancel only those tagged "
+            f"{MANAGED_TAG}=true (tagged at launch)."),
+    }
 
 
 def _ec2_carry(ctx: GrantContext, role: iam.Role) -> Findings:
@@ -159,6 +168,21 @@ def _ec2_carry(ctx: GrantContext, role: iam.Role) -> Findings:
     role.add_to_principal_policy(iam.PolicyStatement(
         sid="SourceDestCheckOfManaged", actions=["ec2:ModifyInstanceAttribute"], resources=[instance],
         conditions={"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}))
+    # Stateful moves: volumes and interfaces go from an opted-in original to the product's Spot
+    # instance and back; each call names the instance, whose tag is the condition.
+    moving = ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface"]
+    for sid, tag in (("MoveDisksOfOptedIn", OPT_IN_TAG), ("MoveDisksOfManaged", MANAGED_TAG)):
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid=sid, actions=moving, resources=[instance],
+            conditions={"StringEquals": {f"aws:ResourceTag/{tag}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="MovedDisksAndInterfaces", actions=moving,
+        resources=[a("ec2", "volume"), a("ec2", "network-interface")]))
+    managed = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="DeleteManagedSpareVolumes", actions=["ec2:DeleteVolume"], resources=[a("ec2", "volume")],
+        conditions=managed))
+
     role.add_to_principal_policy(iam.PolicyStatement(
         sid="EncryptedVolumesThroughEc2",
         actions=["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
@@ -170,7 +194,12 @@ def _ec2_carry(ctx: GrantContext, role: iam.Role) -> Findings:
               f"{OPT_IN_TAG}=true or {MANAGED_TAG}=true.")
     kms = ("The keys of the fleet's encrypted volumes are the customer's and discovered at run time; usable only "
            "through EC2 (kms:ViaService) when a replacement's root volume is encrypted with its original's key.")
+    moved = ("A stateful move's volumes and interfaces are the original's, discovered at run time; attach and "
+             f"detach also name the instance, which must be tagged {OPT_IN_TAG}=true or {MANAGED_TAG}=true. Deleting "
+             f"a volume and cancelling a Spot request are limited to resources tagged {MANAGED_TAG}=true (the "
+             "Spot instance's own root volume and its persistent request, tagged at launch).")
     return {
+        f"Resource::{scoped_arn('ec2', 'volume/*')}": moved,
         f"Resource::{scoped_arn('ec2', 'elastic-ip/*')}": reason,
         f"Resource::{scoped_arn('ec2', 'network-interface/*')}": reason,
         f"Resource::{scoped_arn('ec2', 'instance/*')}": reason,

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from moto.core.types import Base64EncodedString
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.amis import Ami
 from moto.ec2.models.instances import Instance, InstanceBackend
+from moto.ec2.responses import instances as instance_responses
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.spot_instances import SpotInstances
+from moto.ec2.utils import parse_user_data
 
 from spot_core.domain.pricing import LINUX, SPOT_DESCRIPTIONS, BillingProduct, catalog_on_demand_price
 
@@ -141,7 +144,9 @@ class SpotMarket:
             "history": SpotInstances.describe_spot_price_history,
             "run": InstanceBackend.run_instances,
             "run_response": InstanceResponse.run_instances,
+            "parse_user_data": instance_responses.parse_user_data,
         }
+        instance_responses.parse_user_data = _user_data_as_ec2_takes_it
         original_response = self._originals["run_response"]
         original_run = self._originals["run"]
 
@@ -209,11 +214,24 @@ class SpotMarket:
             SpotInstances.describe_spot_price_history = self._originals["history"]
             InstanceBackend.run_instances = self._originals["run"]
             InstanceResponse.run_instances = self._originals["run_response"]  # type: ignore[method-assign]
+            instance_responses.parse_user_data = self._originals["parse_user_data"]
             for model in (Instance, Ami):
                 for name in BILLING_FIELDS:
                     if name in vars(model):
                         delattr(model, name)
             self._originals = {}
+
+
+def _user_data_as_ec2_takes_it(value: Any) -> Base64EncodedString | None:
+    """ModifyInstanceAttribute's UserData.Value is a blob that the SDK base64-encodes on the wire,
+    as EC2 expects; moto decodes it once more and refuses what EC2 takes. The raw bytes are kept
+    as they are (RunInstances' base64 text passes through unchanged)."""
+    if isinstance(value, bytes):
+        try:
+            return Base64EncodedString.from_encoded_bytes(value)
+        except (ValueError, UnicodeDecodeError):
+            return Base64EncodedString.from_raw_bytes(value)
+    return parse_user_data(value)
 
 
 def _as_datetime(value: Any) -> datetime | None:

@@ -2,6 +2,7 @@
 launched with every setting of the original, refusals classified, registrations swapped."""
 
 import base64
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -115,7 +116,8 @@ def test_the_run_instances_request_copies_every_setting():
         "ImageId": "ami-1", "InstanceType": "c5.large", "MinCount": 1, "MaxCount": 1, "SubnetId": "subnet-2",
         "SecurityGroupIds": ["sg-1", "sg-2"], "EbsOptimized": True, "Monitoring": {"Enabled": True},
         "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "a", "Value": "1"}]},
-                              {"ResourceType": "volume", "Tags": [{"Key": "a", "Value": "1"}]}],
+                              {"ResourceType": "volume", "Tags": [{"Key": "a", "Value": "1"}]},
+                              {"ResourceType": "spot-instances-request", "Tags": [{"Key": "a", "Value": "1"}]}],
         "ClientToken": "t" * 64,
         "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": {
             "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}},
@@ -124,6 +126,11 @@ def test_the_run_instances_request_copies_every_setting():
     }
     on_demand = run_instances_request(LaunchSpec.replacing(source, pool, {}, None, market="on-demand"), "t")
     assert "InstanceMarketOptions" not in on_demand and "UserData" not in on_demand
+    assert [t["ResourceType"] for t in on_demand["TagSpecifications"]] == ["instance", "volume"]
+    stateful = run_instances_request(replace(LaunchSpec.replacing(source, pool, {}, None), stop_on_interruption=True),
+                                     "t")
+    assert stateful["InstanceMarketOptions"]["SpotOptions"] == {"SpotInstanceType": "persistent",
+                                                                 "InstanceInterruptionBehavior": "stop"}
 
 
 class Refusing:

@@ -86,7 +86,7 @@ def test_the_plan_shows_what_a_stateless_move_carries_and_what_changes():
 
 
 def test_the_tag_overrides_the_requests_mode_and_a_bad_tag_is_an_exclusion_with_the_reason():
-    assert record_of({"spot-migration:mode": "stateful"}, inventory()).exclusion_reason == "stateful_unavailable"
+    assert record_of({"spot-migration:mode": "stateful"}, inventory()).mode == "stateful"
     assert record_of({"spot-migration:mode": "Stateless"}, inventory(), CarryRules(mode="stateful")).mode == "stateless"
     bad = record_of({"spot-migration:mode": "fast"}, inventory())
     assert bad.exclusion_reason == "invalid_mode_tag" and "'fast' is not one of auto, stateless, stateful" in (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..domain.batching import chunks
-from ..domain.carry import ElasticIp, Interface, Inventory, Volume
+from ..domain.carry import MODE_TAG, ElasticIp, Interface, Inventory, Volume
 from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, StartRefused
 from ..domain.health import StatusChecks
 from ..domain.instances import (
@@ -28,6 +28,7 @@ from ..domain.instances import (
     burstable_family,
 )
 from ..domain.request import Selector
+from ..domain.stateful import InterfaceAt, VolumeAt
 from ..domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from .aws import error_code, transient_errors
 from .concurrency import concurrently as _concurrently
@@ -44,6 +45,8 @@ VOLUME_FILTER_VALUES = 200  # values one DescribeVolumes filter takes
 PROVISIONED_IOPS_TYPES = ("io1", "io2", "gp3")  # the volume types whose IOPS RunInstances takes
 CREDITS_BATCH = 1000  # instance ids per DescribeInstanceCreditSpecifications
 ROOT_DEVICES = ("/dev/xvda", "/dev/sda1")  # where images put the root volume, should EC2 not say
+TERMINATING_SPOT = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+STOPPING_SPOT = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}  # a stateful move's
 STATUS_BATCH = 100  # instance ids per DescribeInstanceStatus
 TYPES_BATCH = 100  # DescribeInstanceTypes and DescribeSpotPriceHistory take 100 types a call
 
@@ -73,6 +76,7 @@ def to_instance(raw: InstanceTypeDef) -> Instance:
         source_dest_check=bool(raw.get("SourceDestCheck", True)),
         product=raw.get("PlatformDetails"),
         usage_operation=raw.get("UsageOperation"),
+        spot_request_id=raw.get("SpotInstanceRequestId"),
     )
 
 
@@ -96,7 +100,7 @@ def _settings(raw: InstanceTypeDef) -> LaunchSettings:
 def _interface(raw: Any) -> Interface:
     ips = sorted(raw.get("PrivateIpAddresses", []), key=lambda ip: not ip.get("Primary"))
     attachment = raw.get("Attachment") or {}
-    return Interface(
+    return Interface(attachment_id=attachment.get("AttachmentId"),
         interface_id=raw["NetworkInterfaceId"], device_index=int(attachment.get("DeviceIndex", 0)),
         private_ips=tuple(ip["PrivateIpAddress"] for ip in ips if ip.get("PrivateIpAddress")),
         public_ip=(raw.get("Association") or {}).get("PublicIp") or None,
@@ -131,8 +135,9 @@ def run_instances_request(spec: LaunchSpec, client_token: str, count: int = 1) -
     if spec.market == "spot":
         request["InstanceMarketOptions"] = {
             "MarketType": "spot",
-            "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+            "SpotOptions": STOPPING_SPOT if spec.stop_on_interruption else TERMINATING_SPOT,
         }
+        request["TagSpecifications"].append({"ResourceType": "spot-instances-request", "Tags": tags})
     if settings.key_name:
         request["KeyName"] = settings.key_name
     if settings.instance_profile_arn:
@@ -452,11 +457,12 @@ class Ec2Fleet:
         ]))
 
     def launched_for(self, migration_id: str) -> list[Instance]:
-        """Every pending or running instance launched for the migration: its replacements, and
-        their own interruption or rebalance replacements (which keep the migration's tags)."""
+        """Every instance launched for the migration that is not terminated: its replacements (a
+        stateful move's Spot instance is stopped for a while), and their own interruption or
+        rebalance replacements (which keep the migration's tags)."""
         return list(self._describe([
             {"Name": f"tag:{MIGRATION_ID_TAG}", "Values": [migration_id]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
         ]))
 
     def stop(self, instance_ids: list[str]) -> None:
@@ -465,6 +471,67 @@ class Ec2Fleet:
                 self.ec2.stop_instances(InstanceIds=chunk)
 
     def terminate(self, instance_ids: list[str]) -> None:
+        """Terminate; the persistent Spot request of a stateful move's instance is cancelled first,
+        or it would launch the instance again."""
+        requests = sorted({i.spot_request_id for i in self.describe(instance_ids).values()
+                           if i.spot_request_id and i.tags.get(MODE_TAG) == "stateful"})
         with transient_errors():
+            for group in chunks(requests, STATE_CHANGE_BATCH):
+                self.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=group)
             for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
                 self.ec2.terminate_instances(InstanceIds=chunk)
+
+    # --- the pieces a stateful move carries -----------------------------------------------------
+    def pieces(self, volume_ids: list[str], interface_ids: list[str]
+               ) -> tuple[dict[str, VolumeAt], dict[str, InterfaceAt]]:
+        """Where each volume and interface is now; those EC2 no longer knows are absent."""
+        volumes: dict[str, VolumeAt] = {}
+        interfaces: dict[str, InterfaceAt] = {}
+        with transient_errors():
+            for chunk in chunks(sorted(set(volume_ids)), VOLUME_FILTER_VALUES):
+                for volume in self.ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": chunk}])["Volumes"]:
+                    attachment = (volume.get("Attachments") or [{}])[0]
+                    volumes[volume["VolumeId"]] = VolumeAt(
+                        state=volume.get("State", ""), instance_id=attachment.get("InstanceId"),
+                        device=attachment.get("Device"), attachment=attachment.get("State"))
+            for chunk in chunks(sorted(set(interface_ids)), VOLUME_FILTER_VALUES):
+                page = self.ec2.describe_network_interfaces(Filters=[{"Name": "network-interface-id", "Values": chunk}])
+                for eni in page["NetworkInterfaces"]:
+                    attached = eni.get("Attachment") or {}
+                    interfaces[eni["NetworkInterfaceId"]] = InterfaceAt(
+                        status=eni.get("Status", ""), instance_id=attached.get("InstanceId"),
+                        device_index=attached.get("DeviceIndex"), attachment_id=attached.get("AttachmentId"))
+        return volumes, interfaces
+
+    def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
+        with transient_errors():
+            self.ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
+
+    def detach_volume(self, volume_id: str, instance_id: str) -> None:
+        with transient_errors():
+            self.ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
+
+    def attach_interface(self, interface_id: str, instance_id: str, device_index: int) -> None:
+        with transient_errors():
+            self.ec2.attach_network_interface(NetworkInterfaceId=interface_id, InstanceId=instance_id,
+                                              DeviceIndex=device_index)
+
+    def detach_interface(self, attachment_id: str) -> None:
+        with transient_errors():
+            self.ec2.detach_network_interface(AttachmentId=attachment_id)
+
+    def delete_volumes(self, volume_ids: list[str]) -> None:
+        """Volumes the product created (a Spot instance's root from its image, swapped out)."""
+        with transient_errors():
+            for volume_id in volume_ids:
+                try:
+                    self.ec2.delete_volume(VolumeId=volume_id)
+                except ClientError as exc:
+                    if error_code(exc) != "InvalidVolume.NotFound":
+                        raise
+
+    def set_user_data(self, instance_id: str, user_data: str) -> None:
+        """Set a stopped instance's user data (base64, as EC2 reports it)."""
+        with transient_errors():
+            self.ec2.modify_instance_attribute(InstanceId=instance_id,
+                                               UserData={"Value": base64.b64decode(user_data)})

@@ -90,9 +90,6 @@ def how_it_moves(facts: InstanceFacts, rules: CarryRules, load_balanced: bool) -
                          allow_downtime=rules.allow_downtime)
     if isinstance(chosen, tuple):
         return chosen
-    if chosen == "stateful":
-        return "stateful_unavailable", ("moves only with its own volumes and interfaces (stateful mode), which "
-                                        "this version does not carry out yet")
     return carry_plan(chosen, facts.inventory, facts.settings.describe(), probe)
 
 

@@ -71,6 +71,7 @@ class Interface(Frozen):
     private_ips: tuple[str, ...] = ()  # the primary first
     public_ip: str | None = None  # on the primary private IP: an Elastic IP or one EC2 assigned
     delete_on_termination: bool = True
+    attachment_id: str | None = None
 
     @property
     def primary_ip(self) -> str | None:

@@ -102,6 +102,7 @@ class Instance:
     interfaces: tuple[Interface, ...] = ()
     source_dest_check: bool = True
     product: str | None = None  # PlatformDetails: the billing product ("Linux/UNIX", "Red Hat Enterprise Linux", ...)
+    spot_request_id: str | None = None
     usage_operation: str | None = None
 
     @property
@@ -132,6 +133,7 @@ class LaunchSpec:
     tags: Mapping[str, str]
     user_data: str | None = None  # base64, as EC2 reports the original's
     market: Market = "spot"
+    stop_on_interruption: bool = False  # stateful: a persistent Spot request that stops, not terminates
 
     @classmethod
     def replacing(cls, original: Instance, pool: Pool, tags: Mapping[str, str], user_data: str | None,

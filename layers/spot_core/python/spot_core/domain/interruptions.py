@@ -12,6 +12,7 @@ from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel
 
+from .carry import MODE_TAG
 from .errors import SpotMigrationError
 from .instances import Instance, Market
 from .plan import InstanceRecord, TargetRef
@@ -80,12 +81,19 @@ class Notice:
         return self.kind != "rebalance"
 
 
+STATEFUL_REPLACEMENT_IGNORED = (
+    "a stateful move's Spot instance: EC2 stops it with its disks (interruption behaviour stop) and its "
+    "persistent request starts it again when capacity returns; no copy is launched from its image")
+
+
 def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
     """Why the event concerns nothing the product should replace (None: it does). A state
     change is a reclaim only when EC2 says so; stopping or terminating an instance through
     the API (the product's rollbacks and sweeps, an operator) or from its OS is not."""
     if instance is None or not is_managed(instance.tags):
         return "not managed by spot-migration"
+    if instance.tags.get(MODE_TAG) == "stateful":
+        return STATEFUL_REPLACEMENT_IGNORED
     if notice.kind != "state-change":
         return None
     if instance.state not in RECLAIMED_STATES or instance.state_reason not in RECLAIM_REASONS:

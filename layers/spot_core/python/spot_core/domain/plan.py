@@ -19,12 +19,16 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from .carry import CarryPlan, ElasticIp, Mode
+from .stateful import StatefulMove
 
 Risk = Literal["low", "medium", "high"]
 Workload = Literal["stable", "variable", "burst", "unknown"]
 RecordStatus = Literal["planned", "excluded", "skipped", "launching", "migrated", "failed", "rolled_back",
                        "rollback_failed"]
-Phase = Literal["booting", "registering", "draining"]  # where a launching record's swap stands
+# where a launching record's swap stands; stateful moves: booting -> parking (the Spot instance
+# stopped) -> draining (the original leaves its groups) -> moving (pieces move, the Spot instance
+# starts) -> proving (health) -> migrated, or restoring (pieces back on the original) -> failed
+Phase = Literal["booting", "registering", "draining", "parking", "moving", "proving", "restoring"]
 IN_FLIGHT: tuple[RecordStatus, ...] = ("planned", "launching")  # a wave is done when none of its records is
 ROLLBACK_SCOPE: tuple[RecordStatus, ...] = ("launching", "migrated", "failed")  # records with a replacement to undo
 AGENTS = ("performance", "capacity", "application")
@@ -117,6 +121,7 @@ class InstanceRecord(BaseModel):
     carry: CarryPlan | None = None  # what moves with it, what changes
     probe_command: str | None = None  # registering: the SSM command probing the replacement's health
     moved_addresses: list[ElasticIp] = Field(default_factory=list)  # Elastic IPs moved to the replacement
+    stateful: StatefulMove | None = None  # stateful mode: what moves with the instance, and the downtime
     updated_at: str | None = None
 
     @property

@@ -146,8 +146,11 @@ def review_application(candidates: list[InstanceRecord], baseline: QualitySample
                        quality_configured: bool) -> AgentVerdict:
     """Statefulness hints, load-balancer membership and whether a quality baseline exists."""
     found = Findings()
-    stateful = [r.instance_id for r in candidates if r.name and STATEFUL_NAME.search(r.name)]
-    found.exclude(stateful, f"{len(stateful)} instance(s) look stateful by name (database, queue, ...): excluded")
+    # a stateful-looking name moving stateless would leave its data behind; one moving with its disks does not
+    stateful = [r.instance_id for r in candidates
+                if r.mode != "stateful" and r.name and STATEFUL_NAME.search(r.name)]
+    found.exclude(stateful, f"{len(stateful)} instance(s) look stateful by name (database, queue, ...) but would "
+                            "move without their disks: excluded")
     _check_standalone(candidates, found)
     if not quality_configured:
         found.concerns.append("no quality metrics configured: gates check alarms and instance health only")

@@ -16,8 +16,7 @@ COMMON_ENVIRONMENT = REQUIRED
 SERVICE_NAME = "spot-migration"  # POWERTOOLS_SERVICE_NAME of every function
 METRICS_NAMESPACE = "SpotMigration"  # POWERTOOLS_METRICS_NAMESPACE of every function
 # What a function needs that launches, swaps and retires instances (waves, rollback, interruptions)
-SWAPS_INSTANCES = ("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "ec2:carry", "elb:read",
-                   "elb:write")
+SWAPS_INSTANCES = ("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write")
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "MigrateWaveFunctionArn",
         timeout_seconds=900,
         memory_mb=1024,
-        permissions=(*SWAPS_INSTANCES, "iam:pass", "ssm:probe"),
+        permissions=(*SWAPS_INSTANCES, "ec2:carry", "iam:pass", "ssm:probe"),
     ),
     FunctionSpec(
         "quality_gate",
@@ -112,7 +111,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=900,
         memory_mb=1024,
         environment=("ROLLBACK_COOLDOWN_SECONDS",),
-        permissions=(*SWAPS_INSTANCES, "sns:publish"),
+        permissions=(*SWAPS_INSTANCES, "ec2:carry", "sns:publish"),
     ),
     FunctionSpec(
         "replace_interrupted",

@@ -18,11 +18,11 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..domain.analysis import no_longer_eligible
-from ..domain.carry import Inventory, stateless_blockers
+from ..domain.carry import MODE_TAG, Inventory, stateful_blockers, stateless_blockers
 from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import (
     CapacityRefused,
@@ -40,9 +40,11 @@ from ..domain.locks import InstanceLock
 from ..domain.outcomes import ended_early
 from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpec, group_by_target_group, unfinished
 from ..domain.request import MigrationRequest
+from ..domain.stateful import StatefulMove
 from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
 from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository, Probes
+from .stateful_wave import StatefulPass
 
 BOOT_TIMEOUT = 600  # seconds for a replacement to reach running before it is given up
 HEALTH_TIMEOUT = 900  # seconds for a registered replacement to be healthy in every group of its original
@@ -125,10 +127,17 @@ class _WaveStep:
         self._resume_launches([r for r in _in(records, "planned") if r.launch_batch])
         self._launch(_in(records, "planned"))
         self._tag([r for r in records if r.status in ("launching", "migrated") and not r.replacement_tagged])
+        self._swap(records)
+
+    def _swap(self, records: list[InstanceRecord]) -> None:
+        stateless = [r for r in records if r.mode != "stateful"]
         for phase, step in (("booting", self._booted), ("registering", self._healthy), ("draining", self._drained)):
-            due = _in_phase(records, phase)
+            due = _in_phase(stateless, phase)
             if due and not self.budget.exhausted():
                 step(due)
+        stateful = [r for r in _in(records, "launching") if r.mode == "stateful"]
+        if stateful and not self.budget.exhausted():
+            StatefulPass(self).advance(stateful)
 
     def wait_seconds(self, records: list[InstanceRecord]) -> int:
         """Until the next thing worth a pass: a launch the rate allows, a boot or health check,
@@ -199,6 +208,8 @@ class _WaveStep:
             tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
             spec = LaunchSpec.replacing(original, record.pools[0], tags, user_data[record.instance_id],
                                         inventory=inventory)
+            if record.mode == "stateful":  # takes the original's disks (and user data) once stopped
+                spec = replace(spec, user_data=None, stop_on_interruption=True, tags={**tags, MODE_TAG: "stateful"})
             key = (tuple(p.key for p in record.pools), spec.image_id, spec.subnet_id, spec.settings, spec.user_data)
             group = groups.setdefault(key, _Group([], {}))
             group.records.append(record)
@@ -492,7 +503,13 @@ class _Movable:
         since the plan would be left behind by a stateless replacement): skipped if not. The
         Elastic IPs to move are taken as they are now."""
         record = self.record
-        if record.mode == "stateless" and record.carry is not None:
+        if record.mode == "stateful":
+            blocked = stateful_blockers(self.inventory)
+            if blocked:
+                record.skip("cannot_be_stateful", "since the plan: " + "; ".join(blocked))
+                return False
+            record.stateful = StatefulMove.of(self.inventory)
+        elif record.mode == "stateless" and record.carry is not None:
             blocked = stateless_blockers(self.inventory)
             if blocked:
                 record.skip("cannot_be_stateless", "since the plan it has: " + "; ".join(blocked))
@@ -577,7 +594,4 @@ def _shared_spec(group: _Group, batch: list[InstanceRecord], pool: Pool, token: 
     specs = [group.spec_for[r.instance_id] for r in batch]
     common = dict(set.intersection(*(set(s.tags.items()) for s in specs)))
     common[LAUNCH_BATCH_TAG] = token
-    first = specs[0]
-    return LaunchSpec(image_id=first.image_id, instance_type=pool.instance_type, subnet_id=first.subnet_id,
-                      settings=first.settings, tags=dict(sorted(common.items())), user_data=first.user_data,
-                      market=first.market)
+    return replace(specs[0], instance_type=pool.instance_type, tags=dict(sorted(common.items())))

@@ -29,7 +29,8 @@ from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from ..domain.waves import RollbackResult
 from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .finalize import Finalize
-from .traffic import Traffic
+from .stateful import StatefulMoves
+from .traffic import POLL_SECONDS, Traffic
 
 CHUNK = 50
 NAMED = 20  # instances named in the error and the migration item
@@ -165,6 +166,7 @@ class _Restore:
         self.traffic = Traffic(service.fleet, service.load_balancer, service.clock)
 
     def restore(self, chunk: list[InstanceRecord]) -> None:
+        self._disks_back([r for r in chunk if r.stateful and r.replacement_id])
         back, refused = self._start_originals(chunk)
         serving = self._serving_again(back)
         self._addresses_back(serving)
@@ -172,8 +174,12 @@ class _Restore:
         for r in serving:
             r.rolled_back(terminated.get(r.instance_id, []))
             self.s.plans.put_record(self.mid, r)
+        self._not_back([r for r in chunk if r not in serving], refused)
+
+    def _not_back(self, unrestored: list[InstanceRecord], refused: Mapping[str, CapacityRefused | StartRefused]
+                  ) -> None:
+        """Originals not serving again: tried again later, or given up keeping one replacement."""
         now = self.s.clock.now()
-        unrestored = [r for r in chunk if r not in serving]
         kept = {r.instance_id: self.kept(r) for r in unrestored}
         self.retire(unrestored, keep=kept)
         for r in unrestored:
@@ -183,6 +189,18 @@ class _Restore:
             else:
                 r.rollback_failed(self._reason(why), kept[r.instance_id])
             self.s.plans.put_record(self.mid, r)
+
+    def _disks_back(self, stateful: list[InstanceRecord]) -> None:
+        """Stateful moves: every volume, interface and address goes back onto its original (both
+        stopped meanwhile), which starts; then they are restored like the others. What is not
+        back by the step's deadline goes on in the next invocation (the state machine loops)."""
+        moves, deadline = StatefulMoves(self.s.fleet), self.budget.step_deadline()
+        while stateful:
+            seen = moves.observe(stateful)
+            stateful = [r for r in stateful if moves.onto(r, r.instance_id, r.replacement, seen)[0] != "done"]
+            if not stateful or self.s.clock.monotonic() >= deadline:
+                return
+            self.s.clock.sleep(POLL_SECONDS)
 
     def _addresses_back(self, serving: list[InstanceRecord]) -> None:
         """Elastic IPs the migration moved (or was about to move) point at their original again,
@@ -251,6 +269,13 @@ class _Restore:
         health = self.traffic.wait_for_targets(old_groups, {"healthy"}, self.budget.step_deadline())
         return [r for r in back if all(health.get((ref.arn, r.instance_id)) == "healthy" for ref in r.target_groups)]
 
+    def _delete_spares(self, records: list[InstanceRecord]) -> None:
+        """A stateful move's Spot root volumes swapped out: detached, so not deleted with their instance."""
+        spares = [v for r in records if r.stateful for v in r.stateful.spare_volumes]
+        if spares:
+            volumes, _ = self.s.fleet.pieces(spares, [])
+            self.s.fleet.delete_volumes([v for v, at in volumes.items() if at.state == "available"])
+
     def retire(self, records: list[InstanceRecord], keep: Mapping[str, str | None]) -> dict[str, list[str]]:
         """Drain and terminate every instance launched for these originals but the one each keeps
         (only registered targets are deregistered: a launched one may never have been)."""
@@ -263,6 +288,7 @@ class _Restore:
         doomed = [iid for ids in retired.values() for iid in ids]
         if doomed:
             self.s.fleet.terminate(doomed)
+        self._delete_spares(records)
         for iid in doomed:
             self.s.registry.register(iid, f"migration {self.mid}", status="retired")
         return retired

@@ -1,0 +1,59 @@
+"""Stateful moves on EC2: observe where an instance's pieces are, and apply what
+domain/stateful.py's `converge` says next. Shared by the wave engine (forward: onto the Spot
+instance) and the rollback (back: onto the original)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..domain.plan import InstanceRecord
+from ..domain.stateful import Action, Converged, Observed, StatefulMove, converge
+from ..ports import Fleet
+
+
+@dataclass
+class StatefulMoves:
+    fleet: Fleet
+
+    def observe(self, records: Iterable[InstanceRecord]) -> Observed:
+        """Both instances of every record and every piece, in calls that grow with pages."""
+        ids: list[str] = []
+        volume_ids: list[str] = []
+        interface_ids: list[str] = []
+        for record in records:
+            move = record.stateful or StatefulMove()
+            ids += [record.instance_id, record.replacement]
+            volume_ids += move.volume_ids() + move.spare_volumes
+            interface_ids += move.interface_ids()
+        states = {i.instance_id: i.state for i in self.fleet.describe(ids).values()}
+        volumes, interfaces = self.fleet.pieces(volume_ids, interface_ids)
+        return Observed(states={i: states.get(i, "gone") for i in ids}, volumes=volumes, interfaces=interfaces)
+
+    def onto(self, record: InstanceRecord, holder: str, other: str, seen: Observed) -> tuple[Converged, str | None]:
+        """One step of putting the record's pieces on `holder`: "done" once it runs with them; and
+        why EC2 refused to start it, if it did (no capacity: the caller decides)."""
+        move = record.stateful or StatefulMove()
+        spares = tuple(move.spare_volumes) if holder == record.replacement_id else ()
+        progress, actions = converge(move, holder, other, seen, spares)
+        refused = [why for action in actions if (why := self._apply(action))]
+        return progress, (refused[0] if refused else None)
+
+    def _apply(self, action: Action) -> str | None:
+        kind, *args = action
+        if kind == "start":
+            refused = self.fleet.start([args[0]])
+            return str(refused[args[0]]) if args[0] in refused else None
+        if kind == "stop":
+            self.fleet.stop([args[0]])
+        elif kind == "detach_volume":
+            self.fleet.detach_volume(args[0], args[1])
+        elif kind == "attach_volume":
+            self.fleet.attach_volume(args[0], args[1], args[2])
+        elif kind == "detach_interface":
+            self.fleet.detach_interface(args[0])
+        elif kind == "attach_interface":
+            self.fleet.attach_interface(args[0], args[1], int(args[2]))
+        elif kind == "associate":
+            self.fleet.associate_address(args[0], args[1])
+        return None

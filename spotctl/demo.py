@@ -26,12 +26,16 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     with LocalRuntime(seed=args.seed) as rt:
-        groups = rt.fleet.seed_fleet(args.instances)
+        databases = 1 if args.instances >= 4 else 0  # one of them a database server that moves with its disks
+        groups = rt.fleet.seed_fleet(args.instances - databases, databases=databases)
         if args.degrade_at:
             rt.fleet.degradation = Degradation(wave=DEGRADE_WAVES[args.degrade_at])
-        request = {"quality": {"target_group_arn": rt.fleet.target_group_arn}, "approval": {"timeout_seconds": 3600}}
+        # auto mode: stateless behind the load balancer; the database moves with its disks (allowed downtime)
+        request = {"quality": {"target_group_arn": rt.fleet.target_group_arn}, "approval": {"timeout_seconds": 3600},
+                   "allow_downtime": True}
         mid = rt.start_migration(request, migration_id=f"demo-{args.seed}-{int(time.time())}")
-        log(f"Seeded {args.instances} instances ({len(groups['stateful'])} stateful, {len(groups['burst'])} burst); "
+        log(f"Seeded {args.instances} instances ({len(groups['stateful'])} marked stateful, "
+            f"{len(groups['burst'])} burst) and {len(groups['databases'])} database server with its own disks; "
             f"migration {mid} started")
         _decide_when_asked(rt, mid, args.reject, log)
         result = rt.wait(mid, timeout=300)

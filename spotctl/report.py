@@ -61,7 +61,17 @@ def _instance(r: InstanceRecord) -> dict:
         "mode": r.mode, "carried": r.carry.carried if r.carry else [], "changed": r.carry.changed if r.carry else [],
         "downtime_seconds": r.carry.downtime_seconds if r.carry else 0,
         "moved_addresses": [a.public_ip for a in r.moved_addresses],
+        "moved": _moved(r), "downtime_measured": r.stateful.downtime_seconds if r.stateful else None,
     }
+
+
+def _moved(r: InstanceRecord) -> list[str]:
+    """What a stateful move carried: its volumes at their devices, interfaces, Elastic IPs."""
+    if r.stateful is None:
+        return []
+    return [*(f"{v.volume_id} at {v.device}" for v in r.stateful.volumes),
+            *(f"{i.interface_id} at index {i.device_index}" for i in r.stateful.interfaces),
+            *(f"Elastic IP {a.public_ip}" for a in r.stateful.addresses)]
 
 
 def _money(v: float | None) -> str:
@@ -204,7 +214,16 @@ def _replacement(i: dict) -> str:
     refused = sum(1 for a in i["attempts"] if a.split(": ")[-1] in CAPACITY_CODES)
     via = f" after {refused} refused pool(s)" if refused else ""
     spot = f"{i['replacement_id']} ({i['replacement_type']} Spot)"
-    return f"    {i['instance_id']} ({i['type']}) -> {spot}{via}: {i['status']}"
+    return f"    {i['instance_id']} ({i['type']}) -> {spot}{via}: {i['status']}{_carried(i)}"
+
+
+def _carried(i: dict) -> str:
+    """How it moved: its mode, what moved with it, and the downtime of a stateful move."""
+    if i.get("mode") == "stateful":
+        down = f", down {i['downtime_measured']:.0f} s" if i.get("downtime_measured") is not None else ""
+        return f"  [stateful: {', '.join(i.get('moved') or [])}{down}]"
+    eips = f", Elastic IP {', '.join(i['moved_addresses'])} moved" if i.get("moved_addresses") else ""
+    return f"  [{i.get('mode') or 'stateless'}{eips}]"
 
 
 # --- 5. outcome, 6. interruptions ----------------------------------------------------------------

@@ -15,6 +15,7 @@ Windows or was registered as licensed (``license_image``).
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,15 +25,17 @@ from moto.core.types import Base64EncodedString
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.amis import Ami
 from moto.ec2.models.instances import Instance, InstanceBackend
+from moto.ec2.models.spot_requests import SpotInstanceRequest
 from moto.ec2.responses import instances as instance_responses
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.spot_instances import SpotInstances
-from moto.ec2.utils import parse_user_data
+from moto.ec2.utils import parse_user_data, random_spot_request_id
 
 from spot_core.domain.pricing import LINUX, SPOT_DESCRIPTIONS, BillingProduct, catalog_on_demand_price
 
 DEFAULT_PAGE = 1000
 VPC_SUFFIX = " (Amazon VPC)"  # EC2-Classic era descriptions, still accepted: same prices
+_request = threading.local()  # the RunInstances request being answered on this thread
 BILLING_FIELDS = ("platform_details", "usage_operation")  # moto model attributes behind the response fields
 
 
@@ -177,7 +180,12 @@ class SpotMarket:
                 if not az and kwargs.get("subnet_id"):
                     az = backend.get_subnet(kwargs["subnet_id"]).availability_zone
                 market.check_launch(kwargs.get("instance_type", "m1.small"), az)
-            return original_run(backend, image_id, count, user_data, security_group_names, **kwargs)
+            reservation = original_run(backend, image_id, count, user_data, security_group_names, **kwargs)
+            spot = getattr(_request, "spot_options", None) if kwargs.get("instance_market_options") else None
+            if spot is not None:
+                for instance in reservation.instances:
+                    _spot_request(backend, instance, spot, kwargs.get("tags") or {})
+            return reservation
 
         def run_instances_up_to_max_count(response: InstanceResponse) -> Any:
             """EC2 launches as many as MaxCount when it has the capacity; moto launches MinCount."""
@@ -187,10 +195,14 @@ class SpotMarket:
                 return get("MaxCount", if_none=get(name, if_none)) if name == "MinCount" else get(name, if_none)
 
             response._get_param = get_param  # type: ignore[method-assign]  # this request only
+            _request.spot_options = {k: get(f"InstanceMarketOptions.SpotOptions.{k}")
+                                     for k in ("SpotInstanceType", "InstanceInterruptionBehavior")
+                                     if get(f"InstanceMarketOptions.SpotOptions.{k}")}  # moto passes the market only
             try:
                 return original_response(response)
             finally:
                 del response._get_param
+                _request.spot_options = None
 
         SpotInstances.describe_spot_price_history = describe_spot_price_history
         InstanceBackend.run_instances = run_instances
@@ -220,6 +232,22 @@ class SpotMarket:
                     if name in vars(model):
                         delattr(model, name)
             self._originals = {}
+
+
+def _spot_request(backend: Any, instance: Any, options: dict[str, Any], tags: dict[str, Any]) -> None:
+    """EC2 makes a Spot request for every Spot instance RunInstances launches (moto makes none): one
+    is kept, fulfilled, for the instance, so DescribeInstances names it and it can be described and
+    cancelled (a persistent one, left open, would launch its instance again)."""
+    request = SpotInstanceRequest(
+        ec2_backend=backend, spot_request_id=random_spot_request_id(), price="", image_id=instance.image_id,
+        spot_instance_type=options.get("SpotInstanceType", "one-time"), valid_from=None, valid_until=None,
+        launch_group=None, availability_zone_group=None, key_name=instance.key_name, security_groups=[],
+        user_data=None, instance_type=instance.instance_type, placement=None, kernel_id=None, ramdisk_id=None,
+        monitoring_enabled=False, subnet_id=instance.subnet_id, tags=tags, spot_fleet_id=None,
+        instance_interruption_behaviour=options.get("InstanceInterruptionBehavior", "terminate"))
+    request.state, request.instance = "active", instance
+    backend.spot_instance_requests[request.id] = request
+    instance.spot_instance_request_id = request.id
 
 
 def _user_data_as_ec2_takes_it(value: Any) -> Base64EncodedString | None:

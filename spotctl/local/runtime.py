@@ -106,7 +106,8 @@ class LocalRuntime(Ec2Events):
         self.virtual_seconds = 0.0
         self.waits: list[float] = []
         self.market = SpotMarket(region, seed=seed)
-        self.health = HealthSimulator.of(self)  # status checks and probes on this runtime's clock
+        self.health = HealthSimulator.of(  # status checks and probes on this runtime's clock
+            self, **({"status_check_seconds": timing.status_check_seconds} if timing is not None else {}))
         self.fleet = FleetSimulator(self.client, region, seed=seed)
         # Opt-in timing simulator (spotctl/local/timing.py): EC2 and ELB on a virtual clock.
         self.timing = TimingSimulator(timing) if timing is not None else None

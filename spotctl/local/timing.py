@@ -95,6 +95,7 @@ class TimingModel:
     health_check_interval: int = 30
     healthy_threshold: int = 5
     deregistration_delay: int = 300
+    status_check_seconds: float = 60.0  # running -> EC2's instance and system checks pass (real EC2: minutes)
     latencies: tuple[tuple[str, float], ...] = DEFAULT_LATENCY
     non_mutating: BucketSpec = NON_MUTATING
     run_instances_requests: BucketSpec = RUN_INSTANCES_REQUESTS
@@ -132,7 +133,8 @@ class TimingModel:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "boot_seconds": list(self.boot_seconds), "stop_seconds": self.stop_seconds,
                 "health_check_interval": self.health_check_interval, "healthy_threshold": self.healthy_threshold,
-                "health_seconds": self.health_seconds, "deregistration_delay": self.deregistration_delay}
+                "health_seconds": self.health_seconds, "deregistration_delay": self.deregistration_delay,
+                "status_check_seconds": self.status_check_seconds}
 
 
 # The issue's cases: RunInstances ~1 s, running after 30-40 s, then healthy (interval x threshold
@@ -213,14 +215,15 @@ def physical_bound(model: TimingModel, waves: list[tuple[int, float]], instances
     its instances can be launched, given the RunInstances resource bucket and request bucket
     (full at the first wave, refilling all along, bakes included; requests of up to
     `instances_per_request` instances), + RunInstances' latency + the mean boot + health checks
-    (interval x threshold) + the deregistration delay + the StopInstances call of its original
-    (not the original's `stopping` time: drained, it serves nothing, and nothing waits for
-    `stopped` before the bake; with `model.stop_seconds` the bound would exceed what an engine
-    achieves), then the wave's bake."""
+    (interval x threshold, or EC2's status checks if they take longer) + the deregistration
+    delay + the StopInstances call of its original (not the original's `stopping` time:
+    drained, it serves nothing, and nothing waits for `stopped` before the bake; with
+    `model.stop_seconds` the bound would exceed what an engine achieves), then the wave's bake."""
     resource = TokenBucket(model.resources["RunInstances"], 0.0)
     requests = TokenBucket(model.run_instances_requests, 0.0)
     t, out = 0.0, []
-    after_launch = (model.latency("ec2", "RunInstances") + model.boot_mean + model.health_seconds
+    proven = max(model.health_seconds, model.status_check_seconds)  # target group and status checks, together
+    after_launch = (model.latency("ec2", "RunInstances") + model.boot_mean + proven
                     + model.deregistration_delay + model.latency("ec2", "StopInstances"))
     for n, bake in waves:
         last_launch = max(_ready_at(resource, n, t), _ready_at(requests, math.ceil(n / instances_per_request), t))

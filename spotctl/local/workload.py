@@ -117,7 +117,7 @@ class FleetSimulator:
         return True
 
     def seed_fleet(self, count: int = 10, stateful: int | None = None, burst: int | None = None,
-                   cpu_days: int = 7) -> dict[str, list[str]]:
+                   cpu_days: int = 7, databases: int = 0) -> dict[str, list[str]]:
         """A realistic opted-in web fleet: mixed types over three AZs, most serving behind the
         ALB, a few stateful (tagged) and burst workloads that must not move."""
         rng = random.Random(self.seed)
@@ -148,9 +148,36 @@ class FleetSimulator:
             ids = self.launch("c5.large", f"batch-report-{n + 1}", az, tags, register=False)
             groups["burst"] += ids
             profiles.update(dict.fromkeys(ids, "burst"))
+        self._databases(databases, groups, profiles)
         self.write_cpu_history(profiles, days=cpu_days)
         self.write_quality_history()
         return groups
+
+    def _databases(self, count: int, groups: dict[str, list[str]], profiles: dict[str, str]) -> None:
+        groups["databases"] = [self.database(f"orders-db-{n + 1}", f"{self.region}{ZONES[n % len(ZONES)]}")
+                               for n in range(count)]
+        profiles.update(dict.fromkeys(groups["databases"], "stable"))
+        if count and groups["web"]:  # clients of the web tier reach its first instance by an Elastic IP
+            self.elastic_ip(groups["web"][0])
+
+    def database(self, name: str, az: str) -> str:
+        """A standalone database server: its data on a second volume, a second network interface, an
+        Elastic IP, in no target group. It can only move with its disks (stateful mode)."""
+        [iid] = self.launch("r5.large", name, az, {"team": "data"}, register=False)
+        ec2 = self.clients("ec2")
+        volume = ec2.create_volume(AvailabilityZone=az, Size=200, VolumeType="gp3", Encrypted=True)["VolumeId"]
+        ec2.attach_volume(VolumeId=volume, InstanceId=iid, Device="/dev/sdf")
+        eni = ec2.create_network_interface(SubnetId=self.subnets[az], Description=f"{name} replication")
+        ec2.attach_network_interface(NetworkInterfaceId=eni["NetworkInterface"]["NetworkInterfaceId"],
+                                     InstanceId=iid, DeviceIndex=1)
+        self.elastic_ip(iid)
+        return iid
+
+    def elastic_ip(self, instance_id: str) -> str:
+        ec2 = self.clients("ec2")
+        allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+        ec2.associate_address(AllocationId=allocation, InstanceId=instance_id)
+        return allocation
 
     # --- CloudWatch ------------------------------------------------------------------------
     def write_cpu_history(self, profiles: dict[str, str], days: int = 7) -> None:

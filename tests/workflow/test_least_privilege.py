@@ -11,6 +11,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.stack import create_app
+from spot_core.domain.carry import MODE_TAG
 from spot_core.entry.catalog import FUNCTIONS
 from spotctl.local.runtime import LocalRuntime
 from spotctl.local.workload import Degradation
@@ -78,12 +79,35 @@ def calls() -> set[tuple[str, str]]:
         rt.lambdas.environment["SWEEPER_GRACE_SECONDS"] = "0"
         rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
         rt.fleet.degradation = Degradation(wave=0)
-        extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3)
-        failed = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality,
-                                   "selector": {"instance_ids": extra}})
+        extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3) + [_stateful(rt)]
+        ec2 = rt.client("ec2")
+        ec2.associate_address(AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"], InstanceId=extra[0])
+        failed = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality, "waves": [100],
+                                   "selector": {"instance_ids": extra}, "allow_downtime": True,
+                                   "health_probe": {"command": "curl -fsS localhost/health"}})
         assert (failed.status, failed.error) == ("FAILED", "MigrationRolledBack")
         assert not [i for i in rt.lambdas.invocations if i.errored and "AccessDenied" in str(i.payload)]
         return {(fn.removeprefix("spot-migration-"), action) for fn, action in rt.lambdas.calls}
+
+
+def _stateful(rt: LocalRuntime) -> str:
+    """A standalone instance that moves with its disks: a data volume, a second interface, an Elastic IP."""
+    ec2, az = rt.client("ec2"), "us-east-1b"
+    [iid] = rt.fleet.launch("r5.large", "db-extra", az, {MODE_TAG: "stateful"}, register=False)
+    volume = ec2.create_volume(AvailabilityZone=az, Size=100, VolumeType="gp3")["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=iid, Device="/dev/sdf")
+    eni = ec2.create_network_interface(SubnetId=rt.fleet.subnets[az])["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=iid, DeviceIndex=1)
+    ec2.associate_address(AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"], InstanceId=iid)
+    rt.fleet.write_cpu_history({iid: "stable"}, days=7)
+    return iid
+
+
+def test_the_moves_of_every_mode_were_exercised(calls):
+    made = {action for _, action in calls}
+    assert {"ec2:AttachVolume", "ec2:DetachVolume", "ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
+            "ec2:AssociateAddress", "ec2:DeleteVolume", "ec2:CancelSpotInstanceRequests", "ssm:SendCommand",
+            "ssm:GetCommandInvocation", "ec2:DescribeInstanceStatus", "ec2:ModifyInstanceAttribute"} <= made
 
 
 def test_every_function_was_exercised(calls):

@@ -145,6 +145,17 @@ def _follow(args: argparse.Namespace, migrations, migration_id: str) -> int:
         time.sleep(_poll(args))
 
 
+def _retention(args: argparse.Namespace) -> int:
+    from spot_core.domain.retention import MAX_RETENTION_DAYS, RetentionChange
+
+    if not 0 <= args.days <= MAX_RETENTION_DAYS:
+        raise UsageError(f"--days must be between 0 and {MAX_RETENTION_DAYS}, not {args.days}")
+    retention = _backend(args).migrations.set_retention(args.migration_id, RetentionChange(days=args.days))
+    output(args, retention.model_dump(mode="json"),
+           f"Migration {args.migration_id}: stopped originals kept until {retention.until}")
+    return EXIT_OK
+
+
 def _decide(args: argparse.Namespace, approved: bool) -> int:
     backend = _backend(args)
     result = _decide_when_ready(args, backend.migrations, approved, backend.principal())
@@ -252,6 +263,12 @@ def parser() -> argparse.ArgumentParser:
                        help=f"a migration not at its approval step yet (just started) is waited for this long "
                             f"(default {APPROVAL_WAIT:g}; 0: not at all)")
         d.set_defaults(func=lambda a, ok=approved: _decide(a, ok))
+
+    retention = sub.add_parser("retention", parents=[where],
+                               help="keep a completed migration's stopped originals DAYS more (0: retire them now)")
+    retention.add_argument("migration_id")
+    retention.add_argument("--days", type=int, required=True, help="days from now (0-365; 0: at the next sweep)")
+    retention.set_defaults(func=_retention)
 
     status = sub.add_parser("status", parents=[where],
                             help="a migration's state, waves, quality numbers, verdicts and savings")

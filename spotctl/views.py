@@ -57,9 +57,20 @@ def render_status(d: MigrationDetail) -> str:
         r = d.realised
         out.append(f"  realised savings: {_money(r.get('monthly_savings'))}/month ({r.get('savings_pct')} %) "
                    f"on {r.get('instances')} instance(s)")
+    out += _retention(d.retention)
     if d.error:
         out.append(f"  error: {d.error}" + (f": {d.cause[:300]}" if d.cause else ""))
     return "\n".join(out)
+
+
+def _retention(retention: dict | None) -> list[str]:
+    if not retention:
+        return []
+    if retention.get("state") == "retired":
+        return [f"  stopped originals: retired ({retention.get('retired', 0)} terminated, their volumes kept as "
+                "snapshots)"]
+    return [f"  stopped originals: kept until {retention.get('until')} "
+            f"(spotctl retention ID --days N extends; --days 0 retires them at the next sweep)"]
 
 
 def _status_head(d: MigrationDetail) -> list[str]:

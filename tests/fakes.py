@@ -175,6 +175,8 @@ class FakeFleet:
         self.volume_info: dict[str, Volume] = {}
         self.interface_at: dict[str, InterfaceAt] = {}
         self.deleted_volumes: list[str] = []
+        self.snapshots: dict[str, tuple[float, dict[str, str]]] = {}  # id -> (taken at, tags)
+        self.snapshot_seconds = 300.0
         self.start_refusals: dict[str, str] = {}  # instance id -> error code StartInstances answers for it
         self.traits: dict[str, TypeTraits] = {}
         self.capacity: dict[tuple[str, str], int] = {}  # (type, zone) -> instances a pool still has (default: plenty)
@@ -341,6 +343,26 @@ class FakeFleet:
                 assert self.volume_at[volume_id].state == "available", f"deleting {volume_id}, which is in use"
                 del self.volume_at[volume_id]
                 self.deleted_volumes.append(volume_id)
+
+    def tag_all(self, instance_ids: list[str], tags: Mapping[str, str]) -> None:
+        self.world.enter("fleet.tag_all")
+        for instance_id in instance_ids:
+            self.set_tags(instance_id, **tags)
+
+    def snapshot_instance(self, instance_id: str, tags: Mapping[str, str]) -> tuple[list[str], int]:
+        """One snapshot per volume attached (pending for `snapshot_seconds`, then completed)."""
+        self.world.enter("fleet.snapshot_instance")
+        volumes = self._inventory(instance_id).volumes
+        ids = [f"snap-{v.volume_id[4:]}" for v in volumes]
+        self.snapshots.update({s: (self.world.clock.monotonic(), dict(tags)) for s in ids})
+        self.world.record("snapshot", instance_id)
+        return ids, sum(v.size_gib for v in volumes)
+
+    def snapshot_states(self, snapshot_ids: list[str]) -> dict[str, str]:
+        self.world.enter("fleet.snapshot_states")
+        now = self.world.clock.monotonic()
+        return {s: ("completed" if now - self.snapshots[s][0] >= self.snapshot_seconds else "pending")
+                for s in snapshot_ids if s in self.snapshots}
 
     def set_user_data(self, instance_id: str, user_data: str) -> None:
         self.world.enter("fleet.set_user_data")

@@ -1,5 +1,6 @@
 """Scheduled: reports (or terminates) managed instances nothing accounts for, finishes
-expired prewarms and retires instances swapped out after a rebalance."""
+expired prewarms, retires instances swapped out after a rebalance, and retires the stopped
+originals of completed migrations whose retention is over (snapshots, then termination)."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,4 +16,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> SweepReport:
     count("OrphansFound", len(report.orphans))
     if report.orphans:
         logger.warning("orphans found", extra=report.model_dump())
-    return report
+    retention = wiring().retention.run()
+    count("OriginalsRetired", retention.terminated)
+    if retention.migrations:
+        logger.info("retention over", extra=retention.model_dump())
+    return report.model_copy(update={"retention": retention.model_dump()})

@@ -22,6 +22,7 @@ from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 
+from spot_core.domain.retention import STOPPED_BY_TAG
 from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
 
 from .nag import arn_ref, attr_ref, scoped_arn
@@ -208,6 +209,32 @@ def _ec2_carry(ctx: GrantContext, role: iam.Role) -> Findings:
     }
 
 
+def _ec2_retire_originals(ctx: GrantContext, role: iam.Role) -> Findings:
+    """Retention over: snapshot the volumes of the originals a migration stopped, then terminate
+    them; only instances still opted in and tagged with the migration that stopped them."""
+    a = ctx.arn
+    instance = a("ec2", "instance")
+    stopped_by = {"StringEquals": {f"aws:ResourceTag/{OPT_IN_TAG}": "true"},
+                  "StringLike": {f"aws:ResourceTag/{STOPPED_BY_TAG}": "*"}}
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="SnapshotStoppedOriginals", actions=["ec2:CreateSnapshots"], resources=[instance], conditions=stopped_by))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="SnapshotTheirVolumes", actions=["ec2:CreateSnapshots"], resources=[a("ec2", "volume")]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ManagedSnapshots", actions=["ec2:CreateSnapshots", "ec2:CreateTags"],
+        resources=[a("ec2", "snapshot", account=False)],
+        conditions={"StringEquals": {f"aws:RequestTag/{MANAGED_TAG}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="TerminateStoppedOriginals", actions=["ec2:TerminateInstances"], resources=[instance],
+        conditions=stopped_by))
+    reason = (f"The originals are found at run time; snapshot and terminate only instances tagged {OPT_IN_TAG}=true "
+              f"and {STOPPED_BY_TAG} (set when a migration stops them); snapshots are created with "
+              f"{MANAGED_TAG}=true. CreateSnapshots also names the instance's volumes.")
+    return {f"Resource::{scoped_arn('ec2', 'instance/*')}": reason,
+            f"Resource::{scoped_arn('ec2', 'volume/*')}": reason,
+            f"Resource::{scoped_arn('ec2', 'snapshot/*', account=False)}": reason}
+
+
 def _ssm_probe(ctx: GrantContext, role: iam.Role) -> Findings:
     """Health probes: AWS-RunShellScript on the product's own replacements only."""
     document = ctx.stack.format_arn(service="ssm", account="", resource="document",
@@ -351,6 +378,7 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "ec2:migrate": _ec2_migrate,
     "ec2:terminate-managed": _ec2_terminate_managed,
     "ec2:carry": _ec2_carry,
+    "ec2:retire-originals": _ec2_retire_originals,
     "ssm:probe": _ssm_probe,
     "iam:pass": _iam_pass,
     "elb:read": _elb_read,

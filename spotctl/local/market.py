@@ -234,18 +234,28 @@ class SpotMarket:
             self._originals = {}
 
 
+class _Fulfilled(SpotInstanceRequest):
+    """A Spot request fulfilled by the instance RunInstances launched (moto's launches its own)."""
+
+    def __init__(self, instance: Any, **kwargs: Any):
+        self._fulfilled_by = instance
+        super().__init__(**kwargs)
+
+    def launch_instance(self) -> Any:
+        return self._fulfilled_by
+
+
 def _spot_request(backend: Any, instance: Any, options: dict[str, Any], tags: dict[str, Any]) -> None:
     """EC2 makes a Spot request for every Spot instance RunInstances launches (moto makes none): one
     is kept, fulfilled, for the instance, so DescribeInstances names it and it can be described and
     cancelled (a persistent one, left open, would launch its instance again)."""
-    request = SpotInstanceRequest(
-        ec2_backend=backend, spot_request_id=random_spot_request_id(), price="", image_id=instance.image_id,
+    request = _Fulfilled(
+        instance, ec2_backend=backend, spot_request_id=random_spot_request_id(), price="", image_id=instance.image_id,
         spot_instance_type=options.get("SpotInstanceType", "one-time"), valid_from=None, valid_until=None,
         launch_group=None, availability_zone_group=None, key_name=instance.key_name, security_groups=[],
         user_data=None, instance_type=instance.instance_type, placement=None, kernel_id=None, ramdisk_id=None,
         monitoring_enabled=False, subnet_id=instance.subnet_id, tags=tags, spot_fleet_id=None,
         instance_interruption_behaviour=options.get("InstanceInterruptionBehavior", "terminate"))
-    request.state, request.instance = "active", instance
     backend.spot_instance_requests[request.id] = request
     instance.spot_instance_request_id = request.id
 

@@ -26,6 +26,8 @@ ROUTES = {
         ("approveMigration", "Decision", {200: "DecisionResult"}, {400, 403, 404, 409}),
     ("post", "/migrations/{migration_id}/reject"):
         ("rejectMigration", "Rejection", {200: "DecisionResult"}, {400, 403, 404, 409}),
+    ("post", "/migrations/{migration_id}/retention"):
+        ("setRetention", "RetentionChange", {200: "Retention"}, {400, 403, 404, 409}),
 }
 
 

@@ -24,6 +24,7 @@ from spot_core.domain.orphans import Orphan, SweepReport
 from spot_core.domain.outcomes import OUTCOMES, FinalOutcome
 from spot_core.entry.catalog import METRICS_NAMESPACE, SERVICE_NAME
 from spot_core.entry.event_rules import UNFINISHED_END_STATUSES
+from spot_core.services.retention import RetentionReport
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"]  # those of the bundled price catalog
 IGNORED_CHECKS = ["W3005"]  # CDK's own DependsOn next to a GetAtt/Ref it also writes
@@ -132,8 +133,9 @@ def test_orphans_alarm_watches_the_metric_the_sweeper_emits(alarms, monkeypatch)
     report = SweepReport(mode="report", managed=2, orphans=[
         Orphan(instance_id="i-0abc", instance_type="m5.large", launched="2026-11-22T10:00:00+00:00",
                registry="unknown")])
-    emitted = emitted_metrics("sweep_orphans", {}, SimpleNamespace(sweeper=SimpleNamespace(sweep=lambda: report)),
-                              monkeypatch)
+    services = SimpleNamespace(sweeper=SimpleNamespace(sweep=lambda: report),
+                               retention=SimpleNamespace(run=RetentionReport))
+    emitted = emitted_metrics("sweep_orphans", {}, services, monkeypatch)
     props = alarms["OrphansFound"]
     assert (props["MetricName"], props["Statistic"], props["Period"]) == ("OrphansFound", "Maximum", 3600)
     assert emitted["OrphansFound"] == {"Namespace": props["Namespace"], **dimensions(props)}

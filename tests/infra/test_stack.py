@@ -22,6 +22,7 @@ from infra import OPENAPI_FILE, STATE_MACHINE_FILE
 from infra.constructs.functions import SETTINGS_DEFAULTS
 from infra.constructs.layers import POWERTOOLS_PARAMETER_ID
 from infra.stack import SpotMigrationStack, create_app
+from spot_core.domain.retention import STOPPED_BY_TAG
 from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
 from spot_core.entry.catalog import FUNCTIONS
 
@@ -219,11 +220,14 @@ def test_no_statement_grants_all_actions_of_a_service(statements):
             assert action != "*" and not action.endswith(":*"), statement
 
 
-def test_terminate_only_instances_the_product_launched(statements):
+STOPPED_ORIGINALS = {**OPTED_IN, "StringLike": {f"aws:ResourceTag/{STOPPED_BY_TAG}": "*"}}
+
+
+def test_terminate_only_instances_the_product_launched_or_originals_a_migration_stopped(statements):
     terminate = with_action(statements, "ec2:TerminateInstances")
     assert terminate
     for statement in terminate:
-        assert statement.get("Condition") == MANAGED, statement
+        assert statement.get("Condition") in (MANAGED, STOPPED_ORIGINALS), statement
         assert [flatten(r) for r in listify(statement["Resource"])] == [
             "arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*"]
 
@@ -257,7 +261,10 @@ def test_tags_only_at_launch_or_on_opted_in_originals_or_managed_replacements_ne
         at_launch = condition == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
         on_original = condition == {**OPTED_IN, **never_managed}
         on_replacement = condition == {**MANAGED, **never_managed}
-        assert at_launch or on_original or on_replacement, statement
+        snapshots = [flatten(r) for r in listify(statement["Resource"])]
+        snapshot_at_creation = condition == {"StringEquals": {f"aws:RequestTag/{MANAGED_TAG}": "true"}} \
+            and snapshots == ["arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*"]
+        assert at_launch or on_original or on_replacement or snapshot_at_creation, statement
 
 
 def test_pass_role_only_to_ec2(statements):
@@ -271,8 +278,11 @@ def test_pass_role_only_to_ec2(statements):
 def test_mutating_permissions_follow_the_catalog(spec, stack, statements_by_role):
     own = statements_by_role[logical_id(stack, stack.functions.functions[spec.name].role)]
     actions = {a for s in own for a in listify(s["Action"])}
-    assert bool(actions & (MUTATING_EC2 - {"ec2:TerminateInstances"})) == ("ec2:migrate" in spec.permissions)
-    terminates = bool({"ec2:migrate", "ec2:terminate-managed"} & set(spec.permissions))
+    launches = {"ec2:RunInstances", "ec2:StartInstances", "ec2:StopInstances"}
+    assert bool(actions & launches) == ("ec2:migrate" in spec.permissions)
+    tags = bool({"ec2:migrate", "ec2:retire-originals"} & set(spec.permissions))  # snapshots are tagged at creation
+    assert ("ec2:CreateTags" in actions) == tags
+    terminates = bool({"ec2:migrate", "ec2:terminate-managed", "ec2:retire-originals"} & set(spec.permissions))
     assert ("ec2:TerminateInstances" in actions) == terminates
     assert ("iam:PassRole" in actions) == ("iam:pass" in spec.permissions)
     assert ("sns:Publish" in actions) == ("sns:publish" in spec.permissions)

@@ -62,7 +62,7 @@ def calls() -> set[tuple[str, str]]:
     with LocalRuntime(seed=21) as rt:
         rt.fleet.seed_fleet(8)
         quality = {"target_group_arn": rt.fleet.target_group_arn, "alarm_names": ["web-5xx"]}
-        mid = api(rt, "POST", "/migrations", {"quality": quality})["migration_id"]
+        mid = api(rt, "POST", "/migrations", {"quality": quality, "retention_days": 1})["migration_id"]
         rt.wait_for_status(mid, "awaiting_approval")
         api(rt, "GET", f"/migrations/{mid}")  # while running: reads the execution history too
         api(rt, "POST", f"/migrations/{mid}/approve", {"reason": "reviewed"})
@@ -78,6 +78,9 @@ def calls() -> set[tuple[str, str]]:
                               "resources": [], "detail": {"instance-id": iid}})
         rt.lambdas.environment["SWEEPER_GRACE_SECONDS"] = "0"
         rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
+        api(rt, "POST", f"/migrations/{mid}/retention", {"days": 0})  # retire the stopped originals now
+        for _ in range(2):  # snapshots, then (complete) termination
+            rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
         rt.fleet.degradation = Degradation(wave=0)
         extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3) + [_stateful(rt)]
         ec2 = rt.client("ec2")
@@ -107,7 +110,9 @@ def test_the_moves_of_every_mode_were_exercised(calls):
     made = {action for _, action in calls}
     assert {"ec2:AttachVolume", "ec2:DetachVolume", "ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
             "ec2:AssociateAddress", "ec2:DeleteVolume", "ec2:CancelSpotInstanceRequests", "ssm:SendCommand",
-            "ssm:GetCommandInvocation", "ec2:DescribeInstanceStatus", "ec2:ModifyInstanceAttribute"} <= made
+            "ssm:GetCommandInvocation", "ec2:DescribeInstanceStatus", "ec2:ModifyInstanceAttribute",
+            "ec2:CreateSnapshots", "ec2:DescribeSnapshots"} <= made
+    assert ("sweep_orphans", "ec2:TerminateInstances") in calls
 
 
 def test_every_function_was_exercised(calls):

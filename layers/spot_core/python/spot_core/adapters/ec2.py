@@ -43,6 +43,7 @@ DESCRIBE_BATCH = 200  # instance ids per describe filter
 STATE_CHANGE_BATCH = 500  # instance ids per start/stop/terminate call
 VOLUME_FILTER_VALUES = 200  # values one DescribeVolumes filter takes
 PROVISIONED_IOPS_TYPES = ("io1", "io2", "gp3")  # the volume types whose IOPS RunInstances takes
+TAG_BATCH = 1000  # resources per CreateTags
 CREDITS_BATCH = 1000  # instance ids per DescribeInstanceCreditSpecifications
 ROOT_DEVICES = ("/dev/xvda", "/dev/sda1")  # where images put the root volume, should EC2 not say
 TERMINATING_SPOT = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
@@ -529,6 +530,34 @@ class Ec2Fleet:
                 except ClientError as exc:
                     if error_code(exc) != "InvalidVolume.NotFound":
                         raise
+
+    def tag_all(self, instance_ids: list[str], tags: Mapping[str, str]) -> None:
+        """The same tags on many instances: one CreateTags per 1,000."""
+        with transient_errors():
+            for chunk in chunks(sorted(instance_ids), TAG_BATCH):
+                self.ec2.create_tags(Resources=chunk, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def snapshot_instance(self, instance_id: str, tags: Mapping[str, str]) -> tuple[list[str], int]:
+        """Snapshots of every EBS volume of the instance, taken together (crash-consistent); their
+        ids and total size in GiB."""
+        with transient_errors():
+            response = self.ec2.create_snapshots(
+                InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": False},
+                Description=f"spot-migration: volumes of {instance_id} at the end of its retention",
+                TagSpecifications=[{"ResourceType": "snapshot",
+                                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])
+        snapshots = response.get("Snapshots", [])
+        return [s["SnapshotId"] for s in snapshots], sum(int(s.get("VolumeSize", 0)) for s in snapshots)
+
+    def snapshot_states(self, snapshot_ids: list[str]) -> dict[str, str]:
+        """Snapshot id -> pending | completed | error; those EC2 does not know are absent."""
+        found: dict[str, str] = {}
+        with transient_errors():
+            for chunk in chunks(sorted(set(snapshot_ids)), VOLUME_FILTER_VALUES):
+                page = self.ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": chunk}],
+                                                   OwnerIds=["self"])
+                found.update({s["SnapshotId"]: s.get("State", "") for s in page.get("Snapshots", [])})
+        return found
 
     def set_user_data(self, instance_id: str, user_data: str) -> None:
         """Set a stopped instance's user data (base64, as EC2 reports it)."""

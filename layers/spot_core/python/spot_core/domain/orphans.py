@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,7 @@ class SweepReport(BaseModel):
     swapped_out_retired: list[str] = Field(default_factory=list)
     # interrupted instances whose replacement claim stayed unfinished (its handling failed for good)
     unfinished_replacements: list[str] = Field(default_factory=list)
+    retention: dict[str, Any] | None = None  # the stopped originals retired in the same run
 
 
 class Accounted(BaseModel):

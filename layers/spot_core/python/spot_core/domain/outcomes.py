@@ -87,6 +87,14 @@ class Realised(BaseModel):
             monthly_savings=round(savings, 2), savings_pct=_pct(savings, before),
         )
 
+    def with_storage(self, monthly_storage: float) -> Realised:
+        """These savings once what the stopped originals leave behind costs `monthly_storage` (their
+        volumes retired into snapshots)."""
+        savings = self.monthly_on_demand - self.monthly_spot - monthly_storage
+        return self.model_copy(update={"monthly_stopped_storage": round(monthly_storage, 2),
+                                       "monthly_savings": round(savings, 2),
+                                       "savings_pct": _pct(savings, self.monthly_on_demand)})
+
     def drifted(self, monthly_spot: float, fallbacks: int) -> Realised:
         """These savings after interruptions changed what the replacements cost by `monthly_spot`
         and moved `fallbacks` of them to on-demand (negative: back to Spot)."""

@@ -122,6 +122,9 @@ class InstanceRecord(BaseModel):
     probe_command: str | None = None  # registering: the SSM command probing the replacement's health
     moved_addresses: list[ElasticIp] = Field(default_factory=list)  # Elastic IPs moved to the replacement
     stateful: StatefulMove | None = None  # stateful mode: what moves with the instance, and the downtime
+    retired_snapshots: list[str] = Field(default_factory=list)  # retention: the original's volumes, snapshotted
+    retired_gib: int = 0  # the size of those volumes
+    original_retired: bool = False  # retention over: the stopped original terminated
     updated_at: str | None = None
 
     @property

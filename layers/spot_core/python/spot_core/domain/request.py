@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .carry import RequestedMode
 from .errors import InvalidMigrationRequest
 from .health import HealthProbe
+from .retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 from .tags import OPT_IN_TAG
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}\Z")
@@ -105,6 +106,10 @@ class MigrationRequest(Strict):
                                 "the tag spot-migration:mode overrides it per instance")
     allow_downtime: bool = Field(False, description="auto mode may move an instance with its disks (stateful), "
                                  "with the short downtime the plan announces")
+    retention_days: int = Field(DEFAULT_RETENTION_DAYS, ge=0, le=MAX_RETENTION_DAYS,
+                                description="days the stopped originals are kept after the migration completes "
+                                "(a late rollback stays possible); then their volumes are snapshotted and they "
+                                "are terminated")
     health_probe: HealthProbe | None = Field(None, description="a shell command run on each replacement by SSM "
                                              "Run Command; exit 0 = healthy (tag spot-migration:health-probe "
                                              "overrides it)")

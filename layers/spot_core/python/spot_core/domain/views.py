@@ -59,6 +59,8 @@ class MigrationDetail(MigrationSummary):
     verdicts: list[AgentVerdict] = Field(default_factory=list)
     approval: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
+    retention: dict[str, Any] | None = Field(None, description="until when the stopped originals are kept, "
+                                              "and their retirement (snapshots, then termination)")
 
 
 class MigrationPage(BaseModel):
@@ -170,6 +172,7 @@ def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[st
         error=(execution or {}).get("error"), cause=shortened((execution or {}).get("cause")),
         request=item.get("request") or execution_input(execution), summary=item.get("summary"),
         realised=realised_now(item), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
+        retention=item.get("retention"),
         approval=public_approval(item.get("approval")),
     )
     return MigrationDetail.model_validate(detail)

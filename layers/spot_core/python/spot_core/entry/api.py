@@ -30,6 +30,7 @@ from ..domain.errors import (
 )
 from ..domain.outcomes import EXECUTION_STATUSES, MIGRATION_STATUSES
 from ..domain.request import MIGRATION_ID_SCHEMA, StartMigration
+from ..domain.retention import Retention, RetentionChange
 from ..domain.views import Decision, DecisionResult, MigrationDetail, MigrationPage, PlanPage, Started
 from ..services.migrations import MAX_PAGE, Migrations, NotAwaitingApproval
 from .observability import logger
@@ -248,6 +249,18 @@ def _decide(migration_id: str, approved: bool, reason: str | None) -> DecisionRe
     result = migrations().decide(migration_id, approved, principal=principal, reason=reason)
     logger.info("approval decided", extra={"migration_id": migration_id, "approved": approved, "principal": principal})
     return result
+
+
+@app.post("/migrations/<migration_id>/retention",
+          summary="Keep a completed migration's stopped originals longer, or retire them now (days: 0)",
+          operation_id="setRetention", tags=["migrations"],
+          responses=responses({200: "The new retention"}, 400, 403, 404, 409))
+def set_retention(migration_id: MigrationId, body: Annotated[RetentionChange, Body()]) -> Retention:
+    principal = caller()
+    retention = migrations().set_retention(migration_id, body)
+    logger.info("retention changed", extra={"migration_id": migration_id, "until": retention.until,
+                                            "principal": principal})
+    return retention
 
 
 # --- errors -------------------------------------------------------------------------------

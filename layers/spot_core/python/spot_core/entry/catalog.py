@@ -125,11 +125,12 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
     FunctionSpec(
         "sweep_orphans",
-        "Finds managed instances nothing accounts for; reports or terminates them",
+        "Finds managed instances nothing accounts for; reports or terminates them; retires stopped originals",
         None,
         timeout_seconds=300,
         environment=("SWEEPER_MODE", "SWEEPER_GRACE_SECONDS"),
-        permissions=("table:write", "ec2:read", "ec2:terminate-managed", "elb:read", "elb:write", "sns:publish"),
+        permissions=("table:write", "ec2:read", "ec2:terminate-managed", "ec2:retire-originals", "elb:read",
+                     "elb:write", "sns:publish"),
     ),
     FunctionSpec(
         "api",

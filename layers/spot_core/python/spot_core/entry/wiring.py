@@ -37,6 +37,7 @@ from ..services.interruptions import HOLDER_SECONDS, Interruptions, WarmCache
 from ..services.migrate_wave import MigrateWave
 from ..services.migrations import Migrations
 from ..services.quality_gate import QualityGate
+from ..services.retention import RetireOriginals
 from ..services.review import Review
 from ..services.rollback import Rollback
 from ..services.sweeper import Sweeper
@@ -182,6 +183,10 @@ class Wiring:
     def sweeper(self) -> Sweeper:
         return Sweeper(self.fleet, self.load_balancer, self.claims, self.registry, self.notifier, self.clock,
                        mode=self.settings.sweeper_mode, grace_seconds=self.settings.sweeper_grace_seconds)
+
+    @cached_property
+    def retention(self) -> RetireOriginals:
+        return RetireOriginals(self.fleet, self.migrations, self.plans, self.notifier, self.clock)
 
     @cached_property
     def operator(self) -> Migrations:

@@ -21,6 +21,8 @@ from ..domain.outcomes import (
     Realised,
 )
 from ..domain.plan import IN_FLIGHT, ROLLBACK_SCOPE, InstanceRecord
+from ..domain.request import MigrationRequest
+from ..domain.retention import Retention
 from ..ports import InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
@@ -90,7 +92,9 @@ class Finalize:
         realised = self.realised_savings(records) if outcome == "completed" else None
         fields: dict[str, Any] = {"status": outcome, "finished_at": iso(self.clock.now())}
         if realised is not None:
-            fields.update(realised=realised.model_dump(), **NO_DRIFT)
+            days = MigrationRequest.model_validate(item.get("request") or {}).retention_days
+            fields.update(realised=realised.model_dump(), retention=Retention.starting(self.clock.now(), days)
+                          .model_dump(), **NO_DRIFT)
         if detail:
             fields["outcome_detail"] = safe_detail(detail)
         if outcome == "rollback_failed" or outcome in UNFINISHED.values():

@@ -40,6 +40,7 @@ from ..domain.locks import InstanceLock
 from ..domain.outcomes import ended_early
 from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpec, group_by_target_group, unfinished
 from ..domain.request import MigrationRequest
+from ..domain.retention import STOPPED_BY_TAG
 from ..domain.stateful import StatefulMove
 from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
@@ -453,7 +454,8 @@ class _WaveStep:
         left = {r.instance_id: _still_in(r, states) for r in draining}
         done = [r for r in draining if not left[r.instance_id]]
         self._deregister_again(draining, left, states, now)
-        if done:
+        if done:  # tagged first: only what this migration stopped is ever retired (domain/retention.py)
+            self.s.fleet.tag_all([r.instance_id for r in done], {STOPPED_BY_TAG: self.mid})
             self.s.fleet.stop([r.instance_id for r in done])
         for record in done:
             record.migrated()

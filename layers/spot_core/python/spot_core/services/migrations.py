@@ -26,6 +26,7 @@ from ..domain.errors import (
 )
 from ..domain.outcomes import EXECUTION_STATUSES, MIGRATION_STATUSES
 from ..domain.request import StartMigration, check_migration_id
+from ..domain.retention import Retention, RetentionChange
 from ..domain.views import (
     DecisionResult,
     MigrationDetail,
@@ -221,6 +222,22 @@ class Migrations:
         self.migrations.update(migration_id, approval={**item.get("approval", {}), **recorded},
                                status="approved" if approved else "rejected")
         return decision
+
+    # --- retention of the stopped originals --------------------------------------------------------
+    def set_retention(self, migration_id: str, change: RetentionChange) -> Retention:
+        """Keep a completed migration's stopped originals `days` more from now (0: retire them at the
+        next scheduled run). MigrationConflict when nothing is kept (not completed, or retired)."""
+        check_migration_id(migration_id)
+        item = self.migrations.get(migration_id)
+        if item.get("status") != "completed" or not item.get("retention"):
+            raise MigrationConflict(f"migration {migration_id!r} keeps no stopped originals "
+                                    f"(it is {item.get('status') or 'not completed'})")
+        retention = Retention.model_validate(item["retention"])
+        if retention.state == "retired":
+            raise MigrationConflict(f"the stopped originals of migration {migration_id!r} are already retired")
+        changed = retention.extended(self.clock.now(), change.days)
+        self.migrations.update(migration_id, retention=changed.model_dump())
+        return changed
 
     def _complete_approval(self, migration_id: str, output: str) -> None:
         """Send the decision with the task token, taken out of the table (a second decision finds none)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ..domain.carry import Inventory
 from ..domain.clock import iso
 from ..domain.plan import InstanceRecord, Phase, TargetGroups, group_by_target_group
+from ..domain.retention import STOPPED_BY_TAG
 from ..domain.stateful import Observed, StatefulMove
 from .stateful import StatefulMoves
 
@@ -75,6 +76,7 @@ class StatefulPass:
         if any(states.get((ref.arn, record.instance_id)) not in (None, "unused") for ref in record.target_groups):
             return
         record.stateful = (record.stateful or StatefulMove()).model_copy(update={"stopped_at": iso(self._now())})
+        self.fleet.tag_all([record.instance_id], {STOPPED_BY_TAG: self.step.mid})  # before the move stops it
         record.attempts.append(f"maintenance: {record.instance_id} stops; its disks move to {record.replacement}")
         self._enter(record, "moving")
 

@@ -125,3 +125,11 @@ def test_a_data_volume_is_named_among_what_blocks_a_stateless_move():
 ])
 def test_a_replacement_is_healthy_only_with_every_signal_it_has(groups, checks, probe, wanted, expected):
     assert health_verdict(groups, checks, probe, wanted)[0] == expected
+
+
+def test_a_stateful_move_leaves_no_volume_behind_to_pay_for():
+    stateful = record_of({"spot-migration:mode": "stateful"}, inventory(DATA))
+    stateless = record_of({}, inventory())
+    assert stateful.mode == "stateful" and stateful.stopped_storage_monthly == 0.0
+    assert stateless.stopped_storage_monthly == round(50 * 0.08, 2)  # the root it leaves on the stopped original
+    assert stateful.carry.downtime_seconds > 0 and stateless.carry.downtime_seconds == 0

@@ -221,7 +221,9 @@ def build_record(
     if not record.eligible or not _carried(record, facts, rules):
         return record
     assert on_demand_hourly is not None  # _unpriced said so
-    _price(record, on_demand_hourly, pools[0].spot_hourly, storage_monthly(facts.volumes))
+    # a stateful move takes the volumes along: the stopped original keeps none to pay for
+    left_behind = () if record.mode == "stateful" else facts.volumes
+    _price(record, on_demand_hourly, pools[0].spot_hourly, storage_monthly(left_behind))
     if record.savings_pct < min_savings_pct:
         record.exclude("insufficient_savings",
                        f"Spot saves {record.savings_pct:.1f} %, below the {min_savings_pct:g} % minimum")

@@ -59,6 +59,8 @@ class StatefulPass:
         """Stopped: it notes its own volumes (to make room and delete later), takes the original's
         user data, and the original leaves its target groups."""
         if seen.states.get(record.replacement) != "stopped":
+            if self._age(record) > MOVE_TIMEOUT:  # nothing has moved yet: the original is untouched
+                self.step._abandon(record, f"Spot instance {record.replacement_id} did not stop in {MOVE_TIMEOUT} s")
             return
         own = self.fleet.inventory(list(self.fleet.describe([record.replacement]).values()))
         move = record.stateful or StatefulMove()

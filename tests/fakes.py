@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from spot_core.domain.carry import Inventory, Volume
+from spot_core.domain.carry import Interface, Inventory, Volume
 from spot_core.domain.clock import Budget
 from spot_core.domain.errors import (
     ApprovalNotPending,
@@ -293,6 +293,9 @@ class FakeFleet:
         pointing at it."""
         self.inventories[instance_id] = inventory
         self.addresses.update({a.allocation_id: instance_id for a in inventory.addresses})
+        entry = self._instances[instance_id]
+        primary = tuple(i for i in inventory.interfaces if i.device_index == 0)
+        entry.instance = replace(entry.instance, interfaces=primary)
         for volume in inventory.volumes:
             self.volume_info[volume.volume_id] = volume
             self.volume_at[volume.volume_id] = VolumeAt("in-use", instance_id, volume.device, "attached")
@@ -393,8 +396,12 @@ class FakeFleet:
                 found[instance_id] = StatusChecks(instance="ok", system="ok")
         return found
 
-    def associate_address(self, allocation_id: str, instance_id: str) -> None:
+    def associate_address(self, allocation_id: str, instance_id: str, interface_id: str | None = None,
+                          private_ip: str | None = None) -> None:
+        """EC2's rule: an instance with several interfaces takes an address only by interface."""
         self.world.enter("fleet.associate_address")
+        several = sum(1 for at in self.interface_at.values() if at.instance_id == instance_id) > 0
+        assert interface_id or not several, f"{instance_id} has several interfaces: name one"
         self.addresses[allocation_id] = instance_id
         self.world.record("associate_address", (allocation_id, instance_id))
 
@@ -482,6 +489,9 @@ class FakeFleet:
             lifecycle="spot" if spec.market == "spot" else None, tags=dict(spec.tags),
             launch_time=self.world.clock.now(), settings=spec.settings, launch_index=index,
         )
+        primary = Interface(interface_id=f"eni-{instance.instance_id[2:]}", device_index=0,
+                            private_ips=(f"10.0.{index}.99",))
+        instance = replace(instance, interfaces=(primary,))
         self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic(), client_token)
         if spec.stop_on_interruption:  # tracked: its own root volume, which a stateful move swaps out
             own = f"vol-own-{instance.instance_id[2:]}"

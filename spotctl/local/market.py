@@ -24,6 +24,7 @@ from typing import Any
 from moto.core.types import Base64EncodedString
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.amis import Ami
+from moto.ec2.models.elastic_ip_addresses import ElasticAddress, ElasticAddressBackend
 from moto.ec2.models.instances import Instance, InstanceBackend
 from moto.ec2.models.spot_requests import SpotInstanceRequest
 from moto.ec2.responses import instances as instance_responses
@@ -148,7 +149,11 @@ class SpotMarket:
             "run": InstanceBackend.run_instances,
             "run_response": InstanceResponse.run_instances,
             "parse_user_data": instance_responses.parse_user_data,
+            "associate_address": ElasticAddressBackend.associate_address,
         }
+        ElasticAddressBackend.associate_address = _associate_as_ec2_does(  # type: ignore[method-assign]
+            self._originals["associate_address"])
+        ElasticAddress.instance = _ADDRESS_INSTANCE  # type: ignore[attr-defined]
         instance_responses.parse_user_data = _user_data_as_ec2_takes_it
         original_response = self._originals["run_response"]
         original_run = self._originals["run"]
@@ -227,6 +232,9 @@ class SpotMarket:
             InstanceBackend.run_instances = self._originals["run"]
             InstanceResponse.run_instances = self._originals["run_response"]  # type: ignore[method-assign]
             instance_responses.parse_user_data = self._originals["parse_user_data"]
+            ElasticAddressBackend.associate_address = self._originals["associate_address"]  # type: ignore[method-assign]
+            if "instance" in vars(ElasticAddress):
+                delattr(ElasticAddress, "instance")
             for model in (Instance, Ami):
                 for name in BILLING_FIELDS:
                     if name in vars(model):
@@ -258,6 +266,33 @@ def _spot_request(backend: Any, instance: Any, options: dict[str, Any], tags: di
         instance_interruption_behaviour=options.get("InstanceInterruptionBehavior", "terminate"))
     backend.spot_instance_requests[request.id] = request
     instance.spot_instance_request_id = request.id
+
+
+def _address_instance(address: Any) -> Any:
+    """EC2 names the instance of an address associated with an interface (moto names none)."""
+    own = vars(address).get("_instance")
+    eni = vars(address).get("eni")
+    return own or (getattr(eni, "instance", None) if eni is not None else None)
+
+
+def _set_address_instance(address: Any, instance: Any) -> None:
+    vars(address)["_instance"] = instance
+
+
+_ADDRESS_INSTANCE = property(_address_instance, _set_address_instance)
+
+
+def _associate_as_ec2_does(original: Callable[..., Any]) -> Callable[..., Any]:
+    """AssociateAddress as EC2 documents it: by instance id only for an instance with exactly one
+    network interface, else InvalidInstanceID (moto associates with the primary one instead)."""
+    def associate_address(backend: Any, instance: Any = None, eni: Any = None, address: Any = None,
+                          allocation_id: Any = None, reassociate: bool = False) -> Any:
+        if instance is not None and eni is None and len(instance.nics) > 1:
+            raise EC2ClientError("InvalidInstanceID", f"There are multiple interfaces attached to instance "
+                                 f"'{instance.id}'. Please specify an interface ID for the operation instead.")
+        return original(backend, instance=instance, eni=eni, address=address, allocation_id=allocation_id,
+                        reassociate=reassociate)
+    return associate_address
 
 
 def _user_data_as_ec2_takes_it(value: Any) -> Base64EncodedString | None:

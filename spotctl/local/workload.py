@@ -167,10 +167,10 @@ class FleetSimulator:
         ec2 = self.clients("ec2")
         volume = ec2.create_volume(AvailabilityZone=az, Size=200, VolumeType="gp3", Encrypted=True)["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=iid, Device="/dev/sdf")
+        self.elastic_ip(iid)  # while it has one interface: EC2 takes an instance id then
         eni = ec2.create_network_interface(SubnetId=self.subnets[az], Description=f"{name} replication")
         ec2.attach_network_interface(NetworkInterfaceId=eni["NetworkInterface"]["NetworkInterfaceId"],
                                      InstanceId=iid, DeviceIndex=1)
-        self.elastic_ip(iid)
         return iid
 
     def elastic_ip(self, instance_id: str) -> str:

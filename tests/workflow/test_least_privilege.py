@@ -99,9 +99,9 @@ def _stateful(rt: LocalRuntime) -> str:
     [iid] = rt.fleet.launch("r5.large", "db-extra", az, {MODE_TAG: "stateful"}, register=False)
     volume = ec2.create_volume(AvailabilityZone=az, Size=100, VolumeType="gp3")["VolumeId"]
     ec2.attach_volume(VolumeId=volume, InstanceId=iid, Device="/dev/sdf")
+    ec2.associate_address(AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"], InstanceId=iid)
     eni = ec2.create_network_interface(SubnetId=rt.fleet.subnets[az])["NetworkInterface"]["NetworkInterfaceId"]
     ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=iid, DeviceIndex=1)
-    ec2.associate_address(AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"], InstanceId=iid)
     rt.fleet.write_cpu_history({iid: "stable"}, days=7)
     return iid
 

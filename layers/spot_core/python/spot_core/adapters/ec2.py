@@ -427,10 +427,15 @@ class Ec2Fleet:
                               if c.get("CpuCredits")})
         return found
 
-    def associate_address(self, allocation_id: str, instance_id: str) -> None:
-        """The Elastic IP now points at `instance_id` (taken from wherever it was)."""
+    def associate_address(self, allocation_id: str, instance_id: str, interface_id: str | None = None,
+                          private_ip: str | None = None) -> None:
+        """The Elastic IP now points at `instance_id` (taken from wherever it was): at its interface
+        and private IP when named, which EC2 requires of an instance with several interfaces."""
+        target: dict[str, Any] = {"NetworkInterfaceId": interface_id} if interface_id else {"InstanceId": instance_id}
+        if interface_id and private_ip:
+            target["PrivateIpAddress"] = private_ip
         with transient_errors():
-            self.ec2.associate_address(AllocationId=allocation_id, InstanceId=instance_id, AllowReassociation=True)
+            self.ec2.associate_address(AllocationId=allocation_id, AllowReassociation=True, **target)
 
     def set_source_dest_check(self, instance_id: str, enabled: bool) -> None:
         with transient_errors():

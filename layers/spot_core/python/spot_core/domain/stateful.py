@@ -12,7 +12,7 @@ retried pass picks up from what EC2 says, never from a step counter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
@@ -54,10 +54,13 @@ class StatefulMove(BaseModel):
 
     @classmethod
     def of(cls, inventory: Inventory) -> StatefulMove:
+        primary = inventory.primary
         return cls(volumes=[VolumeSlot(volume_id=v.volume_id, device=v.device) for v in inventory.volumes],
                    interfaces=[InterfaceSlot(interface_id=i.interface_id, device_index=i.device_index)
                                for i in inventory.secondary_interfaces],
-                   addresses=list(inventory.addresses))
+                   # an address on a secondary interface moves with it; those on the primary are re-pointed
+                   addresses=[a for a in inventory.addresses
+                              if primary is None or a.interface_id in (None, primary.interface_id)])
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Observed:
     states: dict[str, str]  # instance id -> state ("gone" when EC2 no longer knows it)
     volumes: dict[str, VolumeAt]
     interfaces: dict[str, InterfaceAt]
+    primaries: dict[str, tuple[str, str]] = field(default_factory=dict)  # instance id -> (interface, private IP)
 
 
 def converge(move: StatefulMove, holder: str, other: str, seen: Observed,
@@ -113,7 +117,10 @@ def _start(move: StatefulMove, holder: str, seen: Observed) -> tuple[Converged, 
     if state == "running":
         return "done", []
     if state == "stopped":
-        return "acting", [*(("associate", a.allocation_id, holder) for a in move.addresses), ("start", holder)]
+        # by interface and private IP: the holder has several interfaces (EC2 refuses an instance id then)
+        interface, ip = seen.primaries.get(holder, ("", ""))
+        return "acting", [*(("associate", a.allocation_id, holder, interface, ip) for a in move.addresses),
+                          ("start", holder)]
     return "waiting", []  # pending (starting), or stopping: the next pass sees
 
 

@@ -208,7 +208,8 @@ class _Restore:
         instance that serves for it."""
         for record in serving:
             for address in record.moved_addresses:
-                self.s.fleet.associate_address(address.allocation_id, record.instance_id)
+                self.s.fleet.associate_address(address.allocation_id, record.instance_id, address.interface_id,
+                                               address.private_ip)
             if record.moved_addresses:
                 record.attempts.append("rollback: Elastic IP(s) back on the original: "
                                        + ", ".join(a.public_ip for a in record.moved_addresses))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..domain.instances import Instance
 from ..domain.plan import InstanceRecord
 from ..domain.stateful import Action, Converged, Observed, StatefulMove, converge
 from ..ports import Fleet
@@ -26,9 +27,10 @@ class StatefulMoves:
             ids += [record.instance_id, record.replacement]
             volume_ids += move.volume_ids() + move.spare_volumes
             interface_ids += move.interface_ids()
-        states = {i.instance_id: i.state for i in self.fleet.describe(ids).values()}
+        described = self.fleet.describe(ids)
         volumes, interfaces = self.fleet.pieces(volume_ids, interface_ids)
-        return Observed(states={i: states.get(i, "gone") for i in ids}, volumes=volumes, interfaces=interfaces)
+        return Observed(states={i: described[i].state if i in described else "gone" for i in ids},
+                        volumes=volumes, interfaces=interfaces, primaries=_primaries(described.values()))
 
     def onto(self, record: InstanceRecord, holder: str, other: str, seen: Observed) -> tuple[Converged, str | None]:
         """One step of putting the record's pieces on `holder`: "done" once it runs with them; and
@@ -55,5 +57,15 @@ class StatefulMoves:
         elif kind == "attach_interface":
             self.fleet.attach_interface(args[0], args[1], int(args[2]))
         elif kind == "associate":
-            self.fleet.associate_address(args[0], args[1])
+            self.fleet.associate_address(args[0], args[1], args[2] or None, args[3] or None)
         return None
+
+
+def _primaries(instances: Iterable[Instance]) -> dict[str, tuple[str, str]]:
+    """Instance id -> its primary interface and private IP."""
+    found: dict[str, tuple[str, str]] = {}
+    for instance in instances:
+        primary = next((i for i in instance.interfaces if i.device_index == 0), None)
+        if primary is not None:
+            found[instance.instance_id] = (primary.interface_id, primary.primary_ip or "")
+    return found

@@ -4,7 +4,7 @@ instance) and the rollback (back: onto the original)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..domain.instances import Instance
@@ -42,22 +42,21 @@ class StatefulMoves:
         return progress, (refused[0] if refused else None)
 
     def _apply(self, action: Action) -> str | None:
+        """Carry out one action; why EC2 refused to start the instance, if it did."""
         kind, *args = action
         if kind == "start":
             refused = self.fleet.start([args[0]])
             return str(refused[args[0]]) if args[0] in refused else None
-        if kind == "stop":
-            self.fleet.stop([args[0]])
-        elif kind == "detach_volume":
-            self.fleet.detach_volume(args[0], args[1])
-        elif kind == "attach_volume":
-            self.fleet.attach_volume(args[0], args[1], args[2])
-        elif kind == "detach_interface":
-            self.fleet.detach_interface(args[0])
-        elif kind == "attach_interface":
-            self.fleet.attach_interface(args[0], args[1], int(args[2]))
-        elif kind == "associate":
-            self.fleet.associate_address(args[0], args[1], args[2] or None, args[3] or None)
+        fleet = self.fleet
+        calls: dict[str, Callable[[], None]] = {
+            "stop": lambda: fleet.stop([args[0]]),
+            "detach_volume": lambda: fleet.detach_volume(args[0], args[1]),
+            "attach_volume": lambda: fleet.attach_volume(args[0], args[1], args[2]),
+            "detach_interface": lambda: fleet.detach_interface(args[0]),
+            "attach_interface": lambda: fleet.attach_interface(args[0], args[1], int(args[2])),
+            "associate": lambda: fleet.associate_address(args[0], args[1], args[2] or None, args[3] or None),
+        }
+        calls[kind]()
         return None
 
 

@@ -110,6 +110,13 @@ def default_inventory(instance_id: str) -> Inventory:
                                      volume_type="gp3", delete_on_termination=True, root=True),))
 
 
+class Everyone(set[str]):
+    """A set every instance id is in (a fault for the whole fleet)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
 class FakeProbes:
     """SSM Run Command probes: each answers `pending` for `pending_passes` reads, then succeeds,
     unless its instance is in `failing` (failed) or `refusing` (ProbeRefused at send)."""

@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .patches import Patches
+
 Clock = Callable[[], float]  # seconds on the runtime's time line
 Outcome = Literal["success", "failed", "timed_out"]
 Check = Literal["instance", "system"]
-_MISSING = object()
 
 
 def runtime_clock(runtime: Any) -> Clock:
@@ -88,7 +89,7 @@ class HealthSimulator:
         self._started: dict[str, float] = {}  # instance id -> when RunInstances/StartInstances answered
         self._sent: dict[tuple[str, str], SentCommand] = {}
         self._lock = threading.Lock()
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._patches = Patches()
 
     @classmethod
     def of(cls, runtime: Any, **settings: Any) -> HealthSimulator:
@@ -195,16 +196,10 @@ class HealthSimulator:
                     self._answering(SimpleSystemManagerBackend.get_command_invocation))
 
     def uninstall(self) -> None:
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            if original is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
+        self._patches.restore()
 
     def _patch(self, owner: Any, name: str, value: Any) -> None:
-        self._saved.append((owner, name, vars(owner).get(name, _MISSING)))
-        setattr(owner, name, value)
+        self._patches.set(owner, name, value)
 
     def _status_of(self, instance: Any, which: Check) -> dict[str, Any]:
         if instance.state_code != 16:  # not running: what EC2 (and moto) say

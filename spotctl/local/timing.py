@@ -48,8 +48,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from .patches import Patches
+
 THROTTLING_DOC = "https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html"
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -259,26 +260,6 @@ class Span:
     memory_mb: int
 
 
-class _Patches:
-    """Attributes replaced on classes, modules and objects, restored in reverse order."""
-
-    def __init__(self) -> None:
-        self._saved: list[tuple[Any, str, Any]] = []
-
-    def set(self, owner: Any, name: str, value: Any) -> None:
-        own = vars(owner) if hasattr(owner, "__dict__") else {}
-        self._saved.append((owner, name, own.get(name, _MISSING)))
-        setattr(owner, name, value)
-
-    def restore(self) -> None:
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            if original is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
-
-
 class Ec2Lifecycle:
     """Instance states over virtual time: moto's instance objects change state when their time comes."""
 
@@ -412,7 +393,7 @@ class TimingSimulator:
         self._lock = threading.RLock()
         self._lanes_end = 0.0  # where the last task of a handler's thread pool ended (virtual seconds)
         self._invocation_of_pool: dict[int, Any] = {}
-        self._patches = _Patches()
+        self._patches = Patches()
         self.lambdas: Any = None
         self.begin()
 

@@ -22,7 +22,7 @@ from builders import (
     settle,
     until_done,
 )
-from fakes import Crash, Ports
+from fakes import Crash, Everyone, Ports
 
 from spot_core.domain.carry import ElasticIp, Interface, Inventory, Volume, carry_plan
 from spot_core.domain.errors import WaveFailed
@@ -114,7 +114,7 @@ def test_the_original_stops_only_after_leaving_its_target_groups_and_the_spot_in
 def test_a_move_whose_spot_instance_is_not_healthy_puts_every_piece_back_and_starts_the_original(p):
     original = serving(p, 1)[0]
     wave = plan_stateful(p, [original], probe=PROBE)
-    p.probes.failing = _Everyone()
+    p.probes.failing = Everyone()
 
     with pytest.raises(WaveFailed):
         migrate(p, wave)
@@ -147,10 +147,6 @@ def test_a_rollback_moves_the_disks_back_onto_the_original_which_serves_again(p)
         assert p.fleet.state(spot) in ("shutting-down", "terminated")
         assert records(p)[oid].status == "rolled_back"
 
-
-class _Everyone(set[str]):
-    def __contains__(self, item: object) -> bool:
-        return True
 
 
 @pytest.mark.parametrize("phase", ["parking", "draining", "moving", "proving"])

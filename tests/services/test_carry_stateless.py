@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from builders import MID, WEB, launches, migrate, plan, records, replacement_of, rollback, serving, until_done
-from fakes import Ports
+from fakes import Everyone, Ports
 
 from spot_core.domain.carry import ElasticIp, Interface, Inventory, Volume, carry_plan
 from spot_core.domain.errors import WaveFailed
@@ -110,7 +110,7 @@ def test_an_instance_in_no_target_group_moves_once_its_probe_passes_after_the_st
 def test_a_failing_probe_abandons_the_replacement_and_leaves_the_original_serving(p):
     original = serving(p, 1)[0]
     wave = plan_stateless(p, [original], probe=PROBE)
-    p.probes.failing = _Everyone()
+    p.probes.failing = Everyone()
 
     with pytest.raises(WaveFailed):
         migrate(p, wave)
@@ -124,7 +124,7 @@ def test_a_failing_probe_abandons_the_replacement_and_leaves_the_original_servin
 def test_a_replacement_ssm_cannot_reach_is_abandoned_with_the_reason(p):
     original = serving(p, 1)[0]
     wave = plan_stateless(p, [original], probe=PROBE)
-    p.probes.refusing = _Everyone()
+    p.probes.refusing = Everyone()
 
     with pytest.raises(WaveFailed):
         migrate(p, wave)
@@ -137,7 +137,7 @@ def test_a_replacement_ssm_cannot_reach_is_abandoned_with_the_reason(p):
 def test_impaired_status_checks_abandon_the_replacement_even_when_the_load_balancer_says_healthy(p):
     original = serving(p, 1)[0]
     wave = plan_stateless(p, [original])
-    p.fleet.impaired = _Everyone()
+    p.fleet.impaired = Everyone()
 
     with pytest.raises(WaveFailed):
         migrate(p, wave)
@@ -155,12 +155,6 @@ def test_a_router_instance_keeps_its_source_destination_check_off(p):
 
     assert p.fleet.source_dest_checks == {replacement_of(p, original): False}
 
-
-class _Everyone(set[str]):
-    """A set every instance id is in."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
 
 
 def test_the_quality_gate_counts_a_migrated_replacement_whose_status_checks_fail(p):

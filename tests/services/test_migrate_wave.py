@@ -30,8 +30,9 @@ from builders import (
 )
 from fakes import Crash, Ports
 
+from spot_core.domain.carry import VolumeSettings
 from spot_core.domain.errors import WaveFailed
-from spot_core.domain.instances import Instance, LaunchSettings, RootVolume
+from spot_core.domain.instances import Instance, LaunchSettings
 from spot_core.domain.plan import WaveSpec
 from spot_core.domain.tags import MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, WAVE_TAG
 
@@ -111,7 +112,7 @@ def test_the_replacement_is_launched_from_its_originals_settings_with_the_migrat
     assert set(specs) == {replacement_of(p, first), replacement_of(p, second)}
     for original, user_data in ((first, "#!/bin/sh\necho one"), (second, "#!/bin/sh\necho two")):
         spec, replacement = specs[replacement_of(p, original)], p.fleet.instance(replacement_of(p, original))
-        carried = replace(original.settings, root_volume=RootVolume(  # the fakes' default root volume
+        carried = replace(original.settings, root_volume=VolumeSettings(  # the fakes' default root volume
             device="/dev/xvda", size_gib=8, volume_type="gp3", delete_on_termination=True))
         assert (spec.image_id, spec.subnet_id, spec.settings, spec.user_data) == (
             original.image_id, original.subnet_id, carried, user_data)

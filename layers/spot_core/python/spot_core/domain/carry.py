@@ -40,10 +40,9 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class Volume(Frozen):
-    """An attached EBS volume, as DescribeVolumes and the instance's block device mapping say."""
+class VolumeSettings(Frozen):
+    """What a block device mapping sets of a volume: a replacement's root takes its original's."""
 
-    volume_id: str
     device: str
     size_gib: int
     volume_type: str
@@ -52,8 +51,18 @@ class Volume(Frozen):
     encrypted: bool = False
     kms_key_id: str | None = None
     delete_on_termination: bool = False
+
+
+class Volume(VolumeSettings):
+    """An attached EBS volume, as DescribeVolumes and the instance's block device mapping say."""
+
+    volume_id: str
     multi_attach: bool = False
     root: bool = False
+
+    @property
+    def settings(self) -> VolumeSettings:
+        return VolumeSettings.model_validate(self.model_dump(include=set(VolumeSettings.model_fields)))
 
     def describe(self) -> str:
         perf = "".join([f", {self.iops} IOPS" if self.iops else "",

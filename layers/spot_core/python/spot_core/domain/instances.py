@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from .carry import Interface, Inventory
+from .carry import Interface, Inventory, VolumeSettings
 from .plan import Pool
 
 Market = Literal["spot", "on-demand"]
@@ -50,7 +50,7 @@ class LaunchSettings:
     tenancy: str | None = None  # "default" | "dedicated" | "host"
     hibernation: bool = False
     cpu_credits: str | None = None  # burstable types: "standard" | "unlimited"
-    root_volume: RootVolume | None = None  # the original's root volume settings (from the inventory)
+    root_volume: VolumeSettings | None = None  # the original's root volume settings (from the inventory)
 
     def describe(self) -> list[str]:
         """The launch settings a replacement copies, in words (the plan shows them)."""
@@ -65,20 +65,6 @@ class LaunchSettings:
         ]
         return ["image, subnet, security groups, key pair, instance profile, user data and tags",
                 *(note for present, note in optional if present)]
-
-
-@dataclass(frozen=True)
-class RootVolume:
-    """A root volume as RunInstances' block device mapping sets it."""
-
-    device: str
-    size_gib: int
-    volume_type: str
-    iops: int | None = None
-    throughput: int | None = None
-    encrypted: bool = False
-    kms_key_id: str | None = None
-    delete_on_termination: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,7 +141,4 @@ def carried_settings(original: Instance, inventory: Inventory | None) -> LaunchS
     credits = inventory.cpu_credits or original.settings.cpu_credits
     if root is None:
         return replace(original.settings, cpu_credits=credits)
-    return replace(original.settings, cpu_credits=credits, root_volume=RootVolume(
-        device=root.device, size_gib=root.size_gib, volume_type=root.volume_type, iops=root.iops,
-        throughput=root.throughput, encrypted=root.encrypted, kms_key_id=root.kms_key_id,
-        delete_on_termination=root.delete_on_termination))
+    return replace(original.settings, cpu_credits=credits, root_volume=root.settings)

@@ -10,6 +10,7 @@ from builders import (
     WEB,
     count_calls,
     crash_points,
+    interruptions,
     launches,
     migrate,
     migrate_wave,
@@ -28,6 +29,7 @@ from spot_core.domain.carry import ElasticIp, Interface, Inventory, Volume, carr
 from spot_core.domain.errors import WaveFailed
 from spot_core.domain.health import HealthProbe
 from spot_core.domain.instances import Instance
+from spot_core.domain.interruptions import Notice
 from spot_core.domain.plan import WaveSpec
 
 PROBE = HealthProbe(command="pg_isready", timeout_seconds=30)
@@ -204,3 +206,18 @@ def test_a_stateful_move_resumed_after_a_crash_ends_as_without_it(operation, aft
     assert [i.instance_id for i in p.fleet.live() if i.instance_id not in {o.instance_id for o in originals}] \
         == sorted(replacement_of(p, o) for o in originals)  # no second Spot instance for one original
     assert not [v for v, at in p.fleet.volume_at.items() if at.state == "available"]  # spares deleted
+
+
+def test_an_interrupted_stateful_spot_instance_is_not_copied_from_its_image_its_pool_is_remembered(p):
+    original = serving(p, 1)[0]
+    migrate(p, plan_stateful(p, [original]))
+    spot = p.fleet.instance(replacement_of(p, original))
+    launched = len(launches(p))
+    warning = Notice("warning-1", spot.instance_id, "interruption", p.clock.now())
+
+    outcome = interruptions(p).handle(warning)
+
+    assert outcome.action == "ignored" and "EC2 stops it with its disks" in (outcome.reason or "")
+    assert len(launches(p)) == launched  # no copy from the image: its disks are the instance
+    assert (spot.instance_type, spot.availability_zone) in p.pool_memory.recent_interruptions()
+    assert [n["event"] for n in p.notifier.sent][-1] == "stateful-interrupted"

@@ -46,6 +46,7 @@ from ..domain.interruptions import (
     CLAIM_STALE_SECONDS,
     HOLDER_EXPIRY,
     KIND_LABELS,
+    STATEFUL_REPLACEMENT_IGNORED,
     InterruptionOutcome,
     LaunchProfile,
     Notice,
@@ -190,7 +191,7 @@ class Interruptions:
     def _begin(self, notice: Notice) -> InterruptionOutcome | Takeover:
         iid = notice.instance_id
         instance = self._described[iid] if iid in self._described else self.fleet.describe([iid]).get(iid)
-        why = why_ignored(notice, instance)
+        why = self._ignored(notice, instance)
         if why or instance is None:
             return InterruptionOutcome(action="ignored", instance_id=iid, reason=why)
         policy: RebalancePolicy | None = None
@@ -209,6 +210,22 @@ class Interruptions:
             result.policy = policy
             return result
         return result.model_copy(update={"policy": policy}) if policy else result
+
+    def _ignored(self, notice: Notice, instance: Instance | None) -> str | None:
+        why = why_ignored(notice, instance)
+        if why == STATEFUL_REPLACEMENT_IGNORED and instance is not None and notice.is_interruption:
+            self._stateful_interrupted(instance)
+        return why
+
+    def _stateful_interrupted(self, instance: Instance) -> None:
+        """A stateful move's Spot instance is taken back: EC2 stops it with its disks. Its pool is
+        remembered (plans and replacements avoid it) and its owner told."""
+        self.pool_memory.record_interruption(*_pool(instance), instance.instance_id)
+        self.notifier.publish(instance.instance_id, "stateful-interrupted",
+                              f"{instance.instance_id} (stateful, {instance.instance_type}) is being stopped by EC2",
+                              [STATEFUL_REPLACEMENT_IGNORED], {"instance_id": instance.instance_id,
+                                                               "pool": f"{instance.instance_type}/"
+                                                                       f"{instance.availability_zone}"})
 
     def _respond(self, notice: Notice, instance: Instance, swap: bool) -> InterruptionOutcome | Takeover:
         """Claim the instance's replacement, or act on the claim that exists. A reclaim reads

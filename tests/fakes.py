@@ -363,6 +363,9 @@ class FakeFleet:
         """One snapshot per volume attached (pending for `snapshot_seconds`, then completed)."""
         self.world.enter("fleet.snapshot_instance")
         volumes = self._inventory(instance_id).volumes
+        taken = [s for s, (_, own) in self.snapshots.items() if own == dict(tags)]
+        if taken:  # EC2 answers the ones already taken (found by their tags)
+            return taken, sum(v.size_gib for v in volumes)
         ids = [f"snap-{v.volume_id[4:]}" for v in volumes]
         self.snapshots.update({s: (self.world.clock.monotonic(), dict(tags)) for s in ids})
         self.world.record("snapshot", instance_id)

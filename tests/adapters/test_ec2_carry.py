@@ -428,3 +428,19 @@ def test_a_trainium_replacement_is_launched_without_a_credit_specification():
 
     assert "CreditSpecification" not in run_instances_request(spec, "token", 1)
 
+
+
+def test_an_instance_snapshotted_again_with_the_same_tags_gets_the_snapshots_already_taken(ec2):
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=image, InstanceType="m5.large", MinCount=1, MaxCount=1, BlockDeviceMappings=[
+        {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "VolumeType": "gp3"}}])["Instances"][0]["InstanceId"]
+    fleet = Ec2Fleet(ec2)
+    tags = {"spot-migration:managed": "true", "spot-migration:snapshot-of": iid}
+
+    first, size = fleet.snapshot_instance(iid, tags)
+    again, _ = fleet.snapshot_instance(iid, tags)  # a run that crashed before recording the first
+
+    assert first and size > 0 and sorted(again) == sorted(first)
+    of_it = ec2.describe_snapshots(Filters=[{"Name": "tag:spot-migration:snapshot-of", "Values": [iid]}])
+    assert len(of_it["Snapshots"]) == len(first)  # none taken twice
+    assert set(fleet.snapshot_states(first).values()) <= {"pending", "completed"}

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from builders import MID, finalize, migrate, plan, records, serving, settle
+from fakes import Crash
 
 from spot_core.domain.errors import MigrationConflict
 from spot_core.domain.retention import STOPPED_BY_TAG, Retention, RetentionChange
@@ -114,3 +115,15 @@ def test_retention_of_a_migration_that_keeps_nothing_is_a_conflict(p):
 def test_a_retention_out_of_range_is_refused(days):
     with pytest.raises(ValueError):
         RetentionChange(days=days)
+
+
+def test_snapshots_taken_by_a_run_that_crashed_before_recording_them_are_not_taken_again(p):
+    completed(p, count=1)
+    p.clock.sleep(7 * 86400 + 1)
+    p.world.crash_on("plans.put_record", 0)
+    with pytest.raises(Crash):
+        retire(p)
+
+    retire(p)
+
+    assert len(p.fleet.snapshots) == 1 and list(records(p).values())[0].retired_snapshots == list(p.fleet.snapshots)

@@ -544,8 +544,13 @@ class Ec2Fleet:
 
     def snapshot_instance(self, instance_id: str, tags: Mapping[str, str]) -> tuple[list[str], int]:
         """Snapshots of every EBS volume of the instance, taken together (crash-consistent); their
-        ids and total size in GiB."""
+        ids and total size in GiB. Snapshots carrying all `tags` already (taken by a run that
+        crashed before recording them) are answered instead of taking new ones."""
         with transient_errors():
+            taken = self.ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+                {"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]).get("Snapshots", [])
+            if taken:
+                return [s["SnapshotId"] for s in taken], sum(int(s.get("VolumeSize", 0)) for s in taken)
             response = self.ec2.create_snapshots(
                 InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": False},
                 Description=f"spot-migration: volumes of {instance_id} at the end of its retention",

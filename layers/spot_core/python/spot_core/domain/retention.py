@@ -20,6 +20,7 @@ from .instances import Instance
 from .plan import InstanceRecord
 
 STOPPED_BY_TAG = "spot-migration:stopped-by"
+SNAPSHOT_OF_TAG = "spot-migration:snapshot-of"  # on a retired original's snapshots: the instance they are of
 DEFAULT_RETENTION_DAYS = 7
 MAX_RETENTION_DAYS = 365
 SNAPSHOT_GIB_MONTH = 0.05  # USD per GiB-month of EBS snapshot storage (us-east-1 list price, standard tier)

@@ -14,7 +14,7 @@ from ..domain.clock import Clock
 from ..domain.instances import Instance
 from ..domain.outcomes import Realised
 from ..domain.plan import InstanceRecord
-from ..domain.retention import STOPPED_BY_TAG, Retention, next_step, snapshot_monthly
+from ..domain.retention import SNAPSHOT_OF_TAG, STOPPED_BY_TAG, Retention, next_step, snapshot_monthly
 from ..domain.tags import MANAGED_TAG, MIGRATION_ID_TAG
 from ..ports import Fleet, MigrationRepository, Notifier, PlanRepository
 
@@ -59,7 +59,7 @@ class RetireOriginals:
         originals = self.fleet.describe([r.instance_id for r in records])
         planned = self._plan(mid, records, originals)
         for record, step, _ in planned:
-            self._apply(mid, record, step, originals)
+            self._apply(mid, record, step)
         steps = [step for _, step, _ in planned]
         kept = [why for _, step, why in planned if step == "kept"]
         report.snapshotted += steps.count("snapshot")
@@ -72,15 +72,15 @@ class RetireOriginals:
         snapshots = self.fleet.snapshot_states([s for r in records for s in r.retired_snapshots])
         return [(r, *next_step(r, originals.get(r.instance_id), mid, snapshots)) for r in records]
 
-    def _apply(self, mid: str, record: InstanceRecord, step: str, originals: Mapping[str, Instance]) -> None:
+    def _apply(self, mid: str, record: InstanceRecord, step: str) -> None:
         if step == "snapshot":
-            self._snapshot(mid, record, originals[record.instance_id].tags)
+            self._snapshot(mid, record)
         elif step == "terminate":
             self._terminate(mid, record)
 
-    def _snapshot(self, mid: str, record: InstanceRecord, tags: Mapping[str, str]) -> None:
+    def _snapshot(self, mid: str, record: InstanceRecord) -> None:
         """Every volume of the original, one crash-consistent set; tagged as the product's own."""
-        own = {MANAGED_TAG: "true", MIGRATION_ID_TAG: mid, STOPPED_BY_TAG: mid, "Name": tags.get("Name", "")}
+        own = {MANAGED_TAG: "true", MIGRATION_ID_TAG: mid, STOPPED_BY_TAG: mid, SNAPSHOT_OF_TAG: record.instance_id}
         record.retired_snapshots, record.retired_gib = self.fleet.snapshot_instance(record.instance_id, own)
         self.plans.put_record(mid, record)
 

@@ -26,7 +26,8 @@ from aws_cdk import App, CfnOutput, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import OPENAPI_FILE, REPO_ROOT, STATE_MACHINE_FILE
+from infra import OPENAPI_FILE, REPO_ROOT, STATE_MACHINE_FILE, machine_file
+from spot_core.entry.catalog import MIGRATION_MACHINE, REHOME_MACHINE
 
 from .constructs import (
     ExecutionEndHandling,
@@ -61,9 +62,13 @@ class SpotMigrationStack(Stack):
         self.functions = Functions(self, "Functions", storage=self.storage, layers=self.layers,
                                    log_groups=self.log_groups)
         self.workflow = Workflow(self, "Workflow", definition_file=STATE_MACHINE_FILE,
-                                 tasks=self.functions.by_placeholder(), log_groups=self.log_groups)
-        # The API function starts executions, so it is created after the state machine.
-        self.functions.bind_workflow(self.workflow.state_machine)
+                                 tasks=self.functions.by_placeholder(MIGRATION_MACHINE), log_groups=self.log_groups)
+        self.rehome = Workflow(self, "Rehome", definition_file=machine_file(REHOME_MACHINE),
+                               tasks=self.functions.by_placeholder(REHOME_MACHINE), log_groups=self.log_groups)
+        # The API function starts migrations, the replacement function re-homes: they are created
+        # after the state machines.
+        self.functions.bind_workflow({MIGRATION_MACHINE: self.workflow.state_machine,
+                                      REHOME_MACHINE: self.rehome.state_machine})
         self.api = MigrationsApi(
             self, "MigrationsApi", handler=self.functions.functions["api"], openapi_file=OPENAPI_FILE,
             log_groups=self.log_groups, account_logging_role=self._flag("api_account_logging_role", default=True),
@@ -84,6 +89,8 @@ class SpotMigrationStack(Stack):
         )
 
         CfnOutput(self, "StateMachineArn", value=self.workflow.state_machine.state_machine_arn)
+        CfnOutput(self, "RehomeStateMachineArn", value=self.rehome.state_machine.state_machine_arn,
+                  description="Moves interrupted stateful Spot instances' disks to a new instance")
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
         CfnOutput(self, "TopicArn", value=self.storage.topic.topic_arn)
         CfnOutput(self, "InterruptionDeadLetterQueueUrl", value=self.interruptions.dead_letters.queue_url)

@@ -549,6 +549,11 @@ class FakeFleet:
                 self._set_state(instance_id, "stopping", "Client.UserInitiatedShutdown")
                 self.world.record("stop", instance_id)
 
+    def cancel_spot_requests(self, instance_ids: list[str]) -> None:
+        self.world.enter("fleet.cancel_spot_requests")
+        for instance_id in instance_ids:
+            self.world.record("cancel_spot_request", instance_id)
+
     def terminate(self, instance_ids: list[str]) -> None:
         self.world.enter("fleet.terminate")
         for instance_id in instance_ids:
@@ -753,6 +758,7 @@ class FakeMigrations:
 class FakePlans:
     def __init__(self, world: World):
         self.world = world
+        self.migrations: FakeMigrations | None = None  # linked by ports(): a drift is on the migration item
         self.stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.verdict_items: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
 
@@ -768,6 +774,16 @@ class FakePlans:
     def put_record(self, migration_id: str, record: InstanceRecord) -> None:
         self.world.enter("plans.put_record")
         self.stored[migration_id][record.instance_id] = record.model_dump()
+        self.world.record("record", (record.instance_id, record.status))
+
+    def put_record_drifting(self, migration_id: str, record: InstanceRecord, monthly_spot: float,
+                            fallbacks: int) -> None:
+        """The record and the migration's drift, at once (one transaction)."""
+        self.world.enter("plans.put_record_drifting")
+        self.stored[migration_id][record.instance_id] = record.model_dump()
+        migration = self.migrations.items[migration_id] if self.migrations else {}
+        migration[DRIFT_MONTHLY_SPOT] = migration.get(DRIFT_MONTHLY_SPOT, 0) + monthly_spot
+        migration[DRIFT_FALLBACKS] = migration.get(DRIFT_FALLBACKS, 0) + fallbacks
         self.world.record("record", (record.instance_id, record.status))
 
     def records(self, migration_id: str) -> list[InstanceRecord]:
@@ -1008,6 +1024,19 @@ class FakeLocks:
         return len(held)
 
 
+class FakeExecutionStarter:
+    """Executions of one state machine, by name: a name starts once."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, str] = {}
+
+    def start(self, name: str, execution_input: str) -> dict[str, Any] | None:
+        if name in self.started:
+            return None
+        self.started[name] = execution_input
+        return {"executionArn": f"arn:aws:states:us-east-1:123456789012:execution:rehome:{name}"}
+
+
 # --- everything together ----------------------------------------------------------------------------------
 @dataclass
 class Ports:
@@ -1027,6 +1056,7 @@ class Ports:
     once: FakeEventOnce
     locks: FakeLocks
     probes: FakeProbes
+    rehomes: FakeExecutionStarter = field(default_factory=FakeExecutionStarter)
 
     @property
     def clock(self) -> FakeClock:
@@ -1042,6 +1072,7 @@ def ports(**fleet_timing: float) -> Ports:
                  FakeMigrations(world), FakePlans(world), FakeTokens(), FakePoolMemory(), FakeClaims(world),
                  FakeRegistry(), FakeEventOnce(), FakeLocks(world), FakeProbes(world))
     made.registry.claims = made.claims
+    made.plans.migrations = made.migrations
     made.claims.linked.update(registry=made.registry, pool_memory=made.pool_memory, plans=made.plans,
                               migrations=made.migrations)
     return made

@@ -82,8 +82,18 @@ wave_iteration = {
         "Bake": {"Type": "Wait", "SecondsPath": "$.wave.bake_seconds", "Next": "QualityGate"},
         "QualityGate": task("QualityGateFunctionArn",
                             {**MID, "wave.$": "$.wave", "since.$": "$.progress.completed_at"}, "$.gate",
-                            "WaveSucceeded",
-                            result_selector={"passed.$": "$.Payload.passed", "score.$": "$.Payload.score"}),
+                            "GateVerdict",
+                            result_selector={"passed.$": "$.Payload.passed", "score.$": "$.Payload.score",
+                                             "pending.$": "$.Payload.pending",
+                                             "wait_seconds.$": "$.Payload.wait_seconds"}),
+        "GateVerdict": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.gate.pending", "BooleanEquals": True, "Next": "WaitForProbes"}],
+            "Default": "WaveSucceeded",
+        },
+        # The gate sent the wave's health probes (SSM Run Command): their results are waited for
+        # here, not in a Lambda; the gate says how long.
+        "WaitForProbes": {"Type": "Wait", "SecondsPath": "$.gate.wait_seconds", "Next": "QualityGate"},
         "WaveSucceeded": {
             "Type": "Pass",
             "Parameters": {"wave.$": "$.wave.index", "percent.$": "$.wave.percent", "migrated.$": "$.progress.migrated",
@@ -202,7 +212,43 @@ definition = {
     },
 }
 
+REHOME = {"migration_id.$": "$.migration_id", "original_id.$": "$.original_id", "interrupted.$": "$.interrupted"}
+
+# One execution per interrupted stateful Spot instance (named rehome-<instance id>): the disks
+# move on to a new instance, one short pass per invocation, the waits in between here.
+rehome_definition = {
+    "Comment": "Moves the disks of a stateful Spot instance EC2 took back to a new instance in the same "
+               "Availability Zone: launch, park, move the volumes, interfaces and addresses, prove health.",
+    "TimeoutSeconds": 6 * 3600,
+    "StartAt": "Rehome",
+    "States": {
+        "Rehome": task("RehomeStatefulFunctionArn", REHOME, "$.progress", "RehomeDone",
+                       result_selector={"done.$": "$.Payload.done", "phase.$": "$.Payload.phase",
+                                        "wait_seconds.$": "$.Payload.wait_seconds"},
+                       Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "GiveUp"}]),
+        "RehomeDone": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.progress.phase", "StringEquals": "failed", "Next": "RehomeFailed"},
+                        {"Variable": "$.progress.done", "BooleanEquals": True, "Next": "Ended"}],
+            "Default": "WaitForInstances",
+        },
+        "WaitForInstances": {"Type": "Wait", "SecondsPath": "$.progress.wait_seconds", "Next": "Rehome"},
+        # Its retries spent: the re-home ends failed on the record, saying where the disks are.
+        "GiveUp": task("RehomeStatefulFunctionArn", {**REHOME, "error.$": "$.error"}, "$.progress", "RehomeFailed",
+                       result_selector={"phase.$": "$.Payload.phase"},
+                       Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.give_up_error",
+                               "Next": "RehomeFailed"}]),
+        "RehomeFailed": {"Type": "Fail", "Error": "RehomeFailed",
+                         "Cause": "The disks could not be moved to a new instance; the migration record says "
+                                  "where they are."},
+        "Ended": {"Type": "Succeed"},
+    },
+}
+
+MACHINES = {"spot_migration": definition, "stateful_rehome": rehome_definition}
+
 if __name__ == "__main__":
-    out = Path(__file__).resolve().parent.parent / "statemachines" / "spot_migration.asl.json"
-    out.write_text(json.dumps(definition, indent=2) + "\n")
-    print(f"wrote {out}")
+    for name, machine in MACHINES.items():
+        out = Path(__file__).resolve().parent.parent / "statemachines" / f"{name}.asl.json"
+        out.write_text(json.dumps(machine, indent=2) + "\n")
+        print(f"wrote {out}")

@@ -13,7 +13,15 @@ from constructs import Construct
 
 from infra import FUNCTIONS_DIR
 from spot_core.domain.errors import ConfigurationError
-from spot_core.entry.catalog import COMMON_ENVIRONMENT, FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME, FunctionSpec
+from spot_core.entry.catalog import (
+    COMMON_ENVIRONMENT,
+    FUNCTIONS,
+    MACHINE_ARN_VARIABLES,
+    METRICS_NAMESPACE,
+    SERVICE_NAME,
+    FunctionSpec,
+    tasks_of,
+)
 from spot_core.entry.settings import DEAD_LETTER_QUEUE_URL, load_settings, tunable_defaults
 
 from . import nag
@@ -33,16 +41,16 @@ BASE_FINDINGS = {
 }
 
 
-WORKFLOW_ENVIRONMENT = "STATE_MACHINE_ARN"
 # Variables of resources created after the functions, which the construct creating them sets
 # (infra/constructs/interruptions.py: the dead-letter queue the replacement function keeps failures in).
 SET_LATER = (DEAD_LETTER_QUEUE_URL,)
 
 
 def drives_workflow(spec: FunctionSpec) -> bool:
-    """Functions that start and complete executions (the API) need the state machine's ARN,
-    so they are created after it; the state machine in turn needs the task functions'."""
-    return WORKFLOW_ENVIRONMENT in spec.environment
+    """Functions that start and complete executions (the API, the replacement function) need a
+    state machine's ARN, so they are created after the state machines; those in turn need the
+    task functions'."""
+    return any(variable in spec.environment for variable in MACHINE_ARN_VARIABLES.values())
 
 
 def logical_stem(name: str) -> str:
@@ -73,17 +81,20 @@ class Functions(Construct):
                 continue
             self.functions[spec.name] = self._function(spec)
 
-    def bind_workflow(self, state_machine: sfn.StateMachine) -> None:
-        """Create the functions that drive the workflow, now that its state machine exists."""
-        self._grants = dataclasses.replace(self._grants, state_machine=state_machine)
-        environment = {WORKFLOW_ENVIRONMENT: state_machine.state_machine_arn}
+    def bind_workflow(self, state_machines: dict[str, sfn.StateMachine]) -> None:
+        """Create the functions that drive the workflows, now that their state machines exist
+        (by catalog name: spot_core.entry.catalog.MACHINE_ARN_VARIABLES)."""
+        self._grants = dataclasses.replace(self._grants, state_machines=state_machines)
+        environment = {MACHINE_ARN_VARIABLES[name]: machine.state_machine_arn
+                       for name, machine in state_machines.items()}
         for spec in FUNCTIONS:
             if drives_workflow(spec):
                 self.functions[spec.name] = self._function(spec, environment)
 
-    def by_placeholder(self) -> dict[str, lambda_.Function]:
-        """ASL placeholder (``AnalyzeFunctionArn``) -> function, for catalog entries that have one."""
-        return {spec.asl_placeholder: self.functions[spec.name] for spec in FUNCTIONS if spec.asl_placeholder}
+    def by_placeholder(self, state_machine: str) -> dict[str, lambda_.Function]:
+        """ASL placeholder (``AnalyzeFunctionArn``) -> function, for the tasks of `state_machine`."""
+        return {spec.asl_placeholder: self.functions[spec.name] for spec in tasks_of(state_machine)
+                if spec.asl_placeholder}
 
     def _settings(self) -> dict[str, str]:
         """SETTINGS_DEFAULTS overridden by context, validated by the functions' own settings model."""

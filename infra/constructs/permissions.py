@@ -15,8 +15,8 @@ Mutating EC2 calls are scoped by tags, as the product's code is:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
@@ -24,6 +24,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from spot_core.domain.retention import STOPPED_BY_TAG
 from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
+from spot_core.entry.catalog import MIGRATION_MACHINE, REHOME_MACHINE
 
 from .nag import arn_ref, attr_ref, scoped_arn
 from .storage import Storage
@@ -38,14 +39,14 @@ NO_RESOURCE_LEVEL = ("{actions} support no resource-level permissions "
 class GrantContext:
     stack: Stack
     storage: Storage
-    # Set once the state machine exists (it needs the task functions first); only the
-    # functions that drive the workflow (workflow:* capabilities) are granted after that.
-    state_machine: sfn.StateMachine | None = None
+    # Set once the state machines exist (they need the task functions first), by catalog name;
+    # only the functions that drive a workflow (workflow:* capabilities) are granted after that.
+    state_machines: Mapping[str, sfn.StateMachine] = field(default_factory=dict)
 
-    def workflow(self) -> sfn.StateMachine:
-        if self.state_machine is None:
-            raise ValueError("workflow:* permissions need the state machine: grant them after it is created")
-        return self.state_machine
+    def workflow(self, name: str = MIGRATION_MACHINE) -> sfn.StateMachine:
+        if name not in self.state_machines:
+            raise ValueError(f"workflow:* permissions need the {name} state machine: grant them after it is created")
+        return self.state_machines[name]
 
     def arn(self, service: str, resource: str, *, account: bool = True) -> str:
         return self.stack.format_arn(
@@ -346,6 +347,14 @@ def _workflow_start(ctx: GrantContext, role: iam.Role) -> Findings:
     return {}
 
 
+def _workflow_rehome(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="StartRehomes", actions=["states:StartExecution"],
+        resources=[ctx.workflow(REHOME_MACHINE).state_machine_arn],
+    ))
+    return {}
+
+
 def _workflow_read(ctx: GrantContext, role: iam.Role) -> Findings:
     machine = ctx.workflow()
     executions = ctx.stack.format_arn(service="states", resource="execution",
@@ -389,6 +398,7 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "table:write": _table_write,
     "sns:publish": _sns_publish,
     "workflow:start": _workflow_start,
+    "workflow:rehome": _workflow_rehome,
     "workflow:read": _workflow_read,
     "workflow:decide": _workflow_decide,
 }

@@ -171,10 +171,11 @@ class Ec2Events:
             "region": self.region, "resources": [f"arn:aws:ec2:{az}:instance/{instance_id}"], "detail": detail,
         }
 
-    def reclaim(self, instance_id: str, behaviour: str = "terminate") -> list[dict]:
-        """EC2 takes the Spot instance back: terminates it (or stops it: `behaviour` "stop", a
-        persistent request) giving the Spot reason, and sends both state changes through the
-        deployed rules. Returns their deliveries, each with its event."""
+    def reclaim(self, instance_id: str, behaviour: str | None = None) -> list[dict]:
+        """EC2 takes the Spot instance back as its request says (or `behaviour`): terminates it, or
+        stops it (a persistent request that stops), giving the Spot reason, and sends both state
+        changes through the deployed rules. Returns their deliveries, each with its event."""
+        behaviour = behaviour or self._interruption_behaviour(instance_id)
         states, reason = RECLAIMS[behaviour]
         ec2 = self.client("ec2")
         if behaviour == "stop":
@@ -185,6 +186,13 @@ class Ec2Events:
         instance.state_reason = StateReason(f"{reason}: Spot instance {behaviour}", reason)
         events = [self.ec2_event(instance_id, "state-change", state) for state in states]
         return [{**d, "event": _summary(e)} for e in events for d in self.put_ec2_event(e)]
+
+    def _interruption_behaviour(self, instance_id: str) -> str:
+        """What the instance's Spot request says EC2 does when it interrupts it (terminate by default)."""
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID][self.region]
+        request = backend.spot_instance_requests.get(getattr(backend.get_instance(instance_id),
+                                                             "spot_instance_request_id", None) or "")
+        return getattr(request, "instance_interruption_behaviour", None) or "terminate"
 
     def simulate(self, instance_id: str, kind: str = "interruption", reclaim: bool = True) -> dict:
         """EC2 warns about `instance_id`: the event goes through the deployed rules to the

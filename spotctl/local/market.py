@@ -26,7 +26,7 @@ from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.amis import Ami
 from moto.ec2.models.elastic_ip_addresses import ElasticAddress, ElasticAddressBackend
 from moto.ec2.models.instances import Instance, InstanceBackend
-from moto.ec2.models.spot_requests import SpotInstanceRequest
+from moto.ec2.models.spot_requests import SpotInstanceRequest, SpotRequestBackend
 from moto.ec2.responses import instances as instance_responses
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.responses.spot_instances import SpotInstances
@@ -150,7 +150,10 @@ class SpotMarket:
             "run_response": InstanceResponse.run_instances,
             "parse_user_data": instance_responses.parse_user_data,
             "associate_address": ElasticAddressBackend.associate_address,
+            "cancel_spot": SpotRequestBackend.cancel_spot_instance_requests,
         }
+        SpotRequestBackend.cancel_spot_instance_requests = _cancel_as_ec2_does(  # type: ignore[method-assign]
+            self._originals["cancel_spot"])
         ElasticAddressBackend.associate_address = _associate_as_ec2_does(  # type: ignore[method-assign]
             self._originals["associate_address"])
         ElasticAddress.instance = _ADDRESS_INSTANCE  # type: ignore[attr-defined]
@@ -233,6 +236,7 @@ class SpotMarket:
             InstanceResponse.run_instances = self._originals["run_response"]  # type: ignore[method-assign]
             instance_responses.parse_user_data = self._originals["parse_user_data"]
             ElasticAddressBackend.associate_address = self._originals["associate_address"]  # type: ignore[method-assign]
+            SpotRequestBackend.cancel_spot_instance_requests = self._originals["cancel_spot"]  # type: ignore[method-assign]
             if "instance" in vars(ElasticAddress):
                 delattr(ElasticAddress, "instance")
             for model in (Instance, Ami):
@@ -266,6 +270,14 @@ def _spot_request(backend: Any, instance: Any, options: dict[str, Any], tags: di
         instance_interruption_behaviour=options.get("InstanceInterruptionBehavior", "terminate"))
     backend.spot_instance_requests[request.id] = request
     instance.spot_instance_request_id = request.id
+
+
+def _cancel_as_ec2_does(cancel: Callable[..., Any]) -> Callable[..., Any]:
+    """EC2 answers the cancel of a request cancelled already (it stays cancelled); moto forgets a
+    cancelled request and fails on it again."""
+    def cancel_spot_instance_requests(backend: Any, request_ids: list[str]) -> Any:
+        return cancel(backend, [r for r in request_ids if r in backend.spot_instance_requests])
+    return cancel_spot_instance_requests
 
 
 def _address_instance(address: Any) -> Any:

@@ -40,7 +40,15 @@ from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommu
 from spot_core.adapters.dynamodb import schema
 from spot_core.domain.plan import InstanceRecord
 from spot_core.entry import wiring as handler_wiring
-from spot_core.entry.catalog import FUNCTIONS, METRICS_NAMESPACE, SERVICE_NAME
+from spot_core.entry.catalog import (
+    FUNCTIONS,
+    MACHINE_ARN_VARIABLES,
+    METRICS_NAMESPACE,
+    MIGRATION_MACHINE,
+    REHOME_MACHINE,
+    SERVICE_NAME,
+    tasks_of,
+)
 from spot_core.entry.event_rules import EXECUTION_STATUS_CHANGE, execution_ended_pattern
 from spot_core.entry.settings import load_settings, tunable_defaults
 from spot_core.entry.wiring import Wiring
@@ -189,8 +197,8 @@ class LocalRuntime(Ec2Events):
         self._ending.add(arn)
         try:
             self._saved["terminated"](comm)
-            if self.timing is not None:
-                self.timing.end()
+            if self.timing is not None and comm.execution.state_machine_arn == self.state_machine_arn:
+                self.timing.end()  # a migration's execution (not a re-home's)
             self._execution_ended(comm.execution)
         finally:
             self._ending.discard(arn)
@@ -271,7 +279,7 @@ class LocalRuntime(Ec2Events):
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as z:
             z.writestr("app.py", "# runs in-process; see spotctl/local/lambdas.py\n")
-        substitutions = {}
+        arns = {}
         for spec in FUNCTIONS:
             fn = self.client("lambda").create_function(
                 FunctionName=f"spot-migration-{spec.name}", Runtime="python3.13", Role=role, Handler=spec.handler,
@@ -279,22 +287,28 @@ class LocalRuntime(Ec2Events):
                 Architectures=["arm64"],
                 Environment={"Variables": {"TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn}},
             )
-            if spec.asl_placeholder:
-                substitutions[spec.asl_placeholder] = fn["FunctionArn"]
-        definition = ASL_PATH.read_text()
-        for placeholder, arn in substitutions.items():
-            definition = definition.replace(f"${{{placeholder}}}", arn)
-        self.state_machine_arn = self.client("stepfunctions").create_state_machine(
-            name=STATE_MACHINE_NAME, definition=definition, roleArn=role)["stateMachineArn"]
-        self.lambdas.environment["STATE_MACHINE_ARN"] = self.state_machine_arn
+            arns[spec.name] = fn["FunctionArn"]
+        machines = {name: self._state_machine(name, role, arns) for name in MACHINE_ARN_VARIABLES}
+        self.state_machine_arn, self.rehome_state_machine_arn = machines[MIGRATION_MACHINE], machines[REHOME_MACHINE]
+        self.lambdas.environment.update({MACHINE_ARN_VARIABLES[name]: arn for name, arn in machines.items()})
         # The runtime's own view of the product's state: the same adapters the handlers use.
         self.wiring = Wiring(load_settings(self.lambdas.environment))
         self.table = self.wiring.table
 
+    def _state_machine(self, name: str, role: str, function_arns: dict[str, str]) -> str:
+        """One state machine of the catalog, its ${placeholders} replaced by its task functions' ARNs."""
+        definition = (ASL_PATH.parent / f"{name}.asl.json").read_text()
+        for spec in tasks_of(name):
+            definition = definition.replace(f"${{{spec.asl_placeholder}}}", function_arns[spec.name])
+        machine_name = STATE_MACHINE_NAME if name == MIGRATION_MACHINE else f"{STATE_MACHINE_NAME}-{name}"
+        return str(self.client("stepfunctions").create_state_machine(
+            name=machine_name, definition=definition, roleArn=role)["stateMachineArn"])
+
     def publish_stack(self, stack_name: str = "SpotMigration") -> dict:
         """A CloudFormation stack with the same outputs as the CDK stack, so spotctl finds the
         embedded runtime's resources exactly as it finds a deployed stack's."""
-        outputs = {"StateMachineArn": self.state_machine_arn, "TableName": TABLE_NAME, "TopicArn": self.topic_arn,
+        outputs = {"StateMachineArn": self.state_machine_arn, "RehomeStateMachineArn": self.rehome_state_machine_arn,
+                   "TableName": TABLE_NAME, "TopicArn": self.topic_arn,
                    "InterruptionDeadLetterQueueUrl": self.dlq_url}
         if getattr(self.fleet, "target_group_arn", None):
             # the simulated service, a default for quality gates
@@ -318,7 +332,16 @@ class LocalRuntime(Ec2Events):
         return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{migration_id}"
 
     def wait(self, migration_id: str, timeout: float = 120.0) -> ExecutionResult:
-        sfn, arn = self.client("stepfunctions"), self.execution_arn(migration_id)
+        return self._wait_for(self.execution_arn(migration_id), migration_id, timeout)
+
+    def wait_rehome(self, interrupted: str, timeout: float = 120.0) -> ExecutionResult:
+        """The re-home of a stateful Spot instance EC2 took back (started by the replacement
+        function, named after the instance), once it has ended; its output says how."""
+        arn = self.rehome_state_machine_arn.replace(":stateMachine:", ":execution:") + f":rehome-{interrupted}"
+        return self._wait_for(arn, f"rehome-{interrupted}", timeout)
+
+    def _wait_for(self, arn: str, migration_id: str, timeout: float) -> ExecutionResult:
+        sfn = self.client("stepfunctions")
         deadline = time.monotonic() + timeout
         while True:
             d = sfn.describe_execution(executionArn=arn)

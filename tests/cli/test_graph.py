@@ -93,7 +93,7 @@ def _expect(run, **groups: set[str]) -> dict[str, str]:
 
 REVIEWED = {"Analyze", "HasCandidates", "Reviews", "PerformanceAgent", "CapacityAgent", "ApplicationAgent",
             "ConsolidateReviews", "ReviewOutcome"}
-WAVE = {"MigrateWave", "WaveComplete", "Bake", "QualityGate", "WaveSucceeded"}
+WAVE = {"MigrateWave", "WaveComplete", "Bake", "QualityGate", "GateVerdict", "WaveSucceeded"}
 
 
 def expected_statuses(name: str, run) -> dict[str, str]:

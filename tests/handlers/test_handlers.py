@@ -22,7 +22,7 @@ import pytest
 from spot_core.domain.errors import InvalidEvent, InvalidMigrationRequest, MigrationNotFound
 from spot_core.domain.request import parse_request
 from spot_core.entry import wiring
-from spot_core.entry.catalog import FUNCTIONS
+from spot_core.entry.catalog import MIGRATION_MACHINE, tasks_of
 from spot_core.entry.events import (
     AnalyzeEvent,
     ApprovalEvent,
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 
 MID = "demo-migration-0001"
 # The functions the state machine calls (the EventBridge-driven ones have events of their own).
-WORKFLOW = tuple(s for s in FUNCTIONS if s.asl_placeholder)
+WORKFLOW = tasks_of(MIGRATION_MACHINE)
 ASL = ROOT / "statemachines" / "spot_migration.asl.json"
 MODELS = {
     "analyze": AnalyzeEvent, "review_performance": MigrationEvent, "review_capacity": MigrationEvent,

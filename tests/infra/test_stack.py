@@ -18,13 +18,13 @@ from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
 from template_helpers import flatten, listify, logical_id, of_type
 
-from infra import OPENAPI_FILE, STATE_MACHINE_FILE
+from infra import OPENAPI_FILE, machine_file
 from infra.constructs.functions import SETTINGS_DEFAULTS
 from infra.constructs.layers import POWERTOOLS_PARAMETER_ID
 from infra.stack import SpotMigrationStack, create_app
 from spot_core.domain.retention import STOPPED_BY_TAG
 from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
-from spot_core.entry.catalog import FUNCTIONS
+from spot_core.entry.catalog import FUNCTIONS, MACHINE_ARN_VARIABLES, MIGRATION_MACHINE, REHOME_MACHINE, tasks_of
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 MANAGED = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
@@ -71,8 +71,9 @@ def test_function_configuration(spec, stack, resources):
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "SpotMigration"
     optional = {name: value for name, value in env.items() if name in SETTINGS_DEFAULTS}
     assert optional == {name: SETTINGS_DEFAULTS[name] for name in spec.environment if name in SETTINGS_DEFAULTS}
-    if "STATE_MACHINE_ARN" in spec.environment:
-        assert env["STATE_MACHINE_ARN"] == {"Ref": logical_id(stack, stack.workflow.state_machine)}
+    for name, variable in MACHINE_ARN_VARIABLES.items():
+        if variable in spec.environment:
+            assert env[variable] == {"Ref": logical_id(stack, machines_of(stack)[name])}
     assert set(env) == {"TABLE_NAME", "TOPIC_ARN", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
                         *spec.environment}
 
@@ -81,8 +82,8 @@ def test_function_configuration(spec, stack, resources):
 
 def test_every_log_group_has_retention(resources):
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    # one per function + the state machine's + the API's access and execution logs
-    assert len(groups) == len(FUNCTIONS) + 3
+    # one per function + the two state machines' + the API's access and execution logs
+    assert len(groups) == len(FUNCTIONS) + 4
     assert all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
 
 
@@ -102,7 +103,7 @@ def test_powertools_layer_resolved_at_deploy_time_from_the_pinned_release(templa
 
 def test_functions_have_own_roles_without_managed_policies(resources):
     roles = of_type(resources, "AWS::IAM::Role")
-    assert len(roles) == len(FUNCTIONS) + 2  # + the state machine's and API Gateway's account logging role
+    assert len(roles) == len(FUNCTIONS) + 3  # + the two state machines' and API Gateway's account logging role
     assert not any("ManagedPolicyArns" in r["Properties"] for r in roles.values())
     lambda_roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0]
                     for fn in of_type(resources, "AWS::Lambda::Function").values()]
@@ -162,22 +163,36 @@ def test_topic_encrypted_ssl_only_and_this_account_only(resources):
 
 def test_outputs(template):
     outputs = template.to_json()["Outputs"]
-    assert set(outputs) == {"StateMachineArn", "TableName", "TopicArn", "InterruptionDeadLetterQueueUrl", "ApiUrl"}
+    assert set(outputs) == {"StateMachineArn", "RehomeStateMachineArn", "TableName", "TopicArn",
+                            "InterruptionDeadLetterQueueUrl", "ApiUrl"}
 
 
 # --- workflow --------------------------------------------------------------------------
 
+def machines_of(stack) -> dict[str, Any]:
+    """Catalog name -> the state machine construct."""
+    return {MIGRATION_MACHINE: stack.workflow.state_machine, REHOME_MACHINE: stack.rehome.state_machine}
+
+
 @pytest.fixture(scope="module")
-def state_machine(resources) -> dict:
-    (machine,) = of_type(resources, "AWS::StepFunctions::StateMachine").values()
-    return machine["Properties"]
+def state_machines(stack, resources) -> dict[str, dict]:
+    """Catalog name -> the state machine's properties; the stack has no other."""
+    assert len(of_type(resources, "AWS::StepFunctions::StateMachine")) == len(MACHINE_ARN_VARIABLES)
+    return {name: resources[logical_id(stack, machine)]["Properties"] for name, machine in machines_of(stack).items()}
 
 
-def asl_placeholders() -> set[str]:
-    return set(PLACEHOLDER.findall(STATE_MACHINE_FILE.read_text()))
+@pytest.fixture(scope="module")
+def state_machine(state_machines) -> dict:
+    return state_machines[MIGRATION_MACHINE]
 
 
-def test_state_machine_logging_and_tracing(state_machine, resources):
+def asl_placeholders(name: str = MIGRATION_MACHINE) -> set[str]:
+    return set(PLACEHOLDER.findall(machine_file(name).read_text()))
+
+
+@pytest.mark.parametrize("name", list(MACHINE_ARN_VARIABLES))
+def test_state_machine_logging_and_tracing(state_machines, resources, name):
+    state_machine = state_machines[name]
     assert state_machine["StateMachineType"] == "STANDARD"
     logging = state_machine["LoggingConfiguration"]
     # ALL events, but no execution data: the approval task input carries the task token
@@ -187,29 +202,39 @@ def test_state_machine_logging_and_tracing(state_machine, resources):
     assert state_machine["TracingConfiguration"] == {"Enabled": True}
 
 
-def test_every_asl_placeholder_has_a_substitution(state_machine):
-    used = asl_placeholders()
+@pytest.mark.parametrize("name", list(MACHINE_ARN_VARIABLES))
+def test_every_asl_placeholder_has_a_substitution(state_machines, name):
+    used = asl_placeholders(name)
     assert used, "no ${...} placeholder found in the ASL"
-    assert used == set(state_machine["DefinitionSubstitutions"])
+    assert used == set(state_machines[name]["DefinitionSubstitutions"])
 
 
-def test_every_workflow_function_is_used_by_the_asl(stack, state_machine):
-    used = asl_placeholders()
-    # Entries without a placeholder (event-driven functions) are not part of the workflow.
-    unused = [spec.name for spec in FUNCTIONS if spec.asl_placeholder and spec.asl_placeholder not in used]
+@pytest.mark.parametrize("name", list(MACHINE_ARN_VARIABLES))
+def test_every_workflow_function_is_used_by_the_asl(stack, state_machines, name):
+    used = asl_placeholders(name)
+    # Entries without a placeholder (event-driven functions) are not part of a workflow.
+    unused = [spec.name for spec in tasks_of(name) if spec.asl_placeholder not in used]
     assert not unused, f"catalog functions the ASL never calls: {unused}"
-    for spec in FUNCTIONS:
-        if spec.asl_placeholder:
-            target = logical_id(stack, stack.functions.functions[spec.name])
-            assert state_machine["DefinitionSubstitutions"][spec.asl_placeholder] == {"Fn::GetAtt": [target, "Arn"]}
+    for spec in tasks_of(name):
+        target = logical_id(stack, stack.functions.functions[spec.name])
+        assert state_machines[name]["DefinitionSubstitutions"][spec.asl_placeholder] == {"Fn::GetAtt": [target, "Arn"]}
 
 
-def test_state_machine_invokes_exactly_the_workflow_functions(stack, state_machine, statements_by_role):
-    role = state_machine["RoleArn"]["Fn::GetAtt"][0]
+@pytest.mark.parametrize("name", list(MACHINE_ARN_VARIABLES))
+def test_state_machine_invokes_exactly_its_workflow_functions(stack, state_machines, statements_by_role, name):
+    role = state_machines[name]["RoleArn"]["Fn::GetAtt"][0]
     invokes = with_action(statements_by_role[role], "lambda:InvokeFunction")
     resources = [flatten(r) for s in invokes for r in listify(s["Resource"])]
-    expected = {f"<{logical_id(stack, stack.functions.functions[s.name])}.Arn>" for s in FUNCTIONS if s.asl_placeholder}
+    expected = {f"<{logical_id(stack, stack.functions.functions[s.name])}.Arn>" for s in tasks_of(name)}
     assert sorted(resources) == sorted(expected)
+
+
+def test_only_the_replacement_function_starts_rehomes(stack, statements_by_role):
+    rehome = {"Ref": logical_id(stack, stack.rehome.state_machine)}
+    starting = {role for role, statements in statements_by_role.items()
+                for s in with_action(statements, "states:StartExecution") if rehome in listify(s["Resource"])}
+    replacer = stack.functions.functions["replace_interrupted"].role
+    assert starting == {logical_id(stack, replacer)}
 
 
 # --- IAM: least privilege --------------------------------------------------------------
@@ -394,7 +419,8 @@ def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources)
             if target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}:
                 deployed[json.dumps(props["EventPattern"], sort_keys=True)] = props["EventPattern"]
     assert sorted(deployed) == sorted(json.dumps(p, sort_keys=True) for p in RULES.values())
-    sample = json.loads((STATE_MACHINE_FILE.parents[1] / "events" / "ec2_spot_interruption_warning.json").read_text())
+    events = machine_file(MIGRATION_MACHINE).parents[1] / "events"
+    sample = json.loads((events / "ec2_spot_interruption_warning.json").read_text())
     assert sum(EventPattern.load(json.dumps(p)).matches_event(sample) for p in deployed.values()) == 1
 
 
@@ -555,8 +581,9 @@ def test_api_function_can_drive_the_workflow_and_nothing_else(stack, statements_
             f"<{logical_id(stack, stack.workflow.state_machine)}.Name>:*")
     assert by_action["states:SendTaskSuccess"]["Resource"] == "*"  # no resource-level permissions exist
     assert {a.split(":")[0] for a in by_action} == {"logs", "xray", "dynamodb", "kms", "states"}
-    # no other role starts executions or completes tasks
-    assert len(with_action(statements, "states:StartExecution")) == 1
+    # no other role starts migrations or completes tasks (the replacement function starts re-homes only)
+    starts = [s["Resource"] for s in with_action(statements, "states:StartExecution")]
+    assert sorted(starts, key=str) == sorted([machine, {"Ref": logical_id(stack, stack.rehome.state_machine)}], key=str)
     assert len(with_action(statements, "states:SendTaskSuccess")) == 1
 
 
@@ -574,4 +601,4 @@ def test_account_logging_role_can_be_left_to_the_account(tmp_path):
     app.synth()  # still nag-clean
     resources = Template.from_stack(stack).to_json()["Resources"]
     assert not of_type(resources, "AWS::ApiGateway::Account")
-    assert len(of_type(resources, "AWS::IAM::Role")) == len(FUNCTIONS) + 1
+    assert len(of_type(resources, "AWS::IAM::Role")) == len(FUNCTIONS) + 2  # + the two state machines' roles

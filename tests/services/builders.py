@@ -135,7 +135,7 @@ def interruptions(p: Ports, spot_prices: Any = None, **options: Any) -> Interrup
     options.setdefault("default_policy", "prewarm")
     options.setdefault("prewarm_seconds", 900)
     return Interruptions(p.fleet, p.load_balancer, spot_prices or p.spot_prices, p.claims, p.pool_memory,
-                         p.registry, p.plans, p.notifier, p.clock, **options)
+                         p.registry, p.plans, p.notifier, p.clock, p.rehomes, **options)
 
 
 def sweeper(p: Ports, **options: Any) -> Sweeper:

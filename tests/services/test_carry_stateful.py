@@ -70,6 +70,13 @@ def where(p: Ports, original: Instance) -> dict[str, tuple[str | None, str | Non
             f"eipalloc-{n}": (p.fleet.addresses[f"eipalloc-{n}"], None)}
 
 
+def all_on(original: Instance, holder: str) -> dict[str, tuple[str | None, str | None]]:
+    """`where` when every piece of the original's is on `holder`, at the original's devices."""
+    n = original.instance_id[2:]
+    return {f"vol-root-{n}": (holder, "/dev/xvda"), f"vol-data-{n}": (holder, "/dev/sdf"),
+            f"eni-s-{n}": (holder, "1"), f"eipalloc-{n}": (holder, None)}
+
+
 def test_the_same_volumes_interface_and_address_end_on_the_spot_instance_at_the_same_devices(p):
     original = serving(p, 1)[0]
     wave = plan_stateful(p, [original])
@@ -124,10 +131,8 @@ def test_a_move_whose_spot_instance_is_not_healthy_puts_every_piece_back_and_sta
 
     record = records(p)[original.instance_id]
     spot = record.replacement
-    n = original.instance_id[2:]
     oid = original.instance_id
-    assert where(p, original) == {f"vol-root-{n}": (oid, "/dev/xvda"), f"vol-data-{n}": (oid, "/dev/sdf"),
-                                  f"eni-s-{n}": (oid, "1"), f"eipalloc-{n}": (oid, None)}
+    assert where(p, original) == all_on(original, oid)
     assert record.status == "failed" and "health probe failed" in " ".join(record.attempts)
     assert p.fleet.state(oid) == "running" and oid in p.load_balancer.serving(WEB)
     assert p.fleet.state(spot) in ("shutting-down", "terminated")
@@ -142,9 +147,8 @@ def test_a_rollback_moves_the_disks_back_onto_the_original_which_serves_again(p)
     list(until_done(lambda: rollback(p).run(MID, {"Error": "QualityGateFailed"}, p.clock.budget())))
 
     for original, spot in zip(originals, spots, strict=True):
-        n, oid = original.instance_id[2:], original.instance_id
-        assert where(p, original) == {f"vol-root-{n}": (oid, "/dev/xvda"), f"vol-data-{n}": (oid, "/dev/sdf"),
-                                      f"eni-s-{n}": (oid, "1"), f"eipalloc-{n}": (oid, None)}
+        oid = original.instance_id
+        assert where(p, original) == all_on(original, oid)
         assert p.fleet.state(oid) == "running" and oid in p.load_balancer.serving(WEB)
         assert p.fleet.state(spot) in ("shutting-down", "terminated")
         assert records(p)[oid].status == "rolled_back"
@@ -166,9 +170,8 @@ def test_a_rollback_in_the_middle_of_a_move_restores_the_original_with_its_disks
     list(until_done(lambda: rollback(p).run(MID, {"Error": "WaveFailed"}, p.clock.budget())))
     settle(p)
 
-    n, oid = original.instance_id[2:], original.instance_id
-    assert where(p, original) == {f"vol-root-{n}": (oid, "/dev/xvda"), f"vol-data-{n}": (oid, "/dev/sdf"),
-                                  f"eni-s-{n}": (oid, "1"), f"eipalloc-{n}": (oid, None)}
+    oid = original.instance_id
+    assert where(p, original) == all_on(original, oid)
     assert p.fleet.state(oid) == "running" and oid in p.load_balancer.serving(WEB)
     assert p.fleet.state(spot) in ("shutting-down", "terminated")
     assert not [v for v, at in p.fleet.volume_at.items() if at.state == "available"]  # no volume left over
@@ -208,7 +211,7 @@ def test_a_stateful_move_resumed_after_a_crash_ends_as_without_it(operation, aft
     assert not [v for v, at in p.fleet.volume_at.items() if at.state == "available"]  # spares deleted
 
 
-def test_an_interrupted_stateful_spot_instance_is_not_copied_from_its_image_its_pool_is_remembered(p):
+def test_an_interrupted_stateful_spot_instance_is_not_copied_from_its_image_its_disks_move_on(p):
     original = serving(p, 1)[0]
     migrate(p, plan_stateful(p, [original]))
     spot = p.fleet.instance(replacement_of(p, original))
@@ -217,7 +220,8 @@ def test_an_interrupted_stateful_spot_instance_is_not_copied_from_its_image_its_
 
     outcome = interruptions(p).handle(warning)
 
-    assert outcome.action == "ignored" and "EC2 stops it with its disks" in (outcome.reason or "")
+    assert outcome.action == "rehoming" and "EC2 stops it with its disks" in (outcome.reason or "")
     assert len(launches(p)) == launched  # no copy from the image: its disks are the instance
+    assert list(p.rehomes.started) == [f"rehome-{spot.instance_id}"]  # they move on (tests/services/test_rehome.py)
     assert (spot.instance_type, spot.availability_zone) in p.pool_memory.recent_interruptions()
     assert [n["event"] for n in p.notifier.sent][-1] == "stateful-interrupted"

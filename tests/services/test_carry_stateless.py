@@ -161,7 +161,7 @@ def test_the_quality_gate_counts_a_migrated_replacement_whose_status_checks_fail
     originals = serving(p, 2)
     wave = plan_stateless(p, originals)
     migrate(p, wave)
-    gate = QualityGate(p.metrics, p.fleet, p.load_balancer, p.migrations, p.plans, p.clock)
+    gate = QualityGate(p.metrics, p.fleet, p.load_balancer, p.migrations, p.plans, p.clock, p.probes)
     assert gate.unhealthy_replacements(MID) == []
 
     p.fleet.impaired = {replacement_of(p, originals[1])}

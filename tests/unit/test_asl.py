@@ -5,10 +5,12 @@ import json
 import re
 from pathlib import Path
 
-from spot_core.entry.catalog import FUNCTIONS
-from tools.build_asl import definition
+import pytest
 
-ASL = Path(__file__).resolve().parents[2] / "statemachines" / "spot_migration.asl.json"
+from spot_core.entry.catalog import MACHINE_ARN_VARIABLES, tasks_of
+from tools.build_asl import MACHINES, definition
+
+STATE_MACHINES = Path(__file__).resolve().parents[2] / "statemachines"
 
 
 def _states(states):
@@ -20,13 +22,35 @@ def _states(states):
             yield from _states(state["ItemProcessor"]["States"])
 
 
-def test_committed_asl_matches_the_generator():
-    assert json.loads(ASL.read_text()) == definition, "run `make asl` and commit the result"
+def test_the_generator_writes_every_state_machine_of_the_catalog():
+    assert set(MACHINES) == set(MACHINE_ARN_VARIABLES)
 
 
-def test_every_placeholder_is_a_catalog_function_and_every_function_is_used():
-    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
-    assert placeholders == {f.asl_placeholder for f in FUNCTIONS if f.asl_placeholder}
+@pytest.mark.parametrize("name", sorted(MACHINES))
+def test_committed_asl_matches_the_generator(name):
+    committed = json.loads((STATE_MACHINES / f"{name}.asl.json").read_text())
+    assert committed == MACHINES[name], "run `make asl` and commit the result"
+
+
+@pytest.mark.parametrize("name", sorted(MACHINES))
+def test_every_placeholder_is_a_catalog_function_and_every_function_is_used(name):
+    placeholders = set(re.findall(r"\$\{(\w+)\}", (STATE_MACHINES / f"{name}.asl.json").read_text()))
+    assert placeholders == {f.asl_placeholder for f in tasks_of(name)}
+
+
+@pytest.mark.parametrize("name", sorted(MACHINES))
+def test_every_lambda_task_of_every_machine_retries_transient_errors_but_not_domain_errors(name):
+    for task, state in ((n, s) for n, s in _states(MACHINES[name]["States"]) if s["Type"] == "Task"):
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "TransientAwsError"} <= retried, task
+        assert "States.ALL" not in retried, task
+
+
+def test_the_rehome_loops_through_a_wait_and_ends_failed_with_a_name():
+    states = MACHINES["stateful_rehome"]["States"]
+    assert states["WaitForInstances"] == {"Type": "Wait", "SecondsPath": "$.progress.wait_seconds", "Next": "Rehome"}
+    assert states["Rehome"]["Catch"][0]["Next"] == "GiveUp"
+    assert {s["Error"] for s in states.values() if s["Type"] == "Fail"} == {"RehomeFailed"}
 
 
 def test_every_lambda_task_retries_transient_errors_but_not_domain_errors():

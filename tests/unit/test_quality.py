@@ -8,6 +8,7 @@ from spot_core.domain.quality import (
     ERROR_RATE_FLOOR,
     ERROR_WEIGHT,
     LATENCY_WEIGHT,
+    PROBE_DETAIL_CHARS,
     QualitySample,
     degradation_score,
     error_rate_change_pct,
@@ -206,6 +207,16 @@ def test_gate_fails_on_unhealthy_replacements():
     assert not result.passed
     assert result.unhealthy_instances == ["i-0123456789abcdef0", "i-0fedcba9876543210"]
     assert any("2 Spot replacement(s)" in r for r in result.reasons)
+
+
+def test_gate_fails_on_failed_probes_naming_a_few_with_why_trimmed():
+    failed = {f"i-0{n:016x}": ("Failed (exit 1)" if n else "x" * 500) for n in range(5)}
+    result = evaluate_gate(0, sample(), sample(), 5.0, failed_probes=failed)
+    assert not result.passed and result.failed_probes == sorted(failed)
+    [reason] = result.reasons
+    first = sorted(failed)[0]
+    assert reason.startswith(f"health probe failed on 5 replacement(s): {first} ({'x' * PROBE_DETAIL_CHARS}), ")
+    assert reason.endswith(" and 2 more") and "x" * (PROBE_DETAIL_CHARS + 1) not in reason
 
 
 def test_gate_lists_every_reason():

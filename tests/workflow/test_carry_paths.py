@@ -7,8 +7,9 @@ fields that choose the mode.
 - stateful: the original's own volumes, secondary interfaces and Elastic IPs move to a Spot
   instance (a persistent request that stops on interruption) in the same AZ; a rollback moves
   them back, terminates the Spot instance, cancels its request and deletes its own root;
-- a probe that fails keeps the original serving; an instance with no health signal, or that
-  needs downtime it was not allowed, is excluded with why;
+- a probe that fails keeps the original serving; one that fails when the gate runs it again
+  after the bake fails the gate and rolls the migration back; an instance with no health
+  signal, or that needs downtime it was not allowed, is excluded with why;
 - a rollback at each wave of a fleet mixing both modes leaves every original as it was;
 - a bad value of the mode fields is a clear InvalidMigrationRequest that changes nothing;
 - under EC2's AssociateAddress rule (the runtime enforces it; moto does not), a stateful instance
@@ -365,6 +366,38 @@ def test_a_failing_probe_gives_the_replacement_up_and_the_original_serves_on(fre
     # the other one moved, proven by its own probe
     assert recs[other].status == "migrated"
     assert sent[recs[other].replacement_id].command == "systemctl is-active web"
+
+
+def test_a_probe_failing_after_the_wave_migrated_fails_the_gate_and_the_migration_rolls_back(fresh):
+    rt = fresh
+    web = launch(rt, "web-probed")
+    health_before = target_health(rt)
+
+    def fail_probes_after_the_first(log: Any) -> None:
+        """Once the wave's probe is sent (it passes), the replacement's next probes fail."""
+        if rt.health.commands and not rt.health.probe_faults:
+            rt.health.fail_probes(instance_ids=[rt.health.commands[0].instance_id])
+    rt.lambdas.watchers.append(fail_probes_after_the_first)
+
+    result = rt.run_migration(request(rt, [web], health_probe={"command": "curl -fsS http://localhost/health"},
+                                      **ONE_WAVE))
+
+    assert (result.status, result.error) == ("FAILED", "MigrationRolledBack"), result.cause
+    record = records(rt, result.migration_id)[web]
+    assert record.status == "rolled_back", record.attempts
+    spot = record.replacement_id
+    # the wave's probe passed; the gate's, sent after the bake, failed
+    assert [(c.instance_id, c.outcome) for c in rt.health.commands] == [(spot, "success"), (spot, "failed")]
+    assert any("ssm:SendCommand" in m.actions for m in rt.lambdas.mutating_calls("spot-migration-quality_gate"))
+    steps = [e["stateEnteredEventDetails"]["name"] for e in rt.history(result.migration_id)
+             if "stateEnteredEventDetails" in e]
+    assert steps.count("QualityGate") >= 2 and "WaitForProbes" in steps and "WaveSucceeded" not in steps
+    gate = rt.migration(result.migration_id)["wave_results"]["0"]["gate"]
+    assert gate["passed"] is False and gate["failed_probes"] == [spot]
+    assert any(r.startswith(f"health probe failed on 1 replacement(s): {spot} (Failed") for r in gate["reasons"])
+    # back on on-demand: the original serves again, the Spot replacement is gone
+    assert state(rt, web) == "running" and state(rt, spot) == "terminated"
+    assert target_health(rt) == health_before
 
 
 # --- 5. a rollback at every wave, both modes in one fleet ----------------------------------------------

@@ -81,6 +81,7 @@ def calls() -> set[tuple[str, str]]:
         api(rt, "POST", f"/migrations/{mid}/retention", {"days": 0})  # retire the stopped originals now
         for _ in range(2):  # snapshots, then (complete) termination
             rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
+        _rehome(rt, quality)
         rt.fleet.degradation = Degradation(wave=0)
         extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3) + [_stateful(rt)]
         ec2 = rt.client("ec2")
@@ -91,6 +92,19 @@ def calls() -> set[tuple[str, str]]:
         assert (failed.status, failed.error) == ("FAILED", "MigrationRolledBack")
         assert not [i for i in rt.lambdas.invocations if i.errored and "AccessDenied" in str(i.payload)]
         return {(fn.removeprefix("spot-migration-"), action) for fn, action in rt.lambdas.calls}
+
+
+def _rehome(rt: LocalRuntime, quality: dict) -> None:
+    """A database server moved with its disks, whose Spot instance EC2 then takes back: its disks
+    move on to a new instance (the re-home state machine)."""
+    db = _stateful(rt)
+    moved = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality, "waves": [100],
+                              "selector": {"instance_ids": [db]}, "allow_downtime": True,
+                              "health_probe": {"command": "pg_isready"}})
+    assert moved.status == "SUCCEEDED", moved.cause
+    spot = next(r.replacement_id for r in rt.records(moved.migration_id) if r.instance_id == db)
+    rt.simulate(spot, "interruption")
+    assert rt.wait_rehome(spot).status == "SUCCEEDED"
 
 
 def _stateful(rt: LocalRuntime) -> str:

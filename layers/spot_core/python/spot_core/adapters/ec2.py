@@ -479,13 +479,19 @@ class Ec2Fleet:
     def terminate(self, instance_ids: list[str]) -> None:
         """Terminate; the persistent Spot request of a stateful move's instance is cancelled first,
         or it would launch the instance again."""
+        self.cancel_spot_requests(instance_ids)
+        with transient_errors():
+            for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
+                self.ec2.terminate_instances(InstanceIds=chunk)
+
+    def cancel_spot_requests(self, instance_ids: list[str]) -> None:
+        """Cancel the persistent Spot requests of stateful moves' instances: nothing starts them
+        again (a cancelled request leaves its instance as it is)."""
         requests = sorted({i.spot_request_id for i in self.describe(instance_ids).values()
                            if i.spot_request_id and i.tags.get(MODE_TAG) == "stateful"})
         with transient_errors():
             for group in chunks(requests, STATE_CHANGE_BATCH):
                 self.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=group)
-            for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
-                self.ec2.terminate_instances(InstanceIds=chunk)
 
     # --- the pieces a stateful move carries -----------------------------------------------------
     def pieces(self, volume_ids: list[str], interface_ids: list[str]

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..domain.errors import ProbeRefused
-from ..domain.health import HealthProbe, ProbeResult
+from ..domain.health import PROBE_DELIVERY_SECONDS, HealthProbe, ProbeResult
 from .aws import error_code, transient_errors
 from .concurrency import concurrently
 
@@ -24,7 +24,7 @@ DOCUMENT = "AWS-RunShellScript"
 # SendCommand's TimeoutSeconds is the delivery timeout (the command must start within it): its
 # smallest value, so a replacement whose agent is not there fails soon; the probe's own
 # timeout bounds the run (executionTimeout).
-DELIVERY_TIMEOUT_SECONDS = 30
+DELIVERY_TIMEOUT_SECONDS = PROBE_DELIVERY_SECONDS
 COMMENT = "spot-migration health probe"
 
 PENDING = frozenset({"Pending", "InProgress", "Delayed"})

@@ -29,11 +29,11 @@ class SfnExecutions:
     def arn(self, migration_id: str) -> str:
         return self.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{migration_id}"
 
-    def start(self, migration_id: str, execution_input: str) -> Execution | None:
+    def start(self, name: str, execution_input: str) -> Execution | None:
         """The started execution, or None when one with this name exists already."""
         try:
             with transient_errors():
-                started: Any = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=migration_id,
+                started: Any = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name,
                                                         input=execution_input)
                 return dict(started)
         except Exception as exc:

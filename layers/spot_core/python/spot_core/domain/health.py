@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PROBE_TAG = "spot-migration:health-probe"  # a shell command run on the replacement; exit 0 = healthy
 PROBE_TIMEOUT_TAG = "spot-migration:health-probe-timeout"
 DEFAULT_PROBE_TIMEOUT = 60
+# SendCommand's delivery timeout: a probe starts within it (or SSM fails it), then runs for at most
+# its own timeout; one still pending past both has failed, whatever SSM says yet.
+PROBE_DELIVERY_SECONDS = 30
 MAX_PROBE_COMMAND = 1000  # characters: a tag value holds 256; the request may say more
 
 # DescribeInstanceStatus: InstanceStatus.Status and SystemStatus.Status
@@ -61,6 +64,15 @@ class HealthProbe(BaseModel):
 class ProbeResult(BaseModel):
     state: ProbeState
     detail: str = ""  # why it failed (SSM's status and the command's exit code); never its output
+
+
+def overdue(result: ProbeResult, probe: HealthProbe, elapsed: float) -> ProbeResult:
+    """The result, or a failure when the probe, sent `elapsed` seconds ago, is still pending past
+    its delivery and execution timeouts."""
+    if result.state == "pending" and elapsed > PROBE_DELIVERY_SECONDS + probe.timeout_seconds:
+        return ProbeResult(state="failed", detail=f"still running after {elapsed:.0f} s "
+                                                  f"(timeout {probe.timeout_seconds} s)")
+    return result
 
 
 def probe_of(tags: Mapping[str, str], default: HealthProbe | None) -> HealthProbe | None:

@@ -33,6 +33,7 @@ Action = Literal[
     "swapped_prewarmed",  # the warning found a prewarmed replacement: traffic moved to it
     "replaced",  # a replacement was launched and took over the traffic
     "prewarmed",  # a replacement was launched next to the instance, which keeps serving
+    "rehoming",  # a stateful move's Spot instance: its disks move on to a new instance (domain/rehome.py)
 ]
 # A claim is "launching" from the conditional write until the replacement exists, "launched"
 # once its id is recorded (right after RunInstances answered), then "prewarmed" or "swapped"
@@ -81,9 +82,9 @@ class Notice:
         return self.kind != "rebalance"
 
 
-STATEFUL_REPLACEMENT_IGNORED = (
-    "a stateful move's Spot instance: EC2 stops it with its disks (interruption behaviour stop) and its "
-    "persistent request starts it again when capacity returns; no copy is launched from its image")
+STATEFUL_REHOMED = (
+    "a stateful move's Spot instance: EC2 stops it with its disks (interruption behaviour stop), which move to "
+    "a new instance in the same Availability Zone; no copy is launched from its image")
 
 
 def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
@@ -92,12 +93,11 @@ def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
     the API (the product's rollbacks and sweeps, an operator) or from its OS is not."""
     if instance is None or not is_managed(instance.tags):
         return "not managed by spot-migration"
-    if instance.tags.get(MODE_TAG) == "stateful":
-        return STATEFUL_REPLACEMENT_IGNORED
-    if notice.kind != "state-change":
-        return None
-    if instance.state not in RECLAIMED_STATES or instance.state_reason not in RECLAIM_REASONS:
+    if notice.kind == "state-change" and (instance.state not in RECLAIMED_STATES
+                                          or instance.state_reason not in RECLAIM_REASONS):
         return f"{instance.state} ({instance.state_reason or 'no reason given'}): not a Spot reclaim"
+    if instance.tags.get(MODE_TAG) == "stateful":
+        return STATEFUL_REHOMED
     return None
 
 

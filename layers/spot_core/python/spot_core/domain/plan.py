@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from .carry import CarryPlan, ElasticIp, Mode
+from .rehome import Rehome
 from .stateful import StatefulMove
 
 Risk = Literal["low", "medium", "high"]
@@ -113,6 +114,8 @@ class InstanceRecord(BaseModel):
     stopped_storage_monthly: float = 0.0  # the original's EBS volumes, which cost on while it is stopped
     attempts: list[str] = Field(default_factory=list)
     restore_refused_since: str | None = None  # rollback: when EC2 first refused to start the original (capacity)
+    restore_given_up: str | None = None  # rollback: why the original cannot come back (stateful: disks to the Spot)
+    restore_given_up_at: str | None = None  # when it was given up (its disks have a while to reach the Spot)
     phase: Phase | None = None  # launching: the step of the swap it waits for
     phase_since: str | None = None  # when that step began
     launch_batch: str | None = None  # planned: the RunInstances call (client token) launching it right now
@@ -125,6 +128,7 @@ class InstanceRecord(BaseModel):
     retired_snapshots: list[str] = Field(default_factory=list)  # retention: the original's volumes, snapshotted
     retired_gib: int = 0  # the size of those volumes
     original_retired: bool = False  # retention over: the stopped original terminated
+    rehome: Rehome | None = None  # stateful: the disks moving on from a Spot instance EC2 took back
     updated_at: str | None = None
 
     @property
@@ -178,10 +182,16 @@ class InstanceRecord(BaseModel):
         self.restore_refused_since = self.restore_refused_since or since
         self.attempts.append(f"rollback: starting {self.instance_id} refused ({why}); trying again")
 
-    def rollback_failed(self, why: str, kept: str | None) -> None:
+    def disks_return(self, why: str, spot: str, now: str) -> None:
+        """A stateful original cannot come back (`why`): its disks go back onto its Spot instance."""
+        self.restore_given_up, self.restore_given_up_at = why, now
+        self.attempts.append(f"rollback: {self.instance_id} cannot be restored ({why}); its disks go back onto {spot}")
+
+    def rollback_failed(self, why: str, kept: str | None, serving: bool = True) -> None:
         self.status, self.replacement_id = "rollback_failed", kept
+        held = "serving" if serving else "(not serving)"
         self.attempts.append(f"rollback: {self.instance_id} not restored ({why}); "
-                             + (f"Spot {kept} kept serving" if kept else "no replacement running"))
+                             + (f"Spot {kept} kept {held}" if kept else "no replacement running"))
 
 
 class PlanSummary(BaseModel):

@@ -8,6 +8,7 @@ a 50 % change, not an infinite one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -17,6 +18,8 @@ from .request import MetricQuery, QualityConfig
 LATENCY_WEIGHT = 0.7
 ERROR_WEIGHT = 0.3
 ERROR_RATE_FLOOR = 0.01
+NAMED_PROBE_FAILURES = 3  # failed probes a gate's reason names (with why); the rest are counted
+PROBE_DETAIL_CHARS = 120  # of why each failed
 
 
 class QualitySample(BaseModel):
@@ -55,7 +58,18 @@ class GateResult(BaseModel):
     current: QualitySample
     alarms_in_alarm: list[str] = Field(default_factory=list)
     unhealthy_instances: list[str] = Field(default_factory=list)
+    failed_probes: list[str] = Field(default_factory=list)  # replacements whose health probe failed
     reasons: list[str] = Field(default_factory=list)
+    pending: bool = False  # no verdict yet: the gate waits `wait_seconds` for health probes, then runs again
+    wait_seconds: int = 0
+
+    @classmethod
+    def waiting(cls, wave: int, threshold_pct: float, baseline: QualitySample, probes: int,
+                wait_seconds: int) -> GateResult:
+        """No verdict yet: `probes` health probes still run (not passed, and not the result to store)."""
+        return cls(wave=wave, passed=False, score=0.0, threshold_pct=threshold_pct, baseline=baseline,
+                   current=QualitySample(), reasons=[f"waiting for {probes} health probe(s)"], pending=True,
+                   wait_seconds=wait_seconds)
 
 
 def latency_change_pct(baseline: float | None, current: float | None) -> float | None:
@@ -81,22 +95,24 @@ def evaluate_gate(
     threshold_pct: float,
     alarms_in_alarm: list[str] | None = None,
     unhealthy_instances: list[str] | None = None,
+    failed_probes: Mapping[str, str] | None = None,
 ) -> GateResult:
     """Pass only when the score is within the threshold, no alarm fires, every replacement
-    of the migration is still running and healthy, and the bake window had data when the
-    baseline did (a gate that sees nothing must not pass)."""
+    of the migration is still running and healthy, the health probes run again on the wave's
+    replacements passed (`failed_probes`: replacement id -> why not), and the bake window had
+    data when the baseline did (a gate that sees nothing must not pass)."""
     lat = latency_change_pct(baseline.latency, current.latency)
     err = error_rate_change_pct(baseline.error_rate, current.error_rate)
     score = round(degradation_score(lat, err), 3)  # decide on the score that is reported
     alarms = sorted(alarms_in_alarm or [])
     unhealthy = sorted(unhealthy_instances or [])
+    failed = dict(failed_probes or {})
     reasons: list[str] = []
     if score > threshold_pct:
         reasons.append(f"degradation score {score:.2f} % exceeds the {threshold_pct:g} % threshold")
     if alarms:
         reasons.append(f"alarm(s) in ALARM: {', '.join(alarms)}")
-    if unhealthy:
-        reasons.append(f"{len(unhealthy)} Spot replacement(s) not running or not healthy")
+    reasons += _health_reasons(unhealthy, failed)
     if baseline.datapoints and not current.datapoints:
         reasons.append("no quality data during the bake window although the baseline had some")
     return GateResult(
@@ -110,8 +126,27 @@ def evaluate_gate(
         current=current,
         alarms_in_alarm=alarms,
         unhealthy_instances=unhealthy,
+        failed_probes=sorted(failed),
         reasons=reasons,
     )
+
+
+def _health_reasons(unhealthy: list[str], failed_probes: Mapping[str, str]) -> list[str]:
+    reasons = []
+    if unhealthy:
+        reasons.append(f"{len(unhealthy)} Spot replacement(s) not running or not healthy")
+    if failed_probes:
+        reasons.append(probe_failures(failed_probes))
+    return reasons
+
+
+def probe_failures(failed: Mapping[str, str]) -> str:
+    """`health probe failed on 2 replacement(s): i-1 (Failed (exit 1)), i-2 (...)`: the first few
+    named with why (trimmed), the rest counted."""
+    named = [f"{i} ({(failed[i] or 'failed')[:PROBE_DETAIL_CHARS]})" for i in sorted(failed)[:NAMED_PROBE_FAILURES]]
+    more = len(failed) - len(named)
+    return f"health probe failed on {len(failed)} replacement(s): {', '.join(named)}" + (
+        f" and {more} more" if more else "")
 
 
 def quality_metrics(config: QualityConfig, load_balancer_arn: str | None) -> dict[str, MetricQuery]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .settings import REQUIRED
+from .settings import REHOME_STATE_MACHINE_ARN, REQUIRED
 
 # Environment every function gets (values are resources the stack creates).
 COMMON_ENVIRONMENT = REQUIRED
@@ -17,19 +17,23 @@ SERVICE_NAME = "spot-migration"  # POWERTOOLS_SERVICE_NAME of every function
 METRICS_NAMESPACE = "SpotMigration"  # POWERTOOLS_METRICS_NAMESPACE of every function
 # What a function needs that launches, swaps and retires instances (waves, rollback, interruptions)
 SWAPS_INSTANCES = ("table:write", "ec2:read", "ec2:migrate", "ec2:terminate-managed", "elb:read", "elb:write")
+# The state machines (statemachines/<name>.asl.json), and the variable that gives a function one's ARN.
+MIGRATION_MACHINE, REHOME_MACHINE = "spot_migration", "stateful_rehome"
+MACHINE_ARN_VARIABLES = {MIGRATION_MACHINE: "STATE_MACHINE_ARN", REHOME_MACHINE: REHOME_STATE_MACHINE_ARN}
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str  # folder under functions/ and logical id stem
     description: str
-    asl_placeholder: str | None = None  # ${...} name in statemachines/*.asl.json
+    asl_placeholder: str | None = None  # ${...} name in statemachines/<state_machine>.asl.json
     timeout_seconds: int = 60
     memory_mb: int = 512
     # Extra environment variable names this function needs beyond COMMON_ENVIRONMENT.
     environment: tuple[str, ...] = ()
     # IAM capabilities the stack grants (see infra/ for what each means).
     permissions: tuple[str, ...] = field(default_factory=tuple)
+    state_machine: str = MIGRATION_MACHINE  # the one whose ${asl_placeholder} names this function
 
     @property
     def handler(self) -> str:
@@ -100,9 +104,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
     FunctionSpec(
         "quality_gate",
-        "Compares the bake window's quality with the baseline and checks alarms",
+        "Compares the bake window's quality with the baseline, checks alarms and runs the health probes again",
         "QualityGateFunctionArn",
-        permissions=("table:write", "cloudwatch:read", "ec2:read", "elb:read"),
+        permissions=("table:write", "cloudwatch:read", "ec2:read", "elb:read", "ssm:probe"),
     ),
     FunctionSpec(
         "rollback",
@@ -120,8 +124,19 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         None,
         timeout_seconds=90,
         memory_mb=512,
-        environment=("REBALANCE_POLICY", "PREWARM_SECONDS", "DEAD_LETTER_QUEUE_URL"),
-        permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass"),
+        # stateful instances' disks move on in the re-home state machine, which it starts
+        environment=("REBALANCE_POLICY", "PREWARM_SECONDS", "DEAD_LETTER_QUEUE_URL", REHOME_STATE_MACHINE_ARN),
+        permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass", "workflow:rehome"),
+    ),
+    FunctionSpec(
+        "rehome_stateful",
+        "Moves the disks of a stateful Spot instance EC2 took back to a new instance in the same AZ "
+        "(one pass per invocation of the re-home state machine)",
+        "RehomeStatefulFunctionArn",
+        timeout_seconds=120,
+        memory_mb=512,
+        permissions=(*SWAPS_INSTANCES, "ec2:carry", "iam:pass", "ssm:probe", "sns:publish"),
+        state_machine=REHOME_MACHINE,
     ),
     FunctionSpec(
         "sweep_orphans",
@@ -160,6 +175,11 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         permissions=("table:write", "sns:publish", "ec2:read"),
     ),
 )
+
+
+def tasks_of(state_machine: str) -> tuple[FunctionSpec, ...]:
+    """The functions a state machine's definition names (its ${placeholders})."""
+    return tuple(s for s in FUNCTIONS if s.asl_placeholder and s.state_machine == state_machine)
 
 
 def by_name(name: str) -> FunctionSpec:

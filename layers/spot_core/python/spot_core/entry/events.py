@@ -56,6 +56,22 @@ class RollbackEvent(MigrationEvent):
     failure: dict[str, Any] | None = None
 
 
+class RehomeEvent(MigrationEvent):
+    """A pass of the re-home state machine: the record of `original_id`, whose stateful Spot
+    instance `interrupted` EC2 took back; `error`: the state machine's retries are spent."""
+
+    original_id: str
+    interrupted: str
+    error: dict[str, Any] | None = None
+
+    @field_validator("original_id", "interrupted")
+    @classmethod
+    def _instance_id(cls, value: str) -> str:
+        if not INSTANCE_ID.match(value):
+            raise ValueError("must be an EC2 instance id (i- and 8 or 17 hex digits)")
+        return value
+
+
 class FinalizeEvent(MigrationEvent):
     outcome: Outcome
     detail: dict[str, Any] | None = None

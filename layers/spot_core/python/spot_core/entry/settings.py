@@ -21,6 +21,8 @@ from ..domain.orphans import SweeperMode
 REQUIRED = ("TABLE_NAME", "TOPIC_ARN")  # every function gets these: resources the stack creates
 # Set on the replacement function by the stack's interruption construct (the queue is created after the functions).
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
+# Set on the replacement function: the state machine that moves an interrupted stateful instance's disks on.
+REHOME_STATE_MACHINE_ARN = "REHOME_STATE_MACHINE_ARN"
 DEFAULT_REGION = "us-east-1"
 
 
@@ -33,6 +35,7 @@ class Settings(BaseModel):
     state_machine_arn: str | None = None  # the migrations API starts executions of it
     # the replacement function keeps the EC2 events it failed on for good there, with the reason
     dead_letter_queue_url: str | None = None
+    rehome_state_machine_arn: str | None = None  # the replacement function starts executions of it
     # Tunable per deployment (CDK context of the same name in lower case, e.g. -c sweeper_mode=terminate):
     pricing_source: PricingSource = "api"
     rebalance_policy: RebalancePolicy = "prewarm"
@@ -42,6 +45,9 @@ class Settings(BaseModel):
     rollback_cooldown_seconds: int = Field(default=DEFAULT_ROLLBACK_COOLDOWN_SECONDS, ge=0)
 
 
+# Resources some functions need (setting -> its environment variable), set by the stack.
+RESOURCES = {"state_machine_arn": "STATE_MACHINE_ARN", "dead_letter_queue_url": DEAD_LETTER_QUEUE_URL,
+             "rehome_state_machine_arn": REHOME_STATE_MACHINE_ARN}
 TUNABLE = ("pricing_source", "rebalance_policy", "prewarm_seconds", "sweeper_mode", "sweeper_grace_seconds",
            "rollback_cooldown_seconds")
 
@@ -66,9 +72,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if missing:
         raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
     tuned = {name: env[variable(name)] for name in TUNABLE if env.get(variable(name))}
+    resources = {name: env.get(variable) or None for name, variable in RESOURCES.items()}
     try:
         return Settings(table_name=env["TABLE_NAME"], topic_arn=env["TOPIC_ARN"], region=_region(env),
-                        state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
-                        dead_letter_queue_url=env.get(DEAD_LETTER_QUEUE_URL) or None, **tuned)
+                        **resources, **tuned)
     except ValidationError as exc:
         raise ConfigurationError(str(exc)) from exc

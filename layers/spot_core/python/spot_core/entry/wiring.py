@@ -37,11 +37,12 @@ from ..services.interruptions import HOLDER_SECONDS, Interruptions, WarmCache
 from ..services.migrate_wave import MigrateWave
 from ..services.migrations import Migrations
 from ..services.quality_gate import QualityGate
+from ..services.rehome import Rehomes
 from ..services.retention import RetireOriginals
 from ..services.review import Review
 from ..services.rollback import Rollback
 from ..services.sweeper import Sweeper
-from .settings import Settings, load_settings
+from .settings import REHOME_STATE_MACHINE_ARN, Settings, load_settings
 
 
 class Wiring:
@@ -86,6 +87,12 @@ class Wiring:
         if not self.settings.state_machine_arn:
             raise ConfigurationError("missing environment variable(s): STATE_MACHINE_ARN")
         return SfnExecutions(self.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def rehome_executions(self) -> SfnExecutions:
+        if not self.settings.rehome_state_machine_arn:
+            raise ConfigurationError(f"missing environment variable(s): {REHOME_STATE_MACHINE_ARN}")
+        return SfnExecutions(self.client("stepfunctions"), self.settings.rehome_state_machine_arn)
 
     def on_demand_prices(self) -> OnDemandPricer:
         """A pricer per analysis: its memo and its 'the API failed' flag last one invocation."""
@@ -137,7 +144,8 @@ class Wiring:
 
     @cached_property
     def quality_gate(self) -> QualityGate:
-        return QualityGate(self.metrics, self.fleet, self.load_balancer, self.migrations, self.plans, self.clock)
+        return QualityGate(self.metrics, self.fleet, self.load_balancer, self.migrations, self.plans, self.clock,
+                           SsmProbes(self.client("ssm")))
 
     @cached_property
     def migrate_wave(self) -> MigrateWave:
@@ -164,7 +172,7 @@ class Wiring:
         remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else HOLDER_SECONDS
         return Interruptions(
             self.fleet, self.load_balancer, self._interruption_prices, self.claims, self.pool_memory, self.registry,
-            self.plans, self.notifier, self.clock,
+            self.plans, self.notifier, self.clock, self.rehome_executions,
             default_policy=self.settings.rebalance_policy, prewarm_seconds=self.settings.prewarm_seconds,
             holder_seconds=remaining, warm=self._interruption_warm,
         )
@@ -178,6 +186,11 @@ class Wiring:
     def _interruption_warm(self) -> WarmCache:
         """Kept warm across invocations for a minute: the VPC's subnets, the recently interrupted pools."""
         return WarmCache()
+
+    @cached_property
+    def rehomes(self) -> Rehomes:
+        return Rehomes(self.fleet, self.load_balancer, self.spot_prices, self.pool_memory, self.registry,
+                       self.migrations, self.plans, self.notifier, SsmProbes(self.client("ssm")), self.clock)
 
     @cached_property
     def sweeper(self) -> Sweeper:

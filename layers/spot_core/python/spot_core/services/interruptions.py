@@ -33,6 +33,7 @@ its instances.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,7 +47,7 @@ from ..domain.interruptions import (
     CLAIM_STALE_SECONDS,
     HOLDER_EXPIRY,
     KIND_LABELS,
-    STATEFUL_REPLACEMENT_IGNORED,
+    STATEFUL_REHOMED,
     InterruptionOutcome,
     LaunchProfile,
     Notice,
@@ -67,6 +68,7 @@ from ..domain.plan import InstanceRecord, Pool, TargetRef, group_by_target_group
 from ..domain.pools import PoolKey, candidate_types, interruption_pools
 from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, interruption_replacement_tags
 from ..ports import (
+    ExecutionStarter,
     Fleet,
     LoadBalancer,
     ManagedRegistry,
@@ -142,6 +144,7 @@ class Interruptions:
     plans: PlanRepository
     notifier: Notifier
     clock: Clock
+    rehomes: ExecutionStarter  # the re-home state machine of stateful instances
     default_policy: RebalancePolicy = "prewarm"
     prewarm_seconds: int = 900
     claim_stale_seconds: int = CLAIM_STALE_SECONDS
@@ -191,41 +194,59 @@ class Interruptions:
     def _begin(self, notice: Notice) -> InterruptionOutcome | Takeover:
         iid = notice.instance_id
         instance = self._described[iid] if iid in self._described else self.fleet.describe([iid]).get(iid)
-        why = self._ignored(notice, instance)
-        if why or instance is None:
-            return InterruptionOutcome(action="ignored", instance_id=iid, reason=why)
-        policy: RebalancePolicy | None = None
-        if not notice.is_interruption:
-            policy = rebalance_policy(instance.tags, self.default_policy)
-            if policy == "ignore":
-                return InterruptionOutcome(action="ignored_by_policy", instance_id=iid, policy=policy)
-        self._held = False
-        try:
-            result = self._respond(notice, instance, swap=policy != "prewarm")
-        except Exception:
-            if self._held:  # its own retry may resume at once (other events wait until the claim is stale)
-                self.claims.abandon(iid, notice.event_id)
-            raise
+        ignored = self._ignored(notice, instance)
+        if ignored is not None or instance is None:
+            return ignored or InterruptionOutcome(action="ignored", instance_id=iid)
+        policy = None if notice.is_interruption else rebalance_policy(instance.tags, self.default_policy)
+        if policy == "ignore":
+            return InterruptionOutcome(action="ignored_by_policy", instance_id=iid, policy=policy)
+        result = self._respond_holding(notice, instance, swap=policy != "prewarm")
         if isinstance(result, Takeover):
             result.policy = policy
             return result
         return result.model_copy(update={"policy": policy}) if policy else result
 
-    def _ignored(self, notice: Notice, instance: Instance | None) -> str | None:
-        why = why_ignored(notice, instance)
-        if why == STATEFUL_REPLACEMENT_IGNORED and instance is not None and notice.is_interruption:
-            self._stateful_interrupted(instance)
-        return why
+    def _respond_holding(self, notice: Notice, instance: Instance, swap: bool) -> InterruptionOutcome | Takeover:
+        """`_respond`, giving up a claim it took if it fails."""
+        self._held = False
+        try:
+            return self._respond(notice, instance, swap)
+        except Exception:
+            if self._held:  # its own retry may resume at once (other events wait until the claim is stale)
+                self.claims.abandon(instance.instance_id, notice.event_id)
+            raise
 
-    def _stateful_interrupted(self, instance: Instance) -> None:
-        """A stateful move's Spot instance is taken back: EC2 stops it with its disks. Its pool is
-        remembered (plans and replacements avoid it) and its owner told."""
-        self.pool_memory.record_interruption(*_pool(instance), instance.instance_id)
-        self.notifier.publish(instance.instance_id, "stateful-interrupted",
-                              f"{instance.instance_id} (stateful, {instance.instance_type}) is being stopped by EC2",
-                              [STATEFUL_REPLACEMENT_IGNORED], {"instance_id": instance.instance_id,
-                                                               "pool": f"{instance.instance_type}/"
-                                                                       f"{instance.availability_zone}"})
+    def _ignored(self, notice: Notice, instance: Instance | None) -> InterruptionOutcome | None:
+        """The outcome of an event nothing is launched for (None: the instance is replaced)."""
+        why = why_ignored(notice, instance)
+        if why == STATEFUL_REHOMED and instance is not None:
+            return self._stateful(notice, instance)
+        return InterruptionOutcome(action="ignored", instance_id=notice.instance_id, reason=why) if why else None
+
+    def _stateful(self, notice: Notice, instance: Instance) -> InterruptionOutcome:
+        """A stateful move's Spot instance is taken back: EC2 stops it with its disks, which move on
+        to a new instance in the re-home state machine (one execution per interrupted instance,
+        named after it, so the warning and the state changes that follow start it once). The first
+        event remembers its pool (plans and replacements avoid it) and tells its owner."""
+        iid = instance.instance_id
+        outcome = InterruptionOutcome(action="rehoming", instance_id=iid, reason=STATEFUL_REHOMED)
+        if not notice.is_interruption:  # a rebalance recommendation: it runs until EC2 warns
+            return outcome.model_copy(update={"action": "ignored"})
+        migration_id, original_id = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
+        if not migration_id or not original_id:
+            return outcome.model_copy(update={"action": "ignored", "reason": "a stateful instance no migration names"})
+        started = self.rehomes.start(f"rehome-{iid}", json.dumps(
+            {"migration_id": migration_id, "original_id": original_id, "interrupted": iid}))
+        if started is None:
+            return outcome.model_copy(update={"action": "duplicate"})
+        self.pool_memory.record_interruption(*_pool(instance), iid)
+        self.notifier.publish(iid, "stateful-interrupted",
+                              f"{iid} (stateful, {instance.instance_type}) is being stopped by EC2: its disks move "
+                              f"to a new instance in {instance.availability_zone}",
+                              [STATEFUL_REHOMED], {"instance_id": iid, "migration_id": migration_id,
+                                                   "original_id": original_id,
+                                                   "pool": f"{instance.instance_type}/{instance.availability_zone}"})
+        return outcome
 
     def _respond(self, notice: Notice, instance: Instance, swap: bool) -> InterruptionOutcome | Takeover:
         """Claim the instance's replacement, or act on the claim that exists. A reclaim reads

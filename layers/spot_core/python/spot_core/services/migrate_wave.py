@@ -28,11 +28,10 @@ from ..domain.errors import (
     CapacityRefused,
     LaunchRefused,
     LaunchThrottled,
-    ProbeRefused,
     TransientAwsError,
     WaveFailed,
 )
-from ..domain.health import HealthProbe, ProbeResult, Verdict, health_verdict
+from ..domain.health import ProbeResult, Verdict, health_verdict
 from ..domain.instances import GONE_STATES, Instance, LaunchSpec, Market
 from ..domain.interruptions import LaunchProfile, RecordRef
 from ..domain.launch_rate import LaunchRate
@@ -45,6 +44,7 @@ from ..domain.stateful import StatefulMove
 from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
 from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository, Probes
+from .probing import probe_of, probe_results, send_probes
 from .stateful_wave import StatefulPass
 
 BOOT_TIMEOUT = 600  # seconds for a replacement to reach running before it is given up
@@ -400,32 +400,25 @@ class _WaveStep:
         """Original id -> whether its replacement has proven itself healthy (or why not yet)."""
         health = self.s.load_balancer.target_states(_targets(registering, of_replacement=True))
         checks = self.s.fleet.status_checks([r.replacement for r in registering])
-        ready = [r for r in registering if _probe_of(r) and not r.probe_command and not _unhealthy_in(r, health)
+        ready = [r for r in registering if probe_of(r) and not r.probe_command and not _unhealthy_in(r, health)
                  and getattr(checks.get(r.replacement), "passed", False)]
         probes = {**self._probe_results([r for r in registering if r.probe_command]), **self._send_probes(ready)}
         return {r.instance_id: health_verdict(_unhealthy_in(r, health), checks.get(r.replacement),
-                                              probes.get(r.instance_id), _probe_of(r) is not None)
+                                              probes.get(r.instance_id), probe_of(r) is not None)
                 for r in registering}
 
     def _send_probes(self, ready: list[InstanceRecord]) -> dict[str, ProbeResult]:
         """Probe the replacements healthy in their groups and passing their status checks (their
         services are up by then); those SSM cannot reach fail at once."""
-        refused: dict[str, ProbeResult] = {}
+        sent, refused = send_probes(self.s.probes, {r.replacement: p for r in ready if (p := probe_of(r))})
         for record in ready:
-            probe = _probe_of(record)
-            assert probe is not None
-            try:
-                record.probe_command = self.s.probes.send(record.replacement, probe)
-            except ProbeRefused as why:
-                refused[record.instance_id] = ProbeResult(state="failed", detail=f"could not run: {why}"[:300])
+            record.probe_command = sent.get(record.replacement)
         self._store([r for r in ready if r.probe_command])
-        return refused
+        return {r.instance_id: refused[r.replacement] for r in ready if r.replacement in refused}
 
     def _probe_results(self, probed: list[InstanceRecord]) -> dict[str, ProbeResult]:
         """Original id -> its replacement's probe result so far."""
-        if not probed:
-            return {}
-        by_replacement = self.s.probes.results({r.replacement: r.probe_command or "" for r in probed})
+        by_replacement = probe_results(self.s.probes, {r.replacement: r.probe_command or "" for r in probed})
         return {r.instance_id: by_replacement[r.replacement] for r in probed if r.replacement in by_replacement}
 
     def _take_over(self, healthy: list[InstanceRecord]) -> None:
@@ -527,10 +520,6 @@ def _sick(verdict: tuple[Verdict, str], age: float) -> str | None:
     if state == "waiting" and age > HEALTH_TIMEOUT:
         return f"not proven healthy in {HEALTH_TIMEOUT} s: {why}"
     return None
-
-
-def _probe_of(record: InstanceRecord) -> HealthProbe | None:
-    return record.carry.probe if record.carry else None
 
 
 def _in(records: list[InstanceRecord], status: str) -> list[InstanceRecord]:

@@ -8,6 +8,9 @@ EC2 may refuse to start an original: a capacity refusal is tried again for a whi
 the others are restored either way. Every instance launched for the migration counts,
 not only the recorded replacement: an interruption or rebalance replacement of a
 replacement keeps the migration's tags, and a launch a crash left unrecorded has them too.
+A stateful original that cannot come back has its disks moved back onto the Spot instance it
+keeps, which starts and serves again, before its record says why (that Spot instance has none
+of its own: it would keep nothing serving otherwise).
 Loops (the state machine calls again) until every record is handled.
 """
 
@@ -17,14 +20,15 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from ..domain.batching import chunks
 from ..domain.clock import Budget, Clock, iso
 from ..domain.errors import CapacityRefused, RollbackIncomplete, StartRefused
-from ..domain.instances import Instance
+from ..domain.instances import LIVE_STATES, Instance
 from ..domain.outcomes import ended_early
 from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
+from ..domain.stateful import Converged, InterfaceAt, Observed, StatefulMove, VolumeAt, missing_pieces
 from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from ..domain.waves import RollbackResult
 from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
@@ -35,6 +39,7 @@ from .traffic import POLL_SECONDS, Traffic
 CHUNK = 50
 NAMED = 20  # instances named in the error and the migration item
 RESTORE_RETRY_SECONDS = 1800  # how long a capacity refusal to start an original is tried again
+RETURN_SECONDS = 900  # how long a stateful original's disks may take to get back onto its Spot instance
 
 
 def failure_detail(failure: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -166,6 +171,16 @@ class _Restore:
         self.traffic = Traffic(service.fleet, service.load_balancer, service.clock)
 
     def restore(self, chunk: list[InstanceRecord]) -> None:
+        """Originals back; stateful ones given up in an earlier pass go on moving onto their Spot instance."""
+        returning = [r for r in chunk if r.restore_given_up]
+        others = [r for r in chunk if not r.restore_given_up]
+        if others:
+            returning += self._originals_back(others)
+        _DisksToSpot(self).carry(returning)
+
+    def _originals_back(self, chunk: list[InstanceRecord]) -> list[InstanceRecord]:
+        """Originals started and serving again, their replacements retired; the stateful ones given
+        up now are returned (their disks go back onto their Spot instance)."""
         self._disks_back([r for r in chunk if r.stateful and r.replacement_id])
         back, refused = self._start_originals(chunk)
         serving = self._serving_again(back)
@@ -174,30 +189,38 @@ class _Restore:
         for r in serving:
             r.rolled_back(terminated.get(r.instance_id, []))
             self.s.plans.put_record(self.mid, r)
-        self._not_back([r for r in chunk if r not in serving], refused)
+        return self._not_back([r for r in chunk if r not in serving], refused)
 
     def _not_back(self, unrestored: list[InstanceRecord], refused: Mapping[str, CapacityRefused | StartRefused]
-                  ) -> None:
-        """Originals not serving again: tried again later, or given up keeping one replacement."""
+                  ) -> list[InstanceRecord]:
+        """Originals not serving again: tried again later, or given up keeping one replacement; a
+        stateful one given up is returned: its disks go back onto that replacement first."""
         now = self.s.clock.now()
         kept = {r.instance_id: self.kept(r) for r in unrestored}
         self.retire(unrestored, keep=kept)
+        returning = []
         for r in unrestored:
             why = refused.get(r.instance_id)
             if not isinstance(why, StartRefused) and self._may_wait(r, now):  # no capacity yet, or not back in time
                 r.restore_waits(why.code if why else "not running and healthy yet", iso(now))
+            elif _carries_disks(r):
+                r.disks_return(self._reason(why), r.replacement, iso(now))
+                returning.append(r)
             else:
                 r.rollback_failed(self._reason(why), kept[r.instance_id])
             self.s.plans.put_record(self.mid, r)
+        return returning
 
     def _disks_back(self, stateful: list[InstanceRecord]) -> None:
         """Stateful moves: every volume, interface and address goes back onto its original (both
         stopped meanwhile), which starts; then they are restored like the others. What is not
-        back by the step's deadline goes on in the next invocation (the state machine loops)."""
+        back by the step's deadline goes on in the next invocation (the state machine loops).
+        An original EC2 refuses to start, or no longer has, is left to `_start_originals` to judge."""
         moves, deadline = StatefulMoves(self.s.fleet), self.budget.step_deadline()
         while stateful:
             seen = moves.observe(stateful)
-            stateful = [r for r in stateful if moves.onto(r, r.instance_id, r.replacement, seen)[0] != "done"]
+            stateful = [r for r in stateful if seen.states.get(r.instance_id) in LIVE_STATES
+                        and _moving(moves.onto(r, r.instance_id, r.replacement, seen))]
             if not stateful or self.s.clock.monotonic() >= deadline:
                 return
             self.s.clock.sleep(POLL_SECONDS)
@@ -241,6 +264,8 @@ class _Restore:
             return iso(i.launch_time) if i.launch_time else "", i.instance_id == record.replacement_id
 
         live = sorted(self.launched.get(record.instance_id, []), key=age)
+        if _carries_disks(record):  # only its own Spot instance can take its disks back
+            live = [i for i in live if i.instance_id == record.replacement_id]
         return live[-1].instance_id if live else None
 
     def _start_originals(self, chunk: list[InstanceRecord]
@@ -270,7 +295,7 @@ class _Restore:
         health = self.traffic.wait_for_targets(old_groups, {"healthy"}, self.budget.step_deadline())
         return [r for r in back if all(health.get((ref.arn, r.instance_id)) == "healthy" for ref in r.target_groups)]
 
-    def _delete_spares(self, records: list[InstanceRecord]) -> None:
+    def delete_spares(self, records: list[InstanceRecord]) -> None:
         """A stateful move's Spot root volumes swapped out: detached, so not deleted with their instance."""
         spares = [v for r in records if r.stateful for v in r.stateful.spare_volumes]
         if spares:
@@ -289,8 +314,105 @@ class _Restore:
         doomed = [iid for ids in retired.values() for iid in ids]
         if doomed:
             self.s.fleet.terminate(doomed)
-        self._delete_spares(records)
+        self.delete_spares(records)
         for iid in doomed:
             self.s.registry.register(iid, f"migration {self.mid}", status="retired")
         return retired
 
+
+def _carries_disks(record: InstanceRecord) -> bool:
+    """A stateful record whose maintenance step began: its disks may have left the original."""
+    return bool(record.stateful and record.stateful.stopped_at and record.replacement_id)
+
+
+def _moving(step: tuple[str, str | None]) -> bool:
+    """Still moving: not done, and EC2 did not refuse to start the holder."""
+    progress, refused = step
+    return progress != "done" and refused is None
+
+
+class _DisksToSpot:
+    """Stateful originals that cannot come back: every piece goes back onto the Spot instance each
+    keeps (its own root was deleted at the migration, so nothing there needs to make room), which
+    starts and is registered again; only then is the record given up, naming why. Each pass
+    resumes from what EC2 says; while the pieces move, the record keeps the rollback going."""
+
+    def __init__(self, restore: _Restore):
+        self.restore, self.s = restore, restore.s
+        self.moves = StatefulMoves(restore.s.fleet)
+
+    def carry(self, records: list[InstanceRecord]) -> None:
+        deadline, arrived = self.restore.budget.step_deadline(), []
+        while records:
+            seen = self.moves.observe(records)
+            steps = {r.instance_id: self._step(r, seen) for r in records}
+            arrived += [r for r in records if steps[r.instance_id] == "done"]
+            records = [r for r in records if steps[r.instance_id] in ("acting", "waiting")]
+            if not records or self.s.clock.monotonic() >= deadline:
+                break
+            self.s.clock.sleep(POLL_SECONDS)
+        if arrived:
+            self._serving(arrived)
+
+    def _step(self, record: InstanceRecord, seen: Observed) -> Converged | Literal["stranded"]:
+        """One step towards its Spot instance: "done" once it runs with every piece, "stranded"
+        (and given up) once it cannot get there."""
+        spot, move = record.replacement, record.stateful or StatefulMove()
+        if (state := seen.states.get(spot, "gone")) not in LIVE_STATES:
+            return self._stranded(record, f"its Spot instance {spot} is {state} too", seen)
+        if missing := missing_pieces(move, seen):
+            return self._stranded(record, f"{', '.join(missing)} no longer exist(s)", seen)
+        if self._overdue(record):
+            return self._stranded(record, f"its disks did not get onto {spot} in {RETURN_SECONDS // 60} min", seen)
+        progress, refused = self.moves.onto(record, spot, record.instance_id, seen)
+        if refused:
+            return self._stranded(record, f"EC2 refused to start {spot} too: {refused[:200]}", seen)
+        return progress
+
+    def _overdue(self, record: InstanceRecord) -> bool:
+        now = self.s.clock.now()
+        since = datetime.fromisoformat(record.restore_given_up_at) if record.restore_given_up_at else now
+        return now - since > timedelta(seconds=RETURN_SECONDS)
+
+    def _stranded(self, record: InstanceRecord, why: str, seen: Observed) -> Literal["stranded"]:
+        """Neither instance can run with the disks: given up with both reasons and where each piece is."""
+        spot = record.replacement
+        kept = spot if seen.states.get(spot) in LIVE_STATES else None  # it may hold the disks: not terminated
+        pieces = _pieces_at(record.stateful or StatefulMove(), seen)
+        record.rollback_failed(f"{record.restore_given_up}; {why}; {pieces}", kept, serving=False)
+        self.s.plans.put_record(self.restore.mid, record)
+        return "stranded"
+
+    def _serving(self, records: list[InstanceRecord]) -> None:
+        """Every piece on its running Spot instance: registered again (the stopped original is
+        not), then given up, naming why and that the Spot instance serves."""
+        spots = group_by_target_group((r.replacement, ref) for r in records for ref in r.target_groups)
+        originals = group_by_target_group((r.instance_id, ref) for r in records for ref in r.target_groups)
+        self.s.load_balancer.register(spots)
+        self.s.load_balancer.deregister(self.restore.traffic.registered_only(originals))
+        health = self.restore.traffic.wait_for_targets(spots, {"healthy"}, self.restore.budget.step_deadline())
+        self.restore.delete_spares(records)
+        for record in records:
+            spot = record.replacement
+            healthy = all(health.get((ref.arn, spot)) == "healthy" for ref in record.target_groups)
+            state = "which serves" if healthy else "which runs, registered again but not healthy yet"
+            record.rollback_failed(f"{record.restore_given_up}; its disks are back on {spot}, {state}", spot)
+            self.s.plans.put_record(self.restore.mid, record)
+
+
+def _pieces_at(move: StatefulMove, seen: Observed) -> str:
+    """Where each piece of a stateful move is now, for an operator to find them."""
+    places: list[tuple[str, VolumeAt | InterfaceAt | None]] = [
+        (v.volume_id, seen.volumes.get(v.volume_id)) for v in move.volumes]
+    places += [(i.interface_id, seen.interfaces.get(i.interface_id)) for i in move.interfaces]
+    named = [f"{piece} ({_place(at)})" for piece, at in places]
+    named += [f"Elastic IP {a.public_ip}" for a in move.addresses]
+    return "its pieces: " + ", ".join(named)
+
+
+def _place(at: VolumeAt | InterfaceAt | None) -> str:
+    if at is None:
+        return "gone"
+    if at.instance_id:
+        return f"on {at.instance_id}"
+    return at.state if isinstance(at, VolumeAt) else at.status

@@ -27,9 +27,13 @@ class StatefulMoves:
             ids += [record.instance_id, record.replacement]
             volume_ids += move.volume_ids() + move.spare_volumes
             interface_ids += move.interface_ids()
-        described = self.fleet.describe(ids)
+        return self.look(ids, volume_ids, interface_ids)
+
+    def look(self, instance_ids: list[str], volume_ids: list[str], interface_ids: list[str]) -> Observed:
+        """The instances' states ("gone" when EC2 no longer knows one) and where each piece is."""
+        described = self.fleet.describe(instance_ids)
         volumes, interfaces = self.fleet.pieces(volume_ids, interface_ids)
-        return Observed(states={i: described[i].state if i in described else "gone" for i in ids},
+        return Observed(states={i: described[i].state if i in described else "gone" for i in instance_ids},
                         volumes=volumes, interfaces=interfaces, primaries=_primaries(described.values()))
 
     def onto(self, record: InstanceRecord, holder: str, other: str, seen: Observed) -> tuple[Converged, str | None]:
@@ -37,6 +41,11 @@ class StatefulMoves:
         why EC2 refused to start it, if it did (no capacity: the caller decides)."""
         move = record.stateful or StatefulMove()
         spares = tuple(move.spare_volumes) if holder == record.replacement_id else ()
+        return self.put_on(move, holder, other, seen, spares)
+
+    def put_on(self, move: StatefulMove, holder: str, other: str, seen: Observed,
+               spares: tuple[str, ...] = ()) -> tuple[Converged, str | None]:
+        """One step of putting `move`'s pieces on `holder`, `spares` (its own volumes) making room."""
         progress, actions = converge(move, holder, other, seen, spares)
         refused = [why for action in actions if (why := self._apply(action))]
         return progress, (refused[0] if refused else None)

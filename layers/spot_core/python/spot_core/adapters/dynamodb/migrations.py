@@ -10,6 +10,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from ...domain.clock import iso, utc_now
 from ...domain.errors import InvalidMigrationRequest, MigrationNotFound
+from ...domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from ...domain.plan import AgentVerdict, InstanceRecord, unfinished
 from ..aws import transient_errors
 from .schema import (
@@ -37,6 +38,17 @@ RESTARTABLE = ("analysing", "planned")  # a retried analysis may start again whi
 
 def now_iso() -> str:
     return iso(utc_now())
+
+
+def drift_update(table: str, migration_id: str, monthly_spot: float, fallbacks: int) -> dict[str, Any]:
+    """A transaction item: the migration's realised savings drift by a record's change (DynamoDB
+    ADD, so concurrent changes add up without reading the migration)."""
+    return {"Update": {
+        "TableName": table, "Key": _key(migration_id),
+        "UpdateExpression": "ADD #spot :spot, #fallbacks :fallbacks", "ConditionExpression": "attribute_exists(#pk)",
+        "ExpressionAttributeNames": {"#spot": DRIFT_MONTHLY_SPOT, "#fallbacks": DRIFT_FALLBACKS, "#pk": PARTITION_KEY},
+        "ExpressionAttributeValues": {":spot": to_dynamo(monthly_spot), ":fallbacks": fallbacks},
+    }}
 
 
 def _key(migration_id: str, sk: str = META) -> dict[str, str]:
@@ -138,6 +150,18 @@ class DynamoPlans:
         record.updated_at = now_iso()
         with transient_errors():
             self.table.put_item(Item=self._item(migration_id, record))
+
+    def put_record_drifting(self, migration_id: str, record: InstanceRecord, monthly_spot: float,
+                            fallbacks: int) -> None:
+        """The record, and the drift of the migration's realised savings it makes, at once."""
+        if not monthly_spot and not fallbacks:
+            self.put_record(migration_id, record)
+            return
+        record.updated_at = now_iso()
+        items: list[Any] = [{"Put": {"TableName": self.table.name, "Item": self._item(migration_id, record)}},
+                            drift_update(self.table.name, migration_id, monthly_spot, fallbacks)]
+        with transient_errors():
+            self.table.meta.client.transact_write_items(TransactItems=items)
 
     @staticmethod
     def _item(migration_id: str, record: InstanceRecord) -> Any:

@@ -20,15 +20,13 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
 
 from ...domain.interruptions import HOLDER_EXPIRY, UNCLAIMED, UNFINISHED, LaunchProfile, RecordFollow
-from ...domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from ..aws import error_code, transient_errors
-from .migrations import now_iso
+from .migrations import drift_update, now_iso
 from .pools import pool_item
 from .registry import profile_item, put_profile, registry_item
 from .schema import (
     INDEX_PARTITION_KEY,
     INDEX_SORT_KEY,
-    META,
     PARTITION_KEY,
     RECORD_PREFIX,
     REPLACEMENTS_INDEX_PK,
@@ -97,13 +95,7 @@ def _follow(table: str, follow: RecordFollow) -> list[dict[str, Any]]:
     }}
     if not follow.monthly_spot and not follow.fallbacks:
         return [record]
-    migration = {"Update": {
-        "TableName": table, "Key": {PARTITION_KEY: migration_pk(follow.migration_id), SORT_KEY: META},
-        "UpdateExpression": "ADD #spot :spot, #fallbacks :fallbacks", "ConditionExpression": "attribute_exists(#pk)",
-        "ExpressionAttributeNames": {"#spot": DRIFT_MONTHLY_SPOT, "#fallbacks": DRIFT_FALLBACKS, "#pk": PARTITION_KEY},
-        "ExpressionAttributeValues": {":spot": to_dynamo(follow.monthly_spot), ":fallbacks": follow.fallbacks},
-    }}
-    return [record, migration]
+    return [record, drift_update(table, follow.migration_id, follow.monthly_spot, follow.fallbacks)]
 
 
 class DynamoReplacementClaims:

@@ -5,8 +5,9 @@ original's stop to its disks serving again on Spot), and what a mixed fleet's mi
 
 Per case: simulated duration of the migration, the measured downtime of every stateful move
 (min / median / max, simulated seconds), the announced downtime of the plan for comparison,
-Elastic IPs moved, and the EC2 calls the stateful moves made. Results go to
-bench/results/carry.json.
+Elastic IPs moved, and the EC2 calls the stateful moves made; then EC2 interrupts every stateful
+move's Spot instance, and the downtime until its disks serve again on a successor. Results go
+to bench/results/carry.json.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def run(model: TimingModel, web: int, databases: int, seed: int) -> dict:
         records = {r.instance_id: r for r in rt.records(result.migration_id)}
         report = rt.timing.report() if rt.timing else {}
         moved = [records[i] for i in groups["databases"]]
+        rehomes = _rehome(rt, result.migration_id, [r for r in moved if r.status == "migrated"])
         return {
             "case": model.name, "web": web, "databases": databases, "status": result.status,
             "outcome": rt.migration(result.migration_id).get("status"),
@@ -46,10 +48,25 @@ def run(model: TimingModel, web: int, databases: int, seed: int) -> dict:
             "stateful_migrated": sum(r.status == "migrated" for r in moved),
             **_downtimes(moved),
             "elastic_ips_moved": sum(len(r.moved_addresses) for r in records.values()),
+            "rehome": rehomes,
             "ec2_calls_of_the_moves": _move_calls(rt.lambdas.calls),
             "status_check_seconds": model.status_check_seconds, "stop_seconds": model.stop_seconds,
             "boot_seconds": list(model.boot_seconds),
         }
+
+
+def _rehome(rt: LocalRuntime, migration_id: str, moved: list) -> dict:
+    """EC2 then takes back the Spot instance of each stateful move (warning, then the stop two
+    minutes later on the simulator's clock): the downtime until its disks serve again on a
+    successor, and the re-home's simulated duration."""
+    ended = []
+    for record in moved:
+        rt.simulate(record.replacement_id, "interruption")
+        ended.append(rt.wait_rehome(record.replacement_id, timeout=600).status)
+    after = {r.instance_id: r.rehome for r in rt.records(migration_id) if r.rehome}
+    downtimes = [h.downtime_seconds for h in after.values() if h.downtime_seconds is not None]
+    return {"interrupted": len(moved), "rehomed": sum(h.phase == "done" for h in after.values()),
+            "executions": dict(Counter(ended)), "downtime_seconds": _spread(downtimes)}
 
 
 def _downtimes(moved: list) -> dict[str, dict]:
@@ -89,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{d.get('min')}-{d.get('max')} s (median {d.get('median')}; announced "
               f"{r['announced_downtime_seconds'].get('median')} s); {r['elastic_ips_moved']} Elastic IPs moved; "
               f"calls {r['ec2_calls_of_the_moves']}")
+        h = r["rehome"]
+        print(f"  then interrupted: {h['rehomed']}/{h['interrupted']} re-homed, downtime "
+              f"{h['downtime_seconds'].get('min')}-{h['downtime_seconds'].get('max')} s "
+              f"(median {h['downtime_seconds'].get('median')}; EC2 stops the instance at the warning here, "
+              "not two minutes later, so the successor's boot counts in it)")
     return 0
 
 

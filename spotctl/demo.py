@@ -79,14 +79,31 @@ def _report(rt, migration_id: str, args: argparse.Namespace, result, started: fl
 
 
 def interrupt(rt, migration_id: str, count: int) -> list[dict]:
-    """EC2 takes back `count` of the new Spot instances: their two-minute warnings go through
-    the deployed rule patterns to the replacement Lambda."""
-    migrated = [r for r in rt.records(migration_id) if r.status == "migrated"][:count]
+    """EC2 takes back `count` of the new Spot instances (stateful ones first): their two-minute
+    warnings go through the deployed rule patterns to the replacement Lambda; a stateful one's
+    disks move on in the re-home state machine, waited for here."""
+    migrated = sorted((r for r in rt.records(migration_id) if r.status == "migrated"),
+                      key=lambda r: r.mode != "stateful")[:count]
     out = []
     for record in migrated:
         outcome = rt.simulate(record.replacement_id, "interruption")
         for delivery in outcome["deliveries"]:
+            result = delivery.get("result") or {"error": delivery.get("error")}
+            if result.get("action") == "rehoming":
+                result = {**result, **_rehomed(rt, migration_id, record.instance_id, record.replacement_id)}
             out.append({"interrupted": record.replacement_id,
                         "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
-                        "rule": delivery["rule"], **(delivery.get("result") or {"error": delivery.get("error")})})
+                        "rule": delivery["rule"], **result})
     return out
+
+
+def _rehomed(rt, migration_id: str, original_id: str, interrupted: str) -> dict:
+    """How the re-home of a stateful instance's disks ended (its record says where they are)."""
+    ended = rt.wait_rehome(interrupted)
+    record = next(r for r in rt.records(migration_id) if r.instance_id == original_id)
+    rehome = record.rehome
+    return {"rehome_status": ended.status, "successor": record.replacement_id,
+            "successor_pool": f"{record.replacement_type}/{record.replacement_az}",
+            "market": record.replacement_market,
+            "downtime_seconds": rehome.downtime_seconds if rehome else None,
+            "outcome": rehome.outcome if rehome else None}

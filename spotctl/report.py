@@ -252,6 +252,12 @@ def _interruptions(interruptions: list[dict]) -> list[str]:
 
 
 def _interruption(i: dict) -> str:
+    if i.get("action") == "rehoming":
+        if i.get("rehome_status") != "SUCCEEDED":
+            return f"  {i['interrupted']} (stateful) warned -> its disks could not move on: {i.get('outcome')}"
+        return (f"  {i['interrupted']} (stateful, {i['interrupted_pool']}) warned and stopped by EC2 -> its volumes, "
+                f"interfaces and Elastic IPs moved to {i['successor']} ({i['market']} {i['successor_pool']}); "
+                f"down {i['downtime_seconds']:.0f} s")
     if not i.get("launched"):
         return f"  {i['interrupted']}: {i.get('action') or i.get('error')}"
     return (f"  {i['interrupted']} ({i['interrupted_pool']}) warned -> {i['replacement_id']} launched as {i['market']} "

@@ -15,6 +15,6 @@ def test_a_rehomed_stateful_instance_names_its_successor_and_its_downtime():
 
 
 def test_a_rehome_that_failed_says_where_the_disks_are():
-    failed = {**REHOMED, "rehome_status": "FAILED", "outcome": "no successor could be launched; the disks are on i-0aaa"}
+    failed = {**REHOMED, "rehome_status": "FAILED", "outcome": "no successor launched; the disks are on i-0aaa"}
     [_, line] = _interruptions([failed])
     assert "could not move on" in line and "the disks are on i-0aaa" in line

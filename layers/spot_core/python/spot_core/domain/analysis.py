@@ -16,7 +16,7 @@ from .health import HealthProbe
 from .instances import Instance, LaunchSettings, TypeTraits, burstable_family
 from .plan import InstanceRecord, PlanSummary, Pool, Risk, TargetRef, Workload
 from .pricing import HOURS_PER_MONTH, LINUX, BillingProduct, storage_monthly
-from .tags import OPT_IN_TAG, STATEFUL_TAG, is_managed, is_opted_in
+from .tags import AUTO_SCALING_GROUP_TAG, OPT_IN_TAG, STATEFUL_TAG, is_managed, is_opted_in
 
 MIN_CPU_SAMPLES = 6
 STABLE_SPREAD = 0.3  # a stable workload's standard deviation is below this share of its mean
@@ -108,8 +108,8 @@ def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
         return "stateful", f"tagged {STATEFUL_TAG}=true"
     if facts.instance_storage:
         return "instance_store", f"{facts.instance_type} has instance-store volumes whose data a replacement would lose"
-    if "aws:autoscaling:groupName" in facts.tags:
-        return "auto_scaling_group", f"member of Auto Scaling group {facts.tags['aws:autoscaling:groupName']}"
+    if AUTO_SCALING_GROUP_TAG in facts.tags:
+        return "auto_scaling_group", f"member of Auto Scaling group {facts.tags[AUTO_SCALING_GROUP_TAG]}"
     if facts.billing.unsupported_reason:
         return "unsupported_product", facts.billing.unsupported_reason
     return None

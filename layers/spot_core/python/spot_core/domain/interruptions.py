@@ -17,7 +17,7 @@ from .errors import SpotMigrationError
 from .instances import Instance, Market
 from .plan import InstanceRecord, TargetRef
 from .pricing import HOURS_PER_MONTH
-from .tags import ON_REBALANCE_TAG, is_managed
+from .tags import ON_REBALANCE_TAG, is_group_member, is_managed
 
 NoticeKind = Literal["interruption", "rebalance", "state-change"]
 KIND_LABELS: dict[str, str] = {"interruption": "interruption warning", "rebalance": "rebalance recommendation",
@@ -34,6 +34,7 @@ Action = Literal[
     "replaced",  # a replacement was launched and took over the traffic
     "prewarmed",  # a replacement was launched next to the instance, which keeps serving
     "rehoming",  # a stateful move's Spot instance: its disks move on to a new instance (domain/rehome.py)
+    "group_replaces",  # a member of a migrated Auto Scaling group: the group replaces it; its pool is remembered
 ]
 # A claim is "launching" from the conditional write until the replacement exists, "launched"
 # once its id is recorded (right after RunInstances answered), then "prewarmed" or "swapped"
@@ -87,14 +88,26 @@ STATEFUL_REHOMED = (
     "a new instance in the same Availability Zone; no copy is launched from its image")
 
 
+def taken_back(notice: Notice, instance: Instance) -> bool:
+    """EC2 takes the instance back: its warning, or a state change EC2 gives the Spot reason for."""
+    if notice.kind == "state-change":
+        return instance.state in RECLAIMED_STATES and instance.state_reason in RECLAIM_REASONS
+    return notice.is_interruption
+
+
+GROUP_REPLACES_IT = ("a member of an Auto Scaling group a migration moved to Spot: the group replaces it "
+                     "(Capacity Rebalancing); no second replacement is launched")
+
+
 def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
     """Why the event concerns nothing the product should replace (None: it does). A state
     change is a reclaim only when EC2 says so; stopping or terminating an instance through
     the API (the product's rollbacks and sweeps, an operator) or from its OS is not."""
+    if instance is not None and is_group_member(instance.tags):
+        return GROUP_REPLACES_IT
     if instance is None or not is_managed(instance.tags):
         return "not managed by spot-migration"
-    if notice.kind == "state-change" and (instance.state not in RECLAIMED_STATES
-                                          or instance.state_reason not in RECLAIM_REASONS):
+    if notice.kind == "state-change" and not taken_back(notice, instance):
         return f"{instance.state} ({instance.state_reason or 'no reason given'}): not a Spot reclaim"
     if instance.tags.get(MODE_TAG) == "stateful":
         return STATEFUL_REHOMED

@@ -15,10 +15,19 @@ LAUNCH_BATCH_TAG = "spot-migration:launch-batch"  # on a migration's replacement
 ON_REBALANCE_TAG = "spot-migration:on-rebalance"
 SUCCEEDS_TAG = "spot-migration:succeeds"  # on an interruption replacement: the instance it took over from
 AWS_RESERVED_PREFIX = "aws:"  # tags EC2 and other services own; they cannot be set by anyone else
+AUTO_SCALING_GROUP_TAG = "aws:autoscaling:groupName"  # EC2 Auto Scaling names the group of each member
+# on an Auto Scaling group a migration moves to Spot (propagated at launch, so its members carry it):
+# the migration; the group replaces its own members (Capacity Rebalancing), the product never does
+GROUP_MIGRATION_TAG = "spot-migration:group-migration"
 
 
 def is_opted_in(tags: Mapping[str, str]) -> bool:
     return tags.get(OPT_IN_TAG, "").lower() == "true"
+
+
+def is_group_member(tags: Mapping[str, str]) -> bool:
+    """A member of an Auto Scaling group a migration moved: its group replaces it."""
+    return AUTO_SCALING_GROUP_TAG in tags and GROUP_MIGRATION_TAG in tags
 
 
 def is_managed(tags: Mapping[str, str]) -> bool:

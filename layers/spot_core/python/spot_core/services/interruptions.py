@@ -45,6 +45,7 @@ from ..domain.errors import EventInProgress
 from ..domain.instances import Instance, LaunchSpec, Market
 from ..domain.interruptions import (
     CLAIM_STALE_SECONDS,
+    GROUP_REPLACES_IT,
     HOLDER_EXPIRY,
     KIND_LABELS,
     STATEFUL_REHOMED,
@@ -62,6 +63,7 @@ from ..domain.interruptions import (
     is_stale,
     is_unfinished,
     rebalance_policy,
+    taken_back,
     why_ignored,
 )
 from ..domain.plan import InstanceRecord, Pool, TargetRef, group_by_target_group
@@ -221,7 +223,19 @@ class Interruptions:
         why = why_ignored(notice, instance)
         if why == STATEFUL_REHOMED and instance is not None:
             return self._stateful(notice, instance)
+        if why == GROUP_REPLACES_IT and instance is not None:
+            return self._group_member(notice, instance)
         return InterruptionOutcome(action="ignored", instance_id=notice.instance_id, reason=why) if why else None
+
+    def _group_member(self, notice: Notice, instance: Instance) -> InterruptionOutcome:
+        """An Auto Scaling group replaces its own members (Capacity Rebalancing launches before
+        the warned one goes); a Spot member's warning or reclaim is remembered in pool memory,
+        so plans and the group's next policy avoid the pool."""
+        if instance.lifecycle == "spot" and taken_back(notice, instance):
+            self.pool_memory.record_interruption(*_pool(instance), instance.instance_id)
+            if self.warm is not None:
+                self.warm.interrupted(_pool(instance))
+        return InterruptionOutcome(action="group_replaces", instance_id=instance.instance_id, reason=GROUP_REPLACES_IT)
 
     def _stateful(self, notice: Notice, instance: Instance) -> InterruptionOutcome:
         """A stateful move's Spot instance is taken back: EC2 stops it with its disks, which move on

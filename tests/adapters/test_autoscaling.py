@@ -148,3 +148,27 @@ def test_a_configuration_with_an_instance_profile_arn_and_no_public_ip_choice_ke
                           "IamInstanceProfile": "arn:aws:iam::123456789012:instance-profile/web"})
     assert data["SecurityGroupIds"] == ["sg-1"] and "NetworkInterfaces" not in data
     assert data["IamInstanceProfile"] == {"Arn": "arn:aws:iam::123456789012:instance-profile/web"}
+
+
+def test_a_group_is_found_with_what_the_analysis_needs(aws):
+    ec2, autoscaling, subnet, image = aws
+    group_on_configuration(autoscaling, subnet, image, "web", {"spot-migration:opt-in": "true"})
+    template = ec2.create_launch_template(LaunchTemplateName="api", LaunchTemplateData={
+        "ImageId": image, "InstanceType": "c5.large"})["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="api", LaunchTemplate={"LaunchTemplateId": template, "Version": "$Default"},
+        MinSize=0, MaxSize=4, DesiredCapacity=1, VPCZoneIdentifier=subnet, NewInstancesProtectedFromScaleIn=True)
+
+    found = {g.name: g for g in AutoScalingGroups(autoscaling, ec2).find(names=["web", "api"])}
+
+    web, api = found["web"], found["api"]
+    assert web.source is not None and (web.source.kind, web.source.instance_type) == ("launch_configuration",
+                                                                                      "m5.large")
+    assert web.config.launch_configuration_name == "web-lc" and web.config.launch_template is None
+    assert (web.desired, web.min_size, web.max_size, web.on_demand_count, web.spot_count) == (2, 1, 6, 2, 0)
+    assert web.instance_types == {"m5.large": 2} and web.tags == {"spot-migration:opt-in": "true"}
+    assert web.availability_zones == [AZ] and web.subnet_ids == [subnet]
+    assert api.source is not None and (api.source.kind, api.source.name, api.source.instance_type) == (
+        "launch_template", template, "c5.large")
+    assert api.config.launch_template == {"LaunchTemplateId": template, "Version": "$Default"}
+    assert api.protected_from_scale_in is True and api.instance_types == {"c5.large": 1}

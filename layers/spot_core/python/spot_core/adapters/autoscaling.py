@@ -9,12 +9,16 @@ needs per group: the configuration (UpdateAutoScalingGroup), one instance refres
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..domain.asg import GroupConfig, GroupFacts, LaunchSource
 from ..domain.batching import chunks
 from ..domain.errors import TransientAwsError
+from ..domain.pricing import LINUX
 from ..domain.refresh import MAX_HEALTHY_PERCENTAGE, MIN_HEALTHY_PERCENTAGE, Refresh
+from ..domain.tags import STATEFUL_TAG
 from .aws import error_code, transient_errors
 
 if TYPE_CHECKING:
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 NAMES_PER_CALL = 50  # DescribeAutoScalingGroups / DescribeLaunchConfigurations names per call
+MEMBERS_PER_CALL = 1000  # DescribeInstances ids per call
 REFRESH_RUNNING = "InstanceRefreshInProgress"
 NO_REFRESH = "ActiveInstanceRefreshNotFound"
 Group = dict[str, Any]  # a group as DescribeAutoScalingGroups returns it
@@ -32,6 +37,64 @@ class AutoScalingGroups:
         self.autoscaling, self.ec2 = autoscaling, ec2
 
     # --- reads ----------------------------------------------------------------------------------
+    def find(self, names: Iterable[str] = (), tags: Mapping[str, str] | None = None) -> list[GroupFacts]:
+        """The named groups (or those carrying every one of `tags`) as the analysis sees them."""
+        groups = self.describe(names, tags)
+        if not groups:
+            return []
+        configurations = self.launch_configurations(
+            g["LaunchConfigurationName"] for g in groups if g.get("LaunchConfigurationName"))
+        members = self._members([m["InstanceId"] for g in groups for m in g.get("Instances", [])])
+        return [self._facts(g, configurations, members) for g in groups]
+
+    def _facts(self, group: Group, configurations: Mapping[str, Mapping[str, Any]],
+               members: Mapping[str, Mapping[str, Any]]) -> GroupFacts:
+        name = group["AutoScalingGroupName"]
+        running = [members[m["InstanceId"]] for m in group.get("Instances", []) if m["InstanceId"] in members]
+        extras = self.extras(name)
+        return GroupFacts(
+            name=name, arn=group.get("AutoScalingGroupARN", ""),
+            tags={t["Key"]: t.get("Value", "") for t in group.get("Tags", [])},
+            source=self._source(group, configurations), config=_config(group),
+            desired=group["DesiredCapacity"], min_size=group["MinSize"], max_size=group["MaxSize"],
+            **_member_counts(running),
+            subnet_ids=[s for s in (group.get("VPCZoneIdentifier") or "").split(",") if s],
+            target_group_arns=sorted(group.get("TargetGroupARNs", [])),
+            health_check_type=group.get("HealthCheckType", "EC2"),
+            health_check_grace_period=int(group.get("HealthCheckGracePeriod") or 0),
+            termination_policies=list(group.get("TerminationPolicies", [])),
+            lifecycle_hooks=extras["lifecycle_hooks"], warm_pool=extras["warm_pool"],
+            scaling_policies=extras["scaling_policies"],
+            protected_from_scale_in=bool(group.get("NewInstancesProtectedFromScaleIn")),
+            availability_zones=sorted(group.get("AvailabilityZones", [])),
+        )
+
+    def _source(self, group: Group, configurations: Mapping[str, Mapping[str, Any]]) -> LaunchSource | None:
+        """What the group launches from: its launch configuration, or its launch template (also
+        the one inside a mixed instances policy)."""
+        if group.get("LaunchConfigurationName"):
+            configuration = configurations.get(group["LaunchConfigurationName"], {})
+            return LaunchSource(kind="launch_configuration", name=group["LaunchConfigurationName"],
+                                instance_type=configuration.get("InstanceType"),
+                                image_id=configuration.get("ImageId"))
+        spec = group.get("LaunchTemplate") or (
+            (group.get("MixedInstancesPolicy") or {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification"))
+        if not spec or not spec.get("LaunchTemplateId"):
+            return None
+        version = str(spec.get("Version") or "$Default")
+        data = self.launch_template_data(spec["LaunchTemplateId"], version)
+        return LaunchSource(kind="launch_template", name=spec["LaunchTemplateId"], version=version,
+                            instance_type=data.get("InstanceType"), image_id=data.get("ImageId"))
+
+    def _members(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Members as EC2 describes them (market, type, tags, billing product)."""
+        found: dict[str, dict[str, Any]] = {}
+        with transient_errors():
+            for chunk in chunks(sorted(set(instance_ids)), MEMBERS_PER_CALL):
+                for page in self.ec2.get_paginator("describe_instances").paginate(InstanceIds=chunk):
+                    found |= {i["InstanceId"]: dict(i) for r in page["Reservations"] for i in r["Instances"]}
+        return found
+
     def describe(self, names: Iterable[str] = (), tags: Mapping[str, str] | None = None) -> list[Group]:
         """The named groups, or those carrying every one of `tags`."""
         paginator = self.autoscaling.get_paginator("describe_auto_scaling_groups")
@@ -62,7 +125,7 @@ class AutoScalingGroups:
         found = versions["LaunchTemplateVersions"]
         return dict(found[0].get("LaunchTemplateData", {})) if found else {}
 
-    def extras(self, name: str) -> dict[str, list[str] | bool]:
+    def extras(self, name: str) -> dict[str, Any]:
         """What the plan shows of a group besides its description: lifecycle hooks, warm pool,
         scaling policies."""
         with transient_errors():
@@ -152,26 +215,25 @@ class AutoScalingGroups:
         return running[0].get("InstanceRefreshId") if running else None
 
 
+# launch configuration field -> (launch template data field, how its value carries over)
+_CARRIED: dict[str, tuple[str, Any]] = {
+    "KeyName": ("KeyName", str),
+    "UserData": ("UserData", str),  # base64 in both
+    "EbsOptimized": ("EbsOptimized", bool),
+    "InstanceMonitoring": ("Monitoring", lambda m: {"Enabled": bool(m.get("Enabled"))}),
+    "MetadataOptions": ("MetadataOptions", dict),
+    "PlacementTenancy": ("Placement", lambda t: {"Tenancy": t}),
+    "BlockDeviceMappings": ("BlockDeviceMappings", lambda ds: [_device(d) for d in ds]),
+    "IamInstanceProfile": ("IamInstanceProfile", lambda p: {"Arn": p} if p.startswith("arn:") else {"Name": p}),
+}
+
+
 def template_data(configuration: Mapping[str, Any]) -> Any:
     """A launch configuration's settings as launch template data (the fields both have)."""
     data: dict[str, Any] = {"ImageId": configuration["ImageId"], "InstanceType": configuration["InstanceType"]}
-    if configuration.get("KeyName"):
-        data["KeyName"] = configuration["KeyName"]
-    if configuration.get("UserData"):
-        data["UserData"] = configuration["UserData"]  # base64 in both
-    if configuration.get("IamInstanceProfile"):
-        profile = configuration["IamInstanceProfile"]
-        data["IamInstanceProfile"] = {"Arn": profile} if profile.startswith("arn:") else {"Name": profile}
-    if "EbsOptimized" in configuration:
-        data["EbsOptimized"] = bool(configuration["EbsOptimized"])
-    if configuration.get("InstanceMonitoring"):
-        data["Monitoring"] = {"Enabled": bool(configuration["InstanceMonitoring"].get("Enabled"))}
-    if configuration.get("MetadataOptions"):
-        data["MetadataOptions"] = dict(configuration["MetadataOptions"])
-    if configuration.get("PlacementTenancy"):
-        data["Placement"] = {"Tenancy": configuration["PlacementTenancy"]}
-    if configuration.get("BlockDeviceMappings"):
-        data["BlockDeviceMappings"] = [_device(d) for d in configuration["BlockDeviceMappings"]]
+    for field, (target, carry) in _CARRIED.items():
+        if configuration.get(field) not in (None, "", [], {}):
+            data[target] = carry(configuration[field])
     groups = list(configuration.get("SecurityGroups") or [])
     if "AssociatePublicIpAddress" in configuration:  # only an interface can say it; the groups go with it
         data["NetworkInterfaces"] = [{"DeviceIndex": 0, "Groups": groups,
@@ -192,3 +254,30 @@ def _device(mapping: Mapping[str, Any]) -> dict[str, Any]:
                          if k in ("SnapshotId", "VolumeSize", "VolumeType", "DeleteOnTermination", "Iops",
                                   "Encrypted", "Throughput")}
     return device
+
+
+def _config(group: Group) -> GroupConfig:
+    """What a rollback puts back: the launch template or configuration, the mixed instances policy
+    (as described), Capacity Rebalancing."""
+    template = group.get("LaunchTemplate")
+    return GroupConfig(
+        launch_template={k: str(v) for k, v in template.items() if k in ("LaunchTemplateId", "Version")}
+        if template else None,
+        launch_configuration_name=group.get("LaunchConfigurationName"),
+        mixed_instances_policy=group.get("MixedInstancesPolicy"),
+        capacity_rebalance=bool(group.get("CapacityRebalance")))
+
+
+def _tag(instance: Mapping[str, Any], key: str) -> str:
+    return next((t.get("Value", "") for t in instance.get("Tags", []) if t.get("Key") == key), "")
+
+
+def _member_counts(running: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Types, markets, stateful members and billing product of a group's members."""
+    return {
+        "instance_types": dict(Counter(m.get("InstanceType", "") for m in running)),
+        "on_demand_count": sum(m.get("InstanceLifecycle") != "spot" for m in running),
+        "spot_count": sum(m.get("InstanceLifecycle") == "spot" for m in running),
+        "stateful_members": sum(_tag(m, STATEFUL_TAG).lower() == "true" for m in running),
+        "product": next((m["PlatformDetails"] for m in running if m.get("PlatformDetails")), LINUX),
+    }

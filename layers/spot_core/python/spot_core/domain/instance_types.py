@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -90,3 +91,46 @@ def _equivalents(instance_type: str, limit: int) -> tuple[str, ...]:  # once per
         c.name,
     ))
     return tuple(c.name for c in candidates[:limit])
+
+
+def _can_grow_into(original: InstanceTypeSpec, candidate: InstanceTypeSpec) -> bool:
+    """A larger type may stand in for ``original`` too: it runs the same image and fits the workload."""
+    return (
+        candidate.name != original.name
+        and candidate.arch == original.arch
+        and candidate.vcpu >= original.vcpu
+        and candidate.memory_gib >= original.memory_gib
+        and (original.burstable or not candidate.burstable)
+        and (original.has_instance_storage or not candidate.has_instance_storage)
+    )
+
+
+@cache
+def _diversification(instance_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the equivalents, best first; the larger types that are not equivalents, smallest first)."""
+    original = spec(instance_type)
+    if original is None:
+        return (), ()
+    same = _equivalents(instance_type, len(_specs()))
+    larger = [c for c in _specs().values() if _can_grow_into(original, c) and c.name not in same]
+    larger.sort(key=lambda c: (c.vcpu, c.memory_gib, c.category != original.category, -c.generation, c.name))
+    return same, tuple(c.name for c in larger)
+
+
+def diversified_types(instance_type: str, minimum: int = 6, usable: Callable[[str], bool] | None = None) -> list[str]:
+    """The types an Auto Scaling group may run in place of ``instance_type``, best first.
+
+    Every equivalent (``equivalent_types``: same vCPUs, at most twice the memory); then, while
+    fewer than ``minimum``, the nearest larger types of the same architecture (at least the vCPUs
+    and the memory: a group counts instances, so a larger one only costs more, never falls short).
+    ``usable`` (e.g. "has a Spot price") filters both before the count. The original is not listed.
+    """
+    same, larger = _diversification(instance_type)
+    keep = usable or (lambda _: True)
+    chosen = [t for t in same if keep(t)]
+    for candidate in larger:
+        if len(chosen) >= minimum:
+            break
+        if keep(candidate):
+            chosen.append(candidate)
+    return chosen

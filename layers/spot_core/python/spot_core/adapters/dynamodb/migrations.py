@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
+from ...domain.asg import GroupRecord
 from ...domain.clock import iso, utc_now
 from ...domain.errors import InvalidMigrationRequest, MigrationNotFound
 from ...domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from ...domain.plan import AgentVerdict, InstanceRecord, unfinished
 from ..aws import transient_errors
 from .schema import (
+    GROUP_PREFIX,
     INDEX_PARTITION_KEY,
     INDEX_SORT_KEY,
     META,
@@ -207,6 +209,21 @@ class DynamoPlans:
             kwargs["ExclusiveStartKey"] = _check_start_key(start_key, ours)
         items, last = query_page(self.table, **kwargs)
         return [InstanceRecord.model_validate(i) for i in items], last
+
+    def put_groups(self, migration_id: str, groups: Iterable[GroupRecord]) -> None:
+        with transient_errors(), self.table.batch_writer(overwrite_by_pkeys=[PARTITION_KEY, SORT_KEY]) as batch:
+            for group in groups:
+                batch.put_item(Item=to_dynamo({**_key(migration_id, f"{GROUP_PREFIX}{group.name}"),
+                                               **group.model_dump()}))
+
+    def put_group(self, migration_id: str, group: GroupRecord) -> None:
+        with transient_errors():
+            self.table.put_item(Item=to_dynamo({**_key(migration_id, f"{GROUP_PREFIX}{group.name}"),
+                                                **group.model_dump()}))
+
+    def groups(self, migration_id: str) -> list[GroupRecord]:
+        """The plan's Auto Scaling groups, by name (a plan has tens of them, not thousands)."""
+        return [GroupRecord.model_validate(i) for i in self._query(migration_id, GROUP_PREFIX)]
 
     def put_verdict(self, migration_id: str, verdict: AgentVerdict) -> None:
         with transient_errors():

@@ -63,6 +63,7 @@ def managed_pk(instance_id: str) -> str:
 META = "META"
 RECORD_PREFIX = "INSTANCE#"
 VERDICT_PREFIX = "VERDICT#"
+GROUP_PREFIX = "GROUP#"  # an Auto Scaling group of the plan
 APPROVAL_TOKEN = "APPROVAL_TOKEN"
 REPLACEMENT = "REPLACEMENT"
 POOLS = "POOLS"

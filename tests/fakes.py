@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from spot_core.domain.asg import GroupConfig, GroupFacts, GroupRecord, LaunchSource
 from spot_core.domain.carry import Interface, Inventory, Volume
 from spot_core.domain.clock import Budget
 from spot_core.domain.errors import (
@@ -41,6 +42,7 @@ from spot_core.domain.outcomes import DRIFT_FALLBACKS, DRIFT_MONTHLY_SPOT
 from spot_core.domain.plan import AgentVerdict, InstanceRecord, TargetGroups, TargetRef, unfinished
 from spot_core.domain.pricing import LINUX, SpotPriceStat
 from spot_core.domain.quality import QualitySample
+from spot_core.domain.refresh import Refresh
 from spot_core.domain.request import MetricQuery, Selector
 from spot_core.domain.stateful import InterfaceAt, VolumeAt
 from spot_core.domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
@@ -759,6 +761,7 @@ class FakePlans:
     def __init__(self, world: World):
         self.world = world
         self.migrations: FakeMigrations | None = None  # linked by ports(): a drift is on the migration item
+        self.group_items: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.verdict_items: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
 
@@ -807,6 +810,19 @@ class FakePlans:
 
     def put_verdict(self, migration_id: str, verdict: AgentVerdict) -> None:
         self.verdict_items[migration_id][verdict.agent] = verdict.model_dump()
+
+    def put_groups(self, migration_id: str, groups: Iterable[GroupRecord]) -> None:
+        self.world.enter("plans.put_groups")
+        for group in groups:
+            self.group_items[migration_id][group.name] = group.model_dump()
+
+    def put_group(self, migration_id: str, group: GroupRecord) -> None:
+        self.world.enter("plans.put_group")
+        self.group_items[migration_id][group.name] = group.model_dump()
+        self.world.record("group", (group.name, group.status))
+
+    def groups(self, migration_id: str) -> list[GroupRecord]:
+        return [GroupRecord.model_validate(g) for _, g in sorted(self.group_items[migration_id].items())]
 
     def verdicts(self, migration_id: str) -> list[AgentVerdict]:
         return [AgentVerdict.model_validate(v) for v in self.verdict_items[migration_id].values()]
@@ -1024,6 +1040,131 @@ class FakeLocks:
         return len(held)
 
 
+class FakeAutoScaling:
+    """Auto Scaling groups: a configuration, members (their markets, in launch order) and instance
+    refreshes that end `refresh_seconds` after they start, the members then running what the
+    configuration says (a mixed policy's share on Spot, else all on-demand). Faults: `failing`
+    (groups whose refreshes fail), `skip_matching_keeps_markets` (a refresh that skips matching
+    members replaces none of a listed type whatever its market, as EC2 Auto Scaling may)."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.facts: dict[str, GroupFacts] = {}
+        self.configuration: dict[str, dict[str, Any]] = {}
+        self.group_tags: dict[str, dict[str, str]] = {}
+        self.members: dict[str, list[str]] = {}  # name -> markets ("spot" | "on-demand")
+        self.refreshes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.launch_configuration_items: dict[str, dict[str, Any]] = {}
+        self.templates: dict[str, str] = {}  # client token -> launch template id
+        self.refresh_seconds, self.cancel_seconds = 300.0, 30.0
+        self.failing: set[str] = set()
+        self.skip_matching_keeps_markets = False
+
+    def add(self, name: str, desired: int = 4, *, launch: str = "template", instance_type: str = "m5.large",
+            zones: tuple[str, ...] = ("us-east-1a", "us-east-1b")) -> GroupFacts:
+        template = {"LaunchTemplateId": f"lt-{name}", "Version": "$Default"}
+        config = GroupConfig(launch_template=template if launch == "template" else None,
+                             launch_configuration_name=f"{name}-lc" if launch != "template" else None)
+        source = LaunchSource(kind="launch_template" if launch == "template" else "launch_configuration",
+                              name=template["LaunchTemplateId"] if launch == "template" else f"{name}-lc",
+                              instance_type=instance_type)
+        if launch != "template":
+            self.launch_configuration_items[f"{name}-lc"] = {"LaunchConfigurationName": f"{name}-lc",
+                                                             "ImageId": "ami-1", "InstanceType": instance_type}
+        self.facts[name] = GroupFacts(name=name, arn=f"arn:aws:autoscaling:::{name}", source=source, config=config,
+                                      instance_types={instance_type: desired}, desired=desired, min_size=0,
+                                      max_size=desired * 3, on_demand_count=desired, availability_zones=list(zones))
+        self.configuration[name] = {k: v for k, v in (("LaunchTemplate", config.launch_template),
+                                                      ("LaunchConfigurationName", config.launch_configuration_name))
+                                    if v}
+        self.members[name] = ["on-demand"] * desired
+        return self.facts[name]
+
+    def set_desired(self, name: str, desired: int) -> None:
+        """A scaling policy changes the capacity: members launch (per the configuration) or go."""
+        self.facts[name] = self.facts[name].model_copy(update={"desired": desired})
+        markets = self.members[name]
+        self.members[name] = markets[:desired] + self._markets(name, desired)[len(markets):]
+
+    # --- the port ---------------------------------------------------------------------------------
+    def find(self, names: Iterable[str] = (), tags: Mapping[str, str] | None = None) -> list[GroupFacts]:
+        self.world.enter("autoscaling.find")
+        return [self.facts[n] for n in names if n in self.facts]
+
+    def launch_configurations(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {n: dict(self.launch_configuration_items[n]) for n in names if n in self.launch_configuration_items}
+
+    def create_launch_template(self, configuration: Mapping[str, Any], name: str, tags: Mapping[str, str],
+                               client_token: str) -> str:
+        self.world.enter("autoscaling.create_launch_template")
+        self.templates.setdefault(client_token, f"lt-made-{len(self.templates)}")
+        self.world.record("create_launch_template", self.templates[client_token])
+        return self.templates[client_token]
+
+    def configure(self, name: str, **configuration: Any) -> None:
+        self.world.enter("autoscaling.configure")
+        kept = {k: v for k, v in self.configuration[name].items() if k == "CapacityRebalance"}
+        self.configuration[name] = {**kept, **copy.deepcopy(configuration)}
+        self.world.record("configure", (name, copy.deepcopy(configuration)))
+
+    def tag(self, name: str, tags: Mapping[str, str], propagate: bool = True) -> None:
+        self.world.enter("autoscaling.tag")
+        self.group_tags.setdefault(name, {}).update(tags)
+
+    def untag(self, name: str, keys: Iterable[str]) -> None:
+        self.world.enter("autoscaling.untag")
+        for key in keys:
+            self.group_tags.get(name, {}).pop(key, None)
+
+    def start_refresh(self, name: str, warmup_seconds: int, skip_matching: bool = True) -> str:
+        self.world.enter("autoscaling.start_refresh")
+        running = [r for r in self._refreshes(name) if r["status"] in ("Pending", "InProgress")]
+        if running:
+            return str(running[0]["id"])
+        refresh = {"id": f"r-{name}-{len(self.refreshes[name])}", "status": "InProgress", "skip": skip_matching,
+                   "at": self.world.clock.monotonic()}
+        self.refreshes[name].append(refresh)
+        self.world.record("start_refresh", (name, skip_matching))
+        return str(refresh["id"])
+
+    def refresh(self, name: str, refresh_id: str) -> Refresh | None:
+        found = [r for r in self._refreshes(name) if r["id"] == refresh_id]
+        return Refresh(refresh_id=refresh_id, status=found[0]["status"]) if found else None
+
+    def cancel_refresh(self, name: str) -> bool:
+        self.world.enter("autoscaling.cancel_refresh")
+        running = [r for r in self._refreshes(name) if r["status"] == "InProgress"]
+        for r in running:
+            r.update(status="Cancelling", at=self.world.clock.monotonic())
+        return bool(running)
+
+    def spot_share(self, name: str) -> tuple[int, int]:
+        self._refreshes(name)
+        return self.members[name].count("spot"), len(self.members[name])
+
+    # --- what time does to refreshes ------------------------------------------------------------
+    def _refreshes(self, name: str) -> list[dict[str, Any]]:
+        now = self.world.clock.monotonic()
+        for r in self.refreshes[name]:
+            if r["status"] == "Cancelling" and now - r["at"] >= self.cancel_seconds:
+                r["status"] = "Cancelled"
+            elif r["status"] == "InProgress" and now - r["at"] >= self.refresh_seconds:
+                r["status"] = "Failed" if name in self.failing else "Successful"
+                if r["status"] == "Successful" and not (r["skip"] and self.skip_matching_keeps_markets):
+                    self.members[name] = self._markets(name, self.facts[name].desired)
+        return self.refreshes[name]
+
+    def _markets(self, name: str, desired: int) -> list[str]:
+        """The members' markets the configuration asks for (the on-demand ones first)."""
+        distribution = (self.configuration[name].get("MixedInstancesPolicy") or {}).get("InstancesDistribution")
+        if not distribution:
+            return ["on-demand"] * desired
+        base = min(distribution["OnDemandBaseCapacity"], desired)
+        above = desired - base
+        on_demand = base - (-above * distribution["OnDemandPercentageAboveBaseCapacity"] // 100)
+        return ["on-demand"] * on_demand + ["spot"] * (desired - on_demand)
+
+
 class FakeExecutionStarter:
     """Executions of one state machine, by name: a name starts once."""
 
@@ -1057,6 +1198,7 @@ class Ports:
     locks: FakeLocks
     probes: FakeProbes
     rehomes: FakeExecutionStarter = field(default_factory=FakeExecutionStarter)
+    autoscaling: FakeAutoScaling | None = None  # set by ports()
 
     @property
     def clock(self) -> FakeClock:
@@ -1073,6 +1215,7 @@ def ports(**fleet_timing: float) -> Ports:
                  FakeRegistry(), FakeEventOnce(), FakeLocks(world), FakeProbes(world))
     made.registry.claims = made.claims
     made.plans.migrations = made.migrations
+    made.autoscaling = FakeAutoScaling(world)
     made.claims.linked.update(registry=made.registry, pool_memory=made.pool_memory, plans=made.plans,
                               migrations=made.migrations)
     return made

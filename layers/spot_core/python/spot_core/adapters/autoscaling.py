@@ -135,6 +135,13 @@ class AutoScalingGroups:
         return {"lifecycle_hooks": sorted(h.get("LifecycleHookName", "") for h in hooks), "warm_pool": bool(pool),
                 "scaling_policies": sorted(p.get("PolicyName", "") for p in policies)}
 
+    def spot_share(self, name: str) -> tuple[int, int]:
+        """(Spot members, members) of the group's InService members."""
+        [group] = self.describe(names=[name]) or [{}]
+        ids = [m["InstanceId"] for m in group.get("Instances", []) if m.get("LifecycleState") == "InService"]
+        members = self._members(ids)
+        return sum(m.get("InstanceLifecycle") == "spot" for m in members.values()), len(ids)
+
     def refresh(self, name: str, refresh_id: str) -> Refresh | None:
         with transient_errors():
             found = self.autoscaling.describe_instance_refreshes(AutoScalingGroupName=name,
@@ -165,12 +172,12 @@ class AutoScalingGroups:
             self.autoscaling.delete_tags(Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k}
                                                for k in keys])
 
-    def start_refresh(self, name: str, warmup_seconds: int) -> str:
-        """A refresh that launches before it terminates and skips the members that match; the
-        refresh already running, if one is (a retried call resumes it rather than failing)."""
+    def start_refresh(self, name: str, warmup_seconds: int, skip_matching: bool = True) -> str:
+        """A refresh that launches before it terminates (and skips the members that match, unless
+        told not to); the refresh already running, if one is (a retried call resumes it)."""
         preferences: Any = {"MinHealthyPercentage": MIN_HEALTHY_PERCENTAGE,
                             "MaxHealthyPercentage": MAX_HEALTHY_PERCENTAGE,
-                            "SkipMatching": True, "InstanceWarmup": warmup_seconds}
+                            "SkipMatching": skip_matching, "InstanceWarmup": warmup_seconds}
         try:
             with transient_errors():
                 return self.autoscaling.start_instance_refresh(AutoScalingGroupName=name, Strategy="Rolling",

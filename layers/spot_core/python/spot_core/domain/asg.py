@@ -351,6 +351,25 @@ class GroupRecord(BaseModel):
     wave_spot_share: dict[str, float] = Field(default_factory=dict)  # wave index -> the Spot share reached
     created_launch_template: str | None = None  # made from the group's launch configuration
     attempts: list[str] = Field(default_factory=list)
+    wave: int | None = None  # the wave whose refresh `refresh_id` is (or the rollback's: None)
+    phase_since: str | None = None  # when that refresh started
+    full_refresh: bool = False  # the refresh replaces every member (skip matching left too few on Spot)
+    restore_refresh_id: str | None = None  # the rollback's refresh back to the saved configuration
+
+    @property
+    def touched(self) -> bool:
+        """Whether a migration changed anything of the group (the rollback restores it)."""
+        return self.status not in ("planned", "excluded") or bool(self.refresh_id or self.created_launch_template)
+
+    def template(self) -> dict[str, str] | None:
+        """The launch template (id and version) the group's mixed instances policy launches from."""
+        if self.created_launch_template:
+            return {"LaunchTemplateId": self.created_launch_template, "Version": "$Latest"}
+        if self.config.launch_template:
+            return dict(self.config.launch_template)
+        spec = ((self.config.mixed_instances_policy or {}).get("LaunchTemplate") or {}).get(
+            "LaunchTemplateSpecification") or {}
+        return {k: str(v) for k, v in spec.items() if k in ("LaunchTemplateId", "Version")} or None
 
     def exclude(self, reason: str, detail: str) -> None:
         self.eligible, self.status, self.policy = False, "excluded", None
@@ -395,3 +414,31 @@ def _unpriced(facts: GroupFacts, on_demand_hourly: Mapping[str, float], policy: 
         return "no_spot_pool", (f"no Spot price for {', '.join(policy.instance_types)} in "
                                 f"{', '.join(facts.availability_zones) or 'the group (no AZ)'}")
     return None
+
+
+# --- what the group is told ------------------------------------------------------------------
+
+
+def mixed_instances_policy(template: Mapping[str, str], policy: GroupPolicy,
+                           distribution: Mapping[str, int]) -> dict[str, Any]:
+    """The whole MixedInstancesPolicy of a wave (a partial one would reset what it leaves out)."""
+    return {
+        "LaunchTemplate": {"LaunchTemplateSpecification": dict(template),
+                           "Overrides": [{"InstanceType": t} for t in policy.instance_types]},
+        "InstancesDistribution": {**distribution, "OnDemandAllocationStrategy": "prioritized",
+                                  "SpotAllocationStrategy": policy.allocation_strategy},
+    }
+
+
+def restored_configuration(config: GroupConfig) -> dict[str, Any]:
+    """UpdateAutoScalingGroup fields that put a group's saved configuration back: its own mixed
+    instances policy, or its launch template or configuration (which drops the migration's policy:
+    its overrides cannot be deleted, only replaced), and its Capacity Rebalancing."""
+    fields: dict[str, Any] = {"CapacityRebalance": config.capacity_rebalance}
+    if config.mixed_instances_policy:
+        fields["MixedInstancesPolicy"] = config.mixed_instances_policy
+    elif config.launch_template:
+        fields["LaunchTemplate"] = dict(config.launch_template)
+    elif config.launch_configuration_name:
+        fields["LaunchConfigurationName"] = config.launch_configuration_name
+    return fields

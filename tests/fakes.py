@@ -1061,7 +1061,8 @@ class FakeAutoScaling:
         self.skip_matching_keeps_markets = False
 
     def add(self, name: str, desired: int = 4, *, launch: str = "template", instance_type: str = "m5.large",
-            zones: tuple[str, ...] = ("us-east-1a", "us-east-1b")) -> GroupFacts:
+            zones: tuple[str, ...] = ("us-east-1a", "us-east-1b"), tags: Mapping[str, str] | None = None
+            ) -> GroupFacts:
         template = {"LaunchTemplateId": f"lt-{name}", "Version": "$Default"}
         config = GroupConfig(launch_template=template if launch == "template" else None,
                              launch_configuration_name=f"{name}-lc" if launch != "template" else None)
@@ -1073,7 +1074,8 @@ class FakeAutoScaling:
                                                              "ImageId": "ami-1", "InstanceType": instance_type}
         self.facts[name] = GroupFacts(name=name, arn=f"arn:aws:autoscaling:::{name}", source=source, config=config,
                                       instance_types={instance_type: desired}, desired=desired, min_size=0,
-                                      max_size=desired * 3, on_demand_count=desired, availability_zones=list(zones))
+                                      max_size=desired * 3, on_demand_count=desired, availability_zones=list(zones),
+                                      tags=dict(tags or {}))
         self.configuration[name] = {k: v for k, v in (("LaunchTemplate", config.launch_template),
                                                       ("LaunchConfigurationName", config.launch_configuration_name))
                                     if v}
@@ -1089,7 +1091,10 @@ class FakeAutoScaling:
     # --- the port ---------------------------------------------------------------------------------
     def find(self, names: Iterable[str] = (), tags: Mapping[str, str] | None = None) -> list[GroupFacts]:
         self.world.enter("autoscaling.find")
-        return [self.facts[n] for n in names if n in self.facts]
+        names = list(names)
+        if names:
+            return [self.facts[n] for n in names if n in self.facts]
+        return [f for f in self.facts.values() if tags and all(f.tags.get(k) == v for k, v in tags.items())]
 
     def launch_configurations(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {n: dict(self.launch_configuration_items[n]) for n in names if n in self.launch_configuration_items}

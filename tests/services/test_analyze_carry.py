@@ -19,7 +19,7 @@ RHEL_FEE = 0.0288  # per hour, for a 2-vCPU type
 
 def analyse(p, request: dict | None = None) -> dict:
     service = Analyze(p.fleet, p.load_balancer, p.metrics, p.on_demand, p.spot_prices, p.migrations, p.plans,
-                      p.pool_memory, p.locks, p.clock)
+                      p.pool_memory, p.locks, p.clock, p.autoscaling)
     service.run("mig-1", MigrationRequest.model_validate(request or {}))
     return {r.instance_id: r for r in p.plans.records("mig-1")}
 

@@ -24,7 +24,7 @@ def analyze(p: Ports, migration_id: str) -> dict[str, str | None]:
     p.on_demand = FakeOnDemandPrices({"m5.large": 0.096})
     p.spot_prices = FakeSpotPrices({("m5.large", "us-east-1a"): 0.035})
     service = Analyze(p.fleet, p.load_balancer, p.metrics, p.on_demand, p.spot_prices, p.migrations, p.plans,
-                      p.pool_memory, p.locks, p.clock)
+                      p.pool_memory, p.locks, p.clock, p.autoscaling)
     service.run(migration_id, MigrationRequest.model_validate({}))
     return {r.instance_id: r.exclusion_reason for r in p.plans.records(migration_id)}
 

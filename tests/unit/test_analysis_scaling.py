@@ -53,7 +53,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
 def test_a_fleet_of_many_instances_and_few_types_works_out_each_pool_list_once(counted):
     p = fleet_of_few_types()
     service = Analyze(p.fleet, p.load_balancer, p.metrics, p.on_demand, p.spot_prices, p.migrations, p.plans,
-                      p.pool_memory, p.locks, p.clock)
+                      p.pool_memory, p.locks, p.clock, p.autoscaling)
 
     summary = service.run("mig-1", MigrationRequest.model_validate(PROBED))
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .asg import GroupRecord
 from .carry import CarryPlan, Exclusion, Inventory, RequestedMode, carry_plan, choose_mode, probe_for, requested_mode
 from .health import HealthProbe
 from .instances import Instance, LaunchSettings, TypeTraits, burstable_family
@@ -262,19 +264,25 @@ def _price(record: InstanceRecord, on_demand_hourly: float, spot_hourly: float, 
     record.savings_pct = round(100.0 * record.monthly_savings / record.monthly_on_demand, 1)
 
 
-def _total(records: list[InstanceRecord], field: str) -> float:
+def _total(records: Sequence[InstanceRecord | GroupRecord], field: str) -> float:
     return round(float(sum(getattr(r, field) for r in records)), 2)
 
 
-def summarize(records: list[InstanceRecord], pricing_source: str) -> PlanSummary:
-    """What the plan promises, in the few numbers the payload carries."""
+def summarize(records: list[InstanceRecord], pricing_source: str, groups: Sequence[GroupRecord] = ()) -> PlanSummary:
+    """What the plan promises, in the few numbers the payload carries; Auto Scaling groups count
+    as candidates (one each) and add their savings."""
     eligible = [r for r in records if r.eligible]
-    monthly_od, savings = _total(eligible, "monthly_on_demand"), _total(eligible, "monthly_savings")
+    moving = [g for g in groups if g.eligible]
+    monthly_od = round(_total(eligible, "monthly_on_demand") + _total(moving, "monthly_on_demand"), 2)
+    savings = round(_total(eligible, "monthly_savings") + _total(moving, "monthly_savings"), 2)
+    everything: list[InstanceRecord | GroupRecord] = [*records, *groups]
+    excluded = [x.exclusion_reason for x in everything if not x.eligible]
     return PlanSummary(
-        analysed=len(records),
-        candidates=len(eligible),
-        excluded=len(records) - len(eligible),
-        excluded_by_reason=dict(Counter(r.exclusion_reason for r in records if not r.eligible)),
+        analysed=len(records) + len(groups),
+        candidates=len(eligible) + len(moving),
+        excluded=len(excluded),
+        excluded_by_reason=dict(Counter(excluded)),
+        groups=len(moving), groups_excluded=len(groups) - len(moving),
         monthly_on_demand=monthly_od,
         monthly_savings=savings,
         savings_pct=round(100.0 * savings / monthly_od, 1) if monthly_od else 0.0,

@@ -201,6 +201,15 @@ class GroupPolicy(BaseModel):
     capacity_rebalance: bool = True
 
 
+def policy_candidates(facts: GroupFacts) -> list[str]:
+    """Every type a group's policy may list (its own, then their diversified equivalents): the
+    types whose Spot prices the analysis reads."""
+    found = _own_types(facts)
+    for original in list(found):
+        found += [t for t in diversified_types(original, POLICY_MAX_TYPES) if t not in found]
+    return found
+
+
 def target_policy(facts: GroupFacts, prices: Mapping[PoolKey, SpotPriceStat], avoid: Collection[PoolKey],
                   on_demand_base: int) -> GroupPolicy:
     """The group's own types first, then their diversified equivalents (instance_types.diversified_types:

@@ -208,6 +208,8 @@ class PlanSummary(BaseModel):
     by_workload: dict[str, int]
     by_risk: dict[str, int]
     pricing_source: str
+    groups: int = 0  # Auto Scaling groups that move (counted in candidates too, with their savings)
+    groups_excluded: int = 0
 
 
 class AgentVerdict(BaseModel):

@@ -19,6 +19,7 @@ from .tags import OPT_IN_TAG
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}\Z")
 MIGRATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")
+GROUP_NAME = re.compile(r"^(?=\S)[^\x00-\x1f\x7f]{1,255}(?<=\S)\Z")
 MIGRATION_ID_SCHEMA = MIGRATION_ID.pattern.replace(r"\Z", "$")  # the same rule, as JSON Schema writes it
 MIGRATION_ID_RULE = "1-80 letters, digits, '-' or '_'"
 DEFAULT_BAKE_SECONDS = (300, 600, 900)  # per wave; later waves bake as long as the third
@@ -29,10 +30,30 @@ class Strict(BaseModel):
 
 
 class Selector(Strict):
-    """Which instances to consider: every instance carrying all `tags`, and/or explicit ids."""
+    """What to consider: the instances and Auto Scaling groups carrying all `tags`, or exactly the
+    ones named (`instance_ids`, `auto_scaling_groups`: naming either takes no other by its tags)."""
 
     tags: dict[str, str] = Field(default_factory=lambda: {OPT_IN_TAG: "true"})
     instance_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    auto_scaling_groups: list[str] = Field(default_factory=list, max_length=500,
+                                           description="Auto Scaling group names (each still needs the opt-in tag)")
+
+    @field_validator("auto_scaling_groups")
+    @classmethod
+    def _groups(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not GROUP_NAME.match(n)]
+        if bad:
+            raise ValueError(f"not Auto Scaling group names (1-255 characters, no control characters, no leading or "
+                             f"trailing space): {', '.join(repr(n[:40]) for n in bad[:5])}")
+        return sorted(set(names))
+
+    @property
+    def named(self) -> bool:
+        return bool(self.instance_ids or self.auto_scaling_groups)
+
+    @property
+    def instances_by_tags(self) -> bool:
+        return not self.named
 
     @field_validator("instance_ids")
     @classmethod
@@ -44,8 +65,8 @@ class Selector(Strict):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Selector:
-        if not self.tags and not self.instance_ids:
-            raise ValueError("selector needs tags or instance_ids")
+        if not self.tags and not self.named:
+            raise ValueError("selector needs tags, instance_ids or auto_scaling_groups")
         return self
 
 
@@ -86,6 +107,13 @@ class QualityConfig(Strict):
         return self
 
 
+class GroupOptions(Strict):
+    """How Auto Scaling groups move."""
+
+    on_demand_base: int = Field(0, ge=0, le=100_000, description="instances each group keeps on-demand "
+                                "(OnDemandBaseCapacity); the rest moves to Spot wave by wave")
+
+
 class ApprovalConfig(Strict):
     auto_approve: bool = False
     timeout_seconds: int = Field(24 * 3600, ge=1, le=7 * 24 * 3600)
@@ -110,6 +138,7 @@ class MigrationRequest(Strict):
                                 description="days the stopped originals are kept after the migration completes "
                                 "(a late rollback stays possible); then their volumes are snapshotted and they "
                                 "are terminated")
+    asg: GroupOptions = Field(default_factory=GroupOptions)
     health_probe: HealthProbe | None = Field(None, description="a shell command run on each replacement by SSM "
                                              "Run Command; exit 0 = healthy (tag spot-migration:health-probe "
                                              "overrides it)")

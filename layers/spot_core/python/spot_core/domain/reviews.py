@@ -196,11 +196,12 @@ def apply_exclusions(records: list[InstanceRecord], verdicts: list[AgentVerdict]
     return changed
 
 
-def assign_waves(records: list[InstanceRecord], percents: list[float],
-                 bake_seconds: list[int]) -> tuple[list[WaveSpec], list[InstanceRecord]]:
-    """Cut the eligible records into waves, least risky first; returns the waves and the records changed."""
+def assign_waves(records: list[InstanceRecord], percents: list[float], bake_seconds: list[int],
+                 with_groups: bool = False) -> tuple[list[WaveSpec], list[InstanceRecord]]:
+    """Cut the eligible records into waves, least risky first (every wave kept when Auto Scaling
+    groups move too); returns the waves and the records changed."""
     eligible = wave_order([r for r in records if r.eligible])
-    waves = plan_waves(len(eligible), percents, bake_seconds)
+    waves = plan_waves(len(eligible), percents, bake_seconds, keep_every_wave=with_groups)
     start = 0
     for wave in waves:
         for record in eligible[start:wave.cumulative]:

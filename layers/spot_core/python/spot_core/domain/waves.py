@@ -20,13 +20,15 @@ def wave_order(records: list[InstanceRecord]) -> list[InstanceRecord]:
     return sorted(records, key=lambda r: (RISK_ORDER[r.risk], -r.monthly_savings, r.instance_id))
 
 
-def plan_waves(candidate_count: int, percents: list[float], bake_seconds: list[int]) -> list[WaveSpec]:
-    """Cumulative wave sizes; a wave that would add no instance (tiny fleets) is dropped."""
+def plan_waves(candidate_count: int, percents: list[float], bake_seconds: list[int],
+               keep_every_wave: bool = False) -> list[WaveSpec]:
+    """Cumulative wave sizes; a wave that would add no instance (tiny fleets) is dropped, unless
+    every wave is kept (Auto Scaling groups move through each percentage, whatever the instances)."""
     waves: list[WaveSpec] = []
     done = 0
     for percent, bake in zip(percents, bake_seconds, strict=False):
         cumulative = min(candidate_count, math.ceil(candidate_count * percent / 100.0 - 1e-9))
-        if cumulative > done:
+        if cumulative > done or keep_every_wave:
             waves.append(WaveSpec(index=len(waves), percent=percent, bake_seconds=bake,
                                   target_count=cumulative - done, cumulative=cumulative))
             done = cumulative

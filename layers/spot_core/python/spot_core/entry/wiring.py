@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..adapters import aws
+from ..adapters.autoscaling import AutoScalingGroups
 from ..adapters.cloudwatch import CloudWatchMetrics
 from ..adapters.dynamodb.approvals import DynamoApprovalTokens
 from ..adapters.dynamodb.locks import DynamoInstanceLocks
@@ -61,6 +62,10 @@ class Wiring:
     @cached_property
     def fleet(self) -> Ec2Fleet:
         return Ec2Fleet(self.client("ec2"), launcher=lambda: aws.client("ec2", self.settings.region, retries=False))
+
+    @cached_property
+    def autoscaling(self) -> AutoScalingGroups:
+        return AutoScalingGroups(self.client("autoscaling"), self.fleet.ec2)
 
     @cached_property
     def spot_prices(self) -> Ec2SpotPrices:
@@ -132,7 +137,7 @@ class Wiring:
     # --- services -------------------------------------------------------------------------------
     def analyze(self) -> Analyze:
         return Analyze(self.fleet, self.load_balancer, self.metrics, self.on_demand_prices(), self.spot_prices,
-                       self.migrations, self.plans, self.pool_memory, self.locks, self.clock)
+                       self.migrations, self.plans, self.pool_memory, self.locks, self.clock, self.autoscaling)
 
     @cached_property
     def review(self) -> Review:

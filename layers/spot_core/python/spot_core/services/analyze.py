@@ -6,10 +6,12 @@ instances (CPU history is read 500 instances a call).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from ..domain.analysis import CarryRules, InstanceFacts, build_record, not_opted_in, summarize
+from ..domain.asg import GroupRecord
 from ..domain.clock import Clock
 from ..domain.errors import InvalidMigrationRequest
 from ..domain.instances import Instance
@@ -20,6 +22,7 @@ from ..domain.pools import MigrationPoolBook, PoolKey, candidate_types
 from ..domain.request import MigrationRequest
 from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, is_opted_in
 from ..ports import (
+    AutoScaling,
     Fleet,
     InstanceLocks,
     LoadBalancer,
@@ -30,6 +33,7 @@ from ..ports import (
     PoolMemory,
     SpotPrices,
 )
+from .analyze_groups import GroupAnalysis, group_lock
 
 UNKNOWN_IDS_SHOWN = 20
 
@@ -46,16 +50,24 @@ class Analyze:
     pool_memory: PoolMemory
     locks: InstanceLocks
     clock: Clock
+    autoscaling: AutoScaling
 
     def run(self, migration_id: str, request: MigrationRequest) -> PlanSummary:
-        instances = self.fleet.find(request.selector)
+        selector = request.selector
+        instances = self.fleet.find(selector) if selector.instance_ids or selector.instances_by_tags else []
         self._check_selected(request, instances)  # before anything is written
+        group_analysis = GroupAnalysis(self.autoscaling, self.on_demand, self.spot_prices)
+        groups = group_analysis.find(selector)
         self.migrations.create(migration_id, request.model_dump())
         records = self._records(instances, request)
         self._exclude_replaced(records)
         self._hold(migration_id, records)
+        group_records = group_analysis.plan(groups, request, self.clock.now(),
+                                            self.pool_memory.recent_interruptions() if groups else set())
+        self._hold_groups(migration_id, group_records)
         self.plans.put_records(migration_id, records)
-        summary = summarize(records, self.on_demand.source_used)
+        self.plans.put_groups(migration_id, group_records)
+        summary = summarize(records, self.on_demand.source_used, group_records)
         self.migrations.update(migration_id, status="planned", summary=summary.model_dump())
         return summary
 
@@ -82,15 +94,21 @@ class Analyze:
     def _hold(self, migration_id: str, records: list[InstanceRecord]) -> None:
         """Lock every candidate for this migration; one that another live migration holds, or
         that cools down after a rollback, is excluded with that reason."""
-        candidates = {r.instance_id: r for r in records if r.eligible}
+        self._lock(migration_id, {r.instance_id: r for r in records if r.eligible})
+
+    def _hold_groups(self, migration_id: str, groups: list[GroupRecord]) -> None:
+        """The same lock for every group that would move (its own id: `asg:<name>`)."""
+        self._lock(migration_id, {group_lock(g.name): g for g in groups if g.eligible})
+
+    def _lock(self, migration_id: str, candidates: Mapping[str, InstanceRecord | GroupRecord]) -> None:
         if not candidates:
             return
         now = self.clock.now()
         refused = self._take_over_ended(migration_id, self.locks.acquire(migration_id, list(candidates), now), now)
-        for instance_id, lock in refused.items():
+        for lock_id, lock in refused.items():
             why = lock.refusal(migration_id, now)
             if why:
-                candidates[instance_id].exclude(*why)
+                candidates[lock_id].exclude(*why)
 
     def _take_over_ended(self, migration_id: str, refused: dict[str, InstanceLock],
                          now: datetime) -> dict[str, InstanceLock]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ..domain.analysis import summarize
+from ..domain.asg import GroupRecord
 from ..domain.clock import Clock
 from ..domain.errors import MissingVerdicts
 from ..domain.plan import AgentVerdict, InstanceRecord, WaveSpec
@@ -63,6 +64,13 @@ class Review:
         return payload_verdict(verdict)
 
     # --- consolidation ----------------------------------------------------------------------------
+    @staticmethod
+    def _waves(records: list[InstanceRecord], groups: list[GroupRecord], request: MigrationRequest
+               ) -> tuple[list[WaveSpec], list[InstanceRecord]]:
+        """The waves, and the records they change; every wave is kept when groups move."""
+        return assign_waves(records, request.waves, request.bake_seconds or [],
+                            with_groups=any(g.eligible for g in groups))
+
     def consolidate(self, migration_id: str) -> ReviewOutcome:
         item = self.migrations.get(migration_id)
         request = MigrationRequest.model_validate(item["request"])
@@ -70,15 +78,13 @@ class Review:
         missing = missing_agents(verdicts)
         if missing:
             raise MissingVerdicts(f"missing verdict(s) from {', '.join(missing)}")
-        records = self.plans.records(migration_id)
+        records, groups = self.plans.records(migration_id), self.plans.groups(migration_id)
         changed = apply_exclusions(records, verdicts)
         vetoed_by = [v.agent for v in verdicts if not v.approved]
-        waves: list[WaveSpec] = []
-        if not vetoed_by:
-            waves, in_waves = assign_waves(records, request.waves, request.bake_seconds or [])
-            changed += in_waves
+        waves, in_waves = self._waves(records, groups, request) if not vetoed_by else ([], [])
+        changed += in_waves
         self.plans.put_records(migration_id, {r.instance_id: r for r in changed}.values())
-        summary = summarize(records, item.get("summary", {}).get("pricing_source", "unknown"))
+        summary = summarize(records, item.get("summary", {}).get("pricing_source", "unknown"), groups)
         self.migrations.update(
             migration_id,
             status="vetoed" if vetoed_by else "reviewed",

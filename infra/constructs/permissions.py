@@ -23,7 +23,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 
 from spot_core.domain.retention import STOPPED_BY_TAG
-from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG
+from spot_core.domain.tags import GROUP_MIGRATION_TAG, MANAGED_TAG, OPT_IN_TAG
 from spot_core.entry.catalog import MIGRATION_MACHINE, REHOME_MACHINE
 
 from .nag import arn_ref, attr_ref, scoped_arn
@@ -254,6 +254,48 @@ def _ssm_probe(ctx: GrantContext, role: iam.Role) -> Findings:
     }
 
 
+def _autoscaling_read(ctx: GrantContext, role: iam.Role) -> Findings:
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="AutoScalingRead", actions=["autoscaling:Describe*"], resources=["*"]))
+    return {
+        "Action::autoscaling:Describe*": "Read-only Auto Scaling Describe actions (groups, launch configurations, "
+                                         "lifecycle hooks, warm pools, policies, instance refreshes).",
+        "Resource::*": NO_RESOURCE_LEVEL.format(actions="Auto Scaling Describe* actions"),
+    }
+
+
+def _autoscaling_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
+    """A group's configuration, refreshes and the migration's tag: only on opted-in groups; a launch
+    template made from a launch configuration: only created tagged managed."""
+    groups = ctx.stack.format_arn(service="autoscaling", resource="autoScalingGroup",
+                                  resource_name="*:autoScalingGroupName/*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    opted_in = {"StringEquals": {f"aws:ResourceTag/{OPT_IN_TAG}": "true"}}
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ConfigureAndRefreshOptedInGroups",
+        actions=["autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
+                 "autoscaling:CancelInstanceRefresh"],
+        resources=[groups], conditions=opted_in))
+    only_the_migration_tag = {"ForAllValues:StringEquals": {"aws:TagKeys": [GROUP_MIGRATION_TAG]}}
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="TagOptedInGroupsWithTheMigration", actions=["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"],
+        resources=[groups], conditions={**opted_in, **only_the_migration_tag}))
+    template = ctx.arn("ec2", "launch-template")
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CreateManagedLaunchTemplates", actions=["ec2:CreateLaunchTemplate"], resources=[template],
+        conditions={"StringEquals": {f"aws:RequestTag/{MANAGED_TAG}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="TagLaunchTemplatesOnCreate", actions=["ec2:CreateTags"], resources=[template],
+        conditions={"StringEquals": {"ec2:CreateAction": "CreateLaunchTemplate"}}))
+    return {
+        f"Resource::{scoped_arn('autoscaling', 'autoScalingGroup:*:autoScalingGroupName/*')}": (
+            f"The groups are the fleet's, found at run time; every action is limited to groups tagged "
+            f"{OPT_IN_TAG}=true, and tagging to the {GROUP_MIGRATION_TAG} tag alone."),
+        f"Resource::{scoped_arn('ec2', 'launch-template/*')}": (
+            f"A launch template is made at run time from a group's launch configuration (a mixed instances "
+            f"policy needs one); it must be created tagged {MANAGED_TAG}=true, and tags only at creation."),
+    }
+
+
 def _iam_pass(ctx: GrantContext, role: iam.Role) -> Findings:
     roles = ctx.stack.format_arn(service="iam", region="", resource="role", resource_name="*")
     role.add_to_principal_policy(iam.PolicyStatement(
@@ -390,6 +432,8 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "ec2:retire-originals": _ec2_retire_originals,
     "ssm:probe": _ssm_probe,
     "iam:pass": _iam_pass,
+    "autoscaling:read": _autoscaling_read,
+    "autoscaling:migrate": _autoscaling_migrate,
     "elb:read": _elb_read,
     "elb:write": _elb_write,
     "cloudwatch:read": _cloudwatch_read,

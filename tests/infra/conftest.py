@@ -42,9 +42,12 @@ def resources(template) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def statements_by_role(resources) -> dict[str, list[dict]]:
-    """Role logical id -> Allow statements of its policies."""
+    """Role logical id -> Allow statements of its policies (its default policy, and the managed
+    policies CDK moves statements to when the default one would be too large)."""
     out: dict[str, list[dict]] = {}
-    for policy in of_type(resources, "AWS::IAM::Policy").values():
+    policies = [*of_type(resources, "AWS::IAM::Policy").values(),
+                *of_type(resources, "AWS::IAM::ManagedPolicy").values()]
+    for policy in (p for p in policies if p["Properties"].get("Roles")):
         for role in policy["Properties"]["Roles"]:
             out.setdefault(role["Ref"], []).extend(
                 s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow")

@@ -270,6 +270,22 @@ def test_run_instances_requires_the_managed_request_tag_on_instances_and_volumes
     assert tagged
 
 
+def test_auto_scaling_changes_only_opted_in_groups_and_tags_them_only_with_the_migration(statements):
+    mutating = ("autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
+                "autoscaling:CancelInstanceRefresh", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags")
+    for action in mutating:
+        found = with_action(statements, action)
+        assert found, action
+        for statement in found:
+            assert statement["Condition"]["StringEquals"] == {"aws:ResourceTag/spot-migration:opt-in": "true"}
+            assert ":autoScalingGroup:*:autoScalingGroupName/*" in flatten(statement["Resource"])
+            if "Tags" in action:
+                assert statement["Condition"]["ForAllValues:StringEquals"] == {
+                    "aws:TagKeys": ["spot-migration:group-migration"]}
+    for statement in with_action(statements, "ec2:CreateLaunchTemplate"):
+        assert statement["Condition"] == {"StringEquals": {"aws:RequestTag/spot-migration:managed": "true"}}
+
+
 def test_start_stop_require_opt_in_or_managed_tag(statements):
     for action in ("ec2:StartInstances", "ec2:StopInstances"):
         conditions = [s.get("Condition") for s in with_action(statements, action)]
@@ -289,7 +305,9 @@ def test_tags_only_at_launch_or_on_opted_in_originals_or_managed_replacements_ne
         snapshots = [flatten(r) for r in listify(statement["Resource"])]
         snapshot_at_creation = condition == {"StringEquals": {f"aws:RequestTag/{MANAGED_TAG}": "true"}} \
             and snapshots == ["arn:<AWS::Partition>:ec2:<AWS::Region>::snapshot/*"]
-        assert at_launch or on_original or on_replacement or snapshot_at_creation, statement
+        template_at_creation = condition == {"StringEquals": {"ec2:CreateAction": "CreateLaunchTemplate"}} \
+            and snapshots == ["arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:launch-template/*"]
+        assert at_launch or on_original or on_replacement or snapshot_at_creation or template_at_creation, statement
 
 
 def test_pass_role_only_to_ec2(statements):
@@ -353,13 +371,25 @@ def wildcard_findings(document: dict) -> set[str]:
     return found
 
 
+def iam5_acknowledged(resource: dict) -> set[str]:
+    suppressed = resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    return {r["id"][len("AwsSolutions-IAM5["):-1] for r in suppressed if r["id"].startswith("AwsSolutions-IAM5[")}
+
+
 def test_iam5_acknowledgements_match_the_findings_exactly(resources):
-    """No unreviewed wildcard, and no stale acknowledgement left behind by a narrowed grant."""
+    """No unreviewed wildcard, and no stale acknowledgement left behind by a narrowed grant. A role's
+    statements may overflow its default policy into managed policies (CDK splits a large policy):
+    the role's acknowledgements cover them all, and each overflow policy carries them too."""
+    overflow: dict[str, list[dict]] = {}
+    for policy in of_type(resources, "AWS::IAM::ManagedPolicy").values():
+        for role in policy["Properties"].get("Roles", []):
+            overflow.setdefault(role["Ref"], []).append(policy)
     for name, policy in of_type(resources, "AWS::IAM::Policy").items():
-        suppressed = policy.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
-        acknowledged = {r["id"][len("AwsSolutions-IAM5["):-1] for r in suppressed
-                        if r["id"].startswith("AwsSolutions-IAM5[")}
-        assert acknowledged == wildcard_findings(policy["Properties"]["PolicyDocument"]), name
+        extra = [p for role in policy["Properties"]["Roles"] for p in overflow.get(role["Ref"], [])]
+        found = wildcard_findings(policy["Properties"]["PolicyDocument"]).union(
+            *(wildcard_findings(p["Properties"]["PolicyDocument"]) for p in extra))
+        assert iam5_acknowledged(policy) == found, name
+        assert all(wildcard_findings(p["Properties"]["PolicyDocument"]) <= iam5_acknowledged(p) for p in extra), name
     for name, role in of_type(resources, "AWS::IAM::Role").items():
         if "Policies" not in role["Properties"]:  # acknowledged for the role's DefaultPolicy above
             continue

@@ -109,7 +109,8 @@ def replacement_of(p: Ports, original: Instance) -> str:
 
 # --- the services, wired to the fakes ------------------------------------------------------------------------
 def migrate_wave(p: Ports) -> MigrateWave:
-    return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.locks, p.clock, p.probes)
+    return MigrateWave(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, p.locks, p.clock, p.probes,
+                       p.autoscaling)
 
 
 def migrate(p: Ports, wave: WaveSpec, mid: str = MID, invocations: int = 200) -> Any:
@@ -128,7 +129,7 @@ def finalize(p: Ports) -> Finalize:
 
 
 def rollback(p: Ports) -> Rollback:
-    return Rollback(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, finalize(p), p.clock)
+    return Rollback(p.fleet, p.load_balancer, p.migrations, p.plans, p.registry, finalize(p), p.clock, p.autoscaling)
 
 
 def interruptions(p: Ports, spot_prices: Any = None, **options: Any) -> Interruptions:

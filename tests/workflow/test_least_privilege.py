@@ -24,7 +24,7 @@ def allowed_actions(tmp_path_factory) -> dict[str, list[str]]:
     resources = Template.from_stack(stack).to_json()["Resources"]
     by_role: dict[str, list[str]] = {}
     for res in resources.values():
-        if res["Type"] == "AWS::IAM::Policy":
+        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and res["Properties"].get("Roles"):
             for role in res["Properties"]["Roles"]:
                 for st in res["Properties"]["PolicyDocument"]["Statement"]:
                     if st["Effect"] == "Allow":

@@ -49,6 +49,7 @@ class WaveResult(BaseModel):
     completed_at: str | None = None
     failures: list[str] = Field(default_factory=list)
     wait_seconds: int = 0  # how long the state machine waits before the next invocation (not done)
+    groups: int = 0  # Auto Scaling groups done with the wave (their Spot share is on their plan records)
 
     @classmethod
     def of(cls, wave: WaveSpec, records: list[InstanceRecord], now_iso: str, wait_seconds: int = 0) -> WaveResult:

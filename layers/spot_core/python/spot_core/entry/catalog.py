@@ -52,7 +52,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=900,
         memory_mb=1769,
         environment=("PRICING_SOURCE",),
-        permissions=("ec2:read", "cloudwatch:read", "pricing:read", "elb:read", "table:write"),
+        permissions=("ec2:read", "cloudwatch:read", "pricing:read", "elb:read", "table:write", "autoscaling:read"),
     ),
     FunctionSpec(
         "review_performance",
@@ -100,7 +100,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "MigrateWaveFunctionArn",
         timeout_seconds=900,
         memory_mb=1024,
-        permissions=(*SWAPS_INSTANCES, "ec2:carry", "iam:pass", "ssm:probe"),
+        permissions=(*SWAPS_INSTANCES, "ec2:carry", "iam:pass", "ssm:probe", "autoscaling:read",
+                     "autoscaling:migrate"),
     ),
     FunctionSpec(
         "quality_gate",
@@ -115,7 +116,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=900,
         memory_mb=1024,
         environment=("ROLLBACK_COOLDOWN_SECONDS",),
-        permissions=(*SWAPS_INSTANCES, "ec2:carry", "sns:publish"),
+        permissions=(*SWAPS_INSTANCES, "ec2:carry", "sns:publish", "iam:pass", "autoscaling:read",
+                     "autoscaling:migrate"),
     ),
     FunctionSpec(
         "replace_interrupted",

@@ -155,7 +155,7 @@ class Wiring:
     @cached_property
     def migrate_wave(self) -> MigrateWave:
         return MigrateWave(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.locks,
-                           self.clock, SsmProbes(self.client("ssm")))
+                           self.clock, SsmProbes(self.client("ssm")), self.autoscaling)
 
     @cached_property
     def finalize(self) -> Finalize:
@@ -169,7 +169,7 @@ class Wiring:
     @cached_property
     def rollback(self) -> Rollback:
         return Rollback(self.fleet, self.load_balancer, self.migrations, self.plans, self.registry, self.finalize,
-                        self.clock)
+                        self.clock, self.autoscaling)
 
     def interruptions(self, context: LambdaContext | None) -> Interruptions:
         """A service per invocation (it holds what it claims until the invocation's deadline),

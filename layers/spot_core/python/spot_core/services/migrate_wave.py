@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from ..domain.analysis import no_longer_eligible
 from ..domain.carry import MODE_TAG, Inventory, stateful_blockers, stateless_blockers
@@ -43,7 +44,17 @@ from ..domain.retention import STOPPED_BY_TAG
 from ..domain.stateful import StatefulMove
 from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
-from ..ports import Fleet, InstanceLocks, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository, Probes
+from ..ports import (
+    AutoScaling,
+    Fleet,
+    InstanceLocks,
+    LoadBalancer,
+    ManagedRegistry,
+    MigrationRepository,
+    PlanRepository,
+    Probes,
+)
+from .group_wave import GroupsProgress, GroupWaves
 from .probing import probe_of, probe_results, send_probes
 from .stateful_wave import StatefulPass
 
@@ -69,6 +80,7 @@ class MigrateWave:
     locks: InstanceLocks
     clock: Clock
     probes: Probes
+    autoscaling: AutoScaling
 
     def run(self, migration_id: str, wave: WaveSpec, budget: Budget) -> WaveResult:
         """Move the wave on as far as EC2 and the load balancer are; WaveFailed when it is done
@@ -84,21 +96,27 @@ class MigrateWave:
         step = _WaveStep(self, migration_id, wave.index, budget, rate)
         step.advance(in_flight)
         self.migrations.update(migration_id, launch_rate=rate.model_dump())
-        if any(unfinished(r) for r in in_flight):
+        groups = self._groups(migration_id, item, wave, request)
+        if any(unfinished(r) for r in in_flight) or not groups.done:
             previous = (item.get("wave_results") or {}).get(str(wave.index), {}).get("migration")
             moved = [r for r in in_flight if r.status != before[r.instance_id]]
             result = WaveResult.so_far(wave, moved, _in(in_flight, "launching"), previous,
-                                       step.wait_seconds(in_flight))
+                                       _next_look(step, in_flight, groups))
         else:  # done: judged on every record of the wave
             result = WaveResult.of(wave, self._wave(migration_id, wave), iso(self.clock.now()))
+        result = result.model_copy(update={"groups": groups.moved, "failures": [*groups.failed, *result.failures]})
         # Progress after every invocation, so status and watch read one item, not the plan.
         self.migrations.set_wave_result(migration_id, wave.index, "migration", result.model_dump())
-        if result.below(request.wave_success_ratio):
-            raise WaveFailed(
-                f"wave {wave.index + 1} ({wave.percent:g} %) migrated {result.migrated} of {result.total} instances, "
-                f"below the required {request.wave_success_ratio:.0%}"
-            )
+        _judge(wave, result, groups, request.wave_success_ratio)
         return result
+
+    def _groups(self, migration_id: str, item: Mapping[str, Any], wave: WaveSpec,
+                request: MigrationRequest) -> GroupsProgress:
+        """The wave's step for the plan's Auto Scaling groups (no read when the plan has none)."""
+        if not (item.get("summary") or {}).get("groups"):
+            return GroupsProgress()
+        return GroupWaves(self.autoscaling, self.plans, self.clock).advance(migration_id, wave,
+                                                                            request.asg.on_demand_base)
 
     def _wave(self, migration_id: str, wave: WaveSpec) -> list[InstanceRecord]:
         return [r for r in self.plans.records(migration_id) if r.eligible and r.wave == wave.index]
@@ -511,6 +529,25 @@ class _Movable:
                 return False
             record.carry = record.carry.model_copy(update={"elastic_ips": list(self.inventory.addresses)})
         return True
+
+
+def _judge(wave: WaveSpec, result: WaveResult, groups: GroupsProgress, success_ratio: float) -> None:
+    """WaveFailed when the wave is done with a group that did not move, or too few instances."""
+    if groups.failed and result.done:
+        raise WaveFailed(f"wave {wave.index + 1} ({wave.percent:g} %): Auto Scaling group(s) did not move: "
+                         + "; ".join(groups.failed[:5]))
+    if result.below(success_ratio):
+        raise WaveFailed(
+            f"wave {wave.index + 1} ({wave.percent:g} %) migrated {result.migrated} of {result.total} instances, "
+            f"below the required {success_ratio:.0%}"
+        )
+
+
+def _next_look(step: _WaveStep, in_flight: list[InstanceRecord], groups: GroupsProgress) -> int:
+    """The sooner of what the instances and the groups wait for."""
+    waits = [w for w in (step.wait_seconds(in_flight) if any(unfinished(r) for r in in_flight) else 0,
+                         0 if groups.done else groups.wait_seconds) if w]
+    return min(waits) if waits else MIN_WAIT
 
 
 def _sick(verdict: tuple[Verdict, str], age: float) -> str | None:

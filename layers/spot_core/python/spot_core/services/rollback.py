@@ -31,8 +31,9 @@ from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
 from ..domain.stateful import Converged, InterfaceAt, Observed, StatefulMove, VolumeAt, missing_pieces
 from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from ..domain.waves import RollbackResult
-from ..ports import Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
+from ..ports import AutoScaling, Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .finalize import Finalize
+from .group_rollback import GroupRollback, GroupsRestored
 from .stateful import StatefulMoves
 from .traffic import POLL_SECONDS, Traffic
 
@@ -58,17 +59,21 @@ class Rollback:
     registry: ManagedRegistry
     finalize: Finalize
     clock: Clock
+    autoscaling: AutoScaling
     restore_retry_seconds: int = RESTORE_RETRY_SECONDS
 
     def run(self, migration_id: str, failure: Mapping[str, Any] | None, budget: Budget) -> RollbackResult:
         detail = failure_detail(failure)
-        if ended_early(self.migrations.get(migration_id)):  # stopped meanwhile: the operator decides now
+        item = self.migrations.get(migration_id)
+        if ended_early(item):  # stopped meanwhile: the operator decides now
             return RollbackResult(done=True, restored=0, terminated=0)
         self.migrations.update(migration_id, status="rolling_back", failure=detail)
         done = self._restore_all(migration_id, budget)
         if done:
             self._late_launches(migration_id, budget)
-        result = self._progress(migration_id, done=done)
+        groups = GroupRollback(self.autoscaling, self.plans, self.clock).run(migration_id) \
+            if (item.get("summary") or {}).get("groups") else GroupsRestored()
+        result = self._progress(migration_id, done=done and groups.done, groups=groups)
         if result.done:
             self.finalize.finish(migration_id, "rolled_back", detail)
         return result
@@ -100,20 +105,35 @@ class Rollback:
         if late:
             _Restore(self, migration_id, budget, launched).retire_late(late)
 
-    def _progress(self, migration_id: str, done: bool) -> RollbackResult:
+    def _progress(self, migration_id: str, done: bool, groups: GroupsRestored) -> RollbackResult:
         everything = self.plans.records(migration_id)
         restored = [r for r in everything if r.status == "rolled_back"]
         kept = [r for r in everything if r.status == "rollback_failed"]
         self.migrations.update(migration_id, rollback={
             "done": done, "restored": len(restored), "kept": len(kept), "by_wave": _by_wave(restored),
-            "kept_instances": [_kept_instance(r) for r in kept[:NAMED]],
+            "kept_instances": [_kept_instance(r) for r in kept[:NAMED]], **_groups_progress(groups),
         })
-        if done and kept:
-            raise RollbackIncomplete(
-                f"{len(kept)} original(s) could not be restored and keep their Spot replacement: "
-                + "; ".join(f"{r.instance_id} ({_last_note(r)})" for r in kept[:NAMED])
-            )
+        if done and (kept or groups.failed):
+            raise RollbackIncomplete("; ".join(_incomplete(kept, groups.failed)))
         return RollbackResult(done=done, restored=len(restored), terminated=len(restored))
+
+
+def _groups_progress(groups: GroupsRestored) -> dict[str, list[str]]:
+    """The groups' side of the rollback progress (nothing when the plan touched no group)."""
+    if not groups.restored and not groups.failed:
+        return {}
+    return {"groups_restored": groups.restored, "groups_not_restored": groups.failed[:NAMED]}
+
+
+def _incomplete(kept: list[InstanceRecord], groups: list[str]) -> list[str]:
+    """What a rollback could not restore, and why: originals keeping a Spot replacement, groups."""
+    found = []
+    if kept:
+        found.append(f"{len(kept)} original(s) could not be restored and keep their Spot replacement: "
+                     + "; ".join(f"{r.instance_id} ({_last_note(r)})" for r in kept[:NAMED]))
+    if groups:
+        found.append(f"{len(groups)} Auto Scaling group(s) not restored: " + "; ".join(groups[:NAMED]))
+    return found
 
 
 def _by_wave(records: list[InstanceRecord]) -> dict[str, int]:

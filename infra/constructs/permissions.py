@@ -23,7 +23,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 
 from spot_core.domain.retention import STOPPED_BY_TAG
-from spot_core.domain.tags import GROUP_MIGRATION_TAG, MANAGED_TAG, OPT_IN_TAG
+from spot_core.domain.tags import GROUP_TAGS, MANAGED_TAG, OPT_IN_TAG
 from spot_core.entry.catalog import MIGRATION_MACHINE, REHOME_MACHINE
 
 from .nag import arn_ref, attr_ref, scoped_arn
@@ -275,7 +275,7 @@ def _autoscaling_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
         actions=["autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
                  "autoscaling:CancelInstanceRefresh"],
         resources=[groups], conditions=opted_in))
-    only_the_migration_tag = {"ForAllValues:StringEquals": {"aws:TagKeys": [GROUP_MIGRATION_TAG]}}
+    only_the_migration_tag = {"ForAllValues:StringEquals": {"aws:TagKeys": list(GROUP_TAGS)}}
     role.add_to_principal_policy(iam.PolicyStatement(
         sid="TagOptedInGroupsWithTheMigration", actions=["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"],
         resources=[groups], conditions={**opted_in, **only_the_migration_tag}))
@@ -289,7 +289,7 @@ def _autoscaling_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
     return {
         f"Resource::{scoped_arn('autoscaling', 'autoScalingGroup:*:autoScalingGroupName/*')}": (
             f"The groups are the fleet's, found at run time; every action is limited to groups tagged "
-            f"{OPT_IN_TAG}=true, and tagging to the {GROUP_MIGRATION_TAG} tag alone."),
+            f"{OPT_IN_TAG}=true, and tagging to the migration's own tags ({', '.join(GROUP_TAGS)})."),
         f"Resource::{scoped_arn('ec2', 'launch-template/*')}": (
             f"A launch template is made at run time from a group's launch configuration (a mixed instances "
             f"policy needs one); it must be created tagged {MANAGED_TAG}=true, and tags only at creation."),

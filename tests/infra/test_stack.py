@@ -281,7 +281,7 @@ def test_auto_scaling_changes_only_opted_in_groups_and_tags_them_only_with_the_m
             assert ":autoScalingGroup:*:autoScalingGroupName/*" in flatten(statement["Resource"])
             if "Tags" in action:
                 assert statement["Condition"]["ForAllValues:StringEquals"] == {
-                    "aws:TagKeys": ["spot-migration:group-migration"]}
+                    "aws:TagKeys": ["spot-migration:group-migration", "spot-migration:wave"]}
     for statement in with_action(statements, "ec2:CreateLaunchTemplate"):
         assert statement["Condition"] == {"StringEquals": {"aws:RequestTag/spot-migration:managed": "true"}}
 

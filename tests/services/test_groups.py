@@ -11,7 +11,7 @@ from fakes import Crash, Ports
 
 from spot_core.domain.asg import GroupPolicy, GroupRecord
 from spot_core.domain.plan import WaveSpec
-from spot_core.domain.tags import GROUP_MIGRATION_TAG
+from spot_core.domain.tags import GROUP_MIGRATION_TAG, WAVE_TAG
 from spot_core.services.group_rollback import GroupRollback, GroupsRestored
 from spot_core.services.group_wave import GroupsProgress, GroupWaves
 
@@ -73,7 +73,7 @@ def test_each_wave_puts_its_share_on_spot_by_a_policy_and_a_refresh_and_the_last
                                                                        "Version": "$Default"}
     assert policy["InstancesDistribution"]["SpotAllocationStrategy"] == "price-capacity-optimized"
     assert p.autoscaling.configuration["web"]["CapacityRebalance"] is True
-    assert p.autoscaling.group_tags["web"] == {GROUP_MIGRATION_TAG: MID}
+    assert p.autoscaling.group_tags["web"] == {GROUP_MIGRATION_TAG: MID, WAVE_TAG: "2"}
     assert [d[1] for op, d in p.world.log if op == "start_refresh"] == [True, True, True]
 
 
@@ -139,7 +139,7 @@ def test_a_rollback_puts_the_saved_configuration_back_and_every_member_on_demand
     assert result.restored == ["web"] and result.failed == []
     assert p.autoscaling.members["web"] == ["on-demand"] * 6
     assert p.autoscaling.configuration["web"] == {**before, "CapacityRebalance": False}
-    assert GROUP_MIGRATION_TAG not in p.autoscaling.group_tags["web"]
+    assert p.autoscaling.group_tags["web"] == {}
     assert [d[1] for op, d in p.world.log if op == "start_refresh"][-1] is False  # every member replaced
     assert group(p).status == "rolled_back"
 

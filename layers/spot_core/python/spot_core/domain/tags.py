@@ -19,6 +19,7 @@ AUTO_SCALING_GROUP_TAG = "aws:autoscaling:groupName"  # EC2 Auto Scaling names t
 # on an Auto Scaling group a migration moves to Spot (propagated at launch, so its members carry it):
 # the migration; the group replaces its own members (Capacity Rebalancing), the product never does
 GROUP_MIGRATION_TAG = "spot-migration:group-migration"
+GROUP_TAGS = (GROUP_MIGRATION_TAG, WAVE_TAG)  # what a migration tags a group with (and a rollback removes)
 
 
 def is_opted_in(tags: Mapping[str, str]) -> bool:

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from ..domain.asg import GroupRecord, restored_configuration
 from ..domain.clock import Clock, iso
-from ..domain.tags import GROUP_MIGRATION_TAG
+from ..domain.tags import GROUP_TAGS
 from ..ports import AutoScaling, PlanRepository
 from .group_wave import MIN_WARMUP_SECONDS, REFRESH_TIMEOUT
 
@@ -100,7 +100,7 @@ class _Restore:
         if spot:
             self._end("rollback_failed", f"{spot} of {members} members still on Spot after the rollback refresh")
             return
-        self.s.groups.untag(g.name, [GROUP_MIGRATION_TAG])
+        self.s.groups.untag(g.name, list(GROUP_TAGS))
         self._end("rolled_back", f"rolled back: {members} members, all on-demand, of the saved configuration")
 
     def _end(self, status: str, why: str) -> None:

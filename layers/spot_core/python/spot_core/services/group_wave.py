@@ -3,9 +3,9 @@
 Per group and wave, one step a pass, each stored before the next: the group gets the wave's
 whole MixedInstancesPolicy (the diversified types, price-capacity-optimized, the on-demand share
 that puts the wave's percentage of its instances on Spot, from the capacity it has now) and
-Capacity Rebalancing, and is tagged with the migration (propagated, so its members say whose they
-are); then an instance refresh replaces the members that do not match, launching before it
-terminates (MinHealthyPercentage 100), with the group's own health checks and grace period. A
+Capacity Rebalancing, and is tagged with the migration and the wave (propagated, so its members
+say whose they are and when they came); then an instance refresh replaces the members that do
+not match, launching before it terminates (MinHealthyPercentage 100), with the group's own health checks and grace period. A
 refresh that skipped members it should have moved (skip matching compares the launch template
 and the instance types, and on-demand members of a listed type match them) is followed by one
 that replaces every member. The wave is done for the group once its InService members run the
@@ -22,7 +22,7 @@ from datetime import datetime
 from ..domain.asg import GroupRecord, mixed_instances_policy, spot_target, wave_distribution
 from ..domain.clock import Clock, iso
 from ..domain.plan import WaveSpec
-from ..domain.tags import GROUP_MIGRATION_TAG, MANAGED_TAG, MIGRATION_ID_TAG
+from ..domain.tags import GROUP_MIGRATION_TAG, MANAGED_TAG, MIGRATION_ID_TAG, WAVE_TAG
 from ..ports import AutoScaling, PlanRepository
 
 REFRESH_POLL_SECONDS = 30
@@ -90,7 +90,7 @@ class _GroupStep:
         self.s.groups.configure(self.g.name, MixedInstancesPolicy=mixed_instances_policy(template, policy,
                                                                                             distribution),
                                 CapacityRebalance=policy.capacity_rebalance)
-        self.s.groups.tag(self.g.name, {GROUP_MIGRATION_TAG: self.mid})
+        self.s.groups.tag(self.g.name, {GROUP_MIGRATION_TAG: self.mid, WAVE_TAG: str(self.wave.index)})
         warmup = max(facts.health_check_grace_period if facts else 0, MIN_WARMUP_SECONDS)
         self.g.refresh_id = self.s.groups.start_refresh(self.g.name, warmup)
         self.g.wave, self.g.phase_since, self.g.status, self.g.full_refresh = self.wave.index, iso(self.now), \

@@ -1,17 +1,18 @@
 """The wave engine's pass over Auto Scaling groups (services/migrate_wave.py hands them over).
 
 Per group and wave, one step a pass, each stored before the next: the group gets the wave's
-whole MixedInstancesPolicy (the diversified types, price-capacity-optimized, the on-demand share
-that puts the wave's percentage of its instances on Spot, from the capacity it has now) and
-Capacity Rebalancing, and is tagged with the migration and the wave (propagated, so its members
-say whose they are and when they came); then an instance refresh replaces the members that do
-not match, launching before it terminates (MinHealthyPercentage 100), with the group's own
-health checks and grace period. A refresh that skipped members it should have moved (skip
-matching compares the launch template and the instance types, and on-demand members of a listed
-type match them) is followed by one that replaces every member. The wave is done for the group once its InService members run the
-wave's Spot share; a refresh that fails fails the wave (and the rollback restores the group).
-A group on a launch configuration gets a launch template made from it first (a mixed instances
-policy needs one); the configuration itself stays, for the rollback.
+whole MixedInstancesPolicy (the diversified types, price-capacity-optimized, the on-demand
+share that puts the wave's percentage of its instances on Spot, from the capacity it has now)
+and Capacity Rebalancing, and is tagged with the migration and the wave (propagated, so its
+members say whose they are and when they came); then an instance refresh replaces the members
+that do not match, launching before it terminates (MinHealthyPercentage 100), with the group's
+own health checks and grace period. A refresh that skipped members it should have moved (skip
+matching compares the launch template and the instance types, and on-demand members of a
+listed type match them) is followed by one that replaces every member. The wave is done for
+the group once its InService members run the wave's Spot share; a refresh that fails fails
+the wave (and the rollback restores the group). A group on a launch configuration gets a
+launch template made from it first (a mixed instances policy needs one); the configuration
+itself stays, for the rollback.
 """
 
 from __future__ import annotations

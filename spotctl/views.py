@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from spot_core.domain.plan import AgentVerdict, PlanSummary
-from spot_core.domain.views import MigrationDetail, MigrationPage, PlanEntry, WaveProgress
+from spot_core.domain.views import GroupView, MigrationDetail, MigrationPage, PlanEntry, WaveProgress
 
 from .report import _money, _quality_change, _table
 
@@ -58,9 +58,25 @@ def render_status(d: MigrationDetail) -> str:
         out.append(f"  realised savings: {_money(r.get('monthly_savings'))}/month ({r.get('savings_pct')} %) "
                    f"on {r.get('instances')} instance(s)")
     out += _retention(d.retention)
+    out += _groups(d.groups)
     if d.error:
         out.append(f"  error: {d.error}" + (f": {d.cause[:300]}" if d.cause else ""))
     return "\n".join(out)
+
+
+def _groups(groups: list[GroupView]) -> list[str]:
+    """Each Auto Scaling group: its status and the Spot share each wave reached, or why it stays."""
+    if not groups:
+        return []
+    out = ["  Auto Scaling groups:"]
+    for g in groups:
+        if not g.eligible:
+            out.append(f"    {g.name}: excluded, {g.exclusion_reason} ({g.exclusion_detail})")
+            continue
+        shares = ", ".join(f"wave {int(w) + 1} {share:g} %" for w, share in sorted(g.spot_share_by_wave.items()))
+        out.append(f"    {g.name}: {g.status}, {g.desired} instance(s), on-demand base {g.on_demand_base}, "
+                   f"Spot share {shares or 'not moved yet'}; {_money(g.monthly_savings)}/month")
+    return out
 
 
 def _retention(retention: dict | None) -> list[str]:
@@ -115,10 +131,26 @@ def render_plan(d: MigrationDetail, entries: list[PlanEntry]) -> str:
     out += _what_moves(candidates)
     out += ["", f"Excluded ({len(excluded)})"]
     out += _excluded_table(excluded)
+    out += _plan_groups(d.groups)
     if d.summary:
         out += ["", _plan_savings(d.summary)]
     out += [_plan_verdict(v) for v in d.verdicts]
     return "\n".join(out)
+
+
+def _plan_groups(groups: list[GroupView]) -> list[str]:
+    """The plan's Auto Scaling groups: the policy each moves to, or why it stays."""
+    if not groups:
+        return []
+    out = ["", f"Auto Scaling groups ({len(groups)})"]
+    for g in groups:
+        if g.eligible:
+            out.append(f"  {g.name}: {g.desired} instance(s) -> Spot wave by wave above an on-demand base of "
+                       f"{g.on_demand_base}, over {', '.join(g.instance_types)} (price-capacity-optimized, "
+                       f"Capacity Rebalancing); {_money(g.monthly_savings)}/month")
+        else:
+            out.append(f"  {g.name}: excluded, {g.exclusion_reason} ({g.exclusion_detail})")
+    return out
 
 
 def _plan_savings(s: PlanSummary) -> str:

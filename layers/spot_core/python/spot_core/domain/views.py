@@ -6,11 +6,13 @@ so the API refuses exactly what the state machine would refuse, before anything 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .asg import GroupRecord
 from .outcomes import realised_now
 from .plan import AgentVerdict, InstanceRecord, PlanSummary
 
@@ -61,6 +63,35 @@ class MigrationDetail(MigrationSummary):
     failure: dict[str, Any] | None = None
     retention: dict[str, Any] | None = Field(None, description="until when the stopped originals are kept, "
                                               "and their retirement (snapshots, then termination)")
+    groups: list[GroupView] = Field(default_factory=list, description="the plan's Auto Scaling groups")
+
+
+class GroupView(BaseModel):
+    """An Auto Scaling group of the plan, as the operator sees it."""
+
+    name: str
+    eligible: bool
+    exclusion_reason: str | None = None
+    exclusion_detail: str | None = None
+    desired: int = 0
+    instance_types: list[str] = Field(default_factory=list, description="the policy's types (eligible groups), "
+                                      "else the types in use")
+    on_demand_base: int | None = None
+    status: str
+    monthly_savings: float = 0.0
+    spot_share_by_wave: dict[str, float] = Field(default_factory=dict, description="wave index -> % of the "
+                                                 "group's instances on Spot once the wave was done")
+    last_note: str | None = None
+
+
+def group_view(group: GroupRecord) -> GroupView:
+    return GroupView(
+        name=group.name, eligible=group.eligible, exclusion_reason=group.exclusion_reason,
+        exclusion_detail=group.exclusion_detail, desired=group.desired,
+        instance_types=group.policy.instance_types if group.policy else sorted(group.instance_types),
+        on_demand_base=group.policy.on_demand_base if group.policy else None, status=group.status,
+        monthly_savings=group.monthly_savings, spot_share_by_wave=dict(group.wave_spot_share),
+        last_note=group.attempts[-1] if group.attempts else None)
 
 
 class MigrationPage(BaseModel):
@@ -160,7 +191,7 @@ def migration_summary(migration_id: str, item: dict[str, Any], execution: dict[s
 
 
 def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[str, Any] | None,
-                     current_state: str | None) -> MigrationDetail:
+                     current_state: str | None, groups: Sequence[GroupRecord] = ()) -> MigrationDetail:
     """Everything about one migration: the item joined with its execution; ``current_state``
     (the state a running execution is in) and the current wave are given only while it runs."""
     waves = wave_progress(item)
@@ -172,7 +203,7 @@ def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[st
         error=(execution or {}).get("error"), cause=shortened((execution or {}).get("cause")),
         request=item.get("request") or execution_input(execution), summary=item.get("summary"),
         realised=realised_now(item), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
-        retention=item.get("retention"),
+        retention=item.get("retention"), groups=[group_view(g) for g in groups],
         approval=public_approval(item.get("approval")),
     )
     return MigrationDetail.model_validate(detail)

@@ -161,7 +161,10 @@ class Migrations:
     def get(self, migration_id: str) -> MigrationDetail:
         item, execution = self._lookup(migration_id)
         running = execution is not None and execution["status"] == "RUNNING"
-        return migration_detail(migration_id, item, execution, self.current_state(migration_id) if running else None)
+        summary = item.get("summary") or {}
+        groups = self.plans.groups(migration_id) if summary.get("groups") or summary.get("groups_excluded") else []
+        return migration_detail(migration_id, item, execution, self.current_state(migration_id) if running else None,
+                                groups)
 
     def _lookup(self, migration_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The migration item ({} until the analysis records it) and its execution; MigrationNotFound

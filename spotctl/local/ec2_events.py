@@ -58,6 +58,7 @@ class Ec2Events:
     lambdas: Any  # InProcessLambdas
     interruption_queue_url: str
     interruption_queue_arn: str
+    autoscaling: Any  # AutoScalingSimulator
 
     def create_interruption_queue(self) -> None:
         """The queue between the rules and the replacement function, as the stack creates it:
@@ -203,6 +204,7 @@ class Ec2Events:
             deliveries = self.reclaim(instance_id)
             return {"event": deliveries[0]["event"] if deliveries else {}, "rules": [d["rule"] for d in deliveries],
                     "deliveries": deliveries, "reclaimed": True}
+        self.autoscaling.warned(instance_id, kind)  # a group with Capacity Rebalancing replaces its member first
         event = self.ec2_event(instance_id, kind)
         deliveries = self.put_ec2_event(event)
         reclaimed = kind == "interruption" and reclaim

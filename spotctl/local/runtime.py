@@ -55,6 +55,7 @@ from spot_core.entry.wiring import Wiring
 from spot_core.services.migrations import Migrations
 
 from . import dynamodb as local_dynamodb
+from .autoscaling import AutoScalingSimulator
 from .ec2_events import Ec2Events
 from .health import HealthSimulator
 from .lambdas import InProcessLambdas, lambda_payload
@@ -121,6 +122,8 @@ class LocalRuntime(Ec2Events):
         self.timing = TimingSimulator(timing) if timing is not None else None
         if self.timing is not None:
             self.fleet.now = self.timing.fleet_now
+        # Auto Scaling groups (spotctl/local/autoscaling.py): mixed instances, instance refresh, Capacity Rebalancing.
+        self.autoscaling = AutoScalingSimulator(self)
         self._clients: dict[str, Any] = {}
         self._saved: dict[str, Any] = {}
         self._inbox: list[dict] = []
@@ -175,8 +178,10 @@ class LocalRuntime(Ec2Events):
             self.timing.install(self.lambdas)
         self.health.install()
         local_dynamodb.install()  # TransactWriteItems without moto's table copy per item
+        self.autoscaling.install()
 
     def _unpatch(self) -> None:
+        self.autoscaling.uninstall()
         self.health.uninstall()  # first: it wraps what the market and the timing simulator patched
         if self.timing is not None:
             self.timing.uninstall()

@@ -8,9 +8,10 @@ which wave), so the gates measure what the migration did.
 
 from __future__ import annotations
 
+import base64
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ FLEET_MIX = (
 BASE_LATENCY = 0.120  # seconds
 BASE_ERROR_RATE = 0.002
 REQUESTS_PER_MINUTE = 1200.0
+USER_DATA = "#!/bin/bash\nsystemctl start web\n"
 
 
 @dataclass
@@ -178,6 +180,45 @@ class FleetSimulator:
         allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
         ec2.associate_address(AllocationId=allocation, InstanceId=instance_id)
         return allocation
+
+    # --- Auto Scaling groups (simulated by spotctl/local/autoscaling.py) -----------------------
+    def seed_group(self, name: str, size: int, *, launch: str = "template", instance_type: str = "m5.large",
+                   azs: Sequence[str] | None = None, target_group_arn: str | None = None, register: bool = False,
+                   tags: dict[str, str] | None = None, cpu_days: int = 7) -> dict[str, Any]:
+        """An opted-in On-Demand Auto Scaling group of `size` instances over `azs` (default: the three
+        zones), launched from a launch template (version 1) or, with launch="configuration", a launch
+        configuration; its tags (the opt-in tag among them) propagate to its instances. It is attached
+        to `target_group_arn`, or with `register` to the fleet's target group."""
+        self.setup_network()
+        self._ensure_key()
+        all_tags = {"Name": name, "team": "web", OPT_IN_TAG: "true", **(tags or {})}
+        source = self._group_source(name, launch, instance_type)
+        autoscaling = self.clients("autoscaling")
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=0, MaxSize=max(2 * size, 1), DesiredCapacity=size,
+            VPCZoneIdentifier=",".join(self.subnets[z] for z in azs or self.subnets),
+            TargetGroupARNs=[target_group_arn or self.target_group_arn] if target_group_arn or register else [],
+            Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in all_tags.items()], **source)
+        [group] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        instances = [i["InstanceId"] for i in group["Instances"]]
+        if cpu_days:
+            self.write_cpu_history(dict.fromkeys(instances, "stable"), days=cpu_days)
+        return {"group": name, "instances": instances, **source}
+
+    def _group_source(self, name: str, launch: str, instance_type: str) -> dict[str, Any]:
+        """A launch template or a launch configuration for a group: the fleet's image, key, security
+        group and user data."""
+        user_data = base64.b64encode(USER_DATA.encode()).decode()
+        if launch == "configuration":
+            self.clients("autoscaling").create_launch_configuration(
+                LaunchConfigurationName=f"{name}-configuration", ImageId=self.image_id(), InstanceType=instance_type,
+                KeyName="ops", SecurityGroups=[self.security_group], UserData=user_data)
+            return {"LaunchConfigurationName": f"{name}-configuration"}
+        data = {"ImageId": self.image_id(), "InstanceType": instance_type, "KeyName": "ops",
+                "SecurityGroupIds": [self.security_group], "UserData": user_data}
+        template = self.clients("ec2").create_launch_template(LaunchTemplateName=f"{name}-template",
+                                                              LaunchTemplateData=data)["LaunchTemplate"]
+        return {"LaunchTemplate": {"LaunchTemplateId": template["LaunchTemplateId"], "Version": "1"}}
 
     # --- CloudWatch ------------------------------------------------------------------------
     def write_cpu_history(self, profiles: dict[str, str], days: int = 7) -> None:

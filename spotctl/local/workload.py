@@ -18,7 +18,7 @@ from typing import Any
 
 from spot_core.domain.carry import MODE_TAG
 from spot_core.domain.health import PROBE_TAG
-from spot_core.domain.tags import MANAGED_TAG, OPT_IN_TAG, STATEFUL_TAG, WAVE_TAG
+from spot_core.domain.tags import GROUP_MIGRATION_TAG, MANAGED_TAG, OPT_IN_TAG, STATEFUL_TAG, WAVE_TAG
 
 ZONES = ("a", "b", "c")
 # (instance type, workload profile, share of the fleet)
@@ -286,9 +286,10 @@ class FleetSimulator:
         return tags
 
     def _degraded(self, tags: dict[str, str]) -> bool:
-        """The instance is a replacement from the wave the degradation starts at, or a later one."""
-        return (self.degradation is not None and tags.get(MANAGED_TAG) == "true"
-                and int(tags.get(WAVE_TAG, -1)) >= self.degradation.wave)
+        """The instance is a replacement (or a member a migrated Auto Scaling group launched) from
+        the wave the degradation starts at, or a later one."""
+        moved = tags.get(MANAGED_TAG) == "true" or GROUP_MIGRATION_TAG in tags
+        return self.degradation is not None and moved and int(tags.get(WAVE_TAG, -1)) >= self.degradation.wave
 
     def emit_quality(self, seconds: float) -> None:
         """Quality datapoints for a bake of `seconds` (one a minute, stamped now: the

@@ -86,9 +86,11 @@ def calls() -> set[tuple[str, str]]:
         extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3) + [_stateful(rt)]
         ec2 = rt.client("ec2")
         ec2.associate_address(AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"], InstanceId=extra[0])
+        rt.fleet.seed_group("lp-asg", 3, launch="configuration", register=True, cpu_days=1)  # a template made for it
         failed = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality, "waves": [100],
-                                   "selector": {"instance_ids": extra}, "allow_downtime": True,
-                                   "health_probe": {"command": "curl -fsS localhost/health"}})
+                                   "selector": {"instance_ids": extra, "auto_scaling_groups": ["lp-asg"]},
+                                   "allow_downtime": True,
+                                   "health_probe": {"command": "curl -fsS localhost/health"}}, timeout=300)
         assert (failed.status, failed.error) == ("FAILED", "MigrationRolledBack")
         assert not [i for i in rt.lambdas.invocations if i.errored and "AccessDenied" in str(i.payload)]
         return {(fn.removeprefix("spot-migration-"), action) for fn, action in rt.lambdas.calls}
@@ -127,6 +129,9 @@ def test_the_moves_of_every_mode_were_exercised(calls):
             "ssm:GetCommandInvocation", "ec2:DescribeInstanceStatus", "ec2:ModifyInstanceAttribute",
             "ec2:CreateSnapshots", "ec2:DescribeSnapshots"} <= made
     assert ("sweep_orphans", "ec2:TerminateInstances") in calls
+    assert {"autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
+            "autoscaling:CancelInstanceRefresh", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags", "autoscaling:DescribeAutoScalingGroups",
+            "ec2:CreateLaunchTemplate"} <= made
 
 
 def test_every_function_was_exercised(calls):

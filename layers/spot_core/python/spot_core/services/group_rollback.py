@@ -6,7 +6,8 @@ configuration and none of the migration's Spot instances. Its capacity is not re
 scaling policy may have changed it meanwhile, and the group keeps what it needs now.
 
 One step a pass, each stored before the next (the state machine calls again until done): the
-wave's refresh is cancelled (and waited for while it cancels), the configuration goes back, the
+wave's refresh is cancelled (and waited for while it cancels), the migration's tags come off (so
+the members launched from now on are not the migration's), the configuration goes back, the
 refresh runs, and the group is rolled back once no member runs on Spot.
 """
 
@@ -78,6 +79,7 @@ class _Restore:
         running = self.s.groups.refresh(g.name, g.refresh_id) if g.refresh_id else None
         if running is not None and running.running:
             return  # still cancelling
+        self.s.groups.untag(g.name, list(GROUP_TAGS))  # the members the rollback launches are not the migration's
         self.s.groups.configure(g.name, **restored_configuration(g.config))
         g.restore_refresh_id = self.s.groups.start_refresh(g.name, MIN_WARMUP_SECONDS, skip_matching=False)
         g.phase_since = iso(self.now)
@@ -100,7 +102,6 @@ class _Restore:
         if spot:
             self._end("rollback_failed", f"{spot} of {members} members still on Spot after the rollback refresh")
             return
-        self.s.groups.untag(g.name, list(GROUP_TAGS))
         self._end("rolled_back", f"rolled back: {members} members, all on-demand, of the saved configuration")
 
     def _end(self, status: str, why: str) -> None:

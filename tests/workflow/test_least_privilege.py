@@ -130,8 +130,8 @@ def test_the_moves_of_every_mode_were_exercised(calls):
             "ec2:CreateSnapshots", "ec2:DescribeSnapshots"} <= made
     assert ("sweep_orphans", "ec2:TerminateInstances") in calls
     assert {"autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
-            "autoscaling:CancelInstanceRefresh", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags", "autoscaling:DescribeAutoScalingGroups",
-            "ec2:CreateLaunchTemplate"} <= made
+            "autoscaling:CancelInstanceRefresh", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags",
+            "autoscaling:DescribeAutoScalingGroups", "ec2:CreateLaunchTemplate"} <= made
 
 
 def test_every_function_was_exercised(calls):

@@ -235,6 +235,9 @@ def parser() -> argparse.ArgumentParser:
                       help="after the rollout, EC2 interrupts N of the new Spot instances")
     demo.add_argument("--graph", default="demo-graph.html", metavar="FILE",
                       help="where to write the execution graph (default demo-graph.html; '' for none)")
+    demo.add_argument("--asg", action="store_true",
+                      help="also seed two Auto Scaling groups (one on a launch template, one on a launch "
+                           "configuration) and move them")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
     demo.set_defaults(func=run_demo)
 

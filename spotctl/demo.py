@@ -26,25 +26,66 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     with LocalRuntime(seed=args.seed) as rt:
-        databases = 1 if args.instances >= 4 else 0  # one of them a database server that moves with its disks
-        groups = rt.fleet.seed_fleet(args.instances - databases, databases=databases)
+        asg, seeded = _seed(rt, args)
         if args.degrade_at:
             rt.fleet.degradation = Degradation(wave=DEGRADE_WAVES[args.degrade_at])
         # auto mode: stateless behind the load balancer; the database moves with its disks (allowed downtime)
         request = {"quality": {"target_group_arn": rt.fleet.target_group_arn}, "approval": {"timeout_seconds": 3600},
                    "allow_downtime": True}
         mid = rt.start_migration(request, migration_id=f"demo-{args.seed}-{int(time.time())}")
-        log(f"Seeded {args.instances} instances ({len(groups['stateful'])} marked stateful, "
-            f"{len(groups['burst'])} burst) and {len(groups['databases'])} database server with its own disks; "
-            f"migration {mid} started")
+        log(f"{seeded}; migration {mid} started")
         _decide_when_asked(rt, mid, args.reject, log)
-        result = rt.wait(mid, timeout=300)
+        result = rt.wait(mid, timeout=600 if asg else 300)
         report = _report(rt, mid, args, result, started)
+        report["group_configurations"] = {name: {"before": before, "after": _configuration(rt, name)}
+                                          for name, before in asg.items()}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(render(report))
     return EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def _seed(rt, args: argparse.Namespace) -> tuple[dict[str, dict], str]:
+    """The simulated estate (and, with --asg, two groups: name -> configuration), and what it is."""
+    databases = 1 if args.instances >= 4 else 0  # one of them a database server that moves with its disks
+    groups = rt.fleet.seed_fleet(args.instances - databases, databases=databases)
+    asg = _seed_groups(rt) if args.asg else {}
+    seeded = (f"Seeded {args.instances} instances ({len(groups['stateful'])} marked stateful, "
+              f"{len(groups['burst'])} burst) and {len(groups['databases'])} database server with its own disks")
+    return asg, seeded + (f", and Auto Scaling groups {', '.join(asg)}" if asg else "")
+
+
+def _seed_groups(rt) -> dict[str, dict]:
+    """Two opted-in on-demand Auto Scaling groups (one on a launch template serving behind the load
+    balancer, one on a launch configuration): name -> its configuration before the migration."""
+    rt.fleet.seed_group("web-asg", 6, launch="template", register=True, cpu_days=2)
+    rt.fleet.seed_group("batch-asg", 4, launch="configuration", instance_type="c5.large", cpu_days=2)
+    return {name: _configuration(rt, name) for name in ("web-asg", "batch-asg")}
+
+
+def _configuration(rt, name: str) -> dict:
+    """What a group launches from and how: its source, its purchase options, its members' markets."""
+    [group] = rt.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    ids = [m["InstanceId"] for m in group["Instances"] if m["LifecycleState"] == "InService"]
+    spot = _spot_members(rt, ids)
+    policy = group.get("MixedInstancesPolicy") or {}
+    distribution = policy.get("InstancesDistribution") or {}
+    template = group.get("LaunchTemplate") or policy.get("LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
+    return {
+        "source": group.get("LaunchConfigurationName") or template.get("LaunchTemplateId"),
+        "types": [o["InstanceType"] for o in (policy.get("LaunchTemplate") or {}).get("Overrides", [])],
+        "on_demand_above_base_pct": distribution.get("OnDemandPercentageAboveBaseCapacity"),
+        "capacity_rebalance": bool(group.get("CapacityRebalance")),
+        "desired": group["DesiredCapacity"], "spot_members": spot, "members": len(ids),
+    }
+
+
+def _spot_members(rt, instance_ids: list[str]) -> int:
+    if not instance_ids:
+        return 0
+    described = rt.client("ec2").describe_instances(InstanceIds=instance_ids)["Reservations"]
+    return sum(i.get("InstanceLifecycle") == "spot" for r in described for i in r["Instances"])
 
 
 def _decide_when_asked(rt, migration_id: str, reject: bool, log: Callable[[str], None]) -> None:

@@ -10,7 +10,7 @@ def write_graph(migrations, migration_id: str, out: str) -> str:
 
     detail = migrations.get(migration_id)
     html = render_graph(migrations.definition(), migrations.history(migration_id), migration_id=migration_id,
-                        status=detail.execution_status or "UNKNOWN")
+                        status=detail.execution_status or "UNKNOWN", groups=detail.groups)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")

@@ -36,13 +36,20 @@ def build_report(migrations: MigrationRepository, plans: PlanRepository, migrati
         result = (item.get("wave_results") or {}).get(str(wave["index"]), {})
         waves.append({**wave, "migration": result.get("migration"), "gate": result.get("gate")})
     instances = [_instance(r) for r in sorted(records, key=_report_order)]
+    groups = [group.model_dump(include=GROUP_FIELDS) for group in plans.groups(migration_id)] \
+        if _has_groups(item.get("summary") or {}) else []
     return {
+        "groups": groups,
         "migration_id": migration_id, "status": item.get("status"),
         "outcome": OUTCOME_TEXT.get(item.get("status"), item.get("status")),
         "summary": item.get("summary"), "verdicts": item.get("verdicts", []), "approval": item.get("approval"),
         "baseline": (item.get("baseline") or {}).get("sample"), "waves": waves, "realised": realised_now(item),
         "failure": item.get("failure"), "instances": instances, **(extra or {}),
     }
+
+
+def _has_groups(summary: dict) -> bool:
+    return bool(summary.get("groups") or summary.get("groups_excluded"))
 
 
 def _report_order(r: InstanceRecord) -> tuple:
@@ -100,6 +107,8 @@ def render(report: dict) -> str:
         _title(report), _analysis(report), _agent_reviews(report), _approval(report), _rollout(report),
         _outcome(report),
     ]
+    if report.get("groups"):
+        sections.insert(5, _groups(report))
     if report.get("interruptions"):
         sections.append(_interruptions(report["interruptions"]))
     return "\n\n".join("\n".join(lines) for lines in sections)
@@ -191,7 +200,8 @@ def _wave(w: dict) -> list[str]:
     label = f"  Wave {w['index'] + 1} ({w['percent']:g} %)"
     if not m:
         return [f"{label:<18} not reached ({w['target_count']} instance(s) planned)"]
-    out = [f"{label:<18} {m['migrated']}/{m['total']} migrated   bake {w['bake_seconds']} s   {_gate(g)}"]
+    groups = f" + {m['groups']} group(s)" if m.get("groups") else ""
+    out = [f"{label:<18} {m['migrated']}/{m['total']} migrated{groups}   bake {w['bake_seconds']} s   {_gate(g)}"]
     if g and not g["passed"]:
         out += [f"      ! {r}" for r in g.get("reasons", [])]
     out += [f"      ! {f}" for f in (m.get("failures") or [])[:5]]
@@ -224,6 +234,38 @@ def _carried(i: dict) -> str:
         return f"  [stateful: {', '.join(i.get('moved') or [])}{down}]"
     eips = f", Elastic IP {', '.join(i['moved_addresses'])} moved" if i.get("moved_addresses") else ""
     return f"  [{i.get('mode') or 'stateless'}{eips}]"
+
+
+# --- Auto Scaling groups ---------------------------------------------------------------------------
+GROUP_FIELDS = {"name", "eligible", "exclusion_reason", "exclusion_detail", "desired", "status", "monthly_savings",
+                "wave_spot_share", "created_launch_template", "attempts"}
+
+
+def _groups(report: dict) -> list[str]:
+    """Each group: its configuration before and after, the Spot share each wave reached, or why it stayed."""
+    configurations = report.get("group_configurations") or {}
+    out = ["4b. Auto Scaling groups"]
+    for g in report["groups"]:
+        if not g["eligible"]:
+            out.append(f"  {g['name']}: excluded, {g['exclusion_reason']} ({g['exclusion_detail']})")
+            continue
+        shares = ", ".join(f"wave {int(w) + 1}: {share:g} %" for w, share in sorted(g["wave_spot_share"].items()))
+        out.append(f"  {g['name']} ({g['desired']} instances): {g['status']}; Spot share {shares or 'none yet'}; "
+                   f"{_money(g['monthly_savings'])}/month planned")
+        seen = configurations.get(g["name"])
+        if seen:
+            out += [f"    {when:<6} {_group_configuration(seen[when])}" for when in ("before", "after")]
+    return out
+
+
+def _group_configuration(c: dict) -> str:
+    if not c.get("types"):
+        return (f"{c['source']}, all on-demand, Capacity Rebalancing {'on' if c['capacity_rebalance'] else 'off'}; "
+                f"{c['spot_members']} of {c['members']} members on Spot")
+    return (f"{c['source']} + {len(c['types'])} types ({', '.join(c['types'][:4])}"
+            f"{', ...' if len(c['types']) > 4 else ''}), price-capacity-optimized, "
+            f"{c['on_demand_above_base_pct']} % on-demand above the base, Capacity Rebalancing "
+            f"{'on' if c['capacity_rebalance'] else 'off'}; {c['spot_members']} of {c['members']} members on Spot")
 
 
 # --- 5. outcome, 6. interruptions ----------------------------------------------------------------

@@ -6,9 +6,11 @@ can be checked from its rendered DOM."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from itertools import pairwise
 
+from spot_core.domain.views import GroupView
 from spotctl.graph.layout import END, START, Box, Edge, Lane, Scope, layout
 from spotctl.graph.status import ExecutionView, execution_view
 
@@ -21,7 +23,7 @@ EXECUTION_STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "
 
 
 def render_graph(definition: dict, history: list[dict], *, migration_id: str, status: str,
-                 title: str | None = None) -> str:
+                 title: str | None = None, groups: Sequence[GroupView] = ()) -> str:
     """A self-contained HTML page (inline CSS, JS and SVG only) drawing every state of
     `definition`, nested states inside their Parallel or Map, coloured by what happened to
     them in the execution whose `history` (get_execution_history events) is given, and the
@@ -36,6 +38,7 @@ def render_graph(definition: dict, history: list[dict], *, migration_id: str, st
         _header(title, migration_id, status, view),
         _legend(),
         f'<div class="graph">{_svg(drawing, view)}</div>\n',
+        _groups(groups),
         _timeline(view),
         f"<script>{_CHECK_JS}</script>\n</body></html>\n",
     ])
@@ -74,6 +77,24 @@ def _elapsed(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours}:{minutes:02d}:{secs:06.3f}" if hours else f"{minutes}:{secs:06.3f}"
+
+
+def _groups(groups: Sequence[GroupView]) -> str:
+    """The migration's Auto Scaling groups: status and the Spot share each wave reached."""
+    if not groups:
+        return ""
+    waves = sorted({w for g in groups for w in g.spot_share_by_wave}, key=int)
+    head = "".join(f"<th>Wave {int(w) + 1} Spot</th>" for w in waves)
+    rows = []
+    for g in groups:
+        shares = "".join(f"<td>{_e(f'{g.spot_share_by_wave[w]:g} %') if w in g.spot_share_by_wave else '-'}</td>"
+                         for w in waves)
+        state = g.status if g.eligible else f"excluded: {g.exclusion_reason}"
+        rows.append(f'<tr data-group="{_e(g.name)}"><td>{_e(g.name)}</td><td>{g.desired}</td><td>{_e(state)}</td>'
+                    f"{shares}</tr>")
+    return ('<section class="groups"><h2>Auto Scaling groups</h2><table id="groups"><thead><tr><th>Group</th>'
+            f"<th>Instances</th><th>Status</th>{head}</tr></thead><tbody>\n" + "\n".join(rows)
+            + "\n</tbody></table></section>\n")
 
 
 def _timeline(view: ExecutionView) -> str:

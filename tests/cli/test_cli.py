@@ -28,6 +28,17 @@ def test_demo_degradation_rolls_back_and_exits_non_zero(capsys):
     assert "ROLLED BACK" in text and "FAIL" in text
 
 
+def test_demo_asg_moves_both_groups_and_reports_their_configuration_before_and_after(capsys):
+    assert main(["demo", "--instances", "4", "--asg", "--degrade-at", "100", "--json", "--graph", ""]) == 1
+    report = json.loads(capsys.readouterr().out)
+    groups = {g["name"]: g for g in report["groups"]}
+    assert set(groups) == {"web-asg", "batch-asg"} and report["status"] == "rolled_back"
+    for name, seen in report["group_configurations"].items():
+        assert groups[name]["status"] == "rolled_back" and set(groups[name]["wave_spot_share"]) == {"0", "1", "2"}
+        assert seen["before"] == seen["after"]  # the exact configuration back, every member on-demand
+        assert seen["after"]["spot_members"] == 0 and seen["after"]["members"] == seen["before"]["desired"]
+
+
 def test_demo_reject_exits_non_zero_and_changes_nothing(capsys):
     assert main(["demo", "--instances", "5", "--reject", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)

@@ -26,3 +26,14 @@ def test_the_plan_shows_the_policy_each_group_moves_to():
     text = render_plan(detail(), [])
     assert "Auto Scaling groups (2)" in text
     assert "web: 10 instance(s) -> Spot wave by wave above an on-demand base of 2, over m5.large, m5a.large" in text
+
+
+def test_the_execution_graph_lists_each_group_and_the_spot_share_of_each_wave():
+    from spotctl.graph import render_graph
+
+    page = render_graph({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}, [], migration_id="mig-1",
+                        status="RUNNING", groups=detail().groups)
+
+    assert '<tr data-group="web"><td>web</td><td>10</td><td>migrating</td><td>10 %</td><td>50 %</td></tr>' in page
+    assert '<tr data-group="nodes"><td>nodes</td><td>3</td><td>excluded: managed_by_eks</td><td>-</td><td>-</td></tr>' \
+        in page

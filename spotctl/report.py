@@ -274,8 +274,9 @@ def _outcome(report: dict) -> list[str]:
     out = ["5. Outcome", f"  {report['outcome']}"]
     r = report.get("realised")
     if r:
+        groups = f" and {r['groups']} Auto Scaling group(s)" if r.get("groups") else ""
         out.append(f"  Realised savings: {_money(r['monthly_savings'])}/month ({r['savings_pct']} %) "
-                   f"on {r['instances']} instance(s): "
+                   f"on {r['instances']} instance(s){groups}: "
                    f"{_money(r['monthly_on_demand'])} on-demand -> {_money(r['monthly_spot'])} now")
         if r.get("on_demand_fallbacks"):
             out.append(f"  {r['on_demand_fallbacks']} replacement(s) run on on-demand fallbacks, priced as such")

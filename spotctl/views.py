@@ -55,8 +55,9 @@ def render_status(d: MigrationDetail) -> str:
         out += [wave_line(w) for w in d.waves]
     if d.realised:
         r = d.realised
+        groups = f" and {r['groups']} Auto Scaling group(s)" if r.get("groups") else ""
         out.append(f"  realised savings: {_money(r.get('monthly_savings'))}/month ({r.get('savings_pct')} %) "
-                   f"on {r.get('instances')} instance(s)")
+                   f"on {r.get('instances')} instance(s){groups}")
     out += _retention(d.retention)
     out += _groups(d.groups)
     if d.error:

@@ -1091,10 +1091,16 @@ class FakeAutoScaling:
     # --- the port ---------------------------------------------------------------------------------
     def find(self, names: Iterable[str] = (), tags: Mapping[str, str] | None = None) -> list[GroupFacts]:
         self.world.enter("autoscaling.find")
-        names = list(names)
-        if names:
-            return [self.facts[n] for n in names if n in self.facts]
-        return [f for f in self.facts.values() if tags and all(f.tags.get(k) == v for k, v in tags.items())]
+        names = list(names) or [n for n, f in self.facts.items()
+                                if tags and all(f.tags.get(k) == v for k, v in tags.items())]
+        return [self._now(n) for n in names if n in self.facts]
+
+    def _now(self, name: str) -> GroupFacts:
+        """The group's facts with its members' markets as they are now."""
+        self._refreshes(name)
+        markets = self.members[name]
+        return self.facts[name].model_copy(update={"on_demand_count": markets.count("on-demand"),
+                                                   "spot_count": markets.count("spot")})
 
     def launch_configurations(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {n: dict(self.launch_configuration_items[n]) for n in names if n in self.launch_configuration_items}

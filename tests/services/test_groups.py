@@ -6,11 +6,12 @@ leaves every member on-demand; a crash at any step resumes to the same end."""
 from __future__ import annotations
 
 import pytest
-from builders import MID, count_calls, crash_points, new_world
+from builders import MID, count_calls, crash_points, finalize, new_world
 from fakes import Crash, Ports
 
 from spot_core.domain.asg import GroupPolicy, GroupRecord
 from spot_core.domain.plan import WaveSpec
+from spot_core.domain.pricing import HOURS_PER_MONTH
 from spot_core.domain.tags import GROUP_MIGRATION_TAG, WAVE_TAG
 from spot_core.services.group_rollback import GroupRollback, GroupsRestored
 from spot_core.services.group_wave import GroupsProgress, GroupWaves
@@ -188,3 +189,21 @@ def test_a_crash_at_any_step_of_the_waves_or_the_rollback_resumes_to_the_same_en
     assert p.autoscaling.members["web"] == ["on-demand"] * 6
     assert [d for op, d in p.world.log if op == "create_launch_template"] in (["lt-made-0"], ["lt-made-0"] * 2)
     assert len(set(p.autoscaling.templates.values())) == 1  # one template, however often it was asked for
+
+
+def test_the_realised_savings_count_each_migrated_group_as_it_runs_now(p):
+    record = planned(p, desired=10)
+    record.monthly_on_demand, record.monthly_savings = 700.8, 455.5  # as the plan priced it
+    p.plans.put_group(MID, record)
+    p.migrations.update(MID, summary={"groups": 1, "candidates": 1})
+    p.spot_prices.prices[("m5.large", "us-east-1a")] = 0.030
+    for spec in WAVES:
+        wave(p, spec)
+
+    outcome = finalize(p).finish(MID, "completed", None)
+
+    realised = outcome.realised
+    assert realised is not None and realised.groups == 1 and realised.instances == 0
+    assert realised.monthly_on_demand == 700.8  # 10 members at the plan's on-demand price
+    assert realised.monthly_spot == round(10 * 0.030 * HOURS_PER_MONTH, 2)  # all 10 on Spot at today's price
+    assert realised.monthly_savings == round(700.8 - 10 * 0.030 * HOURS_PER_MONTH, 2)

@@ -451,3 +451,19 @@ def restored_configuration(config: GroupConfig) -> dict[str, Any]:
     elif config.launch_configuration_name:
         fields["LaunchConfigurationName"] = config.launch_configuration_name
     return fields
+
+
+def realised_group(group: GroupRecord, facts: GroupFacts,
+                   prices: Mapping[PoolKey, SpotPriceStat]) -> tuple[float, float]:
+    """(monthly on-demand before, monthly cost now) of a migrated group as it runs now: its members
+    on-demand at the price the plan had for its types (the plan's on-demand cost per instance), its
+    Spot members at today's median Spot price of the types it runs, in its AZs (a type without a
+    price there at the plan's per-instance Spot estimate)."""
+    members = facts.on_demand_count + facts.spot_count
+    per_instance = group.monthly_on_demand / group.desired if group.desired else 0.0
+    planned_spot = (group.monthly_on_demand - group.monthly_savings) / group.desired if group.desired else 0.0
+    priced = [prices[(t, z)].median for t in facts.instance_types for z in facts.availability_zones
+              if (t, z) in prices]
+    spot_each = monthly(statistics.median(priced)) if priced else planned_spot
+    now = facts.on_demand_count * per_instance + facts.spot_count * spot_each
+    return round(members * per_instance, 2), round(now, 2)

@@ -65,6 +65,7 @@ class Realised(BaseModel):
     stopped originals' volumes cost on."""
 
     instances: int = 0
+    groups: int = 0  # Auto Scaling groups, each as it runs now (its members' markets and types)
     on_spot: int = 0
     on_demand_fallbacks: int = 0
     monthly_on_demand: float = 0.0  # what the originals cost before
@@ -86,6 +87,17 @@ class Realised(BaseModel):
             monthly_on_demand=round(before, 2), monthly_spot=round(now, 2), monthly_stopped_storage=round(storage, 2),
             monthly_savings=round(savings, 2), savings_pct=_pct(savings, before),
         )
+
+    def with_groups(self, groups: list[tuple[float, float]]) -> Realised:
+        """These savings with the migrated Auto Scaling groups' ((on-demand before, cost now) each)."""
+        if not groups:
+            return self
+        before = self.monthly_on_demand + sum(b for b, _ in groups)
+        now = self.monthly_spot + sum(n for _, n in groups)
+        savings = before - now - self.monthly_stopped_storage
+        return self.model_copy(update={"groups": self.groups + len(groups), "monthly_on_demand": round(before, 2),
+                                       "monthly_spot": round(now, 2), "monthly_savings": round(savings, 2),
+                                       "savings_pct": _pct(savings, before)})
 
     def with_storage(self, monthly_storage: float) -> Realised:
         """These savings once what the stopped originals leave behind costs `monthly_storage` (their

@@ -174,7 +174,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "FinalizeFunctionArn",
         timeout_seconds=300,
         environment=("ROLLBACK_COOLDOWN_SECONDS",),
-        permissions=("table:write", "sns:publish", "ec2:read"),
+        permissions=("table:write", "sns:publish", "ec2:read", "autoscaling:read"),  # groups as they run now
     ),
 )
 

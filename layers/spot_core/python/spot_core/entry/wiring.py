@@ -160,7 +160,7 @@ class Wiring:
     @cached_property
     def finalize(self) -> Finalize:
         return Finalize(self.migrations, self.plans, self.notifier, self.spot_prices, self.locks, self.clock,
-                        cooldown_seconds=self.settings.rollback_cooldown_seconds)
+                        self.autoscaling, cooldown_seconds=self.settings.rollback_cooldown_seconds)
 
     @cached_property
     def end_execution(self) -> EndExecution:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ..domain.asg import GroupRecord, realised_group
 from ..domain.clock import Clock, iso
 from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 from ..domain.outcomes import (
@@ -23,7 +24,7 @@ from ..domain.outcomes import (
 from ..domain.plan import IN_FLIGHT, ROLLBACK_SCOPE, InstanceRecord
 from ..domain.request import MigrationRequest
 from ..domain.retention import Retention
-from ..ports import InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
+from ..ports import AutoScaling, InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
 NEEDS_ATTENTION_SHOWN = 50
@@ -84,12 +85,14 @@ class Finalize:
     spot_prices: SpotPrices
     locks: InstanceLocks
     clock: Clock
+    autoscaling: AutoScaling
     cooldown_seconds: int = DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 
     def finish(self, migration_id: str, outcome: Outcome, detail: Mapping[str, Any] | None) -> FinalOutcome:
         item = self.migrations.get(migration_id)
         records = self.plans.records(migration_id) if outcome in WITH_RECORDS else []
-        realised = self.realised_savings(records) if outcome == "completed" else None
+        realised = self.realised_savings(records).with_groups(self._groups_now(migration_id, item)) \
+            if outcome == "completed" else None
         fields: dict[str, Any] = {"status": outcome, "finished_at": iso(self.clock.now())}
         if realised is not None:
             days = MigrationRequest.model_validate(item.get("request") or {}).retention_days
@@ -125,6 +128,21 @@ class Finalize:
         types = sorted({r.replacement_type for r in migrated if r.replacement_type})
         return Realised.of(migrated, self.spot_prices.statistics(types, self.clock.now(), REALISED_LOOKBACK_HOURS))
 
+    def _groups_now(self, migration_id: str, item: Mapping[str, Any]) -> list[tuple[float, float]]:
+        """Each migrated group's monthly cost before and as it runs now (nothing read without groups)."""
+        migrated = self._migrated_groups(migration_id, item)
+        if not migrated:
+            return []
+        facts = {f.name: f for f in self.autoscaling.find(names=[g.name for g in migrated])}
+        types = sorted({t for f in facts.values() for t in f.instance_types})
+        prices = self.spot_prices.statistics(types, self.clock.now(), REALISED_LOOKBACK_HOURS)
+        return [realised_group(g, facts[g.name], prices) for g in migrated if g.name in facts]
+
+    def _migrated_groups(self, migration_id: str, item: Mapping[str, Any]) -> list[GroupRecord]:
+        if not (item.get("summary") or {}).get("groups"):
+            return []
+        return [g for g in self.plans.groups(migration_id) if g.status == "migrated"]
+
     def _notify(self, migration_id: str, outcome: Outcome, item: dict[str, Any], records: list[InstanceRecord],
                 realised: Realised | None) -> None:
         summary = item.get("summary", {})
@@ -132,9 +150,10 @@ class Finalize:
         lines = [f"Plan: {summary.get('candidates', 0)} candidate(s), "
                  f"estimated {money(summary.get('monthly_savings', 0))}/month"]
         if realised:
+            groups = f" and {realised.groups} Auto Scaling group(s)" if realised.groups else ""
             lines.append(f"Realised: {money(realised.monthly_savings)}/month ({realised.savings_pct} %) "
-                         f"on {migrated} instance(s), net of {money(realised.monthly_stopped_storage)}/month for "
-                         f"the stopped originals' volumes")
+                         f"on {migrated} instance(s){groups}, net of {money(realised.monthly_stopped_storage)}/month "
+                         f"for the stopped originals' volumes")
         if outcome == "rollback_failed":
             lines += _needs_attention(records)
         if outcome in UNFINISHED.values():

@@ -122,8 +122,9 @@ def test_a_scale_out_during_a_wave_is_measured_on_the_capacity_the_group_has_the
 
     wave(p, WAVES[1])
 
-    assert p.autoscaling.members["web"].count("spot") >= 2  # the configuration sets the share of the new capacity
-    assert group(p).wave_spot_share["1"] >= 25.0
+    assert p.autoscaling.members["web"].count("spot") == 4  # the wave's share of the capacity the group has now
+    assert group(p).wave_spot_share["1"] == 50.0 and group(p).capacity_at_wave == 8
+    assert any("capacity 4 -> 8" in note for note in group(p).attempts)
 
 
 @pytest.mark.parametrize("launch", ["template", "configuration"])

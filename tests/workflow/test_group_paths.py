@@ -175,3 +175,31 @@ def test_a_bad_group_field_is_invalid_and_changes_nothing(estate, fields, field)
     assert rt.table.query(KeyConditionExpression="pk = :pk",
                           ExpressionAttributeValues={":pk": "MIGRATION#bad-group-field"})["Items"] == []
     assert {n: (configuration(rt, n), sorted(members(rt, n))) for n in ("web-asg", "batch-asg")} == before
+
+
+def test_a_scale_out_during_a_wave_does_not_break_it_the_new_capacity_moves_too(estate, monkeypatch):
+    """A scaling policy raises the group's capacity while wave 2 runs (just after its policy and
+    refresh were set): the wave measures the share on the capacity the group has then, and the
+    last wave moves it all."""
+    from spot_core.services import group_wave
+
+    rt = estate
+    advance, scaled = group_wave.GroupWaves.advance, []
+
+    def scaling_policy_meanwhile(self, migration_id, wave, base):
+        progress = advance(self, migration_id, wave, base)
+        if wave.index == 1 and not scaled:
+            rt.client("autoscaling").set_desired_capacity(AutoScalingGroupName="web-asg", DesiredCapacity=9)
+            scaled.append(wave.index)
+        return progress
+
+    monkeypatch.setattr(group_wave.GroupWaves, "advance", scaling_policy_meanwhile)
+
+    result = rt.run_migration(request(rt, selector={"auto_scaling_groups": ["web-asg"]}), timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert scaled == [1] and group(rt, "web-asg")["DesiredCapacity"] == 9
+    running = members(rt, "web-asg")
+    assert len(running) == 9 and all(m["spot"] for m in running.values())
+    record = group_records(rt, result.migration_id)["web-asg"]
+    assert record.wave_spot_share["1"] >= 50.0 and record.wave_spot_share["2"] == 100.0

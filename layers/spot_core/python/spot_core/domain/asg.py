@@ -278,6 +278,12 @@ def wave_distribution(desired: int, on_demand_base: int, percent: float) -> dict
     return {"OnDemandBaseCapacity": base, "OnDemandPercentageAboveBaseCapacity": 100 * (above - spot) // above}
 
 
+def spot_count(desired: int, distribution: Mapping[str, int]) -> int:
+    """Spot instances EC2 Auto Scaling runs in a group of ``desired`` under ``distribution``."""
+    return _spot_under(desired, distribution["OnDemandBaseCapacity"],
+                       distribution["OnDemandPercentageAboveBaseCapacity"])
+
+
 def spot_target(desired: int, on_demand_base: int, percent: float) -> int:
     """Spot instances the group runs once the wave's distribution is in place (EC2 Auto Scaling's count)."""
     distribution = wave_distribution(desired, on_demand_base, percent)
@@ -364,6 +370,9 @@ class GroupRecord(BaseModel):
     phase_since: str | None = None  # when that refresh started
     full_refresh: bool = False  # the refresh replaces every member (skip matching left too few on Spot)
     restore_refresh_id: str | None = None  # the rollback's refresh back to the saved configuration
+    capacity_at_wave: int | None = None  # the capacity the wave's share was set for
+    distribution: dict[str, int] = Field(default_factory=dict)  # the wave's InstancesDistribution numbers
+    reapplied: int = 0  # times the wave's share was set again for a capacity a scaling policy changed
 
     @property
     def touched(self) -> bool:

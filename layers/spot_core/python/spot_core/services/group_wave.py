@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..domain.asg import GroupRecord, mixed_instances_policy, spot_target, wave_distribution
+from ..domain.asg import GroupRecord, mixed_instances_policy, spot_count, spot_target, wave_distribution
 from ..domain.clock import Clock, iso
 from ..domain.plan import WaveSpec
 from ..domain.tags import GROUP_MIGRATION_TAG, MANAGED_TAG, MIGRATION_ID_TAG, WAVE_TAG
@@ -29,6 +29,7 @@ from ..ports import AutoScaling, PlanRepository
 REFRESH_POLL_SECONDS = 30
 REFRESH_TIMEOUT = 4 * 3600  # a refresh still running after this long is given up (the wave fails)
 MIN_WARMUP_SECONDS = 60  # a group without a grace period still gets a minute before the next batch
+MAX_REAPPLIED = 3  # a wave sets its share again at most this often for a capacity that changed meanwhile
 WAITING = "waiting"
 
 
@@ -75,6 +76,7 @@ class _GroupStep:
         if key in g.wave_spot_share:
             return "done"
         if g.refresh_id is None or g.wave != self.wave.index:
+            g.reapplied = 0
             self._start()
             return WAITING
         return self._follow()
@@ -96,6 +98,7 @@ class _GroupStep:
         self.g.refresh_id = self.s.groups.start_refresh(self.g.name, warmup)
         self.g.wave, self.g.phase_since, self.g.status, self.g.full_refresh = self.wave.index, iso(self.now), \
             "migrating", False
+        self.g.capacity_at_wave, self.g.distribution = desired, dict(distribution)
         self.g.attempts.append(f"wave {self.wave.index + 1}: {distribution['OnDemandPercentageAboveBaseCapacity']} % "
                                f"on-demand above a base of {distribution['OnDemandBaseCapacity']} "
                                f"(of {desired}); refresh {self.g.refresh_id}")
@@ -119,7 +122,14 @@ class _GroupStep:
         (members skip matching kept), one refresh replaces every member."""
         g = self.g
         spot, members = self.s.groups.spot_share(g.name)
-        target = spot_target(members, self.base, self.wave.percent)
+        if members != g.capacity_at_wave and g.reapplied < MAX_REAPPLIED:  # a scaling policy changed it meanwhile
+            g.reapplied += 1
+            g.attempts.append(f"wave {self.wave.index + 1}: capacity {g.capacity_at_wave} -> {members}: "
+                              "the wave's share is set again for it")
+            self._start()
+            return WAITING
+        target = spot_target(members, self.base, self.wave.percent) if members == g.capacity_at_wave \
+            else spot_count(members, g.distribution)  # it keeps changing: the share the group was given
         if spot < target and not g.full_refresh:
             g.refresh_id = self.s.groups.start_refresh(g.name, MIN_WARMUP_SECONDS, skip_matching=False)
             g.full_refresh, g.phase_since = True, iso(self.now)

@@ -176,16 +176,19 @@ class Ec2Events:
         """EC2 takes the Spot instance back as its request says (or `behaviour`): terminates it, or
         stops it (a persistent request that stops), giving the Spot reason, and sends both state
         changes through the deployed rules. Returns their deliveries, each with its event."""
-        behaviour = behaviour or self._interruption_behaviour(instance_id)
-        states, reason = RECLAIMS[behaviour]
-        ec2 = self.client("ec2")
-        if behaviour == "stop":
-            ec2.stop_instances(InstanceIds=[instance_id])
-        else:
-            ec2.terminate_instances(InstanceIds=[instance_id])
-        instance = ec2_backends[DEFAULT_ACCOUNT_ID][self.region].get_instance(instance_id)
-        instance.state_reason = StateReason(f"{reason}: Spot instance {behaviour}", reason)
-        events = [self.ec2_event(instance_id, "state-change", state) for state in states]
+        # EC2's own change happens between two handler invocations, never during one: moto's
+        # backends are not thread-safe, and a state machine's Lambda task may be running (a re-home)
+        with self.lambdas.exclusive():
+            behaviour = behaviour or self._interruption_behaviour(instance_id)
+            states, reason = RECLAIMS[behaviour]
+            ec2 = self.client("ec2")
+            if behaviour == "stop":
+                ec2.stop_instances(InstanceIds=[instance_id])
+            else:
+                ec2.terminate_instances(InstanceIds=[instance_id])
+            instance = ec2_backends[DEFAULT_ACCOUNT_ID][self.region].get_instance(instance_id)
+            instance.state_reason = StateReason(f"{reason}: Spot instance {behaviour}", reason)
+            events = [self.ec2_event(instance_id, "state-change", state) for state in states]
         return [{**d, "event": _summary(e)} for e in events for d in self.put_ec2_event(e)]
 
     def _interruption_behaviour(self, instance_id: str) -> str:

@@ -220,6 +220,11 @@ class InProcessLambdas:
             self._modules[name] = module
         return self._crashable(name, self._modules[name].lambda_handler)
 
+    def exclusive(self) -> threading.Lock:
+        """Held while no invocation runs (the same lock every invocation holds): for a change the
+        runtime makes to moto's state from outside a handler while executions run in threads."""
+        return self._lock
+
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         name = fn.function_name
         event = lambda_payload(event)

@@ -220,3 +220,13 @@ def test_a_crash_at_any_step_resumes_to_the_same_end(operation, after):
     assert [i.instance_id for i in p.fleet.live()] == [new.instance_id]  # no second successor
     drift = p.migrations.items[MID][DRIFT_MONTHLY_SPOT]
     assert drift == pytest.approx((0.031 - 0.035) * 730, abs=0.01)  # counted once
+
+
+def test_a_rehome_that_stops_before_its_first_step_tells_the_owner_where_the_disks_are(p):
+    original, spot = migrated(p)
+
+    progress = rehomes(p).give_up(MID, original.instance_id, spot, "KeyError: boom")
+
+    assert progress.done and "boom" in (progress.outcome or "")
+    sent = p.notifier.sent[-1]
+    assert sent["event"] == "stateful-rehome-failed" and sent["data"]["holder"] == spot

@@ -51,7 +51,8 @@ def test_a_stateful_spot_instance_interrupted_after_the_migration_moves_its_disk
     assert sent["deliveries"][0]["result"]["action"] == "rehoming"
     reclaimed = [d["event"]["detail-type"] for d in sent["reclaim_deliveries"]]
     assert reclaimed == ["EC2 Instance State-change Notification"] * 2  # stopping, stopped
-    assert ended.status == "SUCCEEDED", records(rt, mid)[iid].attempts
+    told = [n["message"] for n in rt.notifications()][-2:]
+    assert ended.status == "SUCCEEDED", (records(rt, mid)[iid].attempts, told)
     record = records(rt, mid)[iid]
     new = record.replacement_id
     assert new and new != spot and record.rehome is not None and record.rehome.phase == "done", record.attempts

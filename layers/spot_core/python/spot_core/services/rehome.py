@@ -80,6 +80,12 @@ class Rehomes:
         """The state machine's retries are spent: the re-home ends failed, saying where the disks are."""
         record = self.plans.records_by_key([(migration_id, original_id)]).get((migration_id, original_id))
         if record is None or record.rehome is None or record.rehome.interrupted != interrupted:
+            # it stopped before its first step was stored: EC2 keeps the disks on the stopped instance
+            self.notifier.publish(original_id, "stateful-rehome-failed",
+                                  f"the disks of {original_id} did not move on from {interrupted}: {error}"[:300],
+                                  [f"interrupted: {interrupted}", f"the disks stay on {interrupted} (stopped by EC2)"],
+                                  {"migration_id": migration_id, "instance_id": original_id,
+                                   "interrupted": interrupted, "holder": interrupted})
             return RehomeProgress.of(None, error)
         if not record.rehome.ended:
             _Pass(self, migration_id, record, record.rehome).fail(f"the re-home stopped on an error: {error}")

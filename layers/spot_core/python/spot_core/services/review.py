@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from ..domain.analysis import summarize
 from ..domain.asg import GroupRecord
@@ -64,6 +65,11 @@ class Review:
         return payload_verdict(verdict)
 
     # --- consolidation ----------------------------------------------------------------------------
+    def _groups(self, migration_id: str, item: dict[str, Any]) -> list[GroupRecord]:
+        """The plan's groups (no read for a plan the analysis found none for)."""
+        summary = item.get("summary") or {}
+        return self.plans.groups(migration_id) if summary.get("groups") or summary.get("groups_excluded") else []
+
     @staticmethod
     def _waves(records: list[InstanceRecord], groups: list[GroupRecord], request: MigrationRequest
                ) -> tuple[list[WaveSpec], list[InstanceRecord]]:
@@ -78,7 +84,7 @@ class Review:
         missing = missing_agents(verdicts)
         if missing:
             raise MissingVerdicts(f"missing verdict(s) from {', '.join(missing)}")
-        records, groups = self.plans.records(migration_id), self.plans.groups(migration_id)
+        records, groups = self.plans.records(migration_id), self._groups(migration_id, item)
         changed = apply_exclusions(records, verdicts)
         vetoed_by = [v.agent for v in verdicts if not v.approved]
         waves, in_waves = self._waves(records, groups, request) if not vetoed_by else ([], [])

@@ -11,7 +11,8 @@ Context (``cdk.json`` or ``cdk -c key=value``):
 * ``api_account_logging_role`` - ``false`` when the account's API Gateway CloudWatch role is
   managed elsewhere (default ``true``: the stack sets it; see infra/constructs/api.py).
 * ``pricing_source``, ``rebalance_policy``, ``prewarm_seconds``, ``sweeper_mode``,
-  ``sweeper_grace_seconds`` - function settings (see ``infra/constructs/functions.py``).
+  ``sweeper_grace_seconds``, ``fallback_return``, ``fallback_return_min_age_seconds`` - function
+  settings (see ``infra/constructs/functions.py``).
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ class SpotMigrationStack(Stack):
             self, "Interruptions",
             replacer=self.functions.functions["replace_interrupted"], sweeper=self.functions.functions["sweep_orphans"],
             replacer_concurrency=replacer_concurrency,
+            fallback_returner=self.functions.functions["return_fallbacks"],
         )
         self.execution_end = ExecutionEndHandling(
             self, "ExecutionEnd", handler=self.functions.functions["end_execution"],
             state_machine=self.workflow.state_machine, dead_letters=self.interruptions.dead_letters,
+            windows_handler=self.functions.functions["on_demand_windows"],
         )
         self.operations = Operations(
             self, "Operations", storage=self.storage, dead_letters=self.interruptions.dead_letters,

@@ -84,15 +84,29 @@ def _migrate(args: argparse.Namespace) -> int:
     backend = _backend(args)
     body = build_request(args, backend.outputs, dry_run=False)
     started = backend.migrations.start(body)
+    return _started(args, backend, started, body.approval.auto_approve, "Migration")
+
+
+def _revert(args: argparse.Namespace) -> int:
+    from spotctl.request_flags import build_revert
+
+    backend = _backend(args)
+    body = build_revert(args)
+    started = backend.migrations.revert(args.migration_id, body)
+    return _started(args, backend, started, body.approval.auto_approve, f"Revert of {args.migration_id}")
+
+
+def _started(args: argparse.Namespace, backend, started, auto_approve: bool, what_it_is: str) -> int:
+    """What `migrate` and `revert` print once their migration has started (or follow it with --watch)."""
     if args.watch:
         if not args.json:
             what = "started" if started.created else "already started"
-            print(f"Migration {started.migration_id} {what}", file=sys.stderr)
+            print(f"{what_it_is} {started.migration_id} {what}", file=sys.stderr)
         return _follow(args, backend.migrations, started.migration_id)
     what = "started" if started.created else "was already started with this request; nothing new"
     where = " --local" if args.local else ""
-    text = f"Migration {started.migration_id} {what}.\n  follow it:  spotctl watch {started.migration_id}{where}"
-    if not body.approval.auto_approve:
+    text = f"{what_it_is} {started.migration_id} {what}.\n  follow it:  spotctl watch {started.migration_id}{where}"
+    if not auto_approve:
         text += f"\n  it will wait for approval: spotctl approve {started.migration_id}{where}"
     output(args, started.model_dump(mode="json"), text)
     return EXIT_OK
@@ -238,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--asg", action="store_true",
                       help="also seed two Auto Scaling groups (one on a launch template, one on a launch "
                            "configuration) and move them")
+    demo.add_argument("--revert", action="store_true",
+                      help="after the rollout, revert the migrated instances to on-demand (a revert: waves, gates) "
+                           "and return them to Spot (a migration of the reverted instances)")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
     demo.set_defaults(func=run_demo)
 
@@ -256,6 +273,22 @@ def parser() -> argparse.ArgumentParser:
                          help="follow the migration until it ends (exit code = outcome)")
     migrate.add_argument("--interval", type=float, help="seconds between refreshes with --watch")
     migrate.set_defaults(func=_migrate)
+
+    revert = sub.add_parser("revert", parents=[where],
+                            help="move a completed migration's instances back to on-demand (a migration of its own: "
+                                 "waves, gates, approval); `spotctl migrate` brings them back to Spot")
+    revert.add_argument("migration_id", help="the completed migration to revert")
+    revert.add_argument("--instance-id", action="append", metavar="ID",
+                        help="only these (original or current instance ids; repeatable); all by default")
+    revert.add_argument("--id", metavar="REVERT_ID", help="the revert's own id (default: generated)")
+    revert.add_argument("--waves", metavar="10,50,100", help="cumulative wave percentages, the last one 100")
+    revert.add_argument("--bake", metavar="300,600,900", help="bake seconds after each wave")
+    revert.add_argument("--auto-approve", action="store_true", help="skip the customer approval step")
+    revert.add_argument("--approval-timeout", type=int, metavar="SECONDS",
+                        help="how long to wait for a decision (default 86400)")
+    revert.add_argument("--watch", action="store_true", help="follow the revert until it ends (exit code = outcome)")
+    revert.add_argument("--interval", type=float, help="seconds between refreshes with --watch")
+    revert.set_defaults(func=_revert)
 
     for name, approved in (("approve", True), ("reject", False)):
         d = sub.add_parser(name, parents=[where],

@@ -110,13 +110,16 @@ def _report(rt, migration_id: str, args: argparse.Namespace, result, started: fl
     graph = write_graph(rt.operator(), migration_id, args.graph) if args.graph else None
     succeeded = result.status == "SUCCEEDED"
     interruptions = interrupt(rt, migration_id, args.interrupt) if args.interrupt and succeeded else []
-    return build_report(rt.wiring.migrations, rt.wiring.plans, migration_id, {
+    report = build_report(rt.wiring.migrations, rt.wiring.plans, migration_id, {
         "interruptions": interruptions,
         "fleet": f"simulated fleet of {args.instances} instances, seed {args.seed}, embedded runtime",
         "execution_status": result.status, "execution_error": result.error,
         "elapsed": time.perf_counter() - started, "simulated_seconds": rt.virtual_seconds,
         "notifications": [n["subject"] for n in rt.notifications()], "graph": graph,
     })
+    if getattr(args, "revert", False) and succeeded:  # after the migration's own report: its records follow on
+        report["day2"] = revert_and_return(rt, migration_id)
+    return report
 
 
 def interrupt(rt, migration_id: str, count: int) -> list[dict]:
@@ -136,6 +139,39 @@ def interrupt(rt, migration_id: str, count: int) -> list[dict]:
                         "interrupted_pool": f"{record.replacement_type}/{record.replacement_az}",
                         "rule": delivery["rule"], **result})
     return out
+
+
+def revert_and_return(rt, migration_id: str) -> dict:
+    """Day 2: the migration's instances back to on-demand (POST /migrations/{id}/revert, auto-approved
+    here), then back to Spot (a migration of the reverted instances): what each step moved, and how."""
+    from spot_core.domain.request import RevertMigration
+
+    fast = {"waves": [50.0, 100.0], "bake_seconds": [300, 300], "approval": {"auto_approve": True}}
+    revert = rt.operator().revert(migration_id, RevertMigration.model_validate(fast))
+    reverted = rt.wait(revert.migration_id, timeout=300)
+    on_demand = [r for r in rt.records(revert.migration_id) if r.status == "migrated"]
+    returned, back = None, []
+    if reverted.status == "SUCCEEDED" and on_demand:
+        quality = rt.migration(migration_id)["request"]["quality"]
+        returned = rt.run_migration({**fast, "quality": quality, "allow_downtime": True, "selector": {
+            "instance_ids": sorted(r.replacement for r in on_demand)}}, timeout=300)
+        back = [r for r in rt.records(returned.migration_id) if r.status == "migrated"]
+    return {"revert": _moves(rt, revert.migration_id, reverted.status, on_demand),
+            "return": _moves(rt, returned.migration_id, returned.status, back) if returned else None}
+
+
+def _moves(rt, migration_id: str, status: str, moved: list) -> dict:
+    """One day-2 migration: its id and outcome, each instance moved (from, to, market and type), the monthly cost."""
+    item = rt.migration(migration_id)
+    return {"migration_id": migration_id, "status": status, "outcome": item.get("status"),
+            "waves": [w.get("percent") for w in item.get("waves") or []],
+            "gates": [(item.get("wave_results") or {}).get(str(i), {}).get("gate", {}).get("passed")
+                      for i in range(len(item.get("waves") or []))],
+            "monthly_savings": (item.get("summary") or {}).get("monthly_savings"),
+            "moved": [{"from": r.instance_id, "from_type": r.instance_type, "to": r.replacement_id,
+                       "to_type": r.replacement_type, "market": r.replacement_market} for r in moved],
+            "stayed": [{"instance_id": r.instance_id, "reason": r.exclusion_reason, "detail": r.exclusion_detail}
+                       for r in rt.records(migration_id) if not r.eligible]}
 
 
 def _rehomed(rt, migration_id: str, original_id: str, interrupted: str) -> dict:

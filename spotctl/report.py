@@ -65,6 +65,7 @@ def _instance(r: InstanceRecord) -> dict:
         "spot_monthly": round(r.monthly_on_demand - r.monthly_savings, 2) if r.spot_hourly else None,
         "savings_monthly": r.monthly_savings, "savings_pct": r.savings_pct, "wave": r.wave,
         "replacement_id": r.replacement_id, "replacement_type": r.replacement_type, "attempts": r.attempts,
+        "replacement_market": r.replacement_market, "reverted_by": r.reverted_by,
         "mode": r.mode, "carried": r.carry.carried if r.carry else [], "changed": r.carry.changed if r.carry else [],
         "downtime_seconds": r.carry.downtime_seconds if r.carry else 0,
         "moved_addresses": [a.public_ip for a in r.moved_addresses],
@@ -111,6 +112,8 @@ def render(report: dict) -> str:
         sections.insert(5, _groups(report))
     if report.get("interruptions"):
         sections.append(_interruptions(report["interruptions"]))
+    if report.get("day2"):
+        sections.append(_day2(report["day2"]))
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
@@ -223,7 +226,9 @@ def _replacements(instances: list[dict]) -> list[str]:
 def _replacement(i: dict) -> str:
     refused = sum(1 for a in i["attempts"] if a.split(": ")[-1] in CAPACITY_CODES)
     via = f" after {refused} refused pool(s)" if refused else ""
-    spot = f"{i['replacement_id']} ({i['replacement_type']} Spot)"
+    market = "Spot" if i.get("replacement_market", "spot") == "spot" else "on-demand"
+    spot = f"{i['replacement_id']} ({i['replacement_type']} {market})"
+    via += f", reverted by {i['reverted_by']}" if i.get("reverted_by") else ""
     return f"    {i['instance_id']} ({i['type']}) -> {spot}{via}: {i['status']}{_carried(i)}"
 
 
@@ -292,6 +297,21 @@ def _outcome(report: dict) -> list[str]:
 
 def _interruptions(interruptions: list[dict]) -> list[str]:
     return ["6. Spot interruptions (after the rollout)", *(_interruption(i) for i in interruptions)]
+
+
+def _day2(day2: dict) -> list[str]:
+    out = ["7. Day 2: back to on-demand, and back to Spot"]
+    for step, what in (("revert", "Revert to on-demand"), ("return", "Return to Spot")):
+        moves = day2.get(step)
+        if not moves:
+            continue
+        gates = ", ".join("passed" if g else "FAILED" if g is False else "-" for g in moves["gates"])
+        out.append(f"  {what}: {moves['migration_id']} {moves['outcome']} (waves {moves['waves']}, gates {gates}; "
+                   f"plan {_money(moves['monthly_savings'])}/month)")
+        out += [f"    {m['from']} ({m['from_type']}) -> {m['to']} ({m['market']} {m['to_type']})"
+                for m in moves["moved"]]
+        out += [f"    {s['instance_id']} stays: {s['reason']} ({s['detail']})" for s in moves.get("stayed", [])]
+    return out
 
 
 def _interruption(i: dict) -> str:

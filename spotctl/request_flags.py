@@ -63,6 +63,26 @@ def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
         raise UsageError(f"invalid migration request: {_problems(exc)}") from None
 
 
+def build_revert(args: argparse.Namespace):
+    """The revert request from the flags (`spotctl revert`)."""
+    from pydantic import ValidationError
+
+    from spot_core.domain.request import RevertMigration
+
+    body: dict[str, Any] = {"instance_ids": args.instance_id or []}
+    if args.waves:
+        body["waves"] = _numbers(args.waves, float, "--waves")
+    if args.bake:
+        body["bake_seconds"] = _numbers(args.bake, int, "--bake")
+    _approval(_section(body, "approval"), args)
+    if args.id:
+        body["migration_id"] = args.id
+    try:
+        return RevertMigration.model_validate(body)
+    except ValidationError as exc:
+        raise UsageError(f"invalid revert request: {_problems(exc)}") from None
+
+
 def _request_file(path: str | None) -> dict[str, Any]:
     """The --request FILE's fields (none without the flag): a JSON object in UTF-8."""
     if not path:

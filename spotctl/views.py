@@ -60,9 +60,23 @@ def render_status(d: MigrationDetail) -> str:
                    f"on {r.get('instances')} instance(s){groups}")
     out += _retention(d.retention)
     out += _groups(d.groups)
+    out += _day2(d)
     if d.error:
         out.append(f"  error: {d.error}" + (f": {d.cause[:300]}" if d.cause else ""))
     return "\n".join(out)
+
+
+def _day2(d: MigrationDetail) -> list[str]:
+    """A revert says what it reverts; a migration lists its on-demand windows and when they fire next."""
+    out = [f"  reverts migration {d.reverts}: its instances go back to on-demand"] if d.reverts else []
+    if d.windows:
+        out.append("  on-demand windows:")
+    for w in d.windows:
+        out.append(f"    {w.name}: {w.state}; opens {w.start}, closes {w.end} ({w.timezone}); next open "
+                   f"{w.next_open or 'never'}, next close {w.next_close or 'never'}")
+        if w.last_note:
+            out.append(f"      last: {w.last_note}")
+    return out
 
 
 def _groups(groups: list[GroupView]) -> list[str]:

@@ -33,8 +33,11 @@ from spot_core.domain.errors import (
     MigrationNotFound,
     ProbeRefused,
     StartRefused,
+    TransientAwsError,
 )
+from spot_core.domain.fallbacks import is_fallback
 from spot_core.domain.health import HealthProbe, ProbeResult, StatusChecks
+from spot_core.domain.hooks import Checkpoint, HookResult
 from spot_core.domain.instances import CAPACITY_ERRORS, LIVE_STATES, Instance, LaunchSettings, LaunchSpec, TypeTraits
 from spot_core.domain.interruptions import UNCLAIMED
 from spot_core.domain.locks import InstanceLock
@@ -44,6 +47,7 @@ from spot_core.domain.pricing import LINUX, SpotPriceStat
 from spot_core.domain.quality import QualitySample
 from spot_core.domain.refresh import Refresh
 from spot_core.domain.request import MetricQuery, Selector
+from spot_core.domain.spot_options import is_persistent
 from spot_core.domain.stateful import InterfaceAt, VolumeAt
 from spot_core.domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 
@@ -120,15 +124,30 @@ class Everyone(set[str]):
 
 
 class FakeProbes:
-    """SSM Run Command probes: each answers `pending` for `pending_passes` reads, then succeeds,
-    unless its instance is in `failing` (failed) or `refusing` (ProbeRefused at send)."""
+    """SSM Run Command probes (and interruption checkpoints): each answers `pending` for
+    `pending_passes` reads, then succeeds, unless its instance is in `failing` (failed, exit 1),
+    `hanging` (pending for ever) or `refusing` (ProbeRefused at send); `unreachable`: SSM itself
+    fails every call."""
 
     def __init__(self, world: World, pending_passes: int = 1):
         self.world, self.pending_passes = world, pending_passes
         self.sent: list[tuple[str, HealthProbe]] = []
+        self.checkpoints: list[tuple[str, Checkpoint]] = []
         self.failing: set[str] = set()
+        self.hanging: set[str] = set()
         self.refusing: set[str] = set()
+        self.unreachable = False
         self._reads: dict[str, int] = {}
+
+    def send_checkpoint(self, instance_id: str, checkpoint: Checkpoint) -> str:
+        self.world.enter("probes.send_checkpoint")
+        if self.unreachable:
+            raise TransientAwsError("ServiceUnavailable: SSM is unreachable")
+        if instance_id in self.refusing:
+            raise ProbeRefused(f"{instance_id} is not an SSM managed instance")
+        self.checkpoints.append((instance_id, checkpoint))
+        self.world.record("checkpoint", instance_id)
+        return f"checkpoint-{len(self.checkpoints)}"
 
     def send(self, instance_id: str, probe: HealthProbe) -> str:
         self.world.enter("probes.send")
@@ -140,16 +159,44 @@ class FakeProbes:
 
     def results(self, commands: Mapping[str, str]) -> dict[str, ProbeResult]:
         self.world.enter("probes.results")
+        if self.unreachable:
+            raise TransientAwsError("ServiceUnavailable: SSM is unreachable")
         found: dict[str, ProbeResult] = {}
         for instance_id, command in commands.items():
             self._reads[command] = self._reads.get(command, 0) + 1
-            if self._reads[command] <= self.pending_passes:
+            if self._reads[command] <= self.pending_passes or instance_id in self.hanging:
                 found[instance_id] = ProbeResult(state="pending")
             elif instance_id in self.failing:
-                found[instance_id] = ProbeResult(state="failed", detail="Failed (exit 1)")
+                found[instance_id] = ProbeResult(state="failed", detail="Failed (exit 1)", exit_code=1)
             else:
-                found[instance_id] = ProbeResult(state="success")
+                found[instance_id] = ProbeResult(state="success", exit_code=0)
         return found
+
+
+class FakeWebhooks:
+    """Interruption webhooks: `secrets` maps a reference to the URL its secret holds (a missing one:
+    not found); `answers` maps a URL to the HTTP status its receiver answers (200 unless said), or
+    "timeout" (no answer: the call takes its whole timeout). Every call is in `calls`."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.secrets: dict[str, str] = {}
+        self.answers: dict[str, int | str] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # (URL, payload)
+
+    def call(self, reference: str, payload: Mapping[str, Any], timeout_seconds: float) -> HookResult:
+        self.world.enter("webhooks.call")
+        url = self.secrets.get(reference)
+        if url is None:
+            return HookResult(hook="webhook", status="failed", detail="secret not found (ResourceNotFoundException)")
+        self.calls.append((url, copy.deepcopy(dict(payload))))
+        self.world.record("webhook", payload["instance"]["id"])
+        answer = self.answers.get(url, 200)
+        if answer == "timeout":
+            self.world.clock.sleep(timeout_seconds)
+            return HookResult(hook="webhook", status="timed_out", detail=f"no answer within {timeout_seconds:g} s")
+        status = "succeeded" if 200 <= int(answer) < 300 else "failed"
+        return HookResult(hook="webhook", status=status, detail=f"HTTP {answer}")
 
 
 @dataclass
@@ -361,6 +408,13 @@ class FakeFleet:
         for instance_id in instance_ids:
             self.set_tags(instance_id, **tags)
 
+    def untag_all(self, instance_ids: list[str], keys: list[str]) -> None:
+        self.world.enter("fleet.untag_all")
+        for instance_id in instance_ids:
+            entry = self._instances[instance_id]
+            entry.instance = replace(entry.instance, tags={k: v for k, v in entry.instance.tags.items()
+                                                           if k not in keys})
+
     def snapshot_instance(self, instance_id: str, tags: Mapping[str, str]) -> tuple[list[str], int]:
         """One snapshot per volume attached (pending for `snapshot_seconds`, then completed)."""
         self.world.enter("fleet.snapshot_instance")
@@ -439,6 +493,10 @@ class FakeFleet:
     def managed(self) -> list[Instance]:
         return [i for i in self.live() if i.tags.get(MANAGED_TAG) == "true"]
 
+    def fallbacks(self) -> list[Instance]:
+        self.world.enter("fleet.fallbacks")
+        return [i for i in self.live() if is_fallback(i)]
+
     def user_data(self, instance_id: str) -> str | None:
         return self.user_datas.get(instance_id)
 
@@ -505,7 +563,7 @@ class FakeFleet:
                             private_ips=(f"10.0.{index}.99",))
         instance = replace(instance, interfaces=(primary,))
         self._instances[instance.instance_id] = _Ec2Instance(instance, self.world.clock.monotonic(), client_token)
-        if spec.stop_on_interruption:  # tracked: its own root volume, which a stateful move swaps out
+        if is_persistent(spec.interruption_behavior):  # tracked: its own root volume, which a stateful move swaps out
             own = f"vol-own-{instance.instance_id[2:]}"
             self.volume_info[own] = Volume(volume_id=own, device="/dev/xvda", size_gib=8, volume_type="gp3", root=True)
             self.volume_at[own] = VolumeAt("in-use", instance.instance_id, "/dev/xvda", "attached")
@@ -1210,6 +1268,7 @@ class Ports:
     probes: FakeProbes
     rehomes: FakeExecutionStarter = field(default_factory=FakeExecutionStarter)
     autoscaling: FakeAutoScaling | None = None  # set by ports()
+    webhooks: FakeWebhooks | None = None  # set by ports()
 
     @property
     def clock(self) -> FakeClock:
@@ -1227,6 +1286,7 @@ def ports(**fleet_timing: float) -> Ports:
     made.registry.claims = made.claims
     made.plans.migrations = made.migrations
     made.autoscaling = FakeAutoScaling(world)
+    made.webhooks = FakeWebhooks(world)
     made.claims.linked.update(registry=made.registry, pool_memory=made.pool_memory, plans=made.plans,
                               migrations=made.migrations)
     return made

@@ -15,14 +15,15 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from spot_core.entry.event_rules import execution_ended_pattern
+from spot_core.entry.event_rules import execution_ended_pattern, execution_succeeded_pattern
 
 from .interruptions import deliver_failures, event_pattern, rule_target
 
 
 class ExecutionEndHandling(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, handler: lambda_.Function,
-                 state_machine: sfn.StateMachine, dead_letters: sqs.IQueue) -> None:
+                 state_machine: sfn.StateMachine, dead_letters: sqs.IQueue,
+                 windows_handler: lambda_.Function | None = None) -> None:
         super().__init__(scope, construct_id)
         deliver_failures(handler, dead_letters)
         self.rule = events.Rule(
@@ -31,3 +32,12 @@ class ExecutionEndHandling(Construct):
             event_pattern=event_pattern(execution_ended_pattern(state_machine.state_machine_arn)),
         )
         self.rule.add_target(rule_target(handler, dead_letters))
+        if windows_handler is not None:
+            deliver_failures(windows_handler, dead_letters)
+            self.succeeded = events.Rule(
+                self, "ExecutionSucceeded",
+                description="Spot migration executions that succeeded -> on_demand_windows function (schedules a "
+                            "migration's windows; a window's revert or return done lets it go on)",
+                event_pattern=event_pattern(execution_succeeded_pattern(state_machine.state_machine_arn)),
+            )
+            self.succeeded.add_target(rule_target(windows_handler, dead_letters))

@@ -22,13 +22,20 @@ from spot_core.entry.catalog import (
     FunctionSpec,
     tasks_of,
 )
-from spot_core.entry.settings import DEAD_LETTER_QUEUE_URL, load_settings, tunable_defaults
+from spot_core.entry.settings import (
+    DEAD_LETTER_QUEUE_URL,
+    SCHEDULE_GROUP,
+    SCHEDULER_ROLE_ARN,
+    load_settings,
+    tunable_defaults,
+)
 
 from . import nag
 from .layers import ARCHITECTURE, ASSET_EXCLUDES, RUNTIME, Layers
 from .logs import LogGroups
 from .permissions import GrantContext, grant
 from .storage import Storage
+from .windows import WindowScheduling
 
 # Optional variables a catalog entry may ask for (FunctionSpec.environment), with their
 # defaults (spot_core.entry.settings); each can be overridden by CDK context of the same
@@ -70,7 +77,8 @@ class Functions(Construct):
         self._storage = storage
         self._layers = layers
         self._logs = log_groups
-        self._grants = GrantContext(stack=Stack.of(self), storage=storage)
+        self.windows = WindowScheduling(self, "Windows")
+        self._grants = GrantContext(stack=Stack.of(self), storage=storage, windows=self.windows)
         self.settings = self._settings()
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -87,9 +95,12 @@ class Functions(Construct):
         self._grants = dataclasses.replace(self._grants, state_machines=state_machines)
         environment = {MACHINE_ARN_VARIABLES[name]: machine.state_machine_arn
                        for name, machine in state_machines.items()}
+        environment.update({SCHEDULE_GROUP: self.windows.group_name, SCHEDULER_ROLE_ARN: self.windows.role.role_arn})
         for spec in FUNCTIONS:
             if drives_workflow(spec):
                 self.functions[spec.name] = self._function(spec, environment)
+                if SCHEDULE_GROUP in spec.environment:  # its schedules invoke it
+                    self.windows.allow_invoke(self.functions[spec.name])
 
     def by_placeholder(self, state_machine: str) -> dict[str, lambda_.Function]:
         """ASL placeholder (``AnalyzeFunctionArn``) -> function, for the tasks of `state_machine`."""

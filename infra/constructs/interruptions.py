@@ -1,5 +1,6 @@
 """EventBridge rules for Spot interruption warnings, rebalance recommendations and reclaims,
-the interruption queue the replacement Lambda consumes, and the scheduled orphan sweeper.
+the interruption queue the replacement Lambda consumes, the scheduled orphan sweeper, and the
+scheduled job that returns on-demand fallbacks to Spot.
 
 Why an SQS queue between the rules and the function (decided by bench/interruption_bench.py):
 a storm of warnings arrives as batches of up to BATCH_SIZE events, gathered for at most
@@ -19,7 +20,7 @@ older than that is about an instance long gone.
 
 EventBridge's own delivery failures (to the queue, to the sweeper, to the function that ends
 migrations whose execution stopped: infra/constructs/executions.py) go to the same encrypted
-dead-letter queue, and so do the sweeper's failed runs.
+dead-letter queue, and so do the sweeper's (and the fallback return's) failed runs.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from spot_core.entry.settings import DEAD_LETTER_QUEUE_URL
 from . import nag
 
 SWEEP_SCHEDULE = "rate(1 hour)"
+# Fallbacks wait at least FALLBACK_RETURN_MIN_AGE_SECONDS (1 h) on-demand; a run that cannot finish a
+# return within its 900 s leaves the rest to the next, which resumes it.
+FALLBACK_RETURN_SCHEDULE = "rate(15 minutes)"
 ASYNC_RETRIES = 2  # Lambda's own retries of a failed asynchronous invocation
 RULE_RETRIES = 8  # EventBridge's retries when Lambda refuses the delivery (throttled, unavailable)
 MAX_EVENT_AGE = Duration.hours(1)
@@ -97,7 +101,7 @@ def rule_target(function: lambda_.IFunction, dead_letters: sqs.IQueue) -> target
 
 class InterruptionHandling(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, replacer: lambda_.Function, sweeper: lambda_.Function,
-                 replacer_concurrency: int = 20) -> None:
+                 replacer_concurrency: int = 20, fallback_returner: lambda_.Function | None = None) -> None:
         super().__init__(scope, construct_id)
 
         self.key = kms.Key(self, "DeadLetterKey", description="Encrypts the interruption dead-letter queue",
@@ -140,6 +144,18 @@ class InterruptionHandling(Construct):
                                                           retry_attempts=ASYNC_RETRIES))
         # A sweep that fails in the function (not in delivery) is retried, then kept with its error.
         deliver_failures(sweeper, self.dead_letters)
+        self.fallback_return_rule = None if fallback_returner is None else self._scheduled(
+            "FallbackReturn", "Returns on-demand fallbacks to Spot once a healthy pool has capacity",
+            FALLBACK_RETURN_SCHEDULE, fallback_returner)
+
+    def _scheduled(self, rule_id: str, description: str, schedule: str, function: lambda_.Function) -> events.Rule:
+        """A function on an EventBridge schedule, as the sweeper: failed deliveries and failed runs are
+        retried, then kept with their error in the dead-letter queue."""
+        rule = events.Rule(self, rule_id, description=description, schedule=events.Schedule.expression(schedule))
+        rule.add_target(targets.LambdaFunction(function, dead_letter_queue=self.dead_letters,
+                                               retry_attempts=ASYNC_RETRIES))
+        deliver_failures(function, self.dead_letters)
+        return rule
 
     def _queue(self, replacer: lambda_.Function, concurrency: int) -> sqs.Queue:
         """The interruption queue, consumed by the replacement function in batches (see the

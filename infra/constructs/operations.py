@@ -33,6 +33,8 @@ ALARMED_FUNCTIONS = {
     "replace_interrupted": "Interruption warnings or rebalance recommendations were not handled; the events are "
                            "retried, then kept with their error in the dead-letter queue.",
     "sweep_orphans": "The orphan sweep failed; orphaned instances may keep running unnoticed.",
+    "return_fallbacks": "Returning on-demand fallbacks to Spot failed; they keep running on-demand (a return "
+                        "left unfinished is resumed by the next run).",
     "end_execution": "A migration whose execution failed, timed out or was aborted could not be ended: its status "
                      "and instance locks may be stale.",
 }

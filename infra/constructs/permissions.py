@@ -22,12 +22,14 @@ from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 
+from spot_core.domain.hooks import DOCUMENT_NAME_PREFIX, PARAMETER_PREFIX, SECRET_PREFIX
 from spot_core.domain.retention import STOPPED_BY_TAG
-from spot_core.domain.tags import GROUP_TAGS, MANAGED_TAG, OPT_IN_TAG
+from spot_core.domain.tags import GROUP_TAGS, MANAGED_TAG, OPT_IN_TAG, RETIRED_BY_TAG
 from spot_core.entry.catalog import MIGRATION_MACHINE, REHOME_MACHINE
 
 from .nag import arn_ref, attr_ref, scoped_arn
 from .storage import Storage
+from .windows import WindowScheduling
 
 Findings = dict[str, str]
 
@@ -42,6 +44,7 @@ class GrantContext:
     # Set once the state machines exist (they need the task functions first), by catalog name;
     # only the functions that drive a workflow (workflow:* capabilities) are granted after that.
     state_machines: Mapping[str, sfn.StateMachine] = field(default_factory=dict)
+    windows: WindowScheduling | None = None  # the on-demand windows' schedule group and Scheduler's role
 
     def workflow(self, name: str = MIGRATION_MACHINE) -> sfn.StateMachine:
         if name not in self.state_machines:
@@ -96,6 +99,9 @@ def _ec2_migrate(ctx: GrantContext, role: iam.Role) -> Findings:
         iam.PolicyStatement(sid="TagManagedReplacements", actions=["ec2:CreateTags"], resources=[instance],
                             conditions={**managed,
                                         "ForAllValues:StringNotEquals": {"aws:TagKeys": [MANAGED_TAG]}}),
+        # A rollback of a revert: the Spot instances it brings back serve again (no longer retired).
+        iam.PolicyStatement(sid="UntagRetiredManaged", actions=["ec2:DeleteTags"], resources=[instance],
+                            conditions={**managed, "ForAllValues:StringEquals": {"aws:TagKeys": [RETIRED_BY_TAG]}}),
         iam.PolicyStatement(sid="StartStopOptedIn", actions=["ec2:StartInstances", "ec2:StopInstances"],
                             resources=[instance], conditions=opted_in),
         iam.PolicyStatement(sid="StartStopManaged", actions=["ec2:StartInstances", "ec2:StopInstances"],
@@ -252,6 +258,48 @@ def _ssm_probe(ctx: GrantContext, role: iam.Role) -> Findings:
             f"Replacements are launched at run time; Run Command only on instances tagged {MANAGED_TAG}=true."),
         "Resource::*": NO_RESOURCE_LEVEL.format(actions="ssm:GetCommandInvocation"),
     }
+
+
+def _ssm_checkpoint(ctx: GrantContext, role: iam.Role) -> Findings:
+    """Interruption checkpoints: AWS-RunShellScript, or the account's own documents named
+    spot-migration-*, on the product's managed instances only."""
+    documents = [ctx.stack.format_arn(service="ssm", account="", resource="document",
+                                      resource_name="AWS-RunShellScript", arn_format=ArnFormat.SLASH_RESOURCE_NAME),
+                 ctx.stack.format_arn(service="ssm", resource="document", resource_name=f"{DOCUMENT_NAME_PREFIX}*",
+                                      arn_format=ArnFormat.SLASH_RESOURCE_NAME)]
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CheckpointDocuments", actions=["ssm:SendCommand"], resources=documents))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CheckpointManagedInstances", actions=["ssm:SendCommand"], resources=[ctx.arn("ec2", "instance")],
+        conditions={"StringEquals": {f"ssm:resourceTag/{MANAGED_TAG}": "true"}}))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="CheckpointResults", actions=["ssm:GetCommandInvocation"], resources=["*"]))
+    return {
+        f"Resource::{scoped_arn('ec2', 'instance/*')}": (
+            f"Interrupted instances are known at run time; Run Command only on instances tagged {MANAGED_TAG}=true."),
+        f"Resource::{scoped_arn('ssm', f'document/{DOCUMENT_NAME_PREFIX}*')}": (
+            f"Checkpoint documents are the customer's, named per instance at run time; only this account's "
+            f"documents named {DOCUMENT_NAME_PREFIX}* (the request and tags accept no other name)."),
+        "Resource::*": NO_RESOURCE_LEVEL.format(actions="ssm:GetCommandInvocation"),
+    }
+
+
+def _secrets_webhook(ctx: GrantContext, role: iam.Role) -> Findings:
+    """Interruption webhooks: their URLs are read from secrets named spot-migration/* or SecureString
+    parameters under /spot-migration/ (the request and tags accept no other name)."""
+    secrets = ctx.stack.format_arn(service="secretsmanager", resource="secret", resource_name=f"{SECRET_PREFIX}*",
+                                   arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    parameters = ctx.stack.format_arn(service="ssm", resource="parameter", resource_name=f"{PARAMETER_PREFIX[1:]}*",
+                                      arn_format=ArnFormat.SLASH_RESOURCE_NAME)
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ReadWebhookSecrets", actions=["secretsmanager:GetSecretValue"], resources=[secrets]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="ReadWebhookParameters", actions=["ssm:GetParameter"], resources=[parameters]))
+    reason = ("Webhook URLs are kept by the customer, one secret per webhook, named at run time; only secrets "
+              f"named {SECRET_PREFIX}* and parameters under {PARAMETER_PREFIX} of this account and region. A "
+              "customer-managed KMS key must allow the function's role in its key policy (no kms:Decrypt here).")
+    return {f"Resource::{scoped_arn('secretsmanager', f'secret:{SECRET_PREFIX}*')}": reason,
+            f"Resource::{scoped_arn('ssm', f'parameter{PARAMETER_PREFIX}*')}": reason}
 
 
 def _autoscaling_read(ctx: GrantContext, role: iam.Role) -> Findings:
@@ -414,6 +462,24 @@ def _workflow_read(ctx: GrantContext, role: iam.Role) -> Findings:
         "Executions are named after migration ids chosen at run time; only executions of this state machine.")}
 
 
+def _scheduler_windows(ctx: GrantContext, role: iam.Role) -> Findings:
+    """The windows' schedules: made, changed and deleted in the stack's schedule group only (Scheduler
+    schedules take no tags, so the group is their scope), invoking with the role made for it."""
+    if ctx.windows is None:
+        raise ValueError("scheduler:windows needs the window scheduling construct")
+    arns = ctx.windows.schedule_arns()
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="WindowSchedules", actions=["scheduler:CreateSchedule", "scheduler:UpdateSchedule",
+                                        "scheduler:DeleteSchedule", "scheduler:GetSchedule"],
+        resources=[arns]))
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="PassSchedulerRole", actions=["iam:PassRole"], resources=[ctx.windows.role.role_arn],
+        conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}))
+    return {f"Resource::{scoped_arn('scheduler', f'schedule/{ctx.windows.group_name}/*')}": (
+                "Schedule names are made at run time (one per window side of each migration); every one is in "
+                "the stack's own schedule group, and Scheduler schedules take no tags to condition on.")}
+
+
 def _workflow_decide(ctx: GrantContext, role: iam.Role) -> Findings:
     role.add_to_principal_policy(iam.PolicyStatement(
         sid="CompleteApprovalTask", actions=["states:SendTaskSuccess"], resources=["*"],
@@ -431,6 +497,8 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "ec2:carry": _ec2_carry,
     "ec2:retire-originals": _ec2_retire_originals,
     "ssm:probe": _ssm_probe,
+    "ssm:checkpoint": _ssm_checkpoint,
+    "secrets:webhook": _secrets_webhook,
     "iam:pass": _iam_pass,
     "autoscaling:read": _autoscaling_read,
     "autoscaling:migrate": _autoscaling_migrate,
@@ -445,6 +513,7 @@ CAPABILITIES: dict[str, Callable[[GrantContext, iam.Role], Findings]] = {
     "workflow:rehome": _workflow_rehome,
     "workflow:read": _workflow_read,
     "workflow:decide": _workflow_decide,
+    "scheduler:windows": _scheduler_windows,
 }
 
 

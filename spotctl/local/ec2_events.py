@@ -41,6 +41,7 @@ LATE_ATTEMPT = 3
 RECLAIMS = {
     "terminate": (("shutting-down", "terminated"), "Server.SpotInstanceTermination"),
     "stop": (("stopping", "stopped"), "Server.SpotInstanceShutdown"),
+    "hibernate": (("stopping", "stopped"), "Server.SpotInstanceShutdown"),  # a hibernated instance is stopped
 }
 
 
@@ -182,8 +183,8 @@ class Ec2Events:
             behaviour = behaviour or self._interruption_behaviour(instance_id)
             states, reason = RECLAIMS[behaviour]
             ec2 = self.client("ec2")
-            if behaviour == "stop":
-                ec2.stop_instances(InstanceIds=[instance_id])
+            if behaviour in ("stop", "hibernate"):
+                ec2.stop_instances(InstanceIds=[instance_id], Hibernate=behaviour == "hibernate")
             else:
                 ec2.terminate_instances(InstanceIds=[instance_id])
             instance = ec2_backends[DEFAULT_ACCOUNT_ID][self.region].get_instance(instance_id)

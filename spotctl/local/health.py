@@ -7,7 +7,8 @@ GetCommandInvocation "Success" at once, without an agent. Here, as on AWS:
   `status_check_seconds`, then `ok`; or `impaired` once initialized, by fault (`impair`);
 - a probe (an SSM command) is `InProgress` for `probe_seconds`, then `Success`, or `Failed`
   with exit code 1 (`fail_probes`), or `TimedOut` at its execution timeout (`time_out_probes`);
-- SendCommand to an instance that is not running answers InvalidInstanceId.
+- SendCommand to an instance that is not running answers InvalidInstanceId;
+- an interruption checkpoint is a command like a probe (an SSM document's run: faults match its name).
 
 Time is the runtime's (`runtime_clock`): real time plus the fast-forwarded Waits, or the timing
 simulator's virtual clock. An instance's checks start when it entered `running`: the moment
@@ -156,7 +157,8 @@ class HealthSimulator:
         now = self.clock()
         with self._lock:
             for instance in instances:
-                outcome = self._outcome(instance.id, instance.instance_type, text)
+                # a document's run (an interruption checkpoint) is matched by the document's name
+                outcome = self._outcome(instance.id, instance.instance_type, text or str(command.document_name))
                 record = SentCommand(command.command_id, instance.id, instance.instance_type,
                                      str(command.document_name), text, now, timeout, outcome)
                 self.commands.append(record)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -141,6 +142,17 @@ class SpotMarket:
             raise EC2ClientError(rule["code"], "There is no Spot capacity available that matches your request "
                                                f"({instance_type} in {availability_zone}).")
 
+    def check_max_price(self, instance_type: str, availability_zone: str, max_price: str | None,
+                        product: str = LINUX) -> None:
+        """EC2 refuses a Spot launch whose max price is below the pool's Spot price now."""
+        if max_price is None:
+            return
+        price = self.price(instance_type, availability_zone, hour=int(time.time() // 3600), product=product)
+        if price is not None and float(max_price) < price:
+            self.refused.append((instance_type, availability_zone, "SpotMaxPriceTooLow"))
+            raise EC2ClientError("SpotMaxPriceTooLow", f"Your Spot request price of {max_price} is lower than the "
+                                 f"minimum required Spot request fulfillment price of {price:.6f}.")
+
     # --- wiring into moto -----------------------------------------------------------
     def install(self) -> None:
         market = self
@@ -188,6 +200,9 @@ class SpotMarket:
                 if not az and kwargs.get("subnet_id"):
                     az = backend.get_subnet(kwargs["subnet_id"]).availability_zone
                 market.check_launch(kwargs.get("instance_type", "m1.small"), az)
+                market.check_max_price(kwargs.get("instance_type", "m1.small"), az,
+                                       (getattr(_request, "spot_options", None) or {}).get("MaxPrice"),
+                                       market.billing(image_id, _image_platform(backend, image_id))[0])
             reservation = original_run(backend, image_id, count, user_data, security_group_names, **kwargs)
             spot = getattr(_request, "spot_options", None) if kwargs.get("instance_market_options") else None
             if spot is not None:
@@ -204,7 +219,7 @@ class SpotMarket:
 
             response._get_param = get_param  # type: ignore[method-assign]  # this request only
             _request.spot_options = {k: get(f"InstanceMarketOptions.SpotOptions.{k}")
-                                     for k in ("SpotInstanceType", "InstanceInterruptionBehavior")
+                                     for k in ("SpotInstanceType", "InstanceInterruptionBehavior", "MaxPrice")
                                      if get(f"InstanceMarketOptions.SpotOptions.{k}")}  # moto passes the market only
             try:
                 return original_response(response)
@@ -262,7 +277,8 @@ def _spot_request(backend: Any, instance: Any, options: dict[str, Any], tags: di
     is kept, fulfilled, for the instance, so DescribeInstances names it and it can be described and
     cancelled (a persistent one, left open, would launch its instance again)."""
     request = _Fulfilled(
-        instance, ec2_backend=backend, spot_request_id=random_spot_request_id(), price="", image_id=instance.image_id,
+        instance, ec2_backend=backend, spot_request_id=random_spot_request_id(), price=options.get("MaxPrice", ""),
+        image_id=instance.image_id,
         spot_instance_type=options.get("SpotInstanceType", "one-time"), valid_from=None, valid_until=None,
         launch_group=None, availability_zone_group=None, key_name=instance.key_name, security_groups=[],
         user_data=None, instance_type=instance.instance_type, placement=None, kernel_id=None, ramdisk_id=None,
@@ -329,6 +345,11 @@ def _as_datetime(value: Any) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return datetime.fromtimestamp(float(text), UTC)
+
+
+def _image_platform(backend: Any, image_id: str) -> str | None:
+    image = getattr(backend, "amis", {}).get(image_id)
+    return getattr(image, "platform", None) or None
 
 
 def _instance_image(instance: Any) -> str:

@@ -49,8 +49,8 @@ from spot_core.entry.catalog import (
     SERVICE_NAME,
     tasks_of,
 )
-from spot_core.entry.event_rules import EXECUTION_STATUS_CHANGE, execution_ended_pattern
-from spot_core.entry.settings import load_settings, tunable_defaults
+from spot_core.entry.event_rules import EXECUTION_STATUS_CHANGE, execution_ended_pattern, execution_succeeded_pattern
+from spot_core.entry.settings import SCHEDULE_GROUP, SCHEDULER_ROLE_ARN, load_settings, tunable_defaults
 from spot_core.entry.wiring import Wiring
 from spot_core.services.migrations import Migrations
 
@@ -60,6 +60,7 @@ from .ec2_events import Ec2Events
 from .health import HealthSimulator
 from .lambdas import InProcessLambdas, lambda_payload
 from .market import SpotMarket
+from .scheduler import LocalScheduler
 from .timing import TimingModel, TimingSimulator
 from .workload import FleetSimulator
 
@@ -70,6 +71,7 @@ TOPIC_NAME = "spot-migration-notifications"
 STATE_MACHINE_NAME = "spot-migration"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 END_EXECUTION = "spot-migration-end_execution"
+WINDOWS = "spot-migration-on_demand_windows"  # schedules a completed migration's windows
 
 
 @dataclass
@@ -129,6 +131,7 @@ class LocalRuntime(Ec2Events):
         self._inbox: list[dict] = []
         self._ending: set[str] = set()  # executions whose status change is being delivered
         self.execution_events: list[dict] = []  # what the execution-status rule delivered, and the answer
+        self.scheduler = LocalScheduler(self)  # EventBridge Scheduler: the windows' schedules on its own clock
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> LocalRuntime:
@@ -234,9 +237,9 @@ class LocalRuntime(Ec2Events):
                        "name": execution.name, "status": status, "error": execution.error,
                        "cause": execution.cause},
         }
-        pattern = EventPattern.load(json.dumps(execution_ended_pattern(self.state_machine_arn)))
-        if pattern.matches_event(event):
-            self.execution_events.append({"function": END_EXECUTION, **self.invoke_async(END_EXECUTION, event)})
+        for function, rule in ((END_EXECUTION, execution_ended_pattern), (WINDOWS, execution_succeeded_pattern)):
+            if EventPattern.load(json.dumps(rule(self.state_machine_arn))).matches_event(event):
+                self.execution_events.append({"function": function, **self.invoke_async(function, event)})
 
     def _wait(self, seconds: float) -> None:
         """A fast-forwarded Wait state: the service plays `seconds` of traffic at once."""
@@ -272,6 +275,10 @@ class LocalRuntime(Ec2Events):
         self.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
         self.dlq_url = self.client("sqs").create_queue(QueueName="spot-migration-interruptions-dlq")["QueueUrl"]
         self.create_interruption_queue()
+        scheduler_role = self.client("iam").create_role(RoleName="spot-migration-scheduler",
+                                                        AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        self.lambdas.environment.update({SCHEDULE_GROUP: self.scheduler.create_group(),
+                                         SCHEDULER_ROLE_ARN: scheduler_role})
 
         self.lambdas.environment.update({
             **tunable_defaults(), "TABLE_NAME": TABLE_NAME, "TOPIC_ARN": self.topic_arn,

@@ -127,8 +127,8 @@ def test_the_run_instances_request_copies_every_setting():
     on_demand = run_instances_request(LaunchSpec.replacing(source, pool, {}, None, market="on-demand"), "t")
     assert "InstanceMarketOptions" not in on_demand and "UserData" not in on_demand
     assert [t["ResourceType"] for t in on_demand["TagSpecifications"]] == ["instance", "volume"]
-    stateful = run_instances_request(replace(LaunchSpec.replacing(source, pool, {}, None), stop_on_interruption=True),
-                                     "t")
+    stopping = replace(LaunchSpec.replacing(source, pool, {}, None), interruption_behavior="stop")
+    stateful = run_instances_request(stopping, "t")
     assert stateful["InstanceMarketOptions"]["SpotOptions"] == {"SpotInstanceType": "persistent",
                                                                  "InstanceInterruptionBehavior": "stop"}
 

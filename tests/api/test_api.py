@@ -170,6 +170,10 @@ BAD_REQUESTS = [
     ("POST", "/migrations/m-1/approve", {"body": [None]}, "body"),
     ("POST", "/migrations/m-1/reject", {"body": [{"reason": "no"}]}, "body"),
     ("POST", "/migrations/m-1/reject", {"body": "[" * 100_000}, "body"),
+    ("POST", "/migrations/m-1/revert", {"body": {"instance_ids": ["vol-1"]}}, "body.instance_ids"),
+    ("POST", "/migrations/m-1/revert", {"body": {"selector": {}}}, "body.selector"),
+    ("POST", "/migrations/m-1/revert", {"body": {"migration_id": "bad id"}}, "body.migration_id"),
+    ("POST", "/migrations/m-1/revert", {"body": {"waves": [50]}}, "body.waves"),
 ]
 
 
@@ -305,7 +309,8 @@ def test_unknown_migration_is_404(rt):
     before = state(rt)
     for method, path, body in (("GET", "/migrations/nope", None), ("GET", "/migrations/nope/plan", None),
                                ("POST", "/migrations/nope/approve", None),
-                               ("POST", "/migrations/nope/reject", {"reason": "no"})):
+                               ("POST", "/migrations/nope/reject", {"reason": "no"}),
+                               ("POST", "/migrations/nope/revert", None)):
         reply = call(rt, method, path, body=body)
         assert reply.status == 404, (path, reply.text)
         assert reply.json == {"message": "no migration 'nope'"}
@@ -378,6 +383,14 @@ def test_decisions_on_a_migration_not_waiting_are_409(rt, dry_run):
         assert reply.json == {"message": f"migration {dry_run!r} is planned, not awaiting approval: it needs no "
                                          "decision (auto_approve or dry run)", "status": "planned", "retry": False}
         assert "Retry-After" not in reply.headers
+    assert state(rt) == before
+
+
+def test_only_a_completed_migration_is_reverted_409_otherwise(rt, dry_run):
+    before = state(rt)
+    reply = call(rt, "POST", f"/migrations/{dry_run}/revert", body={"approval": {"auto_approve": True}})
+    assert reply.status == 409, reply.text
+    assert "only a completed migration can be reverted" in reply.json["message"]
     assert state(rt) == before
 
 

@@ -28,7 +28,10 @@ ROUTES = {
         ("rejectMigration", "Rejection", {200: "DecisionResult"}, {400, 403, 404, 409}),
     ("post", "/migrations/{migration_id}/retention"):
         ("setRetention", "RetentionChange", {200: "Retention"}, {400, 403, 404, 409}),
+    ("post", "/migrations/{migration_id}/revert"):
+        ("revertMigration", "RevertMigration", {201: "Started", 200: "Started"}, {400, 403, 404, 409}),
 }
+OPTIONAL_BODIES = ("Decision", "RevertMigration")  # approve, and revert (everything by default)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def test_models_and_responses_of_each_route(document, route):
     if body:
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         assert f"{REF}{body}" in json.dumps(schema)
-        assert operation["requestBody"].get("required", False) is (body != "Decision")  # approve: body optional
+        assert operation["requestBody"].get("required", False) is (body not in OPTIONAL_BODIES)
     else:
         assert "requestBody" not in operation
 

@@ -39,6 +39,20 @@ def test_demo_asg_moves_both_groups_and_reports_their_configuration_before_and_a
         assert seen["after"]["spot_members"] == 0 and seen["after"]["members"] == seen["before"]["desired"]
 
 
+def test_demo_revert_shows_a_migration_a_revert_and_a_return(capsys):
+    assert main(["demo", "--instances", "5", "--revert", "--json", "--graph", ""]) == 0
+    report = json.loads(capsys.readouterr().out)
+    moved = {i["replacement_id"] for i in report["instances"] if i["status"] == "migrated"}
+    revert, back = report["day2"]["revert"], report["day2"]["return"]
+    assert revert["outcome"] == "completed" and back["outcome"] == "completed"
+    # the stateless Spot instances went back on-demand; the database (moved with its disks) stayed, with why
+    assert {m["from"] for m in revert["moved"]} | {s["instance_id"] for s in revert["stayed"]} == moved
+    assert all(m["market"] == "on-demand" and m["to_type"] == m["from_type"] for m in revert["moved"])
+    assert {s["reason"] for s in revert["stayed"]} <= {"stateful_revert"}
+    assert {m["from"] for m in back["moved"]} == {m["to"] for m in revert["moved"]}
+    assert all(m["market"] == "spot" for m in back["moved"])
+
+
 def test_demo_reject_exits_non_zero_and_changes_nothing(capsys):
     assert main(["demo", "--instances", "5", "--reject", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)

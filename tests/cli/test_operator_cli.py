@@ -101,6 +101,9 @@ def test_reject_needs_a_reason_and_exits_non_zero(service, capsys):
     (["plan", "--threshold", "0"], 2, "threshold_pct"),
     (["list", "--status", "sleeping"], 2, "unknown status"),
     (["list", "--next-token", "garbage"], 2, "next_token is not valid"),
+    (["revert", "no-such-migration"], 3, "no migration 'no-such-migration'"),
+    (["revert", "x", "--instance-id", "i-nothex"], 2, "not EC2 instance ids"),
+    (["revert", "x", "--waves", "50"], 2, "the last wave must be 100"),
 ])
 def test_bad_input_is_a_clear_error_and_starts_nothing(service, capsys, argv, code, message):
     before = executions(capsys)
@@ -220,6 +223,27 @@ def test_migrate_is_idempotent_by_id_and_refuses_a_reused_id(service, capsys):
     code, out, _ = run(capsys, "watch", "cli-idem", "--local", "--interval", "0.2")
     assert code == 1 and "VETO" in out
     assert status(capsys, "cli-idem")["status"] == "vetoed"
+
+
+def test_revert_moves_a_completed_migration_back_to_on_demand_and_migrate_returns_it(service, capsys):
+    code, _, err = run(capsys, "revert", "cli-idem", "--local")
+    assert code == 4 and "only a completed migration can be reverted" in err
+
+    code, out, _ = run(capsys, "revert", "cli-approve", "--local", "--id", "cli-revert", "--waves", "100",
+                       "--bake", "60", "--auto-approve", "--watch", "--interval", "0.2")
+    assert code == 0, out
+    detail = status(capsys, "cli-revert")
+    assert detail["status"] == "completed" and detail["reverts"] == "cli-approve"
+    code, text, _ = run(capsys, "status", "cli-revert", "--local")
+    assert "reverts migration cli-approve" in text
+    code, out, _ = run(capsys, "plan", "--local", "--id", "cli-after-revert", "--json")
+    back = [p["instance_id"] for p in json.loads(out)["plan"] if p["eligible"]]
+    assert back  # the reverted instances are on-demand candidates again
+
+    named = [flag for i in back for flag in ("--instance-id", i)]
+    code, out, _ = run(capsys, "migrate", "--local", "--id", "cli-return", "--waves", "100", "--bake", "60",
+                       "--auto-approve", "--watch", "--interval", "0.2", *named)
+    assert code == 0 and status(capsys, "cli-return")["status"] == "completed"
 
 
 def test_local_status_and_help(service, capsys):

@@ -636,3 +636,59 @@ def test_end_execution_refuses_a_status_change_it_has_no_business_with(runtime, 
     event["detail"]["status"] = status
     with pytest.raises(InvalidEvent):
         invoke(runtime, "end_execution", event)
+
+
+# --- on-demand windows ---------------------------------------------------------------------------------------------
+WINDOW = {"name": "month-end", "start": "cron(0 18 L * ? *)", "end": "cron(0 8 1 * ? *)", "timezone": "Europe/Paris"}
+
+
+def test_a_migration_that_succeeded_with_windows_gets_its_schedules(runtime):
+    event = load_event("execution_succeeded")
+    mid = event["detail"]["name"] = "demo-window-0001"  # its own migration in the module's runtime
+    runtime.wiring.migrations.create(mid, parse_request({"windows": [WINDOW]}).model_dump(), status="completed")
+
+    result = invoke(runtime, "on_demand_windows", event, FakeContext("on_demand_windows"))
+
+    assert len(result["scheduled"]) == 2
+    targets = {s["Target"]["Arn"] for s in runtime.scheduler.schedules()}
+    assert targets == {FakeContext("on_demand_windows").invoked_function_arn}
+
+
+def test_a_window_of_a_completed_migration_starts_its_revert(runtime):
+    event = {**load_event("on_demand_window"), "migration_id": "demo-window-0002"}
+    runtime.wiring.migrations.create(event["migration_id"], parse_request({"windows": [WINDOW]}).model_dump(),
+                                     status="completed")
+    runtime.wiring.migrations.update(event["migration_id"], finished_at="2026-12-01T00:00:00+00:00")
+
+    result = invoke(runtime, "on_demand_windows", event)
+
+    assert result["started"] and result["action"] == "open"
+    assert runtime.migration(event["migration_id"])["windows_state"]["revert_id"] == result["started"]
+    runtime.wait(result["started"])
+
+
+@pytest.mark.parametrize("change", [{"action": "toggle"}, {"window": None}, {"migration_id": "bad id"}])
+def test_a_malformed_window_event_is_refused_and_changes_nothing(runtime, change):
+    event = {**load_event("on_demand_window"), **change}
+    before = world(runtime)
+    with pytest.raises(InvalidEvent):
+        invoke(runtime, "on_demand_windows", event)
+    assert world(runtime) == before
+
+
+# --- the scheduled return of on-demand fallbacks ---------------------------------------------------------------
+def test_return_fallbacks_runs_on_its_scheduled_event_and_changes_nothing_without_a_fallback(runtime):
+    before = world(runtime)
+
+    report = invoke(runtime, "return_fallbacks", load_event("return_fallbacks"))
+
+    assert report == {"enabled": True, "fallbacks": 0, "returned": [], "left_alone": []}
+    assert world(runtime) == before
+
+
+@pytest.mark.parametrize("event", [{}, {"detail-type": "Scheduled Event"}, []], ids=["empty", "partial", "list"])
+def test_return_fallbacks_rejects_what_is_not_a_scheduled_event(runtime, event):
+    before = world(runtime)
+    with pytest.raises(InvalidEvent):
+        invoke(runtime, "return_fallbacks", event)
+    assert world(runtime) == before

@@ -49,7 +49,7 @@ def dimensions(props: dict) -> dict[str, Any]:
 # --- alarms ------------------------------------------------------------------------------
 
 EXPECTED_ALARMS = {
-    "DeadLetters", "ReplaceInterruptedErrors", "SweepOrphansErrors", "EndExecutionErrors",
+    "DeadLetters", "ReplaceInterruptedErrors", "SweepOrphansErrors", "ReturnFallbacksErrors", "EndExecutionErrors",
     "ExecutionsTimedOut", "ExecutionsAborted", "RollbackFailed", "OrphansFound",
 }
 
@@ -74,7 +74,7 @@ def test_dead_letter_alarm_watches_the_queue_depth(stack, alarms):
         "QueueName": {"Fn::GetAtt": [logical_id(stack, stack.interruptions.dead_letters), "QueueName"]}}
 
 
-@pytest.mark.parametrize("function", ["replace_interrupted", "sweep_orphans", "end_execution"])
+@pytest.mark.parametrize("function", ["replace_interrupted", "sweep_orphans", "return_fallbacks", "end_execution"])
 def test_function_error_alarms(function, stack, alarms):
     stem = "".join(p.capitalize() for p in function.split("_"))
     props = alarms[f"{stem}Errors"]
@@ -216,7 +216,7 @@ def invoke_config(stack, resources, function: str) -> dict:
     return config
 
 
-@pytest.mark.parametrize("function", ["sweep_orphans", "end_execution"])  # replace_interrupted: a queue consumer
+@pytest.mark.parametrize("function", ["sweep_orphans", "return_fallbacks", "end_execution"])  # not a queue consumer
 def test_failed_invocations_are_retried_then_kept_in_the_dead_letter_queue(function, stack, resources,
                                                                             statements_by_role):
     config = invoke_config(stack, resources, function)
@@ -259,7 +259,8 @@ def test_end_execution_rule(stack, resources):
     machine = {"Ref": logical_id(stack, stack.workflow.state_machine)}
     ender = {"Fn::GetAtt": [logical_id(stack, stack.functions.functions["end_execution"]), "Arn"]}
     [rule] = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
-              if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]]
+              if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+              and r["Properties"]["EventPattern"]["detail"]["status"] != ["SUCCEEDED"]]
     assert rule["EventPattern"] == {
         "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
         "detail": {"status": list(UNFINISHED_END_STATUSES), "stateMachineArn": [machine]},

@@ -103,7 +103,8 @@ def test_powertools_layer_resolved_at_deploy_time_from_the_pinned_release(templa
 
 def test_functions_have_own_roles_without_managed_policies(resources):
     roles = of_type(resources, "AWS::IAM::Role")
-    assert len(roles) == len(FUNCTIONS) + 3  # + the two state machines' and API Gateway's account logging role
+    # + the two state machines', API Gateway's account logging role and the one Scheduler invokes the windows with
+    assert len(roles) == len(FUNCTIONS) + 4
     assert not any("ManagedPolicyArns" in r["Properties"] for r in roles.values())
     lambda_roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0]
                     for fn in of_type(resources, "AWS::Lambda::Function").values()]
@@ -310,11 +311,15 @@ def test_tags_only_at_launch_or_on_opted_in_originals_or_managed_replacements_ne
         assert at_launch or on_original or on_replacement or snapshot_at_creation or template_at_creation, statement
 
 
-def test_pass_role_only_to_ec2(statements):
+def test_pass_role_only_to_ec2_and_the_windows_role_to_scheduler(stack, statements):
     pass_role = with_action(statements, "iam:PassRole")
     assert pass_role
+    scheduler_role = {"Fn::GetAtt": [logical_id(stack, stack.functions.windows.role), "Arn"]}
     for statement in pass_role:
-        assert statement.get("Condition") == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+        if statement.get("Condition") == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}:
+            assert statement["Resource"] == scheduler_role
+        else:
+            assert statement.get("Condition") == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
 
 
 @pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.name)
@@ -327,7 +332,7 @@ def test_mutating_permissions_follow_the_catalog(spec, stack, statements_by_role
     assert ("ec2:CreateTags" in actions) == tags
     terminates = bool({"ec2:migrate", "ec2:terminate-managed", "ec2:retire-originals"} & set(spec.permissions))
     assert ("ec2:TerminateInstances" in actions) == terminates
-    assert ("iam:PassRole" in actions) == ("iam:pass" in spec.permissions)
+    assert ("iam:PassRole" in actions) == bool({"iam:pass", "scheduler:windows"} & set(spec.permissions))
     assert ("sns:Publish" in actions) == ("sns:publish" in spec.permissions)
     assert ("dynamodb:PutItem" in actions) == ("table:write" in spec.permissions)
     assert ("dynamodb:Query" in actions) == bool({"table:read", "table:write"} & set(spec.permissions))
@@ -438,12 +443,14 @@ def test_rules_deploy_exactly_the_patterns_the_runtime_matches(stack, resources)
 
     queue = logical_id(stack, stack.interruptions.queue)  # the replacement function consumes it
     ender = logical_id(stack, stack.functions.functions["end_execution"])  # tests/infra/test_operations.py
+    windows = logical_id(stack, stack.functions.functions["on_demand_windows"])
     deployed = {}
     for rule in of_type(resources, "AWS::Events::Rule").values():
         props = rule["Properties"]
         if "EventPattern" in props:
             [target] = props["Targets"]
-            assert target["Arn"] in ({"Fn::GetAtt": [queue, "Arn"]}, {"Fn::GetAtt": [ender, "Arn"]})
+            assert target["Arn"] in ({"Fn::GetAtt": [queue, "Arn"]}, {"Fn::GetAtt": [ender, "Arn"]},
+                                     {"Fn::GetAtt": [windows, "Arn"]})
             assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
             assert "DeadLetterConfig" in target
             if target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}:
@@ -498,12 +505,13 @@ def test_the_replacement_function_keeps_its_failures_with_the_reason_in_the_dead
     assert replacer["Environment"]["Variables"]["DEAD_LETTER_QUEUE_URL"] == {"Ref": dlq}
 
 
-def test_orphan_sweep_runs_on_a_schedule(stack, resources):
+def test_orphan_sweep_and_fallback_return_run_on_schedules(stack, resources):
     sweeper = logical_id(stack, stack.functions.functions["sweep_orphans"])
+    returner = logical_id(stack, stack.functions.functions["return_fallbacks"])
     scheduled = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
                  if "ScheduleExpression" in r["Properties"]]
-    targets = [(p["ScheduleExpression"], p["Targets"][0]["Arn"]) for p in scheduled]
-    assert targets == [("rate(1 hour)", {"Fn::GetAtt": [sweeper, "Arn"]})]
+    targets = sorted((p["ScheduleExpression"], p["Targets"][0]["Arn"]["Fn::GetAtt"][0]) for p in scheduled)
+    assert targets == sorted([("rate(1 hour)", sweeper), ("rate(15 minutes)", returner)])
 
 
 # --- the migrations API ------------------------------------------------------------------
@@ -611,9 +619,11 @@ def test_api_function_can_drive_the_workflow_and_nothing_else(stack, statements_
             f"<{logical_id(stack, stack.workflow.state_machine)}.Name>:*")
     assert by_action["states:SendTaskSuccess"]["Resource"] == "*"  # no resource-level permissions exist
     assert {a.split(":")[0] for a in by_action} == {"logs", "xray", "dynamodb", "kms", "states"}
-    # no other role starts migrations or completes tasks (the replacement function starts re-homes only)
+    # no other role starts migrations (but the windows function: reverts and returns) or completes tasks (the
+    # replacement function starts re-homes only)
     starts = [s["Resource"] for s in with_action(statements, "states:StartExecution")]
-    assert sorted(starts, key=str) == sorted([machine, {"Ref": logical_id(stack, stack.rehome.state_machine)}], key=str)
+    assert sorted(starts, key=str) == sorted([machine, machine, {"Ref": logical_id(stack, stack.rehome.state_machine)}],
+                                             key=str)
     assert len(with_action(statements, "states:SendTaskSuccess")) == 1
 
 
@@ -631,4 +641,4 @@ def test_account_logging_role_can_be_left_to_the_account(tmp_path):
     app.synth()  # still nag-clean
     resources = Template.from_stack(stack).to_json()["Resources"]
     assert not of_type(resources, "AWS::ApiGateway::Account")
-    assert len(of_type(resources, "AWS::IAM::Role")) == len(FUNCTIONS) + 2  # + the two state machines' roles
+    assert len(of_type(resources, "AWS::IAM::Role")) == len(FUNCTIONS) + 3  # + the state machines', Scheduler's

@@ -125,7 +125,7 @@ def migrate(p: Ports, wave: WaveSpec, mid: str = MID, invocations: int = 200) ->
 
 
 def finalize(p: Ports) -> Finalize:
-    return Finalize(p.migrations, p.plans, p.notifier, p.spot_prices, p.locks, p.clock, p.autoscaling)
+    return Finalize(p.migrations, p.plans, p.notifier, p.spot_prices, p.locks, p.clock, p.autoscaling, fleet=p.fleet)
 
 
 def rollback(p: Ports) -> Rollback:

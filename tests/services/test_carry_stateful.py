@@ -101,7 +101,7 @@ def test_the_spot_instance_stops_on_interruption_and_runs_nothing_before_it_has_
     migrate(p, wave)
 
     spec = launches(p)[0]["spec"]
-    assert spec.stop_on_interruption and spec.market == "spot" and spec.user_data is None
+    assert spec.interruption_behavior == "stop" and spec.market == "spot" and spec.user_data is None
     assert spec.subnet_id == original.subnet_id  # volumes and interfaces are zonal
     assert p.fleet.user_datas[replacement_of(p, original)] == "IyEvYmluL3NoCg=="  # set while stopped
 
@@ -225,3 +225,26 @@ def test_an_interrupted_stateful_spot_instance_is_not_copied_from_its_image_its_
     assert list(p.rehomes.started) == [f"rehome-{spot.instance_id}"]  # they move on (tests/services/test_rehome.py)
     assert (spot.instance_type, spot.availability_zone) in p.pool_memory.recent_interruptions()
     assert [n["event"] for n in p.notifier.sent][-1] == "stateful-interrupted"
+
+
+
+def test_a_stateful_replacement_keeps_its_mode_tag_whatever_its_original_says(p):
+    """The original tagged mode=auto (moved stateful, allowed downtime): its replacement's own tags,
+    copied from the original after the launch, still say stateful."""
+    from dataclasses import replace as changed
+
+    from builders import migrate_wave, serving
+
+    from spot_core.domain.carry import MODE_TAG
+    from spot_core.domain.launch_rate import LaunchRate
+    from spot_core.domain.plan import InstanceRecord
+    from spot_core.services.migrate_wave import _WaveStep
+
+    [original] = serving(p, 1)
+    original = changed(original, tags={**original.tags, MODE_TAG: "auto"})
+    step = _WaveStep(migrate_wave(p), MID, 0, p.clock.budget(), LaunchRate())
+    record = InstanceRecord(instance_id=original.instance_id, instance_type=original.instance_type,
+                            availability_zone=original.availability_zone, eligible=True)
+    assert step._own_tags(record, original)[MODE_TAG] == "auto"  # stateless: the original's own say
+    record.mode = "stateful"
+    assert step._own_tags(record, original)[MODE_TAG] == "stateful"

@@ -20,7 +20,8 @@ REQUIRED = {"TABLE_NAME": "t", "TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
 def test_defaults_come_from_the_settings_model():
     assert tunable_defaults() == {"PRICING_SOURCE": "api", "REBALANCE_POLICY": "prewarm", "PREWARM_SECONDS": "900",
                                   "SWEEPER_MODE": "report", "SWEEPER_GRACE_SECONDS": "600",
-                                  "ROLLBACK_COOLDOWN_SECONDS": "86400"}
+                                  "ROLLBACK_COOLDOWN_SECONDS": "86400", "HOOK_TIMEOUT_SECONDS": "90",
+                                  "FALLBACK_RETURN": "on", "FALLBACK_RETURN_MIN_AGE_SECONDS": "3600"}
     settings = load_settings(REQUIRED)
     assert settings == Settings(table_name="t", topic_arn=REQUIRED["TOPIC_ARN"])
 
@@ -34,6 +35,11 @@ def test_environment_overrides_and_validation():
         load_settings({**REQUIRED, "REBALANCE_POLICY": "panic"})
     with pytest.raises(ConfigurationError, match="TOPIC_ARN"):
         load_settings({"TABLE_NAME": "t"})
+    with pytest.raises(ConfigurationError, match="hook_timeout_seconds"):
+        load_settings({**REQUIRED, "HOOK_TIMEOUT_SECONDS": "600"})  # past the two-minute warning
+    assert load_settings({**REQUIRED, "FALLBACK_RETURN": "off"}).fallback_return == "off"
+    with pytest.raises(ConfigurationError, match="fallback_return_min_age_seconds"):
+        load_settings({**REQUIRED, "FALLBACK_RETURN_MIN_AGE_SECONDS": "-1"})
 
 
 def test_a_migration_replacement_keeps_the_owner_tags_and_names_its_migration():

@@ -82,7 +82,12 @@ def calls() -> set[tuple[str, str]]:
         for _ in range(2):  # snapshots, then (complete) termination
             rt.client("lambda").invoke(FunctionName="spot-migration-sweep_orphans", Payload=b"{}")
         _rehome(rt, quality)
+        _fallback_returned(rt, mid)
+        returned = _window(rt, quality)
         rt.fleet.degradation = Degradation(wave=0)
+        revert = api(rt, "POST", f"/migrations/{returned}/revert",  # rolled back: the Spot ones serve again
+                     {"approval": {"auto_approve": True}, "waves": [100], "bake_seconds": [60]})["migration_id"]
+        assert rt.wait(revert).error == "MigrationRolledBack"
         extra = rt.fleet.launch("m5.large", "web-extra", "us-east-1b", count=3) + [_stateful(rt)]
         ec2 = rt.client("ec2")
         ec2.associate_address(AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"], InstanceId=extra[0])
@@ -109,6 +114,42 @@ def _rehome(rt: LocalRuntime, quality: dict) -> None:
     assert rt.wait_rehome(spot).status == "SUCCEEDED"
 
 
+def _fallback_returned(rt: LocalRuntime, migration_id: str) -> None:
+    """A Spot instance interrupted while no pool has Spot capacity: its on-demand fallback goes back to
+    Spot once capacity is back (the scheduled job, without waiting the hour it waits by default)."""
+    record = next(r for r in rt.records(migration_id) if r.status == "migrated" and r.replacement_market == "spot")
+    rt.market.refuse()
+    rt.simulate(record.replacement_id, "interruption")
+    rt.market.refusals.clear()
+    rt.lambdas.environment["FALLBACK_RETURN_MIN_AGE_SECONDS"] = "0"
+    event = (Path(__file__).resolve().parents[2] / "events" / "return_fallbacks.json").read_text()
+    reply = rt.client("lambda").invoke(FunctionName="spot-migration-return_fallbacks", Payload=event)
+    assert len(json.loads(reply["Payload"].read())["returned"]) == 1
+
+
+def _window(rt: LocalRuntime, quality: dict) -> str:
+    """A migration with an on-demand window: its schedules fire, the window's revert (the Spot
+    instances terminated once it completes) and its return to Spot run; the return's id."""
+    web = rt.fleet.launch("m5.large", "web-window", "us-east-1a", count=2)
+    rt.fleet.write_cpu_history(dict.fromkeys(web, "stable"), days=2)
+    window = {"name": "close", "start": "cron(0 18 L * ? *)", "end": "cron(0 8 1 * ? *)", "timezone": "UTC"}
+    moved = rt.run_migration({"approval": {"auto_approve": True}, "quality": quality, "waves": [100],
+                              "bake_seconds": [60], "selector": {"instance_ids": web}, "windows": [window]})
+    assert moved.status == "SUCCEEDED", moved.cause
+    for side in ("revert_id", "return_id"):
+        rt.scheduler.advance_to(min(s for s in (_next_fire(rt, s) for s in rt.scheduler.schedules()) if s))
+        started = rt.migration(moved.migration_id)["windows_state"][side]
+        assert rt.wait(started).status == "SUCCEEDED"
+    return started
+
+
+def _next_fire(rt: LocalRuntime, schedule: dict):
+    from spot_core.domain.windows import Cron, zone_of
+
+    return Cron.parse(schedule["ScheduleExpression"]).next_after(rt.scheduler.now,
+                                                                 zone_of(schedule["ScheduleExpressionTimezone"]))
+
+
 def _stateful(rt: LocalRuntime) -> str:
     """A standalone instance that moves with its disks: a data volume, a second interface, an Elastic IP."""
     ec2, az = rt.client("ec2"), "us-east-1b"
@@ -129,6 +170,10 @@ def test_the_moves_of_every_mode_were_exercised(calls):
             "ssm:GetCommandInvocation", "ec2:DescribeInstanceStatus", "ec2:ModifyInstanceAttribute",
             "ec2:CreateSnapshots", "ec2:DescribeSnapshots"} <= made
     assert ("sweep_orphans", "ec2:TerminateInstances") in calls
+    assert {("return_fallbacks", "ec2:RunInstances"), ("return_fallbacks", "ec2:TerminateInstances"),
+            ("return_fallbacks", "elasticloadbalancing:DeregisterTargets")} <= calls
+    assert {("finalize", "ec2:TerminateInstances"), ("rollback", "ec2:DeleteTags"),
+            ("on_demand_windows", "scheduler:CreateSchedule"), ("on_demand_windows", "states:StartExecution")} <= calls
     assert {"autoscaling:UpdateAutoScalingGroup", "autoscaling:StartInstanceRefresh",
             "autoscaling:CancelInstanceRefresh", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags",
             "autoscaling:DescribeAutoScalingGroups", "ec2:CreateLaunchTemplate"} <= made

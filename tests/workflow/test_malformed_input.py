@@ -83,3 +83,35 @@ def test_an_invoke_through_the_lambda_api_with_a_payload_lambda_refuses_is_a_400
         rt.client("lambda").invoke(FunctionName=ANALYZE, Payload=payload)
     assert refused.value.response["Error"]["Code"] == "InvalidRequestContentException"
     assert len(rt.lambdas.invocations) == before
+
+
+WINDOW = {"name": "month-end", "start": "cron(0 18 L * ? *)", "end": "cron(0 8 1 * ? *)"}
+DAY2_BAD = {
+    "window-cron": ({"windows": [{**WINDOW, "start": "cron(0 18 L * 2 *)"}]}, "windows.0.start"),
+    "window-rate": ({"windows": [{**WINDOW, "end": "rate(1 day)"}]}, "windows.0.end"),
+    "window-zone": ({"windows": [{**WINDOW, "timezone": "Europe/Atlantis"}]}, "windows.0.timezone"),
+    "window-name": ({"windows": [{**WINDOW, "name": "Month End!"}]}, "windows.0.name"),
+    "window-twice": ({"windows": [WINDOW, WINDOW]}, "windows"),
+    "window-not-a-list": ({"windows": WINDOW}, "windows"),
+    "revert-id": ({"revert": {"migration_id": "no such id!"}}, "revert.migration_id"),
+    "revert-instances": ({"revert": {"migration_id": "m-1", "instance_ids": ["vol-1"]}}, "revert.instance_ids"),
+    "revert-with-selector": ({"revert": {"migration_id": "m-1"}, "selector": {"instance_ids": ["i-0123456789abcdef0"]}},
+                             "a revert takes the instances"),
+    "revert-unknown": ({"revert": {"migration_id": "m-unknown"}}, "no migration 'm-unknown'"),
+    "window-of": ({"window_of": "bad id!"}, "window_of"),
+}
+
+
+@pytest.mark.parametrize("request_, message", DAY2_BAD.values(), ids=DAY2_BAD.keys())
+def test_every_bad_day2_field_fails_invalid_and_changes_nothing(rt, request_, message):
+    mid = f"day2-{len(rt.lambdas.invocations)}"
+    rt.client("stepfunctions").start_execution(stateMachineArn=rt.state_machine_arn, name=mid,
+                                               input=json.dumps(request_))
+    result = rt.wait(mid)
+
+    assert (result.status, result.error) == ("FAILED", "InvalidMigrationRequest"), result.cause
+    assert message in json.loads(result.cause)["errorMessage"]
+    assert rt.table.query(KeyConditionExpression="pk = :pk",
+                          ExpressionAttributeValues={":pk": f"MIGRATION#{mid}"})["Items"] == []
+    assert rt.fleet.snapshot() == rt.before
+    assert rt.scheduler.schedules() == []

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..domain.batching import chunks
-from ..domain.carry import MODE_TAG, ElasticIp, Interface, Inventory, Volume
+from ..domain.carry import ElasticIp, Interface, Inventory, Volume
 from ..domain.errors import CapacityRefused, LaunchRefused, LaunchThrottled, StartRefused
+from ..domain.fallbacks import is_fallback
 from ..domain.health import StatusChecks
 from ..domain.instances import (
     CAPACITY_ERRORS,
@@ -28,6 +29,7 @@ from ..domain.instances import (
     burstable_family,
 )
 from ..domain.request import Selector
+from ..domain.spot_options import ec2_max_price, is_persistent
 from ..domain.stateful import InterfaceAt, VolumeAt
 from ..domain.tags import LAUNCH_BATCH_TAG, MANAGED_TAG, MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG
 from .aws import error_code, transient_errors
@@ -46,8 +48,6 @@ PROVISIONED_IOPS_TYPES = ("io1", "io2", "gp3")  # the volume types whose IOPS Ru
 TAG_BATCH = 1000  # resources per CreateTags
 CREDITS_BATCH = 1000  # instance ids per DescribeInstanceCreditSpecifications
 ROOT_DEVICES = ("/dev/xvda", "/dev/sda1")  # where images put the root volume, should EC2 not say
-TERMINATING_SPOT = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
-STOPPING_SPOT = {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}  # a stateful move's
 STATUS_BATCH = 100  # instance ids per DescribeInstanceStatus
 TYPES_BATCH = 100  # DescribeInstanceTypes and DescribeSpotPriceHistory take 100 types a call
 
@@ -134,11 +134,10 @@ def run_instances_request(spec: LaunchSpec, client_token: str, count: int = 1) -
         "ClientToken": client_token[:64],
     }
     if spec.market == "spot":
-        request["InstanceMarketOptions"] = {
-            "MarketType": "spot",
-            "SpotOptions": STOPPING_SPOT if spec.stop_on_interruption else TERMINATING_SPOT,
-        }
+        request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot_options(spec)}
         request["TagSpecifications"].append({"ResourceType": "spot-instances-request", "Tags": tags})
+        if spec.interruption_behavior == "hibernate":  # EC2 hibernates only an instance launched for it
+            request["HibernationOptions"] = {"Configured": True}
     if settings.key_name:
         request["KeyName"] = settings.key_name
     if settings.instance_profile_arn:
@@ -150,6 +149,17 @@ def run_instances_request(spec: LaunchSpec, client_token: str, count: int = 1) -
             HttpTokens=settings.metadata_http_tokens, HttpPutResponseHopLimit=settings.metadata_hop_limit)}
     _carry_settings(request, spec)
     return request  # type: ignore[return-value]
+
+
+def spot_options(spec: LaunchSpec) -> dict[str, str]:
+    """SpotOptions: a one-time request that terminates, or a persistent one that stops or
+    hibernates (EC2 takes those behaviours only from a persistent request); the max price if any."""
+    behavior = spec.interruption_behavior
+    options = {"SpotInstanceType": "persistent" if is_persistent(behavior) else "one-time",
+               "InstanceInterruptionBehavior": behavior}
+    if spec.max_price is not None:
+        options["MaxPrice"] = ec2_max_price(spec.max_price)
+    return options
 
 
 def _present(**values: Any) -> dict[str, Any]:
@@ -266,6 +276,15 @@ class Ec2Fleet:
             {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
             {"Name": "instance-state-name", "Values": ["pending", "running"]},
         ]))
+
+    def fallbacks(self) -> list[Instance]:
+        """Every running on-demand instance an interruption launched (managed, succeeding an
+        instance): one DescribeInstances filtered by tag; EC2 cannot filter on-demand, so here."""
+        return [i for i in self._describe([
+            {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
+            {"Name": "tag-key", "Values": [SUCCEEDS_TAG]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]) if is_fallback(i)]
 
     def _describe(self, filters: list[FilterTypeDef], page_size: int | None = None) -> Iterator[Instance]:
         kwargs: dict[str, Any] = {"Filters": filters}
@@ -477,18 +496,18 @@ class Ec2Fleet:
                 self.ec2.stop_instances(InstanceIds=chunk)
 
     def terminate(self, instance_ids: list[str]) -> None:
-        """Terminate; the persistent Spot request of a stateful move's instance is cancelled first,
-        or it would launch the instance again."""
+        """Terminate; a persistent Spot request (a stateful move's, or one that stops or hibernates)
+        is cancelled first, or it would launch the instance again."""
         self.cancel_spot_requests(instance_ids)
         with transient_errors():
             for chunk in chunks(sorted(instance_ids), STATE_CHANGE_BATCH):
                 self.ec2.terminate_instances(InstanceIds=chunk)
 
     def cancel_spot_requests(self, instance_ids: list[str]) -> None:
-        """Cancel the persistent Spot requests of stateful moves' instances: nothing starts them
-        again (a cancelled request leaves its instance as it is)."""
-        requests = sorted({i.spot_request_id for i in self.describe(instance_ids).values()
-                           if i.spot_request_id and i.tags.get(MODE_TAG) == "stateful"})
+        """Cancel the Spot requests of the instances: a persistent one (a stateful move's, or one
+        that stops or hibernates on interruption) would start or launch its instance again; a
+        cancelled request leaves its instance as it is (cancelling a one-time one changes nothing)."""
+        requests = sorted({i.spot_request_id for i in self.describe(instance_ids).values() if i.spot_request_id})
         with transient_errors():
             for group in chunks(requests, STATE_CHANGE_BATCH):
                 self.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=group)
@@ -547,6 +566,12 @@ class Ec2Fleet:
         with transient_errors():
             for chunk in chunks(sorted(instance_ids), TAG_BATCH):
                 self.ec2.create_tags(Resources=chunk, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def untag_all(self, instance_ids: list[str], keys: list[str]) -> None:
+        """These tag keys off many instances (whatever their values): one DeleteTags per 1,000."""
+        with transient_errors():
+            for chunk in chunks(sorted(instance_ids), TAG_BATCH):
+                self.ec2.delete_tags(Resources=chunk, Tags=[{"Key": k} for k in keys])
 
     def snapshot_instance(self, instance_id: str, tags: Mapping[str, str]) -> tuple[list[str], int]:
         """Snapshots of every EBS volume of the instance, taken together (crash-consistent); their

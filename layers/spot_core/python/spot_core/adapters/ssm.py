@@ -1,5 +1,6 @@
 """Health probes by SSM Run Command: the user's shell command (AWS-RunShellScript) on an
-instance; exit code 0 says it serves.
+instance; exit code 0 says it serves. Interruption checkpoints go the same way (the user's shell
+command, or an SSM document of the account), on the instance EC2 is taking back.
 
 The command text may carry a secret (a token in a URL), and its output may too: neither is
 ever logged nor put into a result, only SSM's status and the exit code.
@@ -15,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from ..domain.errors import ProbeRefused
 from ..domain.health import PROBE_DELIVERY_SECONDS, HealthProbe, ProbeResult
+from ..domain.hooks import Checkpoint
 from .aws import error_code, transient_errors
 from .concurrency import concurrently
 
@@ -26,6 +28,7 @@ DOCUMENT = "AWS-RunShellScript"
 # timeout bounds the run (executionTimeout).
 DELIVERY_TIMEOUT_SECONDS = PROBE_DELIVERY_SECONDS
 COMMENT = "spot-migration health probe"
+CHECKPOINT_COMMENT = "spot-migration interruption checkpoint"
 
 PENDING = frozenset({"Pending", "InProgress", "Delayed"})
 SUCCESS = "Success"
@@ -41,20 +44,34 @@ class SsmProbes:
 
     def send(self, instance_id: str, probe: HealthProbe) -> str:
         """The command id. ProbeRefused: the instance is not an SSM managed instance."""
+        command_id = self._send(instance_id, DOCUMENT, COMMENT, {
+            "commands": [probe.command], "executionTimeout": [str(probe.timeout_seconds)]})
+        logger.info("health probe sent", extra={"instance_id": instance_id, "command_id": command_id,
+                                                "timeout_seconds": probe.timeout_seconds})
+        return command_id
+
+    def send_checkpoint(self, instance_id: str, checkpoint: Checkpoint) -> str:
+        """The command id of a checkpoint: its shell command, or its document with the document's
+        own parameters. ProbeRefused: the instance is not an SSM managed instance (or gone)."""
+        parameters = {} if checkpoint.document else {
+            "commands": [checkpoint.command or ""], "executionTimeout": [str(checkpoint.execution_timeout)]}
+        command_id = self._send(instance_id, checkpoint.document or DOCUMENT, CHECKPOINT_COMMENT, parameters)
+        logger.info("checkpoint sent", extra={"instance_id": instance_id, "command_id": command_id,
+                                              "document": checkpoint.document or DOCUMENT,
+                                              "timeout_seconds": checkpoint.timeout_seconds})
+        return command_id
+
+    def _send(self, instance_id: str, document: str, comment: str, parameters: Mapping[str, list[str]]) -> str:
         try:
             with transient_errors():
                 response = self.ssm.send_command(
-                    DocumentName=DOCUMENT, InstanceIds=[instance_id],
-                    Parameters={"commands": [probe.command], "executionTimeout": [str(probe.timeout_seconds)]},
-                    TimeoutSeconds=DELIVERY_TIMEOUT_SECONDS, Comment=COMMENT)
+                    DocumentName=document, InstanceIds=[instance_id], Parameters=dict(parameters),
+                    TimeoutSeconds=DELIVERY_TIMEOUT_SECONDS, Comment=comment)
         except ClientError as exc:
             if error_code(exc) == "InvalidInstanceId":
                 raise ProbeRefused(instance_id) from exc
             raise
-        command_id = str(response["Command"]["CommandId"])
-        logger.info("health probe sent", extra={"instance_id": instance_id, "command_id": command_id,
-                                                "timeout_seconds": probe.timeout_seconds})
-        return command_id
+        return str(response["Command"]["CommandId"])
 
     def results(self, commands: Mapping[str, str]) -> dict[str, ProbeResult]:
         """Instance id -> its probe's result; `commands`: instance id -> command id.
@@ -82,9 +99,11 @@ def to_result(invocation: Mapping[str, Any]) -> ProbeResult:
     status = str(invocation.get("Status", ""))
     if status in PENDING:
         return ProbeResult(state="pending")
+    code = invocation.get("ResponseCode")
+    exit_code = code if isinstance(code, int) and code >= 0 else None
     if status == SUCCESS:
-        return ProbeResult(state="success")
-    return ProbeResult(state="failed", detail=_detail(status, invocation))
+        return ProbeResult(state="success", exit_code=exit_code)
+    return ProbeResult(state="failed", detail=_detail(status, invocation), exit_code=exit_code)
 
 
 def _detail(status: str, invocation: Mapping[str, Any]) -> str:

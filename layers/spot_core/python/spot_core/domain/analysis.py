@@ -15,10 +15,20 @@ from dataclasses import dataclass, field
 from .asg import GroupRecord
 from .carry import CarryPlan, Exclusion, Inventory, RequestedMode, carry_plan, choose_mode, probe_for, requested_mode
 from .health import HealthProbe
+from .hooks import InterruptionHooks, hooks_for
 from .instances import Instance, LaunchSettings, TypeTraits, burstable_family
 from .plan import InstanceRecord, PlanSummary, Pool, Risk, TargetRef, Workload
+from .pools import MIGRATION_POOLS, planned_pools
 from .pricing import HOURS_PER_MONTH, LINUX, BillingProduct, storage_monthly
-from .tags import AUTO_SCALING_GROUP_TAG, OPT_IN_TAG, STATEFUL_TAG, is_managed, is_opted_in
+from .spot_options import (
+    InterruptionBehavior,
+    MaxPrice,
+    above_max_price,
+    interruption_behavior,
+    requested_behavior,
+    requested_max_price,
+)
+from .tags import AUTO_SCALING_GROUP_TAG, OPT_IN_TAG, REVERTED_BY_TAG, STATEFUL_TAG, is_managed, is_opted_in
 
 MIN_CPU_SAMPLES = 6
 STABLE_SPREAD = 0.3  # a stable workload's standard deviation is below this share of its mean
@@ -73,6 +83,9 @@ class CarryRules:
     mode: RequestedMode = "auto"
     allow_downtime: bool = False
     probe: HealthProbe | None = None
+    max_price: MaxPrice | None = None
+    interruption_behavior: InterruptionBehavior = "terminate"
+    hooks: InterruptionHooks | None = None  # the request's interruption hooks
 
 
 DEFAULT_RULES = CarryRules()
@@ -82,17 +95,20 @@ def how_it_moves(facts: InstanceFacts, rules: CarryRules, load_balanced: bool) -
     """The instance's mode and what it carries, or why it cannot move at all."""
     mode = requested_mode(facts.tags, rules.mode)
     probe = probe_for(facts.tags, rules.probe)
-    for answer in (mode, probe):
+    hooks = hooks_for(facts.tags, rules.hooks)
+    for answer in (mode, probe, hooks):
         if isinstance(answer, tuple):
             return answer
-    assert not isinstance(mode, tuple) and not isinstance(probe, tuple)
+    assert not isinstance(mode, tuple) and not isinstance(probe, tuple) and not isinstance(hooks, tuple)
     if facts.settings.tenancy not in (None, "default"):
         return "unsupported_tenancy", f"{facts.settings.tenancy} tenancy: Spot runs on shared (default) tenancy"
     chosen = choose_mode(mode, facts.inventory, load_balanced=load_balanced, probe=probe,
                          allow_downtime=rules.allow_downtime)
     if isinstance(chosen, tuple):
         return chosen
-    return carry_plan(chosen, facts.inventory, facts.settings.describe(), probe)
+    carried = carry_plan(chosen, facts.inventory, facts.settings.describe(), probe)
+    carried.hooks = None if hooks.is_default else hooks
+    return carried
 
 
 def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
@@ -103,7 +119,7 @@ def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
         return "already_spot", "instance already runs on Spot"
     if facts.lifecycle == "scheduled":
         return "scheduled_instance", "scheduled reserved instance"
-    if is_managed(facts.tags):
+    if is_managed(facts.tags) and REVERTED_BY_TAG not in facts.tags:  # a revert's instance may return to Spot
         return "launched_by_product", "a replacement the product launched (an on-demand fallback returns to Spot " \
                                       "through the interruption handling, not a migration)"
     if facts.tags.get(STATEFUL_TAG, "").lower() == "true":
@@ -117,12 +133,26 @@ def exclusion_reason(facts: InstanceFacts) -> tuple[str, str] | None:
     return None
 
 
-def no_longer_eligible(instance: Instance) -> tuple[str, str] | None:
+def no_longer_eligible(instance: Instance, reverting: bool = False) -> tuple[str, str] | None:
     """Checked again right before a launch, days after the plan maybe: the owner may have
-    opted out or marked the instance stateful since (the instance's type has not changed)."""
+    opted out or marked the instance stateful since (the instance's type has not changed). A
+    revert's instance must still be the Spot instance it planned."""
     if not is_opted_in(instance.tags):
         return "opted_out", f"no longer tagged {OPT_IN_TAG}=true"
+    if reverting:
+        return revert_exclusion(InstanceFacts.of(instance, None))
     return exclusion_reason(InstanceFacts.of(instance, None))
+
+
+def revert_exclusion(facts: InstanceFacts) -> tuple[str, str] | None:
+    """Why a migration's current instance cannot go back to on-demand, or None."""
+    if facts.state != "running":
+        return "not_running", f"instance is {facts.state}"
+    if facts.lifecycle != "spot":
+        return "already_on_demand", "instance already runs on-demand"
+    if facts.tags.get(STATEFUL_TAG, "").lower() == "true":
+        return "stateful", f"tagged {STATEFUL_TAG}=true"
+    return None
 
 
 def cpu_statistics(values: list[float]) -> tuple[float, float, float] | None:
@@ -199,9 +229,11 @@ def build_record(
     min_savings_pct: float,
     rules: CarryRules = DEFAULT_RULES,
 ) -> InstanceRecord:
-    """The plan record of one instance: eligible with its savings, or excluded with a reason."""
+    """The plan record of one instance: eligible with its savings, or excluded with a reason.
+    `pools`: every Spot pool it may run in, in order (domain/pools.py); the plan keeps the first
+    ones within its max price."""
     stats = cpu_statistics(cpu_values)
-    workload = _workload(cpu_values, stats)
+    workload, p95 = _workload(cpu_values, stats), stats[1] if stats else None
     record = InstanceRecord(
         instance_id=facts.instance_id,
         instance_type=facts.instance_type,
@@ -213,19 +245,20 @@ def build_record(
         target_groups=target_groups,
         burstable=facts.burstable,
         on_demand_hourly=on_demand_hourly,
-        pools=pools,
-        risk=risk_level(workload, facts.burstable, stats[1] if stats else None, len(pools)),
+        pools=planned_pools(pools, None),
+        risk=risk_level(workload, facts.burstable, p95, min(len(pools), MIGRATION_POOLS)),
         eligible=True,
     )
     excluded = exclusion_reason(facts) or _unpriced(facts, on_demand_hourly, pools)
     if excluded is not None:
         record.exclude(*excluded)
-    if not record.eligible or not _carried(record, facts, rules):
+    if not record.eligible or not _carried(record, facts, rules) or not _spot_options(record, facts, rules, pools):
         return record
     assert on_demand_hourly is not None  # _unpriced said so
+    record.risk = risk_level(workload, facts.burstable, p95, len(record.pools))  # of the pools within its max price
     # a stateful move takes the volumes along: the stopped original keeps none to pay for
     left_behind = () if record.mode == "stateful" else facts.volumes
-    _price(record, on_demand_hourly, pools[0].spot_hourly, storage_monthly(left_behind))
+    _price(record, on_demand_hourly, record.pools[0].spot_hourly, storage_monthly(left_behind))
     if record.savings_pct < min_savings_pct:
         record.exclude("insufficient_savings",
                        f"Spot saves {record.savings_pct:.1f} %, below the {min_savings_pct:g} % minimum")
@@ -244,6 +277,30 @@ def _carried(record: InstanceRecord, facts: InstanceFacts, rules: CarryRules) ->
         record.exclude(*carry)
         return False
     record.mode, record.carry = carry.mode, carry
+    return True
+
+
+def _spot_options(record: InstanceRecord, facts: InstanceFacts, rules: CarryRules, pools: list[Pool]) -> bool:
+    """The record's interruption behaviour, its max price and the pools within it; False
+    (excluded, with why) when a tag is invalid, hibernation is missing or every pool costs more."""
+    assert record.mode is not None and record.on_demand_hourly is not None  # moves, and is priced
+    behavior = requested_behavior(facts.tags, rules.interruption_behavior)
+    if not isinstance(behavior, tuple):
+        behavior = interruption_behavior(behavior, record.mode, facts.settings.hibernation)
+    asked = requested_max_price(facts.tags, rules.max_price)
+    for answer in (behavior, asked):
+        if isinstance(answer, tuple):
+            record.exclude(*answer)
+            return False
+    assert not isinstance(behavior, tuple) and not isinstance(asked, tuple)
+    record.interruption_behavior = behavior
+    if asked is None:
+        return True
+    record.max_price = asked.hourly(record.on_demand_hourly)
+    record.pools = planned_pools(pools, record.max_price)
+    if not record.pools:
+        record.exclude(*above_max_price(pools, record.max_price, asked))
+        return False
     return True
 
 

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .health import PROBE_TAG, HealthProbe, probe_of
+from .hooks import InterruptionHooks
 
 Mode = Literal["stateless", "stateful"]
 RequestedMode = Literal["auto", "stateless", "stateful"]
@@ -142,6 +143,7 @@ class CarryPlan(BaseModel):
     elastic_ips: list[ElasticIp] = Field(default_factory=list)  # what moves with the instance
     probe: HealthProbe | None = None
     source_dest_check: bool = True  # off (a NAT or router instance): set off on the replacement too
+    hooks: InterruptionHooks | None = None  # what runs when EC2 takes its replacement back (None: replace)
 
 
 def requested_mode(tags: Mapping[str, str], default: RequestedMode) -> RequestedMode | Exclusion:

@@ -64,6 +64,7 @@ class HealthProbe(BaseModel):
 class ProbeResult(BaseModel):
     state: ProbeState
     detail: str = ""  # why it failed (SSM's status and the command's exit code); never its output
+    exit_code: int | None = None  # the command's, once it ran to one
 
 
 def overdue(result: ProbeResult, probe: HealthProbe, elapsed: float) -> ProbeResult:

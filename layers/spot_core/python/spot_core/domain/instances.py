@@ -14,6 +14,7 @@ from typing import Literal
 
 from .carry import Interface, Inventory, VolumeSettings
 from .plan import Pool
+from .spot_options import InterruptionBehavior, SpotTerms
 
 Market = Literal["spot", "on-demand"]
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
@@ -119,18 +120,24 @@ class LaunchSpec:
     tags: Mapping[str, str]
     user_data: str | None = None  # base64, as EC2 reports the original's
     market: Market = "spot"
-    stop_on_interruption: bool = False  # stateful: a persistent Spot request that stops, not terminates
+    # Spot only: what EC2 does on interruption (stop and hibernate: a persistent request; a
+    # stateful move always stops or hibernates), and the most it may cost (None: EC2's default)
+    interruption_behavior: InterruptionBehavior = "terminate"
+    max_price: float | None = None
 
     @classmethod
     def replacing(cls, original: Instance, pool: Pool, tags: Mapping[str, str], user_data: str | None,
                   market: Market = "spot", subnet_id: str | None = None,
-                  inventory: Inventory | None = None) -> LaunchSpec:
+                  inventory: Inventory | None = None, spot: SpotTerms | None = None) -> LaunchSpec:
         """With the inventory, the replacement also copies the root volume's settings (and the
-        CPU credit mode, which only DescribeInstanceCreditSpecifications tells)."""
+        CPU credit mode, which only DescribeInstanceCreditSpecifications tells); with `spot`, the
+        interruption behaviour and max price planned for the original."""
+        terms = spot if spot is not None and market == "spot" else SpotTerms()
         return cls(
             image_id=original.image_id or "", instance_type=pool.instance_type,
             subnet_id=subnet_id or original.subnet_id or "", settings=carried_settings(original, inventory),
             tags=tags, user_data=user_data, market=market,
+            interruption_behavior=terms.interruption_behavior, max_price=terms.max_price,
         )
 
 

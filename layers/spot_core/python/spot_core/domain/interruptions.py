@@ -14,10 +14,12 @@ from pydantic import BaseModel
 
 from .carry import MODE_TAG
 from .errors import SpotMigrationError
+from .hooks import HookResult, InterruptionHooks
 from .instances import Instance, Market
 from .plan import InstanceRecord, TargetRef
 from .pricing import HOURS_PER_MONTH
-from .tags import ON_REBALANCE_TAG, is_group_member, is_managed
+from .spot_options import SpotTerms
+from .tags import ON_REBALANCE_TAG, RETIRED_BY_TAG, is_group_member, is_managed
 
 NoticeKind = Literal["interruption", "rebalance", "state-change"]
 KIND_LABELS: dict[str, str] = {"interruption": "interruption warning", "rebalance": "rebalance recommendation",
@@ -107,6 +109,9 @@ def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
         return GROUP_REPLACES_IT
     if instance is None or not is_managed(instance.tags):
         return "not managed by spot-migration"
+    if RETIRED_BY_TAG in instance.tags:
+        return (f"retired by revert {instance.tags[RETIRED_BY_TAG]}: its on-demand replacement serves in its place, "
+                "so nothing is launched for it")
     if notice.kind == "state-change" and not taken_back(notice, instance):
         return f"{instance.state} ({instance.state_reason or 'no reason given'}): not a Spot reclaim"
     if instance.tags.get(MODE_TAG) == "stateful":
@@ -155,6 +160,9 @@ class InterruptionOutcome(BaseModel):
     refused_pools: list[str] | None = None
     seconds_from_event_to_launch: float | None = None
     resumed: bool | None = None  # the takeover was finished after an earlier attempt died past the launch
+    on_interruption: str | None = None  # the hooks' mode, when not the default replace
+    hooks: list[HookResult] | None = None  # how the interruption hooks ended (domain/hooks.py)
+    hooks_note: str | None = None  # why no hooks ran (invalid tags)
 
 
 class RecordRef(BaseModel):
@@ -190,6 +198,8 @@ class LaunchProfile(BaseModel):
     target_groups: list[TargetRef] = []
     user_data: str | None = None
     record: RecordRef | None = None
+    spot: SpotTerms | None = None  # its interruption behaviour and max price, which its replacement keeps
+    hooks: InterruptionHooks | None = None  # as planned (request and tags); the instance's tags override them
 
 
 # The status of an item that holds a launch profile and no claim yet: claiming it is allowed.

@@ -57,6 +57,12 @@ HEADLINES: dict[Outcome, str] = {
     "timed_out": "Migration {mid} timed out before it finished; its instances are as the records say.",
     "failed": "Migration {mid} failed before it finished; its instances are as the records say.",
 }
+# a revert (back to on-demand) says so where its words differ from a migration's
+REVERT_HEADLINES: dict[Outcome, str] = {
+    "completed": "Revert {mid} completed: {migrated} instance(s) run on-demand again.",
+    "rolled_back": "Revert {mid} was rolled back: its instances run on Spot as before.",
+    "nothing_to_migrate": "Revert {mid} found nothing to move back to on-demand.",
+}
 
 
 class Realised(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from .carry import CarryPlan, ElasticIp, Mode
 from .rehome import Rehome
+from .spot_options import InterruptionBehavior, SpotTerms
 from .stateful import StatefulMove
 
 Risk = Literal["low", "medium", "high"]
@@ -66,11 +67,14 @@ def group_by_target_group(pairs: Iterable[tuple[str, TargetRef]]) -> TargetGroup
 
 
 class Pool(BaseModel):
-    """A Spot capacity pool: an instance type in an Availability Zone, with its price."""
+    """A capacity pool: an instance type in an Availability Zone, with its price. A Spot pool
+    unless a revert plans it: then it is the on-demand pool its instance goes back to (and its
+    price the on-demand price)."""
 
     instance_type: str
     availability_zone: str
     spot_hourly: float
+    market: Literal["spot", "on-demand"] = "spot"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -122,6 +126,8 @@ class InstanceRecord(BaseModel):
     replacement_tagged: bool = True  # False while a replacement launched with others lacks its own tags
     mode: Mode | None = None  # how it moves (eligible records)
     carry: CarryPlan | None = None  # what moves with it, what changes
+    max_price: float | None = None  # USD an hour its Spot replacements may cost at most (None: EC2's default)
+    interruption_behavior: InterruptionBehavior = "terminate"  # what EC2 does with its Spot replacement on interruption
     probe_command: str | None = None  # registering: the SSM command probing the replacement's health
     moved_addresses: list[ElasticIp] = Field(default_factory=list)  # Elastic IPs moved to the replacement
     stateful: StatefulMove | None = None  # stateful mode: what moves with the instance, and the downtime
@@ -129,7 +135,14 @@ class InstanceRecord(BaseModel):
     retired_gib: int = 0  # the size of those volumes
     original_retired: bool = False  # retention over: the stopped original terminated
     rehome: Rehome | None = None  # stateful: the disks moving on from a Spot instance EC2 took back
+    reverted_by: str | None = None  # migrated, then a revert put it back on-demand (its replacement is gone)
     updated_at: str | None = None
+
+    @property
+    def spot_terms(self) -> SpotTerms:
+        """What its Spot replacements are launched with (a stateful move's always keep its disks)."""
+        terms = SpotTerms(interruption_behavior=self.interruption_behavior, max_price=self.max_price)
+        return terms.stateful() if self.mode == "stateful" else terms
 
     @property
     def replacement(self) -> str:
@@ -151,7 +164,7 @@ class InstanceRecord(BaseModel):
     def launched(self, replacement_id: str, pool: Pool, note: str, now: str | None = None) -> None:
         self.status, self.replacement_id, self.launch_batch = "launching", replacement_id, None
         self.enter("booting", now)
-        self.follow(replacement_id, pool, pool.spot_hourly, note)
+        self.follow(replacement_id, pool, pool.spot_hourly, note, pool.market)
         self.replacement_tagged = False  # launched with the tags its batch shares; its own come next
 
     def enter(self, phase: Phase, now: str | None) -> None:
@@ -167,6 +180,15 @@ class InstanceRecord(BaseModel):
         self.replacement_az, self.replacement_spot_hourly = pool.availability_zone, hourly
         self.replacement_market = market
         self.attempts.append(note)
+
+    def revert_done(self, revert_id: str, revert: InstanceRecord) -> None:
+        """A revert replaced this record's Spot instance with an on-demand one: the record follows it."""
+        pool = Pool(instance_type=revert.replacement_type or self.instance_type,
+                    availability_zone=revert.replacement_az or self.availability_zone,
+                    spot_hourly=revert.on_demand_hourly or 0.0, market="on-demand")
+        self.reverted_by = revert_id
+        self.follow(revert.replacement, pool, revert.on_demand_hourly, f"reverted by {revert_id}: back on-demand "
+                    f"on {revert.replacement_id}, {self.replacement_id} terminated", "on-demand")
 
     def fail(self, why: str) -> None:
         self.status, self.phase, self.phase_since, self.launch_batch = "failed", None, None, None

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from .instance_types import equivalent_types
 from .plan import Pool
 from .pricing import SpotPriceStat
+from .spot_options import within_max_price
 
 MIGRATION_POOLS = 4  # pools a migration's replacement may try, in the original's AZ
 PoolKey = tuple[str, str]
@@ -45,10 +46,16 @@ def order_pools(pools: Iterable[Pool], *, avoid: Collection[PoolKey] = (), prefe
 
 
 def migration_pools(instance_type: str, zone: str, prices: Mapping[PoolKey, SpotPriceStat],
-                    avoid: Collection[PoolKey] = ()) -> list[Pool]:
+                    avoid: Collection[PoolKey] = (), limit: int | None = MIGRATION_POOLS) -> list[Pool]:
     """A migration's replacement stays in the original's AZ (its subnet and volumes are there)."""
     pools = priced_pools(candidate_types(instance_type), [zone], prices)
-    return order_pools(pools, avoid=avoid, prefer_type=instance_type, limit=MIGRATION_POOLS)
+    return order_pools(pools, avoid=avoid, prefer_type=instance_type, limit=limit)
+
+
+def planned_pools(ordered: list[Pool], max_hourly: float | None) -> list[Pool]:
+    """The pools a migration plans for an instance, of all its pools in order: the first
+    MIGRATION_POOLS within its max price."""
+    return within_max_price(ordered, max_hourly)[:MIGRATION_POOLS]
 
 
 class MigrationPoolBook:
@@ -61,14 +68,19 @@ class MigrationPoolBook:
 
     def pools(self, instance_type: str, zone: str) -> list[Pool]:
         """A new list each time (its Pools are shared: nothing changes a Pool)."""
+        return self.candidates(instance_type, zone)[:MIGRATION_POOLS]
+
+    def candidates(self, instance_type: str, zone: str) -> list[Pool]:
+        """Every pool of the type and AZ, in order (`planned_pools` picks the ones planned)."""
         key = (instance_type, zone)
         if key not in self._known:
-            self._known[key] = migration_pools(instance_type, zone, self.prices, self.avoid)
+            self._known[key] = migration_pools(instance_type, zone, self.prices, self.avoid, limit=None)
         return list(self._known[key])
 
 
 def interruption_pools(instance_type: str, zone: str, zones: Iterable[str], prices: Mapping[PoolKey, SpotPriceStat],
-                       avoid: Collection[PoolKey] = ()) -> list[Pool]:
-    """An interruption's replacement goes anywhere in the VPC but the pool being reclaimed."""
+                       avoid: Collection[PoolKey] = (), max_hourly: float | None = None) -> list[Pool]:
+    """An interruption's replacement goes anywhere in the VPC but the pool being reclaimed, at
+    no more than the instance's max price."""
     pools = priced_pools(candidate_types(instance_type), sorted(zones), prices, exclude={(instance_type, zone)})
-    return order_pools(pools, avoid=avoid)
+    return order_pools(within_max_price(pools, max_hourly), avoid=avoid)

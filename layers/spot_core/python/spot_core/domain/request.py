@@ -14,8 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .carry import RequestedMode
 from .errors import InvalidMigrationRequest
 from .health import HealthProbe
+from .hooks import InterruptionHooks
 from .retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
-from .tags import OPT_IN_TAG
+from .spot_options import InterruptionBehavior, MaxPrice, parse_max_price
+from .tags import INTERRUPTION_BEHAVIOR_TAG, MAX_PRICE_TAG, OPT_IN_TAG
+from .windows import MAX_WINDOWS, OnDemandWindow, check_windows
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}\Z")
 MIGRATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")
@@ -114,6 +117,21 @@ class GroupOptions(Strict):
                                 "(OnDemandBaseCapacity); the rest moves to Spot wave by wave")
 
 
+class RevertOf(Strict):
+    """A revert: the instances a completed migration moved to Spot go back to on-demand, through
+    the same waves, gates and approval as a migration (its own execution, records and graph)."""
+
+    migration_id: str = Field(pattern=MIGRATION_ID_SCHEMA, description="the completed migration whose instances "
+                              "go back to on-demand")
+    instance_ids: list[str] = Field(default_factory=list, max_length=10_000, description="only these (original "
+                                    "or current instance ids); every instance the migration moved when empty")
+
+    @field_validator("instance_ids")
+    @classmethod
+    def _ids(cls, ids: list[str]) -> list[str]:
+        return Selector._ids(ids)
+
+
 class ApprovalConfig(Strict):
     auto_approve: bool = False
     timeout_seconds: int = Field(24 * 3600, ge=1, le=7 * 24 * 3600)
@@ -142,6 +160,54 @@ class MigrationRequest(Strict):
     health_probe: HealthProbe | None = Field(None, description="a shell command run on each replacement by SSM "
                                              "Run Command; exit 0 = healthy (tag spot-migration:health-probe "
                                              "overrides it)")
+    spot_max_price: str | float | None = Field(
+        None, description="the most a Spot replacement may cost: USD an hour (\"0.05\") or a percentage of the "
+        "on-demand price (\"80%\"); pools above it are not planned; none: EC2's default, the on-demand price "
+        f"(tag {MAX_PRICE_TAG} overrides it)")
+    interruption_behavior: InterruptionBehavior = Field(
+        "terminate", description="what EC2 does with a Spot replacement it interrupts: terminate | stop | hibernate "
+        "(hibernate needs an original launched with hibernation; stateful moves always stop or hibernate; "
+        f"tag {INTERRUPTION_BEHAVIOR_TAG} overrides it)")
+
+    @field_validator("spot_max_price", mode="before")
+    @classmethod
+    def _max_price(cls, value: object) -> str | None:
+        """Kept as its canonical text ("0.05", "80%"): the stored request reads back the same."""
+        return None if value is None else str(parse_max_price(value))
+
+    @property
+    def max_price(self) -> MaxPrice | None:
+        return None if self.spot_max_price is None else parse_max_price(self.spot_max_price)
+    interruption: InterruptionHooks = Field(default_factory=InterruptionHooks, description="what runs when EC2 "
+                                            "takes a migrated instance back: replace | checkpoint | drain, a "
+                                            "checkpoint, a webhook (the spot-migration:on-interruption, "
+                                            "checkpoint-command, checkpoint-timeout and webhook tags override it)")
+    revert: RevertOf | None = Field(None, description="set by POST /migrations/{id}/revert (spotctl revert): "
+                                    "this migration moves that migration's instances back to on-demand")
+    windows: list[OnDemandWindow] = Field(default_factory=list, max_length=MAX_WINDOWS, description="recurring "
+                                          "times the migrated instances run on-demand: once the migration completes, "
+                                          "a schedule reverts them at each window's start and returns them to Spot "
+                                          "at its end")
+    window_of: str | None = Field(None, pattern=MIGRATION_ID_SCHEMA, description="set by a window's schedule: "
+                                  "the migration whose on-demand window this revert or return serves")
+
+    @property
+    def reverting(self) -> bool:
+        return self.revert is not None
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, windows: list[OnDemandWindow]) -> list[OnDemandWindow]:
+        return check_windows(windows)
+
+    @model_validator(mode="after")
+    def _revert_names_its_instances(self) -> MigrationRequest:
+        if self.revert is not None and self.selector != Selector():
+            raise ValueError("a revert takes the instances of the migration it reverts (revert.instance_ids), "
+                             "not a selector")
+        if self.revert is not None and self.windows:
+            raise ValueError("windows belong to the migration that moves instances to Spot, not to a revert")
+        return self
 
     @field_validator("waves")
     @classmethod
@@ -172,6 +238,41 @@ class StartMigration(MigrationRequest):
 
     migration_id: str | None = Field(None, pattern=MIGRATION_ID_SCHEMA,
                                      description=f"{MIGRATION_ID_RULE}; generated when absent")
+
+
+class RevertMigration(Strict):
+    """POST /migrations/{id}/revert: that completed migration's instances (all, or those named) go
+    back to on-demand, in a migration of their own (waves, bakes, gates and approval as any)."""
+
+    migration_id: str | None = Field(None, pattern=MIGRATION_ID_SCHEMA,
+                                     description=f"the revert's own id ({MIGRATION_ID_RULE}); generated when absent")
+    instance_ids: list[str] = Field(default_factory=list, max_length=10_000,
+                                    description="only these (original or current instance ids); all when empty")
+    waves: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0], min_length=1, max_length=10)
+    bake_seconds: list[int] | None = None
+    quality: QualityConfig | None = Field(None, description="the gates' metrics; the reverted migration's when absent")
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    dry_run: bool = False
+    wave_success_ratio: float = Field(0.95, gt=0, le=1)
+
+    @field_validator("instance_ids")
+    @classmethod
+    def _ids(cls, ids: list[str]) -> list[str]:
+        return Selector._ids(ids)
+
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, waves: list[float]) -> list[float]:
+        return MigrationRequest._waves(waves)
+
+    def as_start(self, source_id: str, source_quality: QualityConfig) -> StartMigration:
+        """The migration this revert is (waves and bakes validated as any migration's)."""
+        return StartMigration(
+            migration_id=self.migration_id, waves=self.waves, bake_seconds=self.bake_seconds,
+            quality=self.quality or source_quality, approval=self.approval, dry_run=self.dry_run,
+            wave_success_ratio=self.wave_success_ratio, min_savings_pct=0.0,
+            revert=RevertOf(migration_id=source_id, instance_ids=self.instance_ids),
+        )
 
 
 def describe_errors(exc: ValidationError, where: str) -> str:

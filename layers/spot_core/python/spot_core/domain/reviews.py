@@ -141,14 +141,28 @@ def _check_concentration(kept: list[InstanceRecord], found: Findings) -> None:
         found.recommendations.append("allow more instance types so replacements spread over more pools")
 
 
+# --- a revert (back to on-demand) ------------------------------------------------------------------
+def review_revert(agent: Agent, candidates: list[InstanceRecord]) -> AgentVerdict:
+    """Performance and capacity of a revert: each instance goes back to the type it ran on before
+    its migration, on-demand, where EC2 reclaims nothing; what is left to check is the quota."""
+    found = Findings()
+    if agent == "capacity" and candidates:
+        vcpu_note = "check the on-demand vCPU quota (L-1216C47A) covers the on-demand instances before the last wave"
+        found.recommendations.append(vcpu_note)
+    elif agent == "performance" and candidates:
+        found.recommendations.append("each instance returns to the instance type it ran on before its migration")
+    return found.verdict(agent, candidates, 1.0)
+
+
 # --- application ----------------------------------------------------------------------------------
 def review_application(candidates: list[InstanceRecord], baseline: QualitySample | None,
-                       quality_configured: bool) -> AgentVerdict:
+                       quality_configured: bool, reverting: bool = False) -> AgentVerdict:
     """Statefulness hints, load-balancer membership and whether a quality baseline exists."""
     found = Findings()
     # a stateful-looking name moving stateless would leave its data behind; one moving with its disks does not
+    # (nor does a revert's instance: it runs stateless on Spot already)
     stateful = [r.instance_id for r in candidates
-                if r.mode != "stateful" and r.name and STATEFUL_NAME.search(r.name)]
+                if not reverting and r.mode != "stateful" and r.name and STATEFUL_NAME.search(r.name)]
     found.exclude(stateful, f"{len(stateful)} instance(s) look stateful by name (database, queue, ...) but would "
                             "move without their disks: excluded")
     _check_standalone(candidates, found)

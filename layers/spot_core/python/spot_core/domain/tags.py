@@ -13,6 +13,8 @@ REPLACES_TAG = "spot-migration:replaces"  # on a migration's replacement: the or
 WAVE_TAG = "spot-migration:wave"
 LAUNCH_BATCH_TAG = "spot-migration:launch-batch"  # on a migration's replacement: the RunInstances call that launched it
 ON_REBALANCE_TAG = "spot-migration:on-rebalance"
+MAX_PRICE_TAG = "spot-migration:spot-max-price"  # per instance: the request's spot_max_price (domain/spot_options.py)
+INTERRUPTION_BEHAVIOR_TAG = "spot-migration:interruption-behavior"  # per instance: the request's interruption_behavior
 SUCCEEDS_TAG = "spot-migration:succeeds"  # on an interruption replacement: the instance it took over from
 AWS_RESERVED_PREFIX = "aws:"  # tags EC2 and other services own; they cannot be set by anyone else
 AUTO_SCALING_GROUP_TAG = "aws:autoscaling:groupName"  # EC2 Auto Scaling names the group of each member
@@ -20,6 +22,13 @@ AUTO_SCALING_GROUP_TAG = "aws:autoscaling:groupName"  # EC2 Auto Scaling names t
 # the migration; the group replaces its own members (Capacity Rebalancing), the product never does
 GROUP_MIGRATION_TAG = "spot-migration:group-migration"
 GROUP_TAGS = (GROUP_MIGRATION_TAG, WAVE_TAG)  # what a migration tags a group with (and a rollback removes)
+# on an on-demand instance a revert launched: the revert (a later migration may take it back to Spot)
+REVERTED_BY_TAG = "spot-migration:reverted-by"
+# on a Spot instance a revert's on-demand replacement took over from: kept running (a rollback of the revert
+# brings it back as it was) and terminated when the revert ends; an interruption of it replaces nothing
+RETIRED_BY_TAG = "spot-migration:retired-by"
+# what says something of one instance only: never copied from an original onto its replacement
+INSTANCE_OWN_TAGS = (LAUNCH_BATCH_TAG, SUCCEEDS_TAG, REVERTED_BY_TAG, RETIRED_BY_TAG)
 
 
 def is_opted_in(tags: Mapping[str, str]) -> bool:
@@ -46,13 +55,17 @@ def replacement_tags(original: Mapping[str, str], **product_tags: str) -> dict[s
 
 
 def migration_replacement_tags(original: Mapping[str, str], original_id: str, migration_id: str,
-                               wave: int | None) -> dict[str, str]:
+                               wave: int | None, reverting: bool = False) -> dict[str, str]:
     """A migration's replacement names its migration, its original and its wave, so a retried
-    invocation finds what it launched and a rollback knows what to terminate."""
+    invocation finds what it launched and a rollback knows what to terminate; a revert's
+    replacement also says it is on-demand because of that revert."""
     product = {MIGRATION_ID_TAG: migration_id, REPLACES_TAG: original_id}
     if wave is not None:
         product[WAVE_TAG] = str(wave)
-    return replacement_tags(original, **product)
+    if reverting:
+        product[REVERTED_BY_TAG] = migration_id
+    own = {k: v for k, v in original.items() if k not in INSTANCE_OWN_TAGS}
+    return replacement_tags(own, **product)
 
 
 def interruption_replacement_tags(interrupted: Mapping[str, str], interrupted_id: str) -> dict[str, str]:

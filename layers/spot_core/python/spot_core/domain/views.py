@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .asg import GroupRecord
 from .outcomes import realised_now
 from .plan import AgentVerdict, InstanceRecord, PlanSummary
+from .windows import OnDemandWindow
 
 WaveState = Literal["pending", "migrating", "baking", "passed", "failed", "rolled_back"]
 
@@ -49,6 +50,23 @@ class MigrationSummary(BaseModel):
     monthly_savings: float | None = None
 
 
+class WindowView(BaseModel):
+    """A scheduled on-demand window, as the operator sees it."""
+
+    name: str
+    start: str
+    end: str
+    timezone: str
+    state: Literal["open", "closed", "opening", "closing"] = Field(description="open: its instances run on-demand "
+                                                                   "now; opening/closing: waiting for the last "
+                                                                   "revert or return to complete")
+    next_open: str | None = None
+    next_close: str | None = None
+    revert_id: str | None = Field(None, description="the revert that opened it last")
+    return_id: str | None = Field(None, description="the migration that returned its instances to Spot last")
+    last_note: str | None = None
+
+
 class MigrationDetail(MigrationSummary):
     current_state: str | None = None
     current_wave: int | None = None
@@ -64,6 +82,35 @@ class MigrationDetail(MigrationSummary):
     retention: dict[str, Any] | None = Field(None, description="until when the stopped originals are kept, "
                                               "and their retirement (snapshots, then termination)")
     groups: list[GroupView] = Field(default_factory=list, description="the plan's Auto Scaling groups")
+    reverts: str | None = Field(None, description="a revert: the migration whose instances it moves back to "
+                                "on-demand")
+    windows: list[WindowView] = Field(default_factory=list, description="scheduled on-demand windows")
+
+
+def _window_phase(state: dict[str, Any], name: str) -> Literal["open", "closed", "opening", "closing"]:
+    pending = (state.get("pending") or {}).get("action")
+    if state.get("open") == name:
+        return "closing" if pending == "close" else "open"
+    return "opening" if pending == "open" and state.get("pending_window") == name else "closed"
+
+
+def window_views(item: dict[str, Any], now: datetime | None) -> list[WindowView]:
+    """The migration's windows, with when each fires next after `now` (none without a `now`)."""
+    if now is None:
+        return []
+    request = item.get("request") or {}
+    state = item.get("windows_state") or {}
+    history = state.get("history") or []
+    views = []
+    for raw in request.get("windows") or []:
+        window = OnDemandWindow.model_validate(raw)
+        views.append(WindowView(
+            name=window.name, start=window.start, end=window.end, timezone=window.timezone,
+            state=_window_phase(state, window.name),
+            next_open=iso_or_none(window.next("start", now)), next_close=iso_or_none(window.next("end", now)),
+            revert_id=state.get("revert_id"), return_id=state.get("return_id"),
+            last_note=history[-1]["note"] if history else None))
+    return views
 
 
 class GroupView(BaseModel):
@@ -123,6 +170,10 @@ class PlanEntry(BaseModel):
     carried: list[str] = Field(default_factory=list, description="what the move carries")
     changed: list[str] = Field(default_factory=list, description="what will differ after the move")
     downtime_seconds: int = Field(0, description="the announced downtime of a stateful move")
+    max_price: float | None = Field(None, description="USD an hour its Spot replacements may cost at most "
+                                    "(none: EC2's default, the on-demand price)")
+    interruption_behavior: str = Field("terminate", description="what EC2 does with its Spot replacement when it "
+                                       "interrupts it: terminate, stop or hibernate")
 
 
 class PlanPage(BaseModel):
@@ -190,8 +241,13 @@ def migration_summary(migration_id: str, item: dict[str, Any], execution: dict[s
     )
 
 
+def _reverts(item: dict[str, Any]) -> str | None:
+    return ((item.get("request") or {}).get("revert") or {}).get("migration_id")
+
+
 def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[str, Any] | None,
-                     current_state: str | None, groups: Sequence[GroupRecord] = ()) -> MigrationDetail:
+                     current_state: str | None, groups: Sequence[GroupRecord] = (),
+                     now: datetime | None = None) -> MigrationDetail:
     """Everything about one migration: the item joined with its execution; ``current_state``
     (the state a running execution is in) and the current wave are given only while it runs."""
     waves = wave_progress(item)
@@ -205,6 +261,8 @@ def migration_detail(migration_id: str, item: dict[str, Any], execution: dict[st
         realised=realised_now(item), waves=waves, verdicts=item.get("verdicts", []), failure=item.get("failure"),
         retention=item.get("retention"), groups=[group_view(g) for g in groups],
         approval=public_approval(item.get("approval")),
+        reverts=_reverts(item),
+        windows=window_views(item, now),
     )
     return MigrationDetail.model_validate(detail)
 

@@ -29,7 +29,7 @@ from ..domain.errors import (
     TransientAwsError,
 )
 from ..domain.outcomes import EXECUTION_STATUSES, MIGRATION_STATUSES
-from ..domain.request import MIGRATION_ID_SCHEMA, StartMigration
+from ..domain.request import MIGRATION_ID_SCHEMA, RevertMigration, StartMigration
 from ..domain.retention import Retention, RetentionChange
 from ..domain.views import Decision, DecisionResult, MigrationDetail, MigrationPage, PlanPage, Started
 from ..services.migrations import MAX_PAGE, Migrations, NotAwaitingApproval
@@ -195,6 +195,11 @@ def start_migration(body: Annotated[StartMigration, Body()]) -> Response[Started
     started = migrations().start(body)
     logger.info("migration started" if started.created else "migration already started",
                 extra={"migration_id": started.migration_id, "principal": principal})
+    return _started(started)
+
+
+def _started(started: Started) -> Response[Started]:
+    """201 with the new migration's location, or 200 when the same request had started it."""
     location = f"{app._get_base_path()}/migrations/{started.migration_id}"  # /<stage> on execute-api URLs, as Swagger's
     return Response(status_code=201 if started.created else 200, content_type=content_types.APPLICATION_JSON,
                     body=started, headers={"Location": location})
@@ -261,6 +266,21 @@ def set_retention(migration_id: MigrationId, body: Annotated[RetentionChange, Bo
     logger.info("retention changed", extra={"migration_id": migration_id, "until": retention.until,
                                             "principal": principal})
     return retention
+
+
+@app.post("/migrations/<migration_id>/revert",
+          summary="Move a completed migration's instances (all, or those named) back to on-demand, in a migration "
+                  "of their own (waves, gates, approval)",
+          operation_id="revertMigration", tags=["migrations"],
+          responses=responses({201: "Started", 200: "Already started by the same request with this id"},
+                              400, 403, 404, 409))
+def revert_migration(migration_id: MigrationId,
+                     body: Annotated[RevertMigration | None, Body()] = None) -> Response[Started]:
+    principal = caller()
+    started = migrations().revert(migration_id, body or RevertMigration())
+    logger.info("revert started" if started.created else "revert already started",
+                extra={"migration_id": started.migration_id, "reverts": migration_id, "principal": principal})
+    return _started(started)
 
 
 # --- errors -------------------------------------------------------------------------------

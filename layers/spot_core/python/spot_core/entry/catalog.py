@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .settings import REHOME_STATE_MACHINE_ARN, REQUIRED
+from .settings import REHOME_STATE_MACHINE_ARN, REQUIRED, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN
 
 # Environment every function gets (values are resources the stack creates).
 COMMON_ENVIRONMENT = REQUIRED
@@ -127,8 +127,11 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=90,
         memory_mb=512,
         # stateful instances' disks move on in the re-home state machine, which it starts
-        environment=("REBALANCE_POLICY", "PREWARM_SECONDS", "DEAD_LETTER_QUEUE_URL", REHOME_STATE_MACHINE_ARN),
-        permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass", "workflow:rehome"),
+        environment=("REBALANCE_POLICY", "PREWARM_SECONDS", "HOOK_TIMEOUT_SECONDS", "DEAD_LETTER_QUEUE_URL",
+                     REHOME_STATE_MACHINE_ARN),
+        # interruption hooks: checkpoints by SSM Run Command, webhook URLs read from their secrets
+        permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass", "workflow:rehome", "ssm:checkpoint",
+                     "secrets:webhook"),
     ),
     FunctionSpec(
         "rehome_stateful",
@@ -150,6 +153,15 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
                      "elb:write", "sns:publish"),
     ),
     FunctionSpec(
+        "return_fallbacks",
+        "Returns the on-demand fallbacks of interruptions to Spot once a healthy pool has capacity again, "
+        "make-before-break (scheduled)",
+        None,  # not a workflow task: an EventBridge schedule invokes it
+        timeout_seconds=900,  # boot, health and drain within one run; what is left, the next run resumes
+        environment=("FALLBACK_RETURN", "FALLBACK_RETURN_MIN_AGE_SECONDS"),
+        permissions=(*SWAPS_INSTANCES, "sns:publish", "iam:pass"),
+    ),
+    FunctionSpec(
         "api",
         "The migrations API behind API Gateway: start, list, inspect, plan pages, approve and reject",
         None,  # not a workflow task: it drives the workflow (hence STATE_MACHINE_ARN)
@@ -169,12 +181,22 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         permissions=("table:write", "sns:publish"),
     ),
     FunctionSpec(
+        "on_demand_windows",
+        "Schedules a completed migration's on-demand windows; at each window's start reverts its instances to "
+        "on-demand, at its end returns them to Spot (EventBridge Scheduler)",
+        None,  # not a workflow task: a migration's success (EventBridge) and its schedules invoke it
+        timeout_seconds=60,
+        environment=("STATE_MACHINE_ARN", SCHEDULE_GROUP, SCHEDULER_ROLE_ARN),
+        permissions=("table:write", "workflow:start", "workflow:read", "scheduler:windows"),
+    ),
+    FunctionSpec(
         "finalize",
         "Records the outcome and realised savings, notifies, emits metrics",
         "FinalizeFunctionArn",
         timeout_seconds=300,
         environment=("ROLLBACK_COOLDOWN_SECONDS",),
-        permissions=("table:write", "sns:publish", "ec2:read", "autoscaling:read"),  # groups as they run now
+        # groups as they run now; a completed revert terminates the Spot instances it took over from
+        permissions=("table:write", "sns:publish", "ec2:read", "autoscaling:read", "ec2:terminate-managed"),
     ),
 )
 

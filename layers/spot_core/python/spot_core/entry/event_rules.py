@@ -38,3 +38,12 @@ def execution_ended_pattern(state_machine_arn: str) -> dict[str, Any]:
         "detail-type": [EXECUTION_STATUS_CHANGE],
         "detail": {"status": list(UNFINISHED_END_STATUSES), "stateMachineArn": [state_machine_arn]},
     }
+
+
+def execution_succeeded_pattern(state_machine_arn: str) -> dict[str, Any]:
+    """The migration state machine's executions that succeeded (a migration's windows get scheduled)."""
+    return {
+        "source": ["aws.states"],
+        "detail-type": [EXECUTION_STATUS_CHANGE],
+        "detail": {"status": ["SUCCEEDED"], "stateMachineArn": [state_machine_arn]},
+    }

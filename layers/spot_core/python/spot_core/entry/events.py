@@ -140,3 +140,28 @@ class ExecutionEndedEvent(EventBridgeModel):
     @property
     def migration_id(self) -> str:
         return self.detail.name
+
+
+class SucceededDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str  # the execution's name: the migration id
+    status: Literal["SUCCEEDED"]
+
+
+class ExecutionSucceededEvent(EventBridgeModel):
+    """A migration's execution that succeeded (Step Functions' status change): its windows get scheduled."""
+
+    source: Literal["aws.states"]
+    detail: SucceededDetail
+
+    @property
+    def migration_id(self) -> str:
+        return self.detail.name
+
+
+class WindowEvent(MigrationEvent):
+    """What a window's EventBridge Scheduler schedule sends when it fires."""
+
+    window: str
+    action: Literal["open", "close"]
+    scheduled_time: str = Field(max_length=40)

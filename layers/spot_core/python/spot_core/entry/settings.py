@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..adapters.pricing import PricingSource
 from ..domain.errors import ConfigurationError
+from ..domain.fallbacks import DEFAULT_MIN_AGE_SECONDS, FallbackReturn
+from ..domain.hooks import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT, MIN_TIMEOUT
 from ..domain.interruptions import RebalancePolicy
 from ..domain.locks import DEFAULT_ROLLBACK_COOLDOWN_SECONDS
 from ..domain.orphans import SweeperMode
@@ -23,6 +25,8 @@ REQUIRED = ("TABLE_NAME", "TOPIC_ARN")  # every function gets these: resources t
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 # Set on the replacement function: the state machine that moves an interrupted stateful instance's disks on.
 REHOME_STATE_MACHINE_ARN = "REHOME_STATE_MACHINE_ARN"
+# Set on the windows function: where its schedules go, and the role Scheduler invokes it with.
+SCHEDULE_GROUP, SCHEDULER_ROLE_ARN = "SCHEDULE_GROUP", "SCHEDULER_ROLE_ARN"
 DEFAULT_REGION = "us-east-1"
 
 
@@ -36,6 +40,8 @@ class Settings(BaseModel):
     # the replacement function keeps the EC2 events it failed on for good there, with the reason
     dead_letter_queue_url: str | None = None
     rehome_state_machine_arn: str | None = None  # the replacement function starts executions of it
+    schedule_group: str | None = None  # the on-demand windows' EventBridge Scheduler schedules live there
+    scheduler_role_arn: str | None = None  # the role Scheduler invokes the windows function with
     # Tunable per deployment (CDK context of the same name in lower case, e.g. -c sweeper_mode=terminate):
     pricing_source: PricingSource = "api"
     rebalance_policy: RebalancePolicy = "prewarm"
@@ -43,13 +49,19 @@ class Settings(BaseModel):
     sweeper_mode: SweeperMode = "report"
     sweeper_grace_seconds: int = 600
     rollback_cooldown_seconds: int = Field(default=DEFAULT_ROLLBACK_COOLDOWN_SECONDS, ge=0)
+    # how long an interruption checkpoint may run when its hooks say not (never past the reclaim)
+    hook_timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_SECONDS, ge=MIN_TIMEOUT, le=MAX_TIMEOUT)
+    # the scheduled job returning on-demand fallbacks to Spot, and how long a fallback runs before it may
+    fallback_return: FallbackReturn = "on"
+    fallback_return_min_age_seconds: int = Field(default=DEFAULT_MIN_AGE_SECONDS, ge=0)
 
 
 # Resources some functions need (setting -> its environment variable), set by the stack.
 RESOURCES = {"state_machine_arn": "STATE_MACHINE_ARN", "dead_letter_queue_url": DEAD_LETTER_QUEUE_URL,
-             "rehome_state_machine_arn": REHOME_STATE_MACHINE_ARN}
+             "rehome_state_machine_arn": REHOME_STATE_MACHINE_ARN, "schedule_group": SCHEDULE_GROUP,
+             "scheduler_role_arn": SCHEDULER_ROLE_ARN}
 TUNABLE = ("pricing_source", "rebalance_policy", "prewarm_seconds", "sweeper_mode", "sweeper_grace_seconds",
-           "rollback_cooldown_seconds")
+           "rollback_cooldown_seconds", "hook_timeout_seconds", "fallback_return", "fallback_return_min_age_seconds")
 
 
 def variable(field: str) -> str:

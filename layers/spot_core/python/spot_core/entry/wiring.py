@@ -23,26 +23,31 @@ from ..adapters.dynamodb.replacements import DynamoReplacementClaims
 from ..adapters.ec2 import Ec2Fleet
 from ..adapters.elbv2 import ElbTargets
 from ..adapters.pricing import PRICING_API_REGION, OnDemandPricer
+from ..adapters.scheduler import SchedulerSchedules
 from ..adapters.sns import SnsNotifier
 from ..adapters.spot_prices import CachedSpotPrices, Ec2SpotPrices
 from ..adapters.sqs import SqsQueues
 from ..adapters.ssm import SsmProbes
 from ..adapters.stepfunctions import SfnExecutions
+from ..adapters.webhooks import SecretWebhooks
 from ..domain.clock import SystemClock
 from ..domain.errors import ConfigurationError
 from ..services.analyze import Analyze
 from ..services.approval import Approval
 from ..services.end_execution import EndExecution
 from ..services.finalize import Finalize
+from ..services.interruption_hooks import HookRunner
 from ..services.interruptions import HOLDER_SECONDS, Interruptions, WarmCache
 from ..services.migrate_wave import MigrateWave
 from ..services.migrations import Migrations
 from ..services.quality_gate import QualityGate
 from ..services.rehome import Rehomes
 from ..services.retention import RetireOriginals
+from ..services.return_fallbacks import ReturnFallbacks
 from ..services.review import Review
 from ..services.rollback import Rollback
 from ..services.sweeper import Sweeper
+from ..services.windows import Windows
 from .settings import REHOME_STATE_MACHINE_ARN, Settings, load_settings
 
 
@@ -160,7 +165,7 @@ class Wiring:
     @cached_property
     def finalize(self) -> Finalize:
         return Finalize(self.migrations, self.plans, self.notifier, self.spot_prices, self.locks, self.clock,
-                        self.autoscaling, cooldown_seconds=self.settings.rollback_cooldown_seconds)
+                        self.autoscaling, cooldown_seconds=self.settings.rollback_cooldown_seconds, fleet=self.fleet)
 
     @cached_property
     def end_execution(self) -> EndExecution:
@@ -180,7 +185,25 @@ class Wiring:
             self.plans, self.notifier, self.clock, self.rehome_executions,
             default_policy=self.settings.rebalance_policy, prewarm_seconds=self.settings.prewarm_seconds,
             holder_seconds=remaining, warm=self._interruption_warm,
+            hook_runner=HookRunner(self._checkpoints, self._webhooks, self.load_balancer, self.clock,
+                                   timeout_seconds=self.settings.hook_timeout_seconds),
         )
+
+    @cached_property
+    def return_fallbacks(self) -> ReturnFallbacks:
+        return ReturnFallbacks(
+            self.fleet, self.load_balancer, self.spot_prices, self.claims, self.pool_memory, self.registry, self.plans,
+            self.locks, self.notifier, self.clock, enabled=self.settings.fallback_return == "on",
+            min_age_seconds=self.settings.fallback_return_min_age_seconds)
+
+    @cached_property
+    def _checkpoints(self) -> SsmProbes:
+        return SsmProbes(self.client("ssm"))
+
+    @cached_property
+    def _webhooks(self) -> SecretWebhooks:
+        """Kept warm across invocations: a storm of warnings reads each webhook's secret once a minute."""
+        return SecretWebhooks(self.client("secretsmanager"), self._checkpoints.ssm)
 
     @cached_property
     def _interruption_prices(self) -> CachedSpotPrices:
@@ -210,6 +233,14 @@ class Wiring:
     def operator(self) -> Migrations:
         """The migrations service of the API (and spotctl)."""
         return Migrations(self.executions, self.migrations, self.plans, self.tokens, self.clock)
+
+    @cached_property
+    def windows(self) -> Windows:
+        group, role = self.settings.schedule_group, self.settings.scheduler_role_arn
+        if not group or not role:
+            raise ConfigurationError("missing environment variable(s): SCHEDULE_GROUP, SCHEDULER_ROLE_ARN")
+        return Windows(self.operator, self.migrations, self.plans,
+                       SchedulerSchedules(self.client("scheduler"), group, role), self.clock)
 
 
 @lru_cache(maxsize=4)

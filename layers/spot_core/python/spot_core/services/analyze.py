@@ -19,7 +19,7 @@ from ..domain.locks import InstanceLock
 from ..domain.outcomes import has_ended
 from ..domain.plan import InstanceRecord, PlanSummary, TargetRef
 from ..domain.pools import MigrationPoolBook, PoolKey, candidate_types
-from ..domain.request import MigrationRequest
+from ..domain.request import MigrationRequest, RevertOf
 from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, is_opted_in
 from ..ports import (
     AutoScaling,
@@ -34,6 +34,7 @@ from ..ports import (
     SpotPrices,
 )
 from .analyze_groups import GroupAnalysis, group_lock
+from .analyze_revert import RevertAnalysis
 
 UNKNOWN_IDS_SHOWN = 20
 
@@ -53,6 +54,8 @@ class Analyze:
     autoscaling: AutoScaling
 
     def run(self, migration_id: str, request: MigrationRequest) -> PlanSummary:
+        if request.revert is not None:
+            return self._revert(migration_id, request, request.revert)
         selector = request.selector
         instances = self.fleet.find(selector) if selector.instance_ids or selector.instances_by_tags else []
         self._check_selected(request, instances)  # before anything is written
@@ -68,6 +71,18 @@ class Analyze:
         self.plans.put_records(migration_id, records)
         self.plans.put_groups(migration_id, group_records)
         summary = summarize(records, self.on_demand.source_used, group_records)
+        self.migrations.update(migration_id, status="planned", summary=summary.model_dump())
+        return summary
+
+    def _revert(self, migration_id: str, request: MigrationRequest, revert: RevertOf) -> PlanSummary:
+        """The plan that takes a completed migration's instances back to on-demand."""
+        analysis = RevertAnalysis(self.fleet, self.load_balancer, self.on_demand, self.migrations, self.plans)
+        sources = analysis.sources(revert)  # before anything is written
+        self.migrations.create(migration_id, request.model_dump())
+        records = analysis.records(sources)
+        self._hold(migration_id, records)
+        self.plans.put_records(migration_id, records)
+        summary = summarize(records, self.on_demand.source_used)
         self.migrations.update(migration_id, status="planned", summary=summary.model_dump())
         return summary
 
@@ -129,7 +144,9 @@ class Analyze:
         inventory = self.fleet.inventory(opted_in) if opted_in else {}
         facts = [InstanceFacts.of(i, traits.get(i.instance_type), inventory.get(i.instance_id)) for i in instances]
         evidence = self._evidence([f for f in facts if is_opted_in(f.tags)])
-        rules = CarryRules(mode=request.mode, allow_downtime=request.allow_downtime, probe=request.health_probe)
+        rules = CarryRules(mode=request.mode, allow_downtime=request.allow_downtime, probe=request.health_probe,
+                           max_price=request.max_price, interruption_behavior=request.interruption_behavior,
+                           hooks=request.interruption)
         return [evidence.record(f, request.min_savings_pct, rules) if f.instance_id in evidence.opted_in
                 else not_opted_in(f) for f in facts]
 
@@ -172,7 +189,7 @@ class _Evidence:
         return build_record(
             facts,
             on_demand_hourly=prices.on_demand.get(facts.instance_type),
-            pools=prices.pools.pools(facts.instance_type, facts.availability_zone),
+            pools=prices.pools.candidates(facts.instance_type, facts.availability_zone),
             cpu_values=self.cpu.get(facts.instance_id, []),
             target_groups=self.membership.get(facts.instance_id, []),
             min_savings_pct=min_savings_pct,

@@ -15,6 +15,7 @@ from ..domain.outcomes import (
     COOLED_DOWN,
     HEADLINES,
     NO_DRIFT,
+    REVERT_HEADLINES,
     UNFINISHED,
     WITH_RECORDS,
     FinalOutcome,
@@ -24,7 +25,7 @@ from ..domain.outcomes import (
 from ..domain.plan import IN_FLIGHT, ROLLBACK_SCOPE, InstanceRecord
 from ..domain.request import MigrationRequest
 from ..domain.retention import Retention
-from ..ports import AutoScaling, InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
+from ..ports import AutoScaling, Fleet, InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
 NEEDS_ATTENTION_SHOWN = 50
@@ -87,17 +88,20 @@ class Finalize:
     clock: Clock
     autoscaling: AutoScaling
     cooldown_seconds: int = DEFAULT_ROLLBACK_COOLDOWN_SECONDS
+    fleet: Fleet | None = None  # a completed revert terminates the Spot instances it took over from
 
     def finish(self, migration_id: str, outcome: Outcome, detail: Mapping[str, Any] | None) -> FinalOutcome:
         item = self.migrations.get(migration_id)
         records = self.plans.records(migration_id) if outcome in WITH_RECORDS else []
         realised = self.realised_savings(records).with_groups(self._groups_now(migration_id, item)) \
             if outcome == "completed" else None
+        request = MigrationRequest.model_validate(item.get("request") or {})
+        if outcome == "completed" and request.revert is not None:
+            self._retire_reverted(migration_id, request.revert.migration_id, records)
         fields: dict[str, Any] = {"status": outcome, "finished_at": iso(self.clock.now())}
         if realised is not None:
-            days = MigrationRequest.model_validate(item.get("request") or {}).retention_days
-            fields.update(realised=realised.model_dump(), retention=Retention.starting(self.clock.now(), days)
-                          .model_dump(), **NO_DRIFT)
+            fields.update(realised=realised.model_dump(), retention=Retention.starting(
+                self.clock.now(), request.retention_days).model_dump(), **NO_DRIFT)
         if detail:
             fields["outcome_detail"] = safe_detail(detail)
         if outcome == "rollback_failed" or outcome in UNFINISHED.values():
@@ -108,6 +112,22 @@ class Finalize:
         self.migrations.update(migration_id, **fields)
         self._notify(migration_id, outcome, item, records, realised)
         return FinalOutcome(status=outcome, realised=realised, locks_released=released)
+
+    def _retire_reverted(self, migration_id: str, source_id: str, records: list[InstanceRecord]) -> None:
+        """A completed revert: the Spot instances its on-demand ones took over from (kept running
+        for a rollback until now) are terminated, and the migration it reverted says so on each
+        record it moved (a revert of it again finds nothing more to take)."""
+        by_spot = {r.instance_id: r for r in records if r.status == "migrated"}
+        if not by_spot:
+            return
+        if self.fleet is None:
+            raise RuntimeError("Finalize needs the fleet to end a revert")
+        self.fleet.cancel_spot_requests(list(by_spot))
+        self.fleet.terminate(list(by_spot))
+        followed = [s for s in self.plans.records(source_id) if s.replacement_id in by_spot]
+        for source in [s for s in followed if s.reverted_by != migration_id]:
+            source.revert_done(migration_id, by_spot[source.replacement])
+            self.plans.put_record(source_id, source)
 
     def release(self, migration_id: str, outcome: str, records: list[InstanceRecord] | None = None) -> int:
         """Give back the migration's instance locks; after a rollback, the instances it touched
@@ -158,8 +178,10 @@ class Finalize:
             lines += _needs_attention(records)
         if outcome in UNFINISHED.values():
             lines += _unfinished_lines(records)
+        headlines = REVERT_HEADLINES if (item.get("request") or {}).get("revert") else {}
+        headline = headlines.get(outcome, HEADLINES[outcome])
         self.notifier.publish(
-            migration_id, outcome.replace("_", "-"), HEADLINES[outcome].format(mid=migration_id, migrated=migrated),
+            migration_id, outcome.replace("_", "-"), headline.format(mid=migration_id, migrated=migrated),
             lines, {"status": outcome, "realised": realised.model_dump() if realised else None,
                     "summary": item.get("summary")},
         )

@@ -42,6 +42,7 @@ from typing import Any
 from ..domain.caching import TtlCache
 from ..domain.clock import Clock
 from ..domain.errors import EventInProgress
+from ..domain.hooks import WEBHOOK_TIMEOUT_SECONDS, hooks_at_interruption
 from ..domain.instances import Instance, LaunchSpec, Market
 from ..domain.interruptions import (
     CLAIM_STALE_SECONDS,
@@ -68,6 +69,7 @@ from ..domain.interruptions import (
 )
 from ..domain.plan import InstanceRecord, Pool, TargetRef, group_by_target_group
 from ..domain.pools import PoolKey, candidate_types, interruption_pools
+from ..domain.spot_options import SpotTerms, is_persistent
 from ..domain.tags import MIGRATION_ID_TAG, REPLACES_TAG, interruption_replacement_tags
 from ..ports import (
     ExecutionStarter,
@@ -80,6 +82,7 @@ from ..ports import (
     ReplacementClaims,
     SpotPrices,
 )
+from .interruption_hooks import Departure, HookRunner
 from .launching import launch_in_first_pool
 
 PRICE_LOOKBACK_HOURS = 6
@@ -118,6 +121,7 @@ class Takeover:
     resumed: bool
     swap: bool
     policy: RebalancePolicy | None = None
+    departure: Departure | None = None  # the interruption hooks of a swap (None: replaced as by default)
 
 
 @dataclass
@@ -152,6 +156,7 @@ class Interruptions:
     claim_stale_seconds: int = CLAIM_STALE_SECONDS
     holder_seconds: float = HOLDER_SECONDS  # the invocation's time left: how long it holds what it claims
     warm: WarmCache | None = None
+    hook_runner: HookRunner | None = None  # checkpoint, drain, webhook (services/interruption_hooks.py)
     # what a batch described at once (prefetch); each event describes what is missing
     _described: dict[str, Instance | None] = field(default_factory=dict, init=False, repr=False)
     _records: dict[tuple[str, str], InstanceRecord | None] = field(default_factory=dict, init=False, repr=False)
@@ -318,25 +323,33 @@ class Interruptions:
         replacement at once; the traffic moves next (`_complete`). Every step after the launch
         can be repeated."""
         profile = _profile(claim)
-        replacement = launched or self._launch_or_release(instance, claim, profile)
+        terms = self._spot_terms(instance, profile)
+        replacement = launched or self._launch_or_release(instance, claim, profile, terms)
         groups = self._groups(instance, claim, profile)
         record = profile.record if profile else self._record_ref(instance)
         successor = LaunchProfile(target_groups=groups, record=record.moved_to(
-            replacement.market, replacement.pool.spot_hourly) if record else None)
+            replacement.market, replacement.pool.spot_hourly) if record else None,
+            spot=terms, hooks=profile.hooks if profile else None)
         pool = _pool(instance) if notice.is_interruption and not claim.get("pool_remembered") else None
         launched_at, remembered = self._record(instance, claim, replacement, successor, pool)
+        self._keep_down(instance, terms)
+        swap = bool(claim.get("swap", True)) or notice.is_interruption
+        departure = self._departure(notice, instance, profile, groups, _replacement_facts(replacement)) \
+            if swap else None
         return Takeover(notice, instance, claim, replacement, groups, record, launched_at,
-                        None if remembered else pool, resumed,
-                        swap=bool(claim.get("swap", True)) or notice.is_interruption)
+                        None if remembered else pool, resumed, swap=swap, departure=departure)
 
     def _complete(self, takeovers: list[Takeover]) -> list[InterruptionOutcome | Exception]:
         """The replacements join their target groups and the interrupted instances that are
         swapped drain (one call per target group for them all), one notification tells it, then
         each takeover ends on its claim (with the migration record that follows it)."""
+        departures = [t.departure for t in takeovers if t.departure is not None]
         try:
+            self._hooks_begin(departures)
             self._register(takeovers)
             self.load_balancer.deregister(group_by_target_group(
-                (t.instance.instance_id, ref) for t in takeovers if t.swap for ref in t.groups))
+                (t.instance.instance_id, ref) for t in takeovers if _leaving(t) for ref in t.groups))
+            self._hooks_end(departures)
             self._notify_replaced(takeovers)
         except Exception as exc:  # noqa: BLE001 - every takeover that shared the step fails with it
             for t in takeovers:  # their own retries may resume them at once
@@ -368,6 +381,8 @@ class Interruptions:
         iid = t.instance.instance_id
         done = {"status": "swapped", "swapped_at": self.clock.now().isoformat()} if t.swap else {
             "status": "prewarmed", "prewarm_until": int(t.launched_at.timestamp()) + self.prewarm_seconds}
+        hooks = t.departure.summary() if t.departure is not None else {}
+        done.update(hooks)
         try:
             self.claims.finish(iid, _follow(t), t.pool, **done)
         except Exception as exc:  # noqa: BLE001 - this takeover's failure only
@@ -379,7 +394,7 @@ class Interruptions:
             instance_type=t.replacement.pool.instance_type, availability_zone=t.replacement.pool.availability_zone,
             market=t.replacement.market, launched=True, refused_pools=t.replacement.refused,
             seconds_from_event_to_launch=round((t.launched_at - event_time).total_seconds(), 3),
-            resumed=t.resumed or None,
+            resumed=t.resumed or None, **hooks,
         )
         return outcome.model_copy(update={"policy": t.policy}) if t.policy else outcome
 
@@ -389,18 +404,62 @@ class Interruptions:
                  f"{KIND_LABELS[t.notice.kind]}): replacement {t.replacement.instance_id} launched as "
                  f"{t.replacement.market} {t.replacement.pool.instance_type} in "
                  f"{t.replacement.pool.availability_zone}" + (" (resumed after an earlier attempt failed)"
-                                                              if t.resumed else "") for t in takeovers]
+                                                              if t.resumed else "")
+                 + (f"; hooks: {t.departure.lines()}" if t.departure else "") for t in takeovers]
+        hooks = {t.instance.instance_id: t.departure.summary() for t in takeovers if t.departure is not None}
         if len(takeovers) == 1:
             [t] = takeovers
-            self._notify(t.instance.instance_id, f"{t.notice.kind}-replaced", lines[0])
+            self.notifier.publish(t.instance.instance_id, f"{t.notice.kind}-replaced", lines[0], [],
+                                  {"instance_id": t.instance.instance_id, **hooks.get(t.instance.instance_id, {})})
             return
         self.notifier.publish("interruptions", "replaced", f"{len(takeovers)} interrupted instances replaced", lines,
-                              {"replaced": {t.instance.instance_id: t.replacement.instance_id for t in takeovers}})
+                              {"replaced": {t.instance.instance_id: t.replacement.instance_id for t in takeovers},
+                               **({"hooks": hooks} if hooks else {})})
 
-    def _launch_or_release(self, instance: Instance, claim: Claim, profile: LaunchProfile | None) -> Replacement:
+    def _leave_for_prewarmed(self, notice: Notice, instance: Instance, existing: Claim) -> Departure | None:
+        """The interrupted instance leaves its target groups, its hooks around it (None: it has none)."""
+        iid = instance.instance_id
+        refs = [TargetRef.model_validate(t) for t in existing.get("target_groups", [])]
+        departure = self._departure(notice, instance, _profile(existing), refs, {
+            "id": existing["replacement_id"], "instance_type": existing.get("instance_type"),
+            "availability_zone": existing.get("availability_zone"), "market": existing.get("market") or "spot"})
+        departures = [departure] if departure is not None else []
+        self._hooks_begin(departures)
+        if departure is None or not departure.left:
+            self.load_balancer.deregister(group_by_target_group((iid, ref) for ref in refs))
+        self._hooks_end(departures)
+        return departure
+
+    # --- interruption hooks (services/interruption_hooks.py) ---------------------------------------------------
+    def _departure(self, notice: Notice, instance: Instance, profile: LaunchProfile | None, groups: list[TargetRef],
+                   replacement: dict[str, Any]) -> Departure | None:
+        """The hooks the instance's owner asked for (its tags over the plan's), None when it is
+        replaced as by default: then nothing more is called."""
+        if self.hook_runner is None:
+            return None
+        hooks, note = hooks_at_interruption(instance.tags, profile.hooks if profile else None)
+        if hooks.is_default and note is None:
+            return None
+        return Departure(notice, instance, replacement, groups, hooks, note)
+
+    def _hooks_begin(self, departures: list[Departure]) -> None:
+        """Checkpoints sent and drains begun, then the drains awaited: all done before the
+        hand-over margin and the one webhook call the end keeps room for."""
+        if self.hook_runner is None or not departures:
+            return
+        self.hook_runner.start(departures, self._deadline - HAND_OVER_MARGIN_SECONDS - WEBHOOK_TIMEOUT_SECONDS)
+        self.hook_runner.await_drained(departures)
+
+    def _hooks_end(self, departures: list[Departure]) -> None:
+        """Once the replacements took over: the checkpoints' results awaited, the webhooks called."""
+        if self.hook_runner is not None and departures:
+            self.hook_runner.finish(departures)
+
+    def _launch_or_release(self, instance: Instance, claim: Claim, profile: LaunchProfile | None,
+                           terms: SpotTerms) -> Replacement:
         """Nothing launched means nothing to lose: a failed launch gives the claim back, so the retry launches."""
         try:
-            return self._launch(instance, self._token(claim), self._user_data(instance, profile))
+            return self._launch(instance, self._token(claim), self._user_data(instance, profile), terms)
         except Exception:
             self.claims.release(instance.instance_id)
             raise
@@ -483,6 +542,21 @@ class Interruptions:
         key, record = _record_key(instance), self._record_of(instance)
         return RecordRef.of(key[0], record) if key and record else None
 
+    def _spot_terms(self, instance: Instance, profile: LaunchProfile | None) -> SpotTerms:
+        """The interrupted instance's Spot terms: on its launch profile, else on the migration
+        record it follows (read once), else EC2's defaults (an instance launched before they existed)."""
+        if profile is not None and profile.spot is not None:
+            return profile.spot
+        record = self._record_of(instance) if profile is None else None
+        return record.spot_terms if record is not None else SpotTerms()
+
+    def _keep_down(self, instance: Instance, terms: SpotTerms) -> None:
+        """An instance that stops or hibernates on interruption has a persistent Spot request, which
+        EC2 would fulfil again (start it) once capacity returns: a second live instance next to its
+        replacement. Cancelled now that it is replaced; the instance itself stays as EC2 leaves it."""
+        if is_persistent(terms.interruption_behavior):
+            self.fleet.cancel_spot_requests([instance.instance_id])
+
     def _user_data(self, instance: Instance, profile: LaunchProfile | None) -> str | None:
         """The interrupted instance's user data: on its launch profile, else read (once)."""
         if profile is not None:
@@ -494,29 +568,35 @@ class Interruptions:
     # --- the steps ------------------------------------------------------------------------------------------
     def _swap_prewarmed(self, notice: Notice, instance: Instance, existing: Claim) -> InterruptionOutcome:
         """The warning (or the reclaim) came after a rebalance recommendation: the prewarmed
-        replacement serves already, so the interrupted instance only leaves its target groups."""
+        replacement serves already, so the interrupted instance only leaves its target groups
+        (with its interruption hooks around it)."""
         iid, new_id = instance.instance_id, existing["replacement_id"]
-        refs = [TargetRef.model_validate(t) for t in existing.get("target_groups", [])]
-        self.load_balancer.deregister(group_by_target_group((iid, ref) for ref in refs))
+        departure = self._leave_for_prewarmed(notice, instance, existing)
+        hooks = departure.summary() if departure is not None else {}
         pool = None if existing.get("pool_remembered") else _pool(instance)
         self.claims.finish(iid, None, pool, status="swapped", swapped_at=self.clock.now().isoformat(),
-                           swapped_by=notice.event_id, **({"pool_remembered": True} if pool else {}))
-        self._notify(iid, "prewarmed-swap", f"{iid} is being reclaimed ({KIND_LABELS[notice.kind]}); its prewarmed "
-                                            f"replacement {new_id} took over")
-        return InterruptionOutcome(action="swapped_prewarmed", instance_id=iid, replacement_id=new_id, launched=False)
+                           swapped_by=notice.event_id, **({"pool_remembered": True} if pool else {}), **hooks)
+        self.notifier.publish(iid, "prewarmed-swap", f"{iid} is being reclaimed ({KIND_LABELS[notice.kind]}); its "
+                              f"prewarmed replacement {new_id} took over" + (f"; hooks: {departure.lines()}"
+                                                                             if departure is not None else ""),
+                              [], {"instance_id": iid, **hooks})
+        return InterruptionOutcome(action="swapped_prewarmed", instance_id=iid, replacement_id=new_id, launched=False,
+                                   **hooks)
 
-    def _launch(self, instance: Instance, token: str, user_data: str | None) -> Replacement:
-        """In the first pool that serves; on-demand in the original pool when no Spot pool does."""
+    def _launch(self, instance: Instance, token: str, user_data: str | None, terms: SpotTerms) -> Replacement:
+        """In the first pool that serves (within the max price); on-demand in the original pool when
+        no Spot pool does. A Spot replacement keeps the interrupted instance's Spot terms."""
         subnets = {instance.availability_zone: instance.subnet_id or "",
                    **{z: s for z, s in self._subnets(instance.vpc_id or "").items()
                       if z != instance.availability_zone}}
         types = candidate_types(instance.instance_type)
         prices = self.spot_prices.statistics(types, self.clock.now(), PRICE_LOOKBACK_HOURS)
         pools = interruption_pools(instance.instance_type, instance.availability_zone, subnets, prices,
-                                   self._recent_pools())
+                                   self._recent_pools(), terms.max_price)
         tags = interruption_replacement_tags(instance.tags, instance.instance_id)
         def in_pool(pool: Pool) -> LaunchSpec:
-            return LaunchSpec.replacing(instance, pool, tags, user_data, subnet_id=subnets[pool.availability_zone])
+            return LaunchSpec.replacing(instance, pool, tags, user_data, subnet_id=subnets[pool.availability_zone],
+                                        spot=terms)
 
         launch = launch_in_first_pool(self.fleet, pools, in_pool, token)
         if launch.failure is not None:
@@ -566,9 +646,21 @@ def _follow(t: Takeover) -> RecordFollow | None:
     if t.record is None:
         return None
     r = t.replacement
-    note = f"{t.instance.instance_id} interrupted; replaced by {r.instance_id} ({r.market})"
+    note = f"{t.instance.instance_id} interrupted; replaced by {r.instance_id} ({r.market})" + (
+        f"; hooks: {t.departure.lines()}" if t.departure else "")
     return follow_record(t.record, t.instance.instance_id, r.instance_id, r.pool.instance_type,
                          r.pool.availability_zone, t.record.moved_to(r.market, r.pool.spot_hourly), note)
+
+
+def _leaving(t: Takeover) -> bool:
+    """The interrupted instance is to leave its target groups now (it was not drained already)."""
+    return t.swap and (t.departure is None or not t.departure.left)
+
+
+def _replacement_facts(r: Replacement) -> dict[str, Any]:
+    """What a webhook is told of the replacement."""
+    return {"id": r.instance_id, "instance_type": r.pool.instance_type,
+            "availability_zone": r.pool.availability_zone, "market": r.market}
 
 
 def _pool(instance: Instance) -> PoolKey:

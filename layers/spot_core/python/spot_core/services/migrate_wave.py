@@ -42,7 +42,7 @@ from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, WaveSpe
 from ..domain.request import MigrationRequest
 from ..domain.retention import STOPPED_BY_TAG
 from ..domain.stateful import StatefulMove
-from ..domain.tags import LAUNCH_BATCH_TAG, migration_replacement_tags
+from ..domain.tags import LAUNCH_BATCH_TAG, RETIRED_BY_TAG, migration_replacement_tags
 from ..domain.waves import WaveResult
 from ..ports import (
     AutoScaling,
@@ -93,7 +93,7 @@ class MigrateWave:
         rate = LaunchRate.model_validate(item.get("launch_rate") or {})
         in_flight = self.plans.in_flight(migration_id, wave.index)  # the records done with are not read again
         before = {r.instance_id: r.status for r in in_flight}
-        step = _WaveStep(self, migration_id, wave.index, budget, rate)
+        step = _WaveStep(self, migration_id, wave.index, budget, rate, request.reverting)
         step.advance(in_flight)
         self.migrations.update(migration_id, launch_rate=rate.model_dump())
         groups = self._groups(migration_id, item, wave, request)
@@ -135,8 +135,10 @@ class _Group:
 class _WaveStep:
     """One pass over the wave; each record is stored after each of its steps."""
 
-    def __init__(self, service: MigrateWave, migration_id: str, wave: int, budget: Budget, rate: LaunchRate):
+    def __init__(self, service: MigrateWave, migration_id: str, wave: int, budget: Budget, rate: LaunchRate,
+                 reverting: bool = False):
         self.s, self.mid, self.wave, self.budget, self.rate = service, migration_id, wave, budget, rate
+        self.reverting = reverting  # a revert: Spot instances replaced by on-demand ones, and kept running
         self.delays: dict[str, int] = {}
 
     # --- the pass -------------------------------------------------------------------------
@@ -217,19 +219,20 @@ class _WaveStep:
             return "lock_lost", f"this migration no longer holds the instance ({holder} does)"
         if original is None or original.state != "running":
             return None  # _launch fails it: the original is gone or stopped
-        return no_longer_eligible(original)
+        return no_longer_eligible(original, self.reverting)
 
     def _groups(self, movable: list[_Movable]) -> list[_Group]:
         """The records one launch configuration serves, each with its full spec."""
         groups: dict[tuple[object, ...], _Group] = {}
         user_data = self.s.fleet.user_data_of([m.record.instance_id for m in movable])
         for record, original, inventory in ((m.record, m.original, m.inventory) for m in movable):
-            tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave)
+            tags = migration_replacement_tags(original.tags, original.instance_id, self.mid, self.wave, self.reverting)
             spec = LaunchSpec.replacing(original, record.pools[0], tags, user_data[record.instance_id],
-                                        inventory=inventory)
+                                        market=record.pools[0].market, inventory=inventory, spot=record.spot_terms)
             if record.mode == "stateful":  # takes the original's disks (and user data) once stopped
-                spec = replace(spec, user_data=None, stop_on_interruption=True, tags={**tags, MODE_TAG: "stateful"})
-            key = (tuple(p.key for p in record.pools), spec.image_id, spec.subnet_id, spec.settings, spec.user_data)
+                spec = replace(spec, user_data=None, tags={**tags, MODE_TAG: "stateful"})
+            key = (tuple(p.key for p in record.pools), spec.image_id, spec.subnet_id, spec.settings, spec.user_data,
+                   spec.interruption_behavior, spec.max_price)
             group = groups.setdefault(key, _Group([], {}))
             group.records.append(record)
             group.spec_for[record.instance_id] = spec
@@ -316,7 +319,8 @@ class _WaveStep:
         it needs), then records (a crash in between leaves instances the next pass finds by
         their batch); each replacement's own tags follow (`_tag`)."""
         profiles = {i: LaunchProfile(target_groups=r.target_groups, user_data=group.spec_for[r.instance_id].user_data,
-                                     record=RecordRef.of(self.mid, r).moved_to("spot", pool.spot_hourly))
+                                     record=RecordRef.of(self.mid, r).moved_to(pool.market, pool.spot_hourly),
+                                     spot=r.spot_terms, hooks=r.carry.hooks if r.carry else None)
                     for r, i in pairs}
         self.s.registry.register_all([i for _, i in pairs], f"migration {self.mid} wave {self.wave}", profiles)
         now = iso(self._now())
@@ -334,11 +338,19 @@ class _WaveStep:
             return
         todo = sorted(untagged, key=lambda r: r.phase_since or "")[:TAGS_PER_PASS]
         originals = self.s.fleet.describe([r.instance_id for r in todo])
-        self.s.fleet.tag_each({r.replacement: migration_replacement_tags(
-            getattr(originals.get(r.instance_id), "tags", {}), r.instance_id, self.mid, self.wave) for r in todo})
+        self.s.fleet.tag_each({r.replacement: self._own_tags(r, originals.get(r.instance_id)) for r in todo})
         for record in todo:
             record.replacement_tagged = True
         self._store(todo)
+
+    def _own_tags(self, record: InstanceRecord, original: Instance | None) -> dict[str, str]:
+        """A replacement's own tags; a stateful one says so whatever mode tag its original carries
+        (the interruption handler moves its disks on rather than replacing it)."""
+        tags = migration_replacement_tags(getattr(original, "tags", {}), record.instance_id, self.mid, self.wave,
+                                          self.reverting)
+        if record.mode == "stateful":
+            tags[MODE_TAG] = "stateful"
+        return tags
 
     def _resume_launches(self, written_ahead: list[InstanceRecord]) -> None:
         """Launches a crash interrupted between RunInstances and the records: the instances
@@ -465,12 +477,21 @@ class _WaveStep:
         left = {r.instance_id: _still_in(r, states) for r in draining}
         done = [r for r in draining if not left[r.instance_id]]
         self._deregister_again(draining, left, states, now)
-        if done:  # tagged first: only what this migration stopped is ever retired (domain/retention.py)
-            self.s.fleet.tag_all([r.instance_id for r in done], {STOPPED_BY_TAG: self.mid})
-            self.s.fleet.stop([r.instance_id for r in done])
+        if done:
+            self._retire_originals([r.instance_id for r in done])
         for record in done:
             record.migrated()
         self._store(done)
+
+    def _retire_originals(self, ids: list[str]) -> None:
+        """Tagged first: only what this migration stopped is ever retired (domain/retention.py). A
+        revert's Spot originals are not stopped (EC2 cannot stop a one-time Spot instance): they run
+        on out of service until the revert ends (domain/revert.py)."""
+        if self.reverting:
+            self.s.fleet.tag_all(ids, {RETIRED_BY_TAG: self.mid})
+            return
+        self.s.fleet.tag_all(ids, {STOPPED_BY_TAG: self.mid})
+        self.s.fleet.stop(ids)
 
     def _deregister_again(self, draining: list[InstanceRecord], left: dict[str, list[TargetRef]],
                           states: dict[tuple[str, str], str], now: datetime) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..domain.clock import Clock, iso, utc_now
 from ..domain.errors import (
     ApprovalNotPending,
@@ -25,7 +27,7 @@ from ..domain.errors import (
     TaskNoLongerWaiting,
 )
 from ..domain.outcomes import EXECUTION_STATUSES, MIGRATION_STATUSES
-from ..domain.request import StartMigration, check_migration_id
+from ..domain.request import MigrationRequest, RevertMigration, StartMigration, check_migration_id, describe_errors
 from ..domain.retention import Retention, RetentionChange
 from ..domain.views import (
     DecisionResult,
@@ -128,6 +130,31 @@ class Migrations:
         return Started(migration_id=migration_id, execution_arn=existing["executionArn"],
                        started_at=iso_or_none(existing["startDate"]) or "", created=False)
 
+    def revert(self, source_id: str, body: RevertMigration) -> Started:
+        """Start the revert of a completed migration: its instances back to on-demand (the analysis
+        checks each one). MigrationNotFound without that migration; MigrationConflict unless it
+        completed."""
+        return self.start(self.revert_request(source_id, body))
+
+    def revert_request(self, source_id: str, body: RevertMigration) -> StartMigration:
+        """The migration a revert of `source_id` is (checked as `revert` says)."""
+        check_migration_id(source_id)
+        item = self.migrations.get(source_id)
+        if item.get("status") != "completed":
+            raise MigrationConflict(f"migration {source_id!r} is {item.get('status') or 'starting'}: only a "
+                                    "completed migration can be reverted")
+        if (item.get("request") or {}).get("revert"):
+            raise MigrationConflict(f"{source_id!r} is itself a revert: migrate its instances to take them back "
+                                    "to Spot")
+        source = MigrationRequest.model_validate(item["request"])
+        try:
+            start = body.as_start(source_id, source.quality)
+        except ValidationError as exc:
+            raise InvalidMigrationRequest(f"invalid revert request: {describe_errors(exc, 'body')}") from None
+        if start.migration_id is None:
+            start.migration_id = new_migration_id(self.clock.now(), prefix="revert")
+        return start
+
     # --- read ---------------------------------------------------------------------------
     def list(self, status: str | None = None, limit: int = 20, next_token: str | None = None) -> MigrationPage:
         """Newest first. `status` is an execution status (RUNNING, FAILED, ...) or a
@@ -164,7 +191,7 @@ class Migrations:
         summary = item.get("summary") or {}
         groups = self.plans.groups(migration_id) if summary.get("groups") or summary.get("groups_excluded") else []
         return migration_detail(migration_id, item, execution, self.current_state(migration_id) if running else None,
-                                groups)
+                                groups, now=self.clock.now())
 
     def _lookup(self, migration_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The migration item ({} until the analysis records it) and its execution; MigrationNotFound
@@ -256,8 +283,8 @@ class Migrations:
             raise
 
 
-def new_migration_id(now: datetime | None = None) -> str:
-    return f"mig-{(now or utc_now()):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+def new_migration_id(now: datetime | None = None, prefix: str = "mig") -> str:
+    return f"{prefix}-{(now or utc_now()):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def _limit(limit: int) -> int:

@@ -8,7 +8,7 @@ the state machine once per interrupted instance (the execution is named after it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..domain.clock import Clock
 from ..domain.health import ProbeResult, health_verdict
@@ -133,8 +133,8 @@ class _Pass:
         inventory = self.s.fleet.inventory([template]).get(template.instance_id)
 
         def spec(pool: Pool, market: Market = "spot") -> LaunchSpec:
-            launch = LaunchSpec.replacing(template, pool, tags, None, market=market, inventory=inventory)
-            return replace(launch, stop_on_interruption=market == "spot")
+            return LaunchSpec.replacing(template, pool, tags, None, market=market, inventory=inventory,
+                                        spot=self.record.spot_terms)
 
         launch = launch_in_first_pool(self.s.fleet, self._spot_pools(template), spec, token)
         market: Market = "spot"
@@ -285,7 +285,7 @@ class _Pass:
         prices = self.s.spot_prices.statistics(candidate_types(template.instance_type), self.now,
                                                PRICE_LOOKBACK_HOURS)
         pools = interruption_pools(template.instance_type, zone, [zone], prices,
-                                   self.s.pool_memory.recent_interruptions())
+                                   self.s.pool_memory.recent_interruptions(), self.record.max_price)
         return [p for p in pools if p.key not in tried]
 
     def _prepare_successor(self) -> None:

@@ -22,6 +22,7 @@ from ..domain.reviews import (
     review_application,
     review_capacity,
     review_performance,
+    review_revert,
 )
 from ..ports import LoadBalancer, Metrics, MigrationRepository, PlanRepository, PoolMemory
 from .quality_gate import gate_metrics
@@ -38,13 +39,20 @@ class Review:
 
     # --- the agents -----------------------------------------------------------------------------
     def performance(self, migration_id: str) -> AgentVerdict:
-        self.migrations.get(migration_id)  # MigrationNotFound before any write
+        if self._reverting(migration_id):  # MigrationNotFound before any write
+            return self._record(migration_id, review_revert("performance", self._candidates(migration_id)))
         return self._record(migration_id, review_performance(self._candidates(migration_id)))
 
     def capacity(self, migration_id: str) -> AgentVerdict:
-        self.migrations.get(migration_id)  # MigrationNotFound before any write
+        reverting = self._reverting(migration_id)  # MigrationNotFound before any write
         candidates = self._candidates(migration_id)
+        if reverting:
+            return self._record(migration_id, review_revert("capacity", candidates))
         return self._record(migration_id, review_capacity(candidates, self.pool_memory.recent_interruptions()))
+
+    def _reverting(self, migration_id: str) -> bool:
+        """Whether the migration is a revert (MigrationNotFound when there is none)."""
+        return bool((self.migrations.get(migration_id).get("request") or {}).get("revert"))
 
     def application(self, migration_id: str) -> AgentVerdict:
         request = MigrationRequest.model_validate(self.migrations.get(migration_id)["request"])
@@ -53,7 +61,8 @@ class Review:
         now = self.clock.now()
         baseline = self.metrics.quality_sample(metrics, now - timedelta(minutes=quality.baseline_minutes), now) \
             if metrics else None
-        verdict = review_application(self._candidates(migration_id), baseline, quality_configured=bool(metrics))
+        verdict = review_application(self._candidates(migration_id), baseline, quality_configured=bool(metrics),
+                                     reverting=request.reverting)
         return self._record(migration_id, verdict)
 
     def _candidates(self, migration_id: str) -> list[InstanceRecord]:

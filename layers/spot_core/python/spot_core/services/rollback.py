@@ -29,7 +29,7 @@ from ..domain.instances import LIVE_STATES, Instance
 from ..domain.outcomes import ended_early
 from ..domain.plan import ROLLBACK_SCOPE, InstanceRecord, group_by_target_group
 from ..domain.stateful import Converged, InterfaceAt, Observed, StatefulMove, VolumeAt, missing_pieces
-from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, SUCCEEDS_TAG
+from ..domain.tags import LAUNCH_BATCH_TAG, REPLACES_TAG, RETIRED_BY_TAG, SUCCEEDS_TAG
 from ..domain.waves import RollbackResult
 from ..ports import AutoScaling, Fleet, LoadBalancer, ManagedRegistry, MigrationRepository, PlanRepository
 from .finalize import Finalize
@@ -68,7 +68,7 @@ class Rollback:
         if ended_early(item):  # stopped meanwhile: the operator decides now
             return RollbackResult(done=True, restored=0, terminated=0)
         self.migrations.update(migration_id, status="rolling_back", failure=detail)
-        done = self._restore_all(migration_id, budget)
+        done = self._restore_all(migration_id, budget, reverting=bool((item.get("request") or {}).get("revert")))
         if done:
             self._late_launches(migration_id, budget)
         groups = GroupRollback(self.autoscaling, self.plans, self.clock).run(migration_id) \
@@ -78,7 +78,7 @@ class Rollback:
             self.finalize.finish(migration_id, "rolled_back", detail)
         return result
 
-    def _restore_all(self, migration_id: str, budget: Budget) -> bool:
+    def _restore_all(self, migration_id: str, budget: Budget, reverting: bool) -> bool:
         """Restore chunk after chunk while the budget lasts; whether every record is handled."""
         everything = self.plans.records(migration_id)
         launched = _by_original(self.fleet.launched_for(migration_id), everything)
@@ -87,7 +87,7 @@ class Rollback:
         for chunk in chunks(records, CHUNK):
             if budget.exhausted():
                 break
-            _Restore(self, migration_id, budget, launched).restore(chunk)
+            _Restore(self, migration_id, budget, launched, reverting).restore(chunk)
             handled += len(chunk)
         waiting = any(r.status in ROLLBACK_SCOPE for r in records)  # originals EC2 has no capacity for yet
         return handled == len(records) and not waiting
@@ -186,8 +186,10 @@ class _Restore:
     """One chunk: originals started and healthy again, then the instances launched for them
     drained and terminated."""
 
-    def __init__(self, service: Rollback, migration_id: str, budget: Budget, launched: dict[str, list[Instance]]):
+    def __init__(self, service: Rollback, migration_id: str, budget: Budget, launched: dict[str, list[Instance]],
+                 reverting: bool = False):
         self.s, self.mid, self.budget, self.launched = service, migration_id, budget, launched
+        self.reverting = reverting  # a revert's originals are Spot instances it marked retired
         self.traffic = Traffic(service.fleet, service.load_balancer, service.clock)
 
     def restore(self, chunk: list[InstanceRecord]) -> None:
@@ -204,6 +206,8 @@ class _Restore:
         self._disks_back([r for r in chunk if r.stateful and r.replacement_id])
         back, refused = self._start_originals(chunk)
         serving = self._serving_again(back)
+        if self.reverting and serving:  # serving again: an interruption of one is replaced again
+            self.s.fleet.untag_all([r.instance_id for r in serving], [RETIRED_BY_TAG])
         self._addresses_back(serving)
         terminated = self.retire(serving, keep={})
         for r in serving:

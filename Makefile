@@ -42,6 +42,7 @@ bench: $(STAMP)             ## API calls, CPU time, transitions and payload size
 	$(PY) -m bench.scale_bench          ## timing simulator: 1,000 / 10,000 instances x cases A B C, 28 timing combinations
 	$(PY) bench/carry_bench.py          ## timing simulator: downtime of each stateful move, Elastic IPs, calls of the moves
 	$(PY) bench/group_bench.py          ## timing simulator: calls, transitions, Spot share per wave of 10 groups x 100, and a rollback
+	$(PY) bench/day2_bench.py           ## timing simulator: an on-demand window (its revert and return) and fallbacks returned to Spot
 
 synth: $(STAMP)             ## CloudFormation template into cdk.out/ (no AWS credentials needed)
 	$(PY) app.py

@@ -218,6 +218,7 @@ class FakeFleet:
         self.subnets: dict[str, tuple[str, str]] = {}  # subnet id -> (vpc, zone)
         self.user_datas: dict[str, str] = {}
         self.refusals: dict[tuple[str, str], str] = {}  # (type, zone) -> capacity error code
+        self.on_demand_refusals: dict[tuple[str, str], str] = {}  # the same for on-demand launches
         self.refuse_everything: str | None = None  # a LaunchRefused for every launch
         self.refused_subnets: dict[str, str] = {}  # subnet id -> error code of a LaunchRefused for launches there
         self.never_boots: set[str] = set()  # instance types whose instances stay pending
@@ -550,7 +551,8 @@ class FakeFleet:
             raise LaunchRefused(f"{self.refuse_everything}: refused")
         if spec.subnet_id in self.refused_subnets:
             raise LaunchRefused(f"{self.refused_subnets[spec.subnet_id]}: refused in {spec.subnet_id}")
-        code = self.refusals.get((spec.instance_type, zone)) if spec.market == "spot" else None
+        refusals = self.refusals if spec.market == "spot" else self.on_demand_refusals
+        code = refusals.get((spec.instance_type, zone))
         if code:
             raise CapacityRefused(code, f"no capacity for {spec.instance_type} in {zone}")
         instance = Instance(

@@ -84,6 +84,19 @@ def _record_call(model: Any = None, params: Any = None, **_: Any) -> None:
                           for action in _iam_actions(model.name, params)]
 
 
+def _set_environment(values: dict[str, str]) -> dict[str, str]:
+    """Set these variables; the earlier values of those that had one (to set back). Other threads
+    read os.environ meanwhile (botocore, building a client, copies it): the variables are only
+    ever assigned, never removed or cleared, so no reader finds a key gone between listing the
+    keys and reading one (what clearing the environment did). The runtime restores the whole
+    environment when it ends."""
+    earlier = {k: os.environ[k] for k in values if k in os.environ and os.environ[k] != values[k]}
+    for key, value in values.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    return earlier
+
+
 def _route_log_handlers(router: _RoutedStdout, service: str = "spot-migration") -> None:
     """The Powertools logger may have been created before this runtime (a test importing a
     handler module first) and still hold an older stdout: point it at the router."""
@@ -236,10 +249,9 @@ class InProcessLambdas:
         buffer = io.StringIO()
         started = time.perf_counter()
         with self._lock:
-            saved, saved_stdout = dict(os.environ), sys.stdout
-            os.environ.update(self.environment)
-            os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": name,
-                               "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
+            saved_stdout = sys.stdout
+            saved = _set_environment({**self.environment, "AWS_LAMBDA_FUNCTION_NAME": name,
+                                      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
             router = self._stdout
             if saved_stdout is not router:  # a test harness swapped stdout since install()
                 router.real = saved_stdout
@@ -264,8 +276,7 @@ class InProcessLambdas:
                 self._current.function = None
                 router.local.buffer = None
                 sys.stdout = saved_stdout
-                os.environ.clear()
-                os.environ.update(saved)
+                _set_environment(saved)
         logs = buffer.getvalue()
         seconds = time.perf_counter() - started
         self.invocations.append(Invocation(name, event, json.loads(payload), errored, logs, seconds))

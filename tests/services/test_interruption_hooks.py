@@ -23,7 +23,7 @@ from spot_core.domain.hooks import (
 )
 from spot_core.domain.instances import Instance
 from spot_core.domain.interruptions import LaunchProfile, Notice, NoticeKind
-from spot_core.domain.tags import MANAGED_TAG
+from spot_core.domain.tags import MANAGED_TAG, ON_REBALANCE_TAG
 from spot_core.services.interruption_hooks import HookRunner
 from spot_core.services.interruptions import HAND_OVER_MARGIN_SECONDS, Interruptions
 
@@ -182,6 +182,39 @@ def test_drain_then_checkpoint(p):
     assert swapped(p, victim, outcome)
     assert [h.hook for h in outcome.hooks] == ["drain", "checkpoint"]
     assert {h.status for h in outcome.hooks} == {"succeeded"}
+
+
+def test_a_rebalance_swap_registers_the_replacement_before_the_drain_and_still_runs_the_other_hooks(p):
+    """A rebalance recommendation with the replace policy: EC2 is not taking the instance back, so it
+    serves until its replacement has joined (no capacity lost waiting for a drain); its checkpoint and
+    webhook still run."""
+    p.load_balancer.drain_seconds = 60
+    victim = managed(p, **{ON_INTERRUPTION_TAG: "drain", CHECKPOINT_TAG: "flush", WEBHOOK_TAG: REFERENCE,
+                           ON_REBALANCE_TAG: "replace"})
+    start = p.clock.monotonic()
+
+    outcome = hooked(p).handle(notice(p, victim, "rebalance"))
+
+    assert (outcome.action, outcome.policy) == ("replaced", "replace") and swapped(p, victim, outcome)
+    new = outcome.replacement_id
+    changes = [(op, d) for op, d in p.world.log if op in ("register", "deregister")]
+    assert changes == [("register", (WEB, new)), ("register", (API, new)),
+                       ("deregister", (WEB, victim.instance_id)), ("deregister", (API, victim.instance_id))]
+    hooks = hooks_of(p, victim)
+    assert hooks["drain"]["status"] == "skipped" and "rebalance recommendation" in hooks["drain"]["detail"]
+    assert hooks["checkpoint"]["status"] == hooks["webhook"]["status"] == "succeeded"
+    assert p.probes.checkpoints and p.clock.monotonic() - start < p.load_balancer.drain_seconds  # never waited
+
+
+def test_a_warning_after_a_rebalance_swap_changes_nothing_more(p):
+    victim = managed(p, **{ON_INTERRUPTION_TAG: "drain", ON_REBALANCE_TAG: "replace"})
+    swapped_out = hooked(p).handle(notice(p, victim, "rebalance"))
+    changes = len(p.world.log)
+
+    outcome = hooked(p).handle(notice(p, victim))
+
+    assert outcome.action == "already_replaced" and outcome.replacement_id == swapped_out.replacement_id
+    assert len(p.world.log) == changes
 
 
 # --- a hook that fails never blocks the replacement ------------------------------------------------------------------

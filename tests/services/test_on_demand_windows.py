@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fakes import InstanceRecord
 
+from spot_core.domain.tags import REVERTED_BY_TAG
 from spot_core.domain.windows import schedule_name
 from spot_core.services.migrations import Migrations
 from spot_core.services.windows import SCHEDULED_TIME, Windows
@@ -98,12 +99,14 @@ def test_the_start_reverts_once_per_occurrence_and_the_end_returns_the_on_demand
 
     return_id = w.fire(SOURCE, "month-end", "close", CLOSES)
 
-    request = w.executions.request(return_id)
-    assert request["selector"]["instance_ids"] == ["i-00000000000000b1"] and request["window_of"] == SOURCE
-    assert request["windows"] == [] and request["revert"] is None
-    state = p.migrations.get(SOURCE)["windows_state"]
-    assert (state["current"], state["open"]) == (return_id, None)
+    request = w.executions.request(return_id)  # the revert's on-demand instances, as they are then
+    assert request["selector"]["tags"] == {REVERTED_BY_TAG: revert_id, "spot-migration:opt-in": "true"}
+    assert request["window_of"] == SOURCE and request["windows"] == [] and request["revert"] is None
+    assert p.migrations.get(SOURCE)["windows_state"]["returning"] == return_id
     complete(p, w, return_id, moved={"i-00000000000000b1": "i-00000000000000a2"})
+    w.execution_succeeded(return_id, OWN_ARN)
+    state = p.migrations.get(SOURCE)["windows_state"]
+    assert (state["current"], state["open"], state["returning"]) == (return_id, None, None)
     next_revert = w.fire(SOURCE, "month-end", "open", "2027-01-31T17:00:00Z")  # next month: the return's instances
     assert w.executions.request(next_revert)["revert"]["migration_id"] == return_id
 
@@ -118,7 +121,7 @@ def test_an_end_before_its_revert_completed_returns_once_the_revert_completes(p,
 
     resumed = w.execution_succeeded(revert_id, OWN_ARN)["resumed"]
 
-    assert resumed and w.executions.request(resumed)["selector"]["instance_ids"] == ["i-00000000000000b1"]
+    assert resumed and w.executions.request(resumed)["selector"]["tags"][REVERTED_BY_TAG] == revert_id
     assert p.migrations.get(SOURCE)["windows_state"]["pending"] is None
 
 
@@ -147,3 +150,25 @@ def test_a_revert_that_rolled_back_leaves_nothing_to_return(p, w):
 def test_a_schedule_of_a_window_the_migration_does_not_have_starts_nothing(p, w):
     assert w.fire(SOURCE, "other", "open", OPENS) is None
     assert w.executions.executions == {}
+
+
+def test_a_return_that_did_not_complete_leaves_the_window_open_and_the_next_end_returns_them(p, w):
+    revert_id = w.fire(SOURCE, "month-end", "open", OPENS)
+    complete(p, w, revert_id, moved={"i-0000000000000a1": "i-00000000000000b1"})
+    first = w.fire(SOURCE, "month-end", "close", CLOSES)
+    complete(p, w, first, status="rolled_back")
+
+    assert w.fire(SOURCE, "month-end", "open", "2027-01-31T17:00:00Z") is None  # still on-demand: nothing to revert
+    again = w.fire(SOURCE, "month-end", "close", "2027-02-01T07:00:00Z")
+
+    assert again and again != first
+    assert w.executions.request(again)["selector"]["tags"][REVERTED_BY_TAG] == revert_id
+
+
+def test_a_holder_refused_before_it_wrote_anything_counts_as_ended(p, w):
+    revert_id = w.fire(SOURCE, "month-end", "open", OPENS)
+    complete(p, w, revert_id, moved={"i-0000000000000a1": "i-00000000000000b1"})
+    return_id = w.fire(SOURCE, "month-end", "close", CLOSES)
+    w.executions.executions[return_id]["status"] = "FAILED"  # its analysis refused it: no item
+
+    assert w.fire(SOURCE, "month-end", "close", "2027-02-01T07:00:00Z")  # returned again, not wedged

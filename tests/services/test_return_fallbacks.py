@@ -10,6 +10,11 @@ import pytest
 from builders import API, MID, WEB, ZONES, Timeline, launches, plan, pools, records, serving, settle
 from builders import interruptions as interruption_handler
 from fakes import Crash, Ports
+from test_carry_stateful import all_on, where
+from test_rehome import ZONE as STATEFUL_ZONE
+from test_rehome import interrupt as rehome_interrupt
+from test_rehome import migrated as stateful_migrated
+from test_rehome import run as rehome
 
 from spot_core.domain.fallbacks import (
     CAPACITY_REFUSED,
@@ -21,6 +26,7 @@ from spot_core.domain.fallbacks import (
     NO_HEALTHY_POOL,
     NOT_HEALTHY_YET,
     NOT_MIGRATED,
+    STATEFUL,
     TOO_YOUNG,
     ReturnReport,
 )
@@ -215,6 +221,32 @@ def test_a_refused_launch_leaves_it_serving_and_gives_the_claim_back(p):
     assert len(run(p, "run-2").returned) == 1  # the next run returns it
 
 
+def test_the_on_demand_successor_of_a_stateful_rehome_keeps_its_disks(p):
+    """A stateful Spot instance interrupted when no Spot pool of its AZ had capacity: the re-home's
+    on-demand successor holds the real volumes, interface and address. Returning it to Spot from the
+    image would leave the data behind: it is left alone, however long it runs and whatever the market."""
+    original, spot = stateful_migrated(p)
+    for instance_type in ("m5.large", "m5a.large", "m6i.large"):
+        p.fleet.refusals[(instance_type, STATEFUL_ZONE)] = ICE
+    rehome(p, rehome_interrupt(p, spot))
+    successor = records(p)[original.instance_id].replacement_id or ""
+    disks = where(p, original)
+    assert p.fleet.instance(successor).lifecycle is None and records(p)[original.instance_id].replacement_market \
+        == "on-demand"
+    p.locks.release(MID)  # the migration completed: nothing holds the successor
+    capacity_back(p)
+    launched, p.notifier.sent = len(launches(p)), []
+
+    report = run(p)
+
+    assert (report.fallbacks, report.returned) == (1, [])
+    assert [(a.instance_id, a.reason) for a in report.left_alone] == [(successor, STATEFUL)]
+    assert len(launches(p)) == launched and p.claims.get(successor) is None and p.notifier.sent == []
+    assert p.fleet.state(successor) == "running" and where(p, original) == disks == all_on(original, successor)
+    assert records(p)[original.instance_id].replacement_id == successor
+    assert p.load_balancer.serving(WEB) == {successor}
+
+
 def test_a_fallback_younger_than_the_minimum_age_is_left_alone(p):
     fallback = with_fallback(p)
     p.fleet.refusals.clear()
@@ -303,6 +335,24 @@ def test_a_fallback_still_draining_at_the_end_of_a_run_is_terminated_by_the_next
     assert (returned.instance_id, returned.replacement_id, returned.resumed) == (fallback, new, True)
     assert p.fleet.state(fallback) == "shutting-down"
     assert [n["event"] for n in p.notifier.sent].count("fallback-returned") == 1
+
+
+def test_a_return_swapped_before_its_record_said_stateful_never_terminates_the_fallback(p):
+    """A return an earlier version swapped for a stateful move's successor: the fallback holds the disks,
+    so it is not terminated (left alone, reason stateful) even though its Spot instance serves."""
+    fallback = with_fallback(p)
+    capacity_back(p)
+    p.load_balancer.drain_seconds = 600  # past a run's step deadline: phase 2 is left to the next run
+    assert run(p).count(DRAINING) == 1
+    record = the_record(p)
+    record.mode = "stateful"
+    p.plans.put_record(MID, record)
+    p.clock.sleep(600)
+
+    report = run(p, "run-2")
+
+    assert report.returned == [] and [(a.instance_id, a.reason) for a in report.left_alone] == [(fallback, STATEFUL)]
+    assert p.fleet.state(fallback) == "running"
 
 
 def test_a_return_another_run_holds_is_not_touched(p):

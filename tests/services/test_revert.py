@@ -5,10 +5,23 @@ the revert completes (a rollback puts them back as they were), terminated then."
 from __future__ import annotations
 
 import pytest
-from builders import MID, WEB, Timeline, finalize, launches, migrate, plan, records, rollback, serving, until_done
+from builders import (
+    MID,
+    WEB,
+    ZONES,
+    Timeline,
+    finalize,
+    launches,
+    migrate,
+    plan,
+    records,
+    rollback,
+    serving,
+    until_done,
+)
 from fakes import FakeOnDemandPrices
 
-from spot_core.domain.errors import InvalidMigrationRequest
+from spot_core.domain.errors import InvalidMigrationRequest, RollbackIncomplete, WaveFailed
 from spot_core.domain.plan import WaveSpec
 from spot_core.domain.request import MigrationRequest, RevertOf
 from spot_core.domain.tags import RETIRED_BY_TAG, REVERTED_BY_TAG
@@ -125,3 +138,95 @@ def test_a_rollback_of_a_revert_puts_the_spot_fleet_back_exactly(p):
     assert set(p.load_balancer.serving(WEB)) >= spot
     assert all(p.fleet.state(o) in ("shutting-down", "terminated") for o in on_demand)
     assert {r.replacement_id for r in records(p).values()} == spot  # the migration's records are as they were
+
+
+# --- a revert and the interruption handler, a revert and other migrations ----------------------------------
+def warned(p, instance_id: str):
+    from datetime import timedelta
+
+    from builders import interruptions
+
+    from spot_core.domain.interruptions import Notice
+
+    p.spot_prices.prices = {(t, z): 0.03 for t in ("m5.large", "m5a.large", "m6i.large") for z in ZONES}
+    return interruptions(p).handle(Notice(f"w-{instance_id}", instance_id, "interruption",
+                                          p.clock.now() - timedelta(seconds=2)))
+
+
+def test_a_spot_instance_interrupted_once_the_revert_launched_for_it_gets_no_second_replacement(p):
+    completed(p, 1)
+    [spot] = [r.replacement for r in records(p).values()]
+    revert(p)
+    migrate_wave_once(p)  # the on-demand instance is launched, the Spot one marked retired
+    launched = len(launches(p))
+
+    outcome = warned(p, spot)
+
+    assert outcome.action == "ignored" and "retired by revert" in (outcome.reason or "")
+    assert len(launches(p)) == launched
+    migrate(p, wave(1), mid=REVERT)
+    assert records(p, REVERT)[spot].status == "migrated"
+
+
+def test_a_spot_instance_the_interruption_handler_replaced_first_is_left_to_its_replacement(p):
+    completed(p, 1)
+    [spot] = [r.replacement for r in records(p).values()]
+    revert(p)
+    outcome = warned(p, spot)  # before the revert's wave: the handler replaces it
+    assert outcome.action == "replaced"
+
+    migrate(p, wave(1), mid=REVERT)
+
+    record = records(p, REVERT)[spot]
+    assert record.status == "skipped" and record.exclusion_reason == "interrupted"
+    assert not [launch for launch in launches(p) if launch["spec"].market == "on-demand"]
+    assert RETIRED_BY_TAG not in p.fleet.instance(spot).tags
+
+
+def test_the_reverts_on_demand_instances_are_its_own_until_it_ends(p):
+    completed(p, 2)
+    migrate(p, wave(len(revert(p))), mid=REVERT)
+    on_demand = sorted(r.replacement for r in records(p, REVERT).values())
+    assert {i: lock.migration_id for i, lock in p.locks.locks(on_demand).items()} == dict.fromkeys(on_demand, REVERT)
+    finalize(p).finish(REVERT, "completed", None)
+    assert p.locks.locks(on_demand) == {}  # released with the revert's others: a migration may take them back
+
+
+def migrate_wave_once(p) -> None:
+    from builders import migrate_wave
+
+    migrate_wave(p).run(REVERT, wave(len(p.plans.records(REVERT))), p.clock.budget())
+
+
+def test_a_spot_instance_the_revert_gives_up_on_serves_on_and_is_replaced_again_when_interrupted(p):
+    originals = completed(p, 1)
+    [spot] = [r.replacement for r in records(p).values()]
+    revert(p)
+    p.fleet.on_demand_refusals[(originals[0].instance_type, originals[0].availability_zone)] = \
+        "InsufficientInstanceCapacity"
+
+    with pytest.raises(WaveFailed):
+        migrate(p, wave(1), mid=REVERT)
+
+    record = records(p, REVERT)[spot]
+    assert record.status == "failed" and "on-demand capacity refused" in record.attempts[-1]
+    assert RETIRED_BY_TAG not in p.fleet.instance(spot).tags
+    assert spot in p.load_balancer.serving(WEB)
+    assert warned(p, spot).action == "replaced"
+
+
+def test_a_spot_instance_a_revert_rollback_cannot_bring_back_is_terminated_and_the_on_demand_one_serves(p):
+    completed(p, 1)
+    [spot] = [r.replacement for r in records(p).values()]
+    migrate(p, wave(len(revert(p))), mid=REVERT)
+    [on_demand] = [r.replacement for r in records(p, REVERT).values()]
+    p.fleet.terminate([spot])  # EC2 took it back meanwhile: no rollback brings it back
+
+    with pytest.raises(RollbackIncomplete):
+        list(until_done(lambda: rollback(p).run(REVERT, {"Error": "QualityGateFailed"}, p.clock.budget())))
+    finalize(p).finish(REVERT, "rollback_failed", None)
+
+    assert records(p, REVERT)[spot].status == "rollback_failed"
+    assert p.fleet.state(on_demand) == "running" and on_demand in p.load_balancer.serving(WEB)
+    [source] = records(p).values()
+    assert source.replacement_id == on_demand and source.reverted_by == REVERT

@@ -140,6 +140,89 @@ def test_replacing_an_instance_that_stops_on_interruption_cancels_its_persistent
     assert launch["spec"].interruption_behavior == "stop"  # the replacement stops too, as asked
 
 
+def stopped_by_ec2(p: Ports, instance: Instance) -> Notice:
+    """EC2 reclaims the instance by stopping it (a persistent request); the state change once it is stopped."""
+    p.fleet.reclaim(instance.instance_id, stop=True)
+    p.clock.sleep(60)
+    assert p.fleet.state(instance.instance_id) == "stopped"
+    return Notice(f"stopped-{instance.instance_id}", instance.instance_id, "state-change", p.clock.now(),
+                  state="stopped")
+
+
+@pytest.mark.parametrize("behavior", ["stop", "hibernate"])
+def test_a_replaced_instance_ec2_stops_is_terminated_and_retired_with_no_second_replacement(market, behavior):
+    """Its persistent request is cancelled, so nothing would ever start it again: left stopped, its
+    volumes would be billed for ever."""
+    p = market
+    victim = managed(p, SpotTerms(interruption_behavior=behavior))
+    replaced = interruption_service(p).handle(warning(p, victim))
+    assert replaced.action == "replaced" and p.fleet.state(victim.instance_id) == "running"
+
+    stopped = stopped_by_ec2(p, victim)
+    outcome = interruption_service(p).handle(stopped)
+
+    assert (outcome.action, outcome.replacement_id) == ("terminated_stopped", replaced.replacement_id)
+    assert p.fleet.state(victim.instance_id) in ("shutting-down", "terminated")
+    assert p.registry.items[victim.instance_id]["status"] == "retired"
+    assert p.claims.items[victim.instance_id]["status"] == "retired"
+    assert len(launches(p)) == 1 and p.fleet.state(replaced.replacement_id or "") == "running"
+    interruption_service(p).handle(stopped)  # delivered again: nothing more
+    assert len(launches(p)) == 1 and [d for op, d in p.world.log if op == "terminate"] == [victim.instance_id]
+
+
+def test_a_reclaim_without_a_warning_that_finds_the_instance_stopped_terminates_it_once_replaced(market):
+    p = market
+    victim = managed(p, SpotTerms(interruption_behavior="stop"))
+
+    outcome = interruption_service(p).handle(stopped_by_ec2(p, victim))
+
+    assert outcome.action == "replaced" and outcome.reason and "stopped by EC2" in outcome.reason
+    assert [d for op, d in p.world.log if op == "terminate"] == [victim.instance_id]
+    assert p.registry.items[victim.instance_id]["status"] == "retired"
+    assert len(launches(p)) == 1 and p.fleet.state(outcome.replacement_id or "") in ("pending", "running")
+
+
+def test_a_prewarmed_instance_ec2_stops_without_a_warning_is_swapped_then_terminated(market):
+    p = market
+    victim = managed(p, SpotTerms(interruption_behavior="hibernate"))
+    prewarmed = interruption_service(p).handle(Notice("rebalance-1", victim.instance_id, "rebalance", p.clock.now()))
+    assert prewarmed.action == "prewarmed"
+
+    outcome = interruption_service(p).handle(stopped_by_ec2(p, victim))
+
+    assert (outcome.action, outcome.replacement_id) == ("swapped_prewarmed", prewarmed.replacement_id)
+    assert [d for op, d in p.world.log if op == "terminate"] == [victim.instance_id]
+    assert p.registry.items[victim.instance_id]["status"] == "retired" and len(launches(p)) == 1
+
+
+def test_a_replaced_instance_that_stops_while_still_stopping_waits_for_its_stopped_event(market):
+    p = market
+    victim = managed(p, SpotTerms(interruption_behavior="stop"))
+    interruption_service(p).handle(warning(p, victim))
+    p.fleet.reclaim(victim.instance_id, stop=True)
+
+    outcome = interruption_service(p).handle(Notice("stopping-1", victim.instance_id, "state-change",
+                                                    p.clock.now(), state="stopping"))
+
+    assert outcome.action == "already_replaced" and p.fleet.state(victim.instance_id) in ("stopping", "stopped")
+    assert not [d for op, d in p.world.log if op == "terminate"]
+
+
+def test_an_instance_ec2_terminates_is_left_to_ec2(market):
+    p = market
+    victim = managed(p, SpotTerms(interruption_behavior="terminate"))
+    replaced = interruption_service(p).handle(warning(p, victim))
+    p.fleet.reclaim(victim.instance_id)
+    p.clock.sleep(60)
+
+    outcome = interruption_service(p).handle(Notice("gone-1", victim.instance_id, "state-change", p.clock.now(),
+                                                    state="terminated"))
+
+    assert (outcome.action, outcome.replacement_id) == ("already_replaced", replaced.replacement_id)
+    assert not [d for op, d in p.world.log if op in ("terminate", "cancel_spot_request")]
+    assert p.registry.items[victim.instance_id]["status"] == "active" and len(launches(p)) == 1
+
+
 def test_an_instance_without_terms_on_its_profile_follows_its_migration_record(market):
     p = market
     original = serving(p, 1)[0]

@@ -2,12 +2,15 @@
 
 from datetime import UTC, datetime, timedelta
 
+from spot_core.domain.carry import MODE_TAG
 from spot_core.domain.fallbacks import (
     HELD,
     NOT_FOLLOWED,
     NOT_MIGRATED,
+    STATEFUL,
     TOO_YOUNG,
     is_fallback,
+    is_stateful,
     launch_subnets,
     price_cap,
     return_pools,
@@ -17,6 +20,7 @@ from spot_core.domain.instances import Instance
 from spot_core.domain.locks import InstanceLock
 from spot_core.domain.plan import InstanceRecord
 from spot_core.domain.pricing import SpotPriceStat
+from spot_core.domain.rehome import Rehome
 from spot_core.domain.spot_options import SpotTerms
 from spot_core.domain.tags import MANAGED_TAG, SUCCEEDS_TAG
 
@@ -60,6 +64,22 @@ def test_why_a_fallback_is_left_alone():
         assert why_left_alone(fallback(), record(), locks, NOW, 3600) == HELD
     cooling = {"i-original": InstanceLock(instance_id="i-original", cooldown_until=NOW + timedelta(hours=1))}
     assert why_left_alone(fallback(), record(), cooling, NOW, 3600) is None  # a cooldown holds no instance
+
+
+def test_an_instance_moved_with_its_disks_is_never_returned():
+    """A stateful move's on-demand successor (a re-home found no Spot capacity in the AZ) holds the real
+    volumes: whether its mode tag or its record says so, it is left alone, however old."""
+    stateful_tags = {MANAGED_TAG: "true", SUCCEEDS_TAG: "i-spot", MODE_TAG: "stateful"}
+    assert why_left_alone(fallback(tags=stateful_tags), record(), {}, NOW, 3600) == STATEFUL
+    assert why_left_alone(fallback(tags={**stateful_tags, MODE_TAG: " Stateful "}), record(), {}, NOW, 3600) == STATEFUL
+    assert why_left_alone(fallback(tags=stateful_tags), None, {}, NOW, 3600) == STATEFUL
+    assert why_left_alone(fallback(), record(mode="stateful"), {}, NOW, 3600) == STATEFUL
+    rehomed = record(rehome=Rehome.begin("i-spot", NOW - timedelta(hours=2)))
+    assert why_left_alone(fallback(), rehomed, {}, NOW, 3600) == STATEFUL
+    assert why_left_alone(fallback(launch_time=NOW), record(mode="stateful"), {}, NOW, 3600) == STATEFUL
+    assert why_left_alone(fallback(), record(mode="stateless"), {}, NOW, 3600) is None
+    assert why_left_alone(fallback(tags={**stateful_tags, MODE_TAG: "stateless"}), record(), {}, NOW, 3600) is None
+    assert is_stateful(fallback(tags=stateful_tags), None) and not is_stateful(fallback(), record())
 
 
 def test_healthy_pools_are_below_the_cap_not_interrupted_recently_own_type_first():

@@ -18,6 +18,7 @@ from spot_core.domain.hooks import (
     ON_INTERRUPTION_TAG,
     WEBHOOK_TAG,
     InterruptionHooks,
+    drains_first,
     hook_budget,
     hooks_at_interruption,
     hooks_of,
@@ -145,6 +146,12 @@ def test_a_hook_waits_no_longer_than_its_timeout_the_reclaim_or_the_invocation()
     assert hook_budget(90, 12, 70) == 12
     assert hook_budget(90, None, 70) == 70
     assert hook_budget(90, -5, 70) == 0
+
+
+def test_drain_goes_first_only_when_ec2_takes_the_instance_back():
+    assert drains_first("drain", "interruption") and drains_first("drain", "state-change")
+    assert not drains_first("drain", "rebalance")  # a swap the product starts: the replacement registers first
+    assert not drains_first("replace", "interruption") and not drains_first("checkpoint", "interruption")
 
 
 def test_webhook_references_name_the_products_secrets_and_parameters_only():

@@ -43,10 +43,22 @@ def test_when_an_expression_fires_next(expression, zone, fires):
     ("cron(0 0 1W * ? *)", r"W \(nearest weekday\)"),
     ("cron(0 0 20-10 * ? *)", "runs backwards"),
     ("cron(0 0 1 * ? 1900)", "year"),
+    ("cron(? 8 1 * ? *)", "only for day-of-month or day-of-week"),
+    ("cron(0 8 1 ? * *)", "exactly one of day-of-month and day-of-week"),
+    ("cron(5/ 8 1 * ? *)", "without a step"),
 ])
 def test_a_bad_expression_is_refused_saying_why(expression, message):
     with pytest.raises(ValueError, match=message):
         OnDemandWindow(name="w", start=expression, end="cron(0 8 1 * ? *)")
+
+
+def test_a_time_a_daylight_saving_change_leaves_out_does_not_fire_that_day():
+    # 02:30 does not exist in Paris on 2027-03-28 (02:00 -> 03:00): Scheduler skips it
+    fires = Cron.parse("cron(30 2 * * ? *)").next_after(datetime(2027, 3, 27, 12, tzinfo=UTC), zone_of("Europe/Paris"))
+    assert fires.isoformat() == "2027-03-29T00:30:00+00:00"
+    # and 02:30 on the night clocks go back (it exists twice) fires once, at the first
+    fall = Cron.parse("cron(30 2 * * ? *)").next_after(datetime(2027, 10, 30, 12, tzinfo=UTC), zone_of("Europe/Paris"))
+    assert fall.isoformat() == "2027-10-31T00:30:00+00:00"
 
 
 def test_an_expression_that_never_fires_again_is_refused():

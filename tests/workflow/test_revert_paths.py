@@ -167,13 +167,13 @@ def test_a_window_opens_and_closes_on_the_virtual_clock(rt, auto):
     assert closes - opens < timedelta(days=2)
     fired = rt.scheduler.advance_to(closes)
     assert [f.schedule.endswith("close") for f in fired] == [True]
-    state = rt.migration(source)["windows_state"]
-    return_id = state["return_id"]
+    return_id = rt.migration(source)["windows_state"]["returning"]
     assert rt.wait(return_id).status == "SUCCEEDED"
     back = records(rt, return_id)
     assert set(back) == on_demand and all(r.status == "migrated" for r in back.values())
     assert {r.replacement_id for r in back.values()} <= rt.fleet.snapshot()["spot"]
-    assert state["current"] == return_id and state.get("open") is None
+    state = rt.migration(source)["windows_state"]  # its success reached the windows function
+    assert (state["current"], state.get("open"), state.get("returning")) == (return_id, None, None)
 
     # the next month's window reverts the instances where they are now
     fired = rt.scheduler.advance_to(window.next("start", closes))

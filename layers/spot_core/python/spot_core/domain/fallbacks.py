@@ -7,6 +7,10 @@ record of its original names with replacement_market "on-demand". Once it has ru
 minimum age, it goes back to Spot in a healthy pool: priced below its cap (its Spot max price,
 else the on-demand price it costs now), not interrupted recently, in any zone of its VPC (its
 own subnet in its own zone), its own type first (its performance is known), then the cheapest.
+
+An instance moved with its disks (the stateful mode) is never returned: the on-demand successor a
+re-home launched holds the real volumes, interfaces and addresses, which a Spot instance launched
+from the image would leave behind.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .carry import MODE_TAG
 from .instances import Instance
 from .locks import InstanceLock
 from .plan import InstanceRecord, Pool
@@ -35,6 +40,9 @@ GIVE_UP_SECONDS = 1200
 
 # Why a fallback is left alone (the job's result counts them by reason)
 TOO_YOUNG = "too_young"
+# moved with its disks (the stateful mode): an on-demand successor of a re-home holds the real volumes,
+# interfaces and addresses; a Spot instance from the image would leave the data behind, so it stays on-demand
+STATEFUL = "stateful"
 NOT_FOLLOWED = "no_migration_record_follows_it_on_demand"
 NOT_MIGRATED = "migration_record_not_migrated"  # rolled back, reverted, failed
 HELD = "held_by_migration"  # a running migration (or its rollback, or a revert) holds it or its original
@@ -63,6 +71,8 @@ def record_key(instance: Instance) -> tuple[str, str] | None:
 def why_left_alone(instance: Instance, record: InstanceRecord | None, locks: Mapping[str, InstanceLock],
                    now: datetime, min_age_seconds: int) -> str | None:
     """Why the job may not return this fallback now (None: it may), before any pool is looked at."""
+    if is_stateful(instance, record):
+        return STATEFUL
     launched = instance.launch_time or now
     if (now - launched).total_seconds() < min_age_seconds:
         return TOO_YOUNG
@@ -71,6 +81,14 @@ def why_left_alone(instance: Instance, record: InstanceRecord | None, locks: Map
     if record.status != "migrated" or record.reverted_by:
         return NOT_MIGRATED
     return HELD if is_held(locks, instance.instance_id, record.instance_id) else None
+
+
+def is_stateful(instance: Instance, record: InstanceRecord | None) -> bool:
+    """Moved with its disks: its mode tag says so, or the migration record does (its mode, or a re-home
+    that moved the disks onto it). Such an instance is never replaced from its image by this job."""
+    if instance.tags.get(MODE_TAG, "").strip().lower() == "stateful":
+        return True
+    return record is not None and (record.mode == "stateful" or record.rehome is not None)
 
 
 def follows_on_demand(record: InstanceRecord, fallback_id: str) -> bool:

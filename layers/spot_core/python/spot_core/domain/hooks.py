@@ -47,6 +47,7 @@ MAX_CHECKPOINT_COMMAND = 1000  # characters: a tag value holds 256; the request 
 MIN_TIMEOUT, MAX_TIMEOUT = 10, 120  # a checkpoint runs within the two-minute warning
 DEFAULT_TIMEOUT_SECONDS = 90
 WARNING_SECONDS = 120  # EC2 takes a Spot instance back two minutes after its interruption warning
+RECLAIM_KINDS = ("interruption", "state-change")  # the events of EC2 taking the instance back (drain first)
 MIN_CHECKPOINT_SECONDS = 5  # less time left than this before the reclaim: the checkpoint is not sent
 WEBHOOK_TIMEOUT_SECONDS = 5.0  # one attempt, never retried: a slow receiver costs the handler this much at most
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -267,6 +268,14 @@ def seconds_to_reclaim(kind: str, event_time: datetime, now: datetime) -> float 
     if kind == "rebalance":
         return None
     return WARNING_SECONDS - (now - event_time).total_seconds()
+
+
+def drains_first(on_interruption: str, kind: str) -> bool:
+    """The instance leaves its target groups and drains before its replacement joins them only when
+    EC2 takes it back (its interruption warning, or a reclaim's state change). Nothing forces out an
+    instance a swap the product starts itself (a rebalance recommendation with the `replace` policy):
+    its replacement registers first, as with `replace`, so no capacity is lost waiting for a drain."""
+    return on_interruption == "drain" and kind in RECLAIM_KINDS
 
 
 def hook_budget(timeout_seconds: float, to_reclaim: float | None, invocation_left: float) -> float:

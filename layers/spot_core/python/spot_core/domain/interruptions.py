@@ -37,12 +37,14 @@ Action = Literal[
     "prewarmed",  # a replacement was launched next to the instance, which keeps serving
     "rehoming",  # a stateful move's Spot instance: its disks move on to a new instance (domain/rehome.py)
     "group_replaces",  # a member of a migrated Auto Scaling group: the group replaces it; its pool is remembered
+    "terminated_stopped",  # replaced already, then stopped by EC2 (stop, hibernate): terminated (left_stopped)
 ]
 # A claim is "launching" from the conditional write until the replacement exists, "launched"
 # once its id is recorded (right after RunInstances answered), then "prewarmed" or "swapped"
 # when the takeover is complete; "retired" once the swapped-out instance is gone.
 ReplacementStatus = Literal["launching", "launched", "prewarmed", "swapped", "retired"]
 UNFINISHED: tuple[str, ...] = ("launching", "launched")  # a takeover that is still going on, or died
+TAKEN_OVER: tuple[str, ...] = ("swapped", "retired")  # the replacement serves in the instance's place
 # The invocation holding a claim (its event) may still be at work until this moment (epoch
 # milliseconds, the invocation's deadline; the attribute name Powertools Idempotency gives it):
 # a delivery of the same event before then is a duplicate running concurrently, after it (or
@@ -110,13 +112,22 @@ def why_ignored(notice: Notice, instance: Instance | None) -> str | None:
     if instance is None or not is_managed(instance.tags):
         return "not managed by spot-migration"
     if RETIRED_BY_TAG in instance.tags:
-        return (f"retired by revert {instance.tags[RETIRED_BY_TAG]}: its on-demand replacement serves in its place, "
+        return (f"retired by revert {instance.tags[RETIRED_BY_TAG]}: its on-demand replacement takes its place, "
                 "so nothing is launched for it")
     if notice.kind == "state-change" and not taken_back(notice, instance):
         return f"{instance.state} ({instance.state_reason or 'no reason given'}): not a Spot reclaim"
     if instance.tags.get(MODE_TAG) == "stateful":
         return STATEFUL_REHOMED
     return None
+
+
+def left_stopped(instance: Instance, status: str | None) -> bool:
+    """A stateless instance EC2 stopped (interruption behaviour stop or hibernate) after its
+    replacement took over (`status`: its claim's). Its persistent Spot request was cancelled, so
+    nothing will start it again, and its volumes would be billed for ever: it is terminated. A
+    stateful move's instance is never one: its disks move on in the re-home (STATEFUL_REHOMED)."""
+    return (status in TAKEN_OVER and instance.state == "stopped"
+            and instance.tags.get(MODE_TAG, "").strip().lower() != "stateful")
 
 
 def is_unfinished(claim: Mapping[str, Any]) -> bool:

@@ -54,7 +54,9 @@ def _number(text: str, names: dict[str, int], low: int, high: int, what: str) ->
 
 def _part(part: str, names: dict[str, int], low: int, high: int, what: str) -> set[int]:
     """One comma-separated part: a value, a range, `*`, each optionally with a /step."""
-    base, _, step_text = part.partition("/")
+    base, slash, step_text = part.partition("/")
+    if slash and not step_text:
+        raise CronError(f"{what}: {part!r} has a '/' without a step")
     step = _number(step_text, {}, 1, high, f"{what} step") if step_text else 1
     if base == "*":
         first, last = low, high
@@ -70,6 +72,8 @@ def _part(part: str, names: dict[str, int], low: int, high: int, what: str) -> s
 
 
 def _field(text: str, names: dict[str, int], low: int, high: int, what: str) -> _Field:
+    if text == "?" and what not in ("day-of-month", "day-of-week"):
+        raise CronError(f"{what}: '?' is only for day-of-month or day-of-week")
     if text in ("*", "?"):
         return _Field(frozenset(range(low, high + 1)), any=True)
     if "W" in text.upper() and what == "day-of-month":
@@ -147,11 +151,20 @@ class Cron:
             day = local.date() + timedelta(days=offset)
             if not self.on(day):
                 continue
-            for hour in sorted(self.hours.values):
-                for minute in sorted(self.minutes.values):
-                    fires = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
-                    if fires > moment:
-                        return fires.astimezone(UTC)
+            fires = self._first_on(day, zone, moment)
+            if fires is not None:
+                return fires
+        return None
+
+    def _first_on(self, day: date, zone: ZoneInfo, moment: datetime) -> datetime | None:
+        """The day's first time after `moment` that exists there (Scheduler skips the hour a
+        daylight-saving change leaves out)."""
+        for hour in sorted(self.hours.values):
+            for minute in sorted(self.minutes.values):
+                fires = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+                exists = fires.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == fires.replace(tzinfo=None)
+                if exists and fires > moment:
+                    return fires.astimezone(UTC)
         return None
 
 

@@ -28,6 +28,9 @@ from ..domain.retention import Retention
 from ..ports import AutoScaling, Fleet, InstanceLocks, MigrationRepository, Notifier, PlanRepository, SpotPrices
 
 REALISED_LOOKBACK_HOURS = 6
+# how a revert ends for which its Spot instances are settled (by the finalize or rollback function; an
+# execution that ended any other way leaves them as its records say)
+REVERT_SETTLED = ("completed", "rolled_back", "rollback_failed")
 NEEDS_ATTENTION_SHOWN = 50
 DETAIL_KEPT = ("approved", "decided_by", "decided_at", "reason", "vetoed_by", "Error", "Cause")
 
@@ -38,6 +41,11 @@ def _touched_by_rollback(record: InstanceRecord, outcome: str) -> bool:
     if record.status in ("rolled_back", "rollback_failed"):
         return True
     return outcome in COOLED_DOWN and record.status in ROLLBACK_SCOPE and bool(record.replacement_id)
+
+
+def _settles_on_demand(record: InstanceRecord) -> bool:
+    """A revert's record whose on-demand instance serves for good: swapped in, or kept by a rollback."""
+    return record.status == "migrated" or (record.status == "rollback_failed" and bool(record.replacement_id))
 
 
 def _attention_items(records: list[InstanceRecord]) -> list[dict[str, Any]]:
@@ -96,7 +104,7 @@ class Finalize:
         realised = self.realised_savings(records).with_groups(self._groups_now(migration_id, item)) \
             if outcome == "completed" else None
         request = MigrationRequest.model_validate(item.get("request") or {})
-        if outcome == "completed" and request.revert is not None:
+        if outcome in REVERT_SETTLED and request.revert is not None:
             self._retire_reverted(migration_id, request.revert.migration_id, records)
         fields: dict[str, Any] = {"status": outcome, "finished_at": iso(self.clock.now())}
         if realised is not None:
@@ -114,10 +122,11 @@ class Finalize:
         return FinalOutcome(status=outcome, realised=realised, locks_released=released)
 
     def _retire_reverted(self, migration_id: str, source_id: str, records: list[InstanceRecord]) -> None:
-        """A completed revert: the Spot instances its on-demand ones took over from (kept running
+        """A revert that ended: the Spot instances its on-demand ones took over from (kept running
         for a rollback until now) are terminated, and the migration it reverted says so on each
-        record it moved (a revert of it again finds nothing more to take)."""
-        by_spot = {r.instance_id: r for r in records if r.status == "migrated"}
+        record (a revert of it again finds nothing more to take); so is a Spot instance its
+        rollback could not bring back (the on-demand one it keeps serves instead)."""
+        by_spot = {r.instance_id: r for r in records if _settles_on_demand(r)}
         if not by_spot:
             return
         if self.fleet is None:

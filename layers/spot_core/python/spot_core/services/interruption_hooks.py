@@ -2,7 +2,8 @@
 replacement's takeover by the replacement function (services/interruptions.py):
 
 1. `start`: each checkpoint is sent (SSM Run Command on the interrupted instance) and the
-   instances to drain leave their target groups;
+   instances to drain leave their target groups: only those EC2 takes back (a warning, a reclaim);
+   one a rebalance recommendation swaps (`replace` policy) leaves after its replacement joined;
 2. `await_drained`: the handler waits for them to drain, bounded by their target groups'
    deregistration delay, before their replacements join the groups;
 3. the replacements take over (the caller);
@@ -32,12 +33,13 @@ from ..domain.hooks import (
     HookResult,
     HookStatus,
     InterruptionHooks,
+    drains_first,
     hook_budget,
     seconds_to_reclaim,
     webhook_payload,
 )
 from ..domain.instances import Instance
-from ..domain.interruptions import Notice
+from ..domain.interruptions import KIND_LABELS, Notice
 from ..domain.plan import TargetRef, group_by_target_group
 from ..ports import LoadBalancer, Probes, Webhooks
 from .probing import probe_results
@@ -100,9 +102,22 @@ class HookRunner:
             d.started_at = now
             timeout = d.hooks.timeout_seconds or self.timeout_seconds
             d.ends_at = now + hook_budget(timeout, self._to_reclaim(d), deadline - now)
-        self._drain([d for d in departures if d.hooks.on_interruption == "drain"])
+        self._drain(self._draining_first(departures))
         for d in departures:
             self._send_checkpoint(d)
+
+    @staticmethod
+    def _draining_first(departures: list[Departure]) -> list[Departure]:
+        """Those to drain before their replacement joins: EC2 takes them back. A swap the product
+        starts itself (a rebalance recommendation's `replace`) drains after its replacement joined."""
+        first: list[Departure] = []
+        for d in departures:
+            if drains_first(d.hooks.on_interruption, d.notice.kind):
+                first.append(d)
+            elif d.hooks.on_interruption == "drain":
+                d.record("drain", "skipped", f"not drained first: a {KIND_LABELS[d.notice.kind]}, EC2 is not "
+                                             "taking it back; its replacement registered before it left")
+        return first
 
     def _to_reclaim(self, d: Departure) -> float:
         """Seconds until EC2 takes the instance: none left once it did (a reclaim's state change)."""

@@ -9,7 +9,10 @@ each event once: a delivery of the holder's event while the holder may still be 
 after the work is done is a duplicate. A claim is released again if launching fails, so
 the retry can do the work. The replacement goes to a *different* pool (type and/or AZ of the
 diversified set, avoiding pools interrupted recently), falls back to on-demand when no Spot
-capacity is left, and takes over the interrupted instance's target-group registrations.
+capacity is left, and takes over the interrupted instance's target-group registrations. An
+instance that stops or hibernates on interruption has its persistent request cancelled once
+replaced, and is terminated (and retired) once EC2 has stopped it: its stopped state change, or
+the end of a takeover that found it stopped already.
 
 Nothing launched is ever lost: the replacement's id goes onto the claim (status "launched")
 and into the managed registry the moment RunInstances answers (one write), and every later
@@ -63,6 +66,7 @@ from ..domain.interruptions import (
     holder_alive,
     is_stale,
     is_unfinished,
+    left_stopped,
     rebalance_policy,
     taken_back,
     why_ignored,
@@ -86,6 +90,8 @@ from .interruption_hooks import Departure, HookRunner
 from .launching import launch_in_first_pool
 
 PRICE_LOOKBACK_HOURS = 6
+STOPPED_RETIRED = ("stopped by EC2 after its replacement took over (interruption behaviour stop or hibernate): "
+                   "terminated, so its volumes are not billed for ever")
 WARM_SECONDS = 60.0  # how long a warm environment trusts the subnets and the interrupted pools it read
 HOLDER_SECONDS = 90.0  # the replacement function's timeout: how long an invocation may hold a claim
 # A launched replacement runs after 30-40 s: ELB registers it only then. A refused registration looks
@@ -290,6 +296,10 @@ class Interruptions:
         iid = instance.instance_id
         if is_unfinished(claim):
             return self._unfinished(notice, instance, claim)
+        if left_stopped(instance, claim.get("status")):  # the stop EC2 tells once the replacement serves
+            self._retire_stopped(instance)
+            return InterruptionOutcome(action="terminated_stopped", instance_id=iid, event_id=notice.event_id,
+                                       replacement_id=claim.get("replacement_id"), reason=STOPPED_RETIRED)
         if handled_by(claim, notice.event_id):
             return InterruptionOutcome(action="duplicate", instance_id=iid, event_id=notice.event_id)
         if claim["status"] == "prewarmed" and notice.is_interruption:
@@ -385,7 +395,8 @@ class Interruptions:
         done.update(hooks)
         try:
             self.claims.finish(iid, _follow(t), t.pool, **done)
-        except Exception as exc:  # noqa: BLE001 - this takeover's failure only
+            retired = self._retired_if_stopped(t)
+        except Exception as exc:  # noqa: BLE001 - this takeover's failure only (a retry finds what is left)
             self.claims.abandon(iid, t.notice.event_id)
             return exc
         event_time = datetime.fromisoformat(t.claim.get("event_time") or t.notice.time.isoformat())
@@ -394,7 +405,7 @@ class Interruptions:
             instance_type=t.replacement.pool.instance_type, availability_zone=t.replacement.pool.availability_zone,
             market=t.replacement.market, launched=True, refused_pools=t.replacement.refused,
             seconds_from_event_to_launch=round((t.launched_at - event_time).total_seconds(), 3),
-            resumed=t.resumed or None, **hooks,
+            resumed=t.resumed or None, reason=STOPPED_RETIRED if retired else None, **hooks,
         )
         return outcome.model_copy(update={"policy": t.policy}) if t.policy else outcome
 
@@ -553,9 +564,27 @@ class Interruptions:
     def _keep_down(self, instance: Instance, terms: SpotTerms) -> None:
         """An instance that stops or hibernates on interruption has a persistent Spot request, which
         EC2 would fulfil again (start it) once capacity returns: a second live instance next to its
-        replacement. Cancelled now that it is replaced; the instance itself stays as EC2 leaves it."""
+        replacement. Cancelled now that it is replaced; the instance is terminated once EC2 has
+        stopped it (`_retire_stopped`)."""
         if is_persistent(terms.interruption_behavior):
             self.fleet.cancel_spot_requests([instance.instance_id])
+
+    def _retired_if_stopped(self, t: Takeover) -> bool:
+        """A swap whose instance EC2 had stopped already (a reclaim's state change) retires it at once;
+        a retry of a failure here finds the claim done and the instance stopped (`_claimed`)."""
+        if not (t.swap and left_stopped(t.instance, "swapped")):
+            return False
+        self._retire_stopped(t.instance)
+        return True
+
+    def _retire_stopped(self, instance: Instance) -> None:
+        """A stateless instance EC2 stopped after its replacement took over (domain left_stopped):
+        nothing would ever start it again and its volumes would be billed for ever. Terminated (its
+        Spot request cancelled first), retired in the registry and on its claim."""
+        iid = instance.instance_id
+        self.fleet.terminate([iid])
+        self.registry.register(iid, "stopped by EC2 after its replacement took over", status="retired")
+        self.claims.update(iid, status="retired")
 
     def _user_data(self, instance: Instance, profile: LaunchProfile | None) -> str | None:
         """The interrupted instance's user data: on its launch profile, else read (once)."""
@@ -576,6 +605,8 @@ class Interruptions:
         pool = None if existing.get("pool_remembered") else _pool(instance)
         self.claims.finish(iid, None, pool, status="swapped", swapped_at=self.clock.now().isoformat(),
                            swapped_by=notice.event_id, **({"pool_remembered": True} if pool else {}), **hooks)
+        if left_stopped(instance, "swapped"):  # a reclaim's state change: stopped already
+            self._retire_stopped(instance)
         self.notifier.publish(iid, "prewarmed-swap", f"{iid} is being reclaimed ({KIND_LABELS[notice.kind]}); its "
                               f"prewarmed replacement {new_id} took over" + (f"; hooks: {departure.lines()}"
                                                                              if departure is not None else ""),

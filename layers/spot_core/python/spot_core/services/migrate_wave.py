@@ -67,6 +67,7 @@ LAUNCHES_PER_PASS = 100  # one user-data read each: within EC2's burst for the c
 TAGS_PER_PASS = 50  # CreateTags calls a pass makes at most: EC2's burst for mutating calls (refilled at 5 a second)
 TAG_WAIT = 10  # seconds between passes while replacements wait for their own tags (the bucket refills)
 LIVE = ("pending", "running")
+GIVEN_UP = ("failed", "skipped")  # records whose original stays as it is
 NOT_SWAPPED = ("initial", "healthy", "unhealthy", "draining", "unavailable")  # an original still in its group
 
 
@@ -145,10 +146,12 @@ class _WaveStep:
     def advance(self, records: list[InstanceRecord]) -> None:
         """Launch, then move each launched replacement on, in the order of its steps (so a step
         EC2 and the load balancer finish at once is followed by the next one in the same pass)."""
+        moving = [r for r in records if r.status not in GIVEN_UP]
         self._resume_launches([r for r in _in(records, "planned") if r.launch_batch])
         self._launch(_in(records, "planned"))
         self._tag([r for r in records if r.status in ("launching", "migrated") and not r.replacement_tagged])
         self._swap(records)
+        self._unretire([r for r in moving if r.status in GIVEN_UP])
 
     def _swap(self, records: list[InstanceRecord]) -> None:
         stateless = [r for r in records if r.mode != "stateful"]
@@ -200,10 +203,11 @@ class _WaveStep:
         """The records whose originals still run and may move, with them; the others skipped or failed."""
         ids = [r.instance_id for r in todo]
         originals, locks = self.s.fleet.describe(ids), self.s.locks.locks(ids)
+        replaced = self._replaced_meanwhile(ids)
         running: list[tuple[InstanceRecord, Instance]] = []
         for record in todo:
             original = originals.get(record.instance_id)
-            why = self._may_not_move(original, locks.get(record.instance_id))
+            why = replaced.get(record.instance_id) or self._may_not_move(original, locks.get(record.instance_id))
             if why:
                 record.skip(*why)
             elif original is None or original.state != "running":
@@ -211,6 +215,21 @@ class _WaveStep:
             else:
                 running.append((record, original))
         return running
+
+    def _replaced_meanwhile(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """A revert's Spot instances are marked retired first, so an interruption of one launches
+        nothing from then on; one the interruption handler replaced before that is left to its
+        replacement (a second one, on-demand, would serve for the same original)."""
+        if not self.reverting or not ids:
+            return {}
+        self.s.fleet.tag_all(ids, {RETIRED_BY_TAG: self.mid})
+        return {iid: ("interrupted", f"EC2 is taking {iid} back: {successor.instance_id} replaced it")
+                for iid, successor in self.s.fleet.find_successors(ids).items()}
+
+    def _unretire(self, given_up: list[InstanceRecord]) -> None:
+        """A revert gave these up: their Spot instances serve on, and an interruption of one is handled again."""
+        if self.reverting and given_up:
+            self.s.fleet.untag_all([r.instance_id for r in given_up], [RETIRED_BY_TAG])
 
     def _may_not_move(self, original: Instance | None, lock: InstanceLock | None) -> tuple[str, str] | None:
         """Why an instance planned for this wave must not move now (checked right before its launch)."""
@@ -251,7 +270,8 @@ class _WaveStep:
                 return True
         for record in waiting:  # every pool was offered them and had no capacity
             record.attempts += group.tried.pop(record.instance_id, [])
-            record.fail(f"Spot capacity refused in all {len(pools)} pools")
+            record.fail(f"{'Spot' if pools[0].market == 'spot' else 'on-demand'} capacity refused in all "
+                        f"{len(pools)} pools")
         self._store(waiting)
         return True
 
@@ -323,6 +343,8 @@ class _WaveStep:
                                      spot=r.spot_terms, hooks=r.carry.hooks if r.carry else None)
                     for r, i in pairs}
         self.s.registry.register_all([i for _, i in pairs], f"migration {self.mid} wave {self.wave}", profiles)
+        if self.reverting:  # a revert's on-demand instances are its own until it ends: no other migration plans them
+            self.s.locks.acquire(self.mid, [i for _, i in pairs], self._now())
         now = iso(self._now())
         for record, instance_id in pairs:
             record.attempts += group.tried.pop(record.instance_id, [])
@@ -486,9 +508,8 @@ class _WaveStep:
     def _retire_originals(self, ids: list[str]) -> None:
         """Tagged first: only what this migration stopped is ever retired (domain/retention.py). A
         revert's Spot originals are not stopped (EC2 cannot stop a one-time Spot instance): they run
-        on out of service until the revert ends (domain/revert.py)."""
+        on out of service, marked retired since their launch, until the revert ends (domain/revert.py)."""
         if self.reverting:
-            self.s.fleet.tag_all(ids, {RETIRED_BY_TAG: self.mid})
             return
         self.s.fleet.tag_all(ids, {STOPPED_BY_TAG: self.mid})
         self.s.fleet.stop(ids)

@@ -3,8 +3,9 @@
 Each run reads what it needs at once: one DescribeInstances by tag for the running on-demand
 fallbacks (`Fleet.fallbacks`), then by key their replacement claims, the migration records that
 follow them and the locks of the migrations that may hold them. A fallback old enough, followed
-on-demand by a migrated record that no migration holds, whose VPC has a healthy Spot pool, goes
-back to Spot in two phases, each of which a later run resumes where a run stopped:
+on-demand by a migrated record that no migration holds, not moved with its disks (a stateful
+move's on-demand successor holds them: left alone, reason "stateful"), whose VPC has a healthy Spot
+pool, goes back to Spot in two phases, each of which a later run resumes where a run stopped:
 
 1. *Joining* (the claim of the fallback's replacement, status "launching" then "launched"): the
    same per-instance claim the interruption handler takes (so a second run, or an event, never
@@ -44,10 +45,12 @@ from ..domain.fallbacks import (
     NO_HEALTHY_POOL,
     NOT_HEALTHY_YET,
     RETURN_KIND,
+    STATEFUL,
     LeftAlone,
     ReturnedFallback,
     ReturnReport,
     is_held,
+    is_stateful,
     launch_subnets,
     monthly_saving,
     price_cap,
@@ -222,6 +225,8 @@ class ReturnFallbacks:
         if claim.get("kind") != RETURN_KIND:
             return CLAIMED  # by an interruption's handling
         if claim.get("status") == "swapped":
+            if is_stateful(fallback, record):
+                return STATEFUL  # it holds the disks: never terminated for a Spot instance from the image
             leaving.append(Leaving(fallback, claim, resumed=True))
             return None
         if is_unfinished(claim) and record is not None:

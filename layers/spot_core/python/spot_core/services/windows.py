@@ -23,6 +23,7 @@ from ..domain.clock import Clock, iso
 from ..domain.errors import MigrationConflict
 from ..domain.outcomes import has_ended
 from ..domain.request import MigrationRequest, RevertMigration, Selector, StartMigration
+from ..domain.tags import OPT_IN_TAG, REVERTED_BY_TAG
 from ..domain.windows import OnDemandWindow, WindowAction, schedule_name
 from ..ports import MigrationRepository, PlanRepository, Schedules
 from .migrations import Migrations
@@ -70,10 +71,12 @@ class Windows:
             return None
         source = self.migrations.get(owner)
         state = dict(source.get("windows_state") or {})
-        if state.get("pending") == {"after": finished_id, "action": "close"}:
+        pending = self._settle(state)
+        if pending == {"after": finished_id, "action": "close"}:
             return self._close(owner, source, state, state.get("open") or "", state.get("pending_at") or "")
-        if state.get("pending") == {"after": finished_id, "action": "open"}:
+        if pending == {"after": finished_id, "action": "open"}:
             return self._open(owner, source, state, state.get("pending_window") or "", state.get("pending_at") or "")
+        self._save(owner, state)
         return None
 
     # --- a schedule fired ---------------------------------------------------------------------
@@ -84,18 +87,47 @@ class Windows:
         if window not in {w.name for w in request.windows}:
             return None  # a schedule of a window the migration no longer has
         state = dict(item.get("windows_state") or {})
+        self._settle(state)
         if action == "open":
             return self._open(migration_id, item, state, window, scheduled_time)
         return self._close(migration_id, item, state, window, scheduled_time)
 
+    def _settle(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """What ended since the last look: a return that completed holds the instances now; one that
+        did not leaves the window open (its next end returns them again); a revert that did not
+        complete closes its window (nothing went on-demand). The pending step, taken off the state."""
+        returning = state.get("returning")
+        if returning:
+            ended = self._ended(returning)
+            if ended is not None:
+                state.update(returning=None, **({"open": None, "current": returning} if ended == "completed" else {}))
+        elif state.get("open"):
+            ended = self._ended(state.get("revert_id") or "")
+            if ended not in (None, "completed"):
+                state["open"] = None
+                self._note(state, f"revert {state.get('revert_id')} ended {ended}: nothing went on-demand, nothing "
+                                  "to return")
+        pending = state.get("pending")
+        state["pending"] = None
+        return pending if isinstance(pending, dict) else None
+
+    def _ended(self, migration_id: str) -> str | None:
+        """How a window's revert or return ended (None: it has not). One refused before it wrote
+        anything has no item and no running execution."""
+        item = self.migrations.get_many([migration_id], consistent=True).get(migration_id)
+        if item is not None:
+            return str(item.get("status")) if has_ended(item) else None
+        execution = self.operator.executions.describe(migration_id)
+        return None if execution is not None and execution.get("status") == "RUNNING" else "failed"
+
     def _open(self, migration_id: str, item: Mapping[str, Any], state: dict[str, Any], window: str,
               at: str) -> str | None:
-        if state.get("open"):  # this window's revert already started, or another window holds them on-demand
+        if state.get("open") and not state.get("returning"):  # its revert started, or another window's holds them
+            self._save(migration_id, state)
             return None
-        current = state.get("current") or migration_id
-        holder = self.migrations.get(current)
-        if not has_ended(holder):  # the last return is still moving them: open once it completes
-            self._save(migration_id, state, pending={"after": current, "action": "open"}, pending_window=window,
+        moving = state.get("returning") or (state.get("current") or migration_id)
+        if self._ended(moving) is None:  # the last return (or the migration) still moves them: once it ends
+            self._save(migration_id, state, pending={"after": moving, "action": "open"}, pending_window=window,
                        pending_at=at)
             return None
         revert_id = _occurrence_id(migration_id, window, at, "open")
@@ -104,53 +136,45 @@ class Windows:
                                quality=request.quality, approval={"auto_approve": True},
                                wave_success_ratio=request.wave_success_ratio)
         try:
-            start = self.operator.revert_request(current, body)
+            start = self.operator.revert_request(state.get("current") or migration_id, body)
         except MigrationConflict as refused:  # the holder did not complete: nothing is on Spot to revert
-            self._save(migration_id, state, pending=None, note=f"{window} opened at {at}: nothing to revert "
-                       f"({refused})")
+            self._save(migration_id, state, note=f"{window} opened at {at}: nothing to revert ({refused})")
             return None
         self.operator.start(start.model_copy(update={"window_of": migration_id}))
-        self._save(migration_id, state, open=window, revert_id=revert_id, pending=None,
-                   note=f"{window} opened at {at}: revert {revert_id}")
+        self._save(migration_id, state, open=window, revert_id=revert_id, note=f"{window} opened at {at}: revert "
+                   f"{revert_id}")
         return revert_id
 
     def _close(self, migration_id: str, item: Mapping[str, Any], state: dict[str, Any], window: str,
                at: str) -> str | None:
         revert_id = state.get("revert_id")
-        if state.get("open") != window or not revert_id:
-            return None  # never opened (or closed already)
-        revert = self.migrations.get_many([revert_id], consistent=True).get(revert_id) or {}
-        if not has_ended(revert):  # still moving them to on-demand: return once it completes
-            self._save(migration_id, state, pending={"after": revert_id, "action": "close"}, pending_at=at)
+        if state.get("open") != window or not revert_id or state.get("returning"):
+            self._save(migration_id, state)  # not open (never, or its revert did not complete), or returning now
             return None
-        on_demand = self._on_demand(revert_id, revert)
-        if not on_demand:
-            self._save(migration_id, state, open=None, pending=None,
-                       note=f"{window} closed at {at}: revert {revert_id} ended {revert.get('status')}; nothing "
-                            "to return")
+        if self._ended(revert_id) is None:  # still moving them to on-demand: return once it completes
+            self._save(migration_id, state, pending={"after": revert_id, "action": "close"}, pending_at=at)
             return None
         return_id = _occurrence_id(migration_id, window, at, "close")
         request = MigrationRequest.model_validate(item.get("request") or {})
+        # the revert's on-demand instances as they are then (one terminated or opted out since is not asked for)
+        selector = Selector(tags={REVERTED_BY_TAG: revert_id, OPT_IN_TAG: "true"})
         start = StartMigration.model_validate({
             **request.model_dump(exclude={"selector", "windows", "revert", "approval", "window_of"}),
-            "migration_id": return_id, "selector": Selector(instance_ids=on_demand).model_dump(),
-            "approval": {"auto_approve": True}, "window_of": migration_id})
+            "migration_id": return_id, "selector": selector.model_dump(), "approval": {"auto_approve": True},
+            "window_of": migration_id})
         self.operator.start(start)
-        self._save(migration_id, state, open=None, current=return_id, return_id=return_id, pending=None,
+        self._save(migration_id, state, returning=return_id, return_id=return_id,
                    note=f"{window} closed at {at}: return to Spot {return_id}")
         return return_id
-
-    def _on_demand(self, revert_id: str, revert: Mapping[str, Any]) -> list[str]:
-        """The on-demand instances a completed revert runs (none unless it completed)."""
-        if revert.get("status") != "completed":
-            return []
-        return sorted(r.replacement for r in self.plans.records(revert_id) if r.status == "migrated")
 
     def _save(self, migration_id: str, state: dict[str, Any], note: str | None = None, **changes: Any) -> None:
         state.update(changes)
         if note:
-            state["history"] = [*state.get("history", []), {"at": iso(self.clock.now()), "note": note}][-HISTORY_KEPT:]
+            self._note(state, note)
         self.migrations.update(migration_id, windows_state=state)
+
+    def _note(self, state: dict[str, Any], note: str) -> None:
+        state["history"] = [*state.get("history", []), {"at": iso(self.clock.now()), "note": note}][-HISTORY_KEPT:]
 
 
 def _occurrence_id(migration_id: str, window: str, scheduled_time: str, action: WindowAction) -> str:

@@ -74,6 +74,16 @@ def test_an_on_demand_launch_has_no_spot_terms(ec2):
                             "token")
 
 
+def test_an_on_demand_launch_keeps_the_hibernation_its_original_was_launched_with(ec2):
+    client, stubber = ec2  # a revert's on-demand instance of an original launched with hibernation
+    stubber.add_response("run_instances", LAUNCHED, {
+        "ImageId": ANY, "InstanceType": ANY, "MinCount": 1, "MaxCount": 1, "SubnetId": ANY, "SecurityGroupIds": ANY,
+        "TagSpecifications": ANY, "EbsOptimized": ANY, "Monitoring": ANY, "ClientToken": "token",
+        "HibernationOptions": {"Configured": True}})
+    hibernating = replace(SPEC.settings, hibernation=True)
+    Ec2Fleet(client).launch(replace(SPEC, market="on-demand", settings=hibernating), "token")
+
+
 def test_a_max_price_below_the_spot_price_is_a_capacity_refusal_so_the_next_pool_is_tried(ec2):
     client, stubber = ec2
     stubber.add_client_error("run_instances", "SpotMaxPriceTooLow", "Your Spot request price of 0.01 is lower than "

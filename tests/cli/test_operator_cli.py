@@ -246,6 +246,32 @@ def test_revert_moves_a_completed_migration_back_to_on_demand_and_migrate_return
     assert code == 0 and status(capsys, "cli-return")["status"] == "completed"
 
 
+def test_an_interruption_calls_the_webhook_kept_in_secrets_manager_and_never_shows_its_url(service, capsys):
+    from spotctl.backend import connect
+    from spotctl.local.webhooks import WebhookReceiver
+
+    backend = connect(local=True, stack="SpotMigration", region=None, start_local=False)
+    spot = next(e.replacement_id for e in backend.migrations.plan("cli-return").items if e.status == "migrated")
+    secret_path = "/hooks/T0CLI/s3cr3t-t0k3n"
+    with WebhookReceiver() as receiver:  # the owner's endpoint, on this machine
+        secrets = backend.client("secretsmanager")
+        secrets.create_secret(Name="spot-migration/cli", SecretString=receiver.url(secret_path))
+        backend.client("ec2").create_tags(Resources=[spot], Tags=[
+            {"Key": "spot-migration:webhook", "Value": "secretsmanager:spot-migration/cli"}])
+        code, out, _ = run(capsys, "simulate-interruption", spot, "--json")
+
+    assert code == 0
+    result = json.loads(out)["deliveries"][0]["result"]
+    assert result["action"] == "replaced"
+    [call] = receiver.calls
+    assert call.path == secret_path and call.body["event"]["kind"] == "interruption"
+    assert call.body["instance"]["id"] == spot and call.body["replacement"]
+    code, notifications, _ = run(capsys, "local", "notifications", "--json")
+    log = (daemon.home() / "local.log").read_text()
+    for seen in (out, notifications, log):
+        assert "s3cr3t-t0k3n" not in seen and f"127.0.0.1:{receiver.port}" not in seen
+
+
 def test_local_status_and_help(service, capsys):
     code, out, _ = run(capsys, "local", "status")
     assert code == 0 and f"pid {service['pid']}" in out

@@ -138,6 +138,8 @@ def run_instances_request(spec: LaunchSpec, client_token: str, count: int = 1) -
         request["TagSpecifications"].append({"ResourceType": "spot-instances-request", "Tags": tags})
         if spec.interruption_behavior == "hibernate":  # EC2 hibernates only an instance launched for it
             request["HibernationOptions"] = {"Configured": True}
+    elif settings.hibernation:  # on-demand (a revert's, a fallback): as the instance it replaces was launched
+        request["HibernationOptions"] = {"Configured": True}
     if settings.key_name:
         request["KeyName"] = settings.key_name
     if settings.instance_profile_arn:

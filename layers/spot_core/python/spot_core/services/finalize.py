@@ -133,10 +133,11 @@ class Finalize:
             raise RuntimeError("Finalize needs the fleet to end a revert")
         self.fleet.cancel_spot_requests(list(by_spot))
         self.fleet.terminate(list(by_spot))
-        followed = [s for s in self.plans.records(source_id) if s.replacement_id in by_spot]
-        for source in [s for s in followed if s.reverted_by != migration_id]:
+        following = [s for s in self.plans.records(source_id)
+                     if s.replacement_id in by_spot and s.reverted_by != migration_id]
+        for source in following:
             source.revert_done(migration_id, by_spot[source.replacement])
-            self.plans.put_record(source_id, source)
+        self.plans.put_records(source_id, following)  # in batches
 
     def release(self, migration_id: str, outcome: str, records: list[InstanceRecord] | None = None) -> int:
         """Give back the migration's instance locks; after a rollback, the instances it touched

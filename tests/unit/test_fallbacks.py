@@ -11,12 +11,12 @@ from spot_core.domain.fallbacks import (
     TOO_YOUNG,
     is_fallback,
     is_stateful,
-    launch_subnets,
     price_cap,
     return_pools,
     why_left_alone,
 )
 from spot_core.domain.instances import Instance
+from spot_core.domain.interruptions import launch_subnets
 from spot_core.domain.locks import InstanceLock
 from spot_core.domain.plan import InstanceRecord
 from spot_core.domain.pricing import SpotPriceStat

@@ -28,7 +28,7 @@ from .plan import InstanceRecord, Pool
 from .pools import PoolKey, candidate_types, order_pools, priced_pools
 from .pricing import HOURS_PER_MONTH, SpotPriceStat
 from .spot_options import SpotTerms
-from .tags import MIGRATION_ID_TAG, REPLACES_TAG, SUCCEEDS_TAG, is_managed
+from .tags import SUCCEEDS_TAG, is_managed
 
 FallbackReturn = Literal["on", "off"]
 DEFAULT_MIN_AGE_SECONDS = 3600
@@ -60,12 +60,6 @@ def is_fallback(instance: Instance) -> bool:
     """A running on-demand instance the interruption handler launched for an interrupted one."""
     return (instance.state == "running" and instance.lifecycle is None and is_managed(instance.tags)
             and SUCCEEDS_TAG in instance.tags)
-
-
-def record_key(instance: Instance) -> tuple[str, str] | None:
-    """(migration id, original) of the migration record the instance's tags say it serves."""
-    migration_id, original = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
-    return (migration_id, original) if migration_id and original else None
 
 
 def why_left_alone(instance: Instance, record: InstanceRecord | None, locks: Mapping[str, InstanceLock],
@@ -114,13 +108,6 @@ def return_pools(instance_type: str, zones: Collection[str], prices: Mapping[Poo
         return []
     pools = priced_pools(candidate_types(instance_type), sorted(zones), prices, exclude=recent)
     return order_pools([p for p in pools if p.spot_hourly < cap], prefer_type=instance_type)
-
-
-def launch_subnets(instance: Instance, vpc_subnets: Mapping[str, str]) -> dict[str, str]:
-    """zone -> subnet a replacement of `instance` launches in: its own subnet in its own zone, the
-    VPC's elsewhere (the interruption handler's rule)."""
-    return {instance.availability_zone: instance.subnet_id or "",
-            **{z: s for z, s in vpc_subnets.items() if z != instance.availability_zone}}
 
 
 def monthly_saving(on_demand_hourly: float, spot_hourly: float) -> float:

@@ -19,7 +19,7 @@ from .instances import Instance, Market
 from .plan import InstanceRecord, TargetRef
 from .pricing import HOURS_PER_MONTH
 from .spot_options import SpotTerms
-from .tags import ON_REBALANCE_TAG, RETIRED_BY_TAG, is_group_member, is_managed
+from .tags import MIGRATION_ID_TAG, ON_REBALANCE_TAG, REPLACES_TAG, RETIRED_BY_TAG, is_group_member, is_managed
 
 NoticeKind = Literal["interruption", "rebalance", "state-change"]
 KIND_LABELS: dict[str, str] = {"interruption": "interruption warning", "rebalance": "rebalance recommendation",
@@ -243,3 +243,16 @@ def follow_record(before: RecordRef, interrupted_id: str, replacement_id: str, i
     monthly = round((after.hourly - before.hourly) * HOURS_PER_MONTH, 2)
     fallbacks = int(after.market == "on-demand") - int(before.market == "on-demand")
     return RecordFollow(before.migration_id, before.original_id, interrupted_id, fields, note, monthly, fallbacks)
+
+
+def record_key(instance: Instance) -> tuple[str, str] | None:
+    """(migration id, original) of the migration record the instance's tags say it serves."""
+    migration_id, original = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
+    return (migration_id, original) if migration_id and original else None
+
+
+def launch_subnets(instance: Instance, vpc_subnets: Mapping[str, str]) -> dict[str, str]:
+    """zone -> subnet a replacement of `instance` launches in: its own subnet in its own zone, the
+    VPC's elsewhere (the interruption handler's rule)."""
+    return {instance.availability_zone: instance.subnet_id or "",
+            **{z: s for z, s in vpc_subnets.items() if z != instance.availability_zone}}

@@ -66,8 +66,10 @@ from ..domain.interruptions import (
     holder_alive,
     is_stale,
     is_unfinished,
+    launch_subnets,
     left_stopped,
     rebalance_policy,
+    record_key,
     taken_back,
     why_ignored,
 )
@@ -541,7 +543,7 @@ class Interruptions:
 
     def _record_of(self, instance: Instance) -> InstanceRecord | None:
         """The migration record naming `instance` as the replacement of its original, read once by key."""
-        key = _record_key(instance)
+        key = record_key(instance)
         if key is None:
             return None
         if key not in self._records:
@@ -550,7 +552,7 @@ class Interruptions:
         return record if record is not None and record.replacement_id == instance.instance_id else None
 
     def _record_ref(self, instance: Instance) -> RecordRef | None:
-        key, record = _record_key(instance), self._record_of(instance)
+        key, record = record_key(instance), self._record_of(instance)
         return RecordRef.of(key[0], record) if key and record else None
 
     def _spot_terms(self, instance: Instance, profile: LaunchProfile | None) -> SpotTerms:
@@ -617,9 +619,7 @@ class Interruptions:
     def _launch(self, instance: Instance, token: str, user_data: str | None, terms: SpotTerms) -> Replacement:
         """In the first pool that serves (within the max price); on-demand in the original pool when
         no Spot pool does. A Spot replacement keeps the interrupted instance's Spot terms."""
-        subnets = {instance.availability_zone: instance.subnet_id or "",
-                   **{z: s for z, s in self._subnets(instance.vpc_id or "").items()
-                      if z != instance.availability_zone}}
+        subnets = launch_subnets(instance, self._subnets(instance.vpc_id or ""))
         types = candidate_types(instance.instance_type)
         prices = self.spot_prices.statistics(types, self.clock.now(), PRICE_LOOKBACK_HOURS)
         pools = interruption_pools(instance.instance_type, instance.availability_zone, subnets, prices,
@@ -655,12 +655,6 @@ class Interruptions:
 
     def _notify(self, instance_id: str, event: str, headline: str) -> None:
         self.notifier.publish(instance_id, event, headline, [], {"instance_id": instance_id})
-
-
-def _record_key(instance: Instance) -> tuple[str, str] | None:
-    """(migration id, original) of a migration's replacement (or of its interruption replacements)."""
-    migration_id, original = instance.tags.get(MIGRATION_ID_TAG), instance.tags.get(REPLACES_TAG)
-    return (migration_id, original) if migration_id and original else None
 
 
 def _profile(claim: Claim) -> LaunchProfile | None:

@@ -51,10 +51,8 @@ from ..domain.fallbacks import (
     ReturnReport,
     is_held,
     is_stateful,
-    launch_subnets,
     monthly_saving,
     price_cap,
-    record_key,
     return_pools,
     why_left_alone,
 )
@@ -67,6 +65,8 @@ from ..domain.interruptions import (
     follow_record,
     holder_alive,
     is_unfinished,
+    launch_subnets,
+    record_key,
 )
 from ..domain.locks import InstanceLock
 from ..domain.plan import InstanceRecord, Pool, TargetGroups, TargetRef, group_by_target_group

@@ -40,36 +40,29 @@ def add_request_flags(p: argparse.ArgumentParser) -> None:
 
 def build_request(args: argparse.Namespace, outputs: dict, dry_run: bool):
     """The migration request from --request FILE and the flags (flags win)."""
-    from pydantic import ValidationError
-
     from spot_core.domain.request import StartMigration
 
     body = _request_file(args.request)
     _select(_section(body, "selector"), args)
-    if args.waves:
-        body["waves"] = _numbers(args.waves, float, "--waves")
-    if args.bake:
-        body["bake_seconds"] = _numbers(args.bake, int, "--bake")
+    _rollout(body, args)
     _quality(_section(body, "quality"), args, outputs)
-    _approval(_section(body, "approval"), args)
     if args.min_savings is not None:
         body["min_savings_pct"] = args.min_savings
     body["dry_run"] = dry_run or body.get("dry_run", False)
-    if args.id:
-        body["migration_id"] = args.id
-    try:
-        return StartMigration.model_validate(body)
-    except ValidationError as exc:
-        raise UsageError(f"invalid migration request: {_problems(exc)}") from None
+    return _validated(StartMigration, body, "migration")
 
 
 def build_revert(args: argparse.Namespace):
     """The revert request from the flags (`spotctl revert`)."""
-    from pydantic import ValidationError
-
     from spot_core.domain.request import RevertMigration
 
     body: dict[str, Any] = {"instance_ids": args.instance_id or []}
+    _rollout(body, args)
+    return _validated(RevertMigration, body, "revert")
+
+
+def _rollout(body: dict[str, Any], args: argparse.Namespace) -> None:
+    """What `migrate` and `revert` share: waves, bakes, approval, the id."""
     if args.waves:
         body["waves"] = _numbers(args.waves, float, "--waves")
     if args.bake:
@@ -77,10 +70,15 @@ def build_revert(args: argparse.Namespace):
     _approval(_section(body, "approval"), args)
     if args.id:
         body["migration_id"] = args.id
+
+
+def _validated(model: Any, body: dict[str, Any], what: str):
+    from pydantic import ValidationError
+
     try:
-        return RevertMigration.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
-        raise UsageError(f"invalid revert request: {_problems(exc)}") from None
+        raise UsageError(f"invalid {what} request: {_problems(exc)}") from None
 
 
 def _request_file(path: str | None) -> dict[str, Any]:
